@@ -1,0 +1,249 @@
+//! `Actor`: one long-lived actor, hosted by exactly one live worker of its pool.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Condition, DNS_LABEL_PATTERN, DURATION_PATTERN, SCHEDULE_RULE};
+
+/// An Actor is one long-lived actor of a registered behaviour, run by a worker of its pool.
+///
+/// The operator places it on one live worker and records the placement in status; the worker
+/// starts it with its config, restarts it per its restart policy and reports its runtime state.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "troupe.dev",
+    version = "v1alpha1",
+    kind = "Actor",
+    namespaced,
+    status = "ActorStatus",
+    shortname = "act",
+    category = "troupe",
+    derive = "PartialEq",
+    printcolumn(name = "Pool", type_ = "string", json_path = ".spec.pool", description = "The pool whose workers host this actor"),
+    printcolumn(name = "Behavior", type_ = "string", json_path = ".spec.behavior", description = "The registered actor type"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Where the actor is in its life"),
+    printcolumn(name = "Worker", type_ = "string", json_path = ".status.worker", description = "The worker pod hosting the actor"),
+    printcolumn(name = "Revision", type_ = "string", json_path = ".status.revision", description = "The pool revision of that worker"),
+    printcolumn(name = "Restarts", type_ = "integer", json_path = ".status.restarts", description = "Restarts of the actor"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    selectable = ".spec.pool"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ActorSpec {
+    /// The ActorPool, in the same namespace, whose workers host this actor. It cannot be changed
+    /// once set: delete and re-create the actor to move it to another pool.
+    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "spec.pool is immutable: delete and re-create the Actor to move it to another pool"}
+    ]))]
+    pub pool: String,
+
+    /// The name of an actor type registered in the pool's worker image (for the default worker:
+    /// echo, counter, scheduled, pipeline-stage, flaky). A name the worker does not know makes the
+    /// actor Failed with reason UnknownBehavior.
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"))]
+    pub behavior: String,
+
+    /// Free-form configuration handed to the actor when it starts. A change restarts the actor
+    /// with the new configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::common::free_form_object_schema")]
+    pub config: Option<serde_json::Map<String, serde_json::Value>>,
+
+    /// Sends the actor a tick on a schedule: `every 30s` (units ms, s, m, h, d), a cron macro such
+    /// as `@hourly`, or a cron expression with 5 to 7 fields (`0 */2 * * *`). Times are UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": SCHEDULE_RULE, "message": "schedule must be 'every <n><unit>' (units ms, s, m, h, d), a cron macro such as @hourly, or a cron expression of 5 to 7 fields such as '0 */2 * * *'"}
+    ]))]
+    pub schedule: Option<String>,
+
+    /// Stops the actor and keeps it stopped (phase Paused) until set back to false. Messages sent
+    /// to a paused actor are refused with 409.
+    #[serde(default)]
+    pub paused: bool,
+
+    /// Change this value (any string, e.g. a timestamp) to deliver one tick to the actor now, as
+    /// `kubectl troupe trigger` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub trigger: Option<String>,
+
+    /// How the worker restarts the actor when it stops or fails.
+    #[serde(default)]
+    pub restart_policy: RestartPolicySpec,
+
+    /// Pauses the actor after a run of consecutive failed messages or ticks, and says so in its
+    /// status (condition CircuitOpen). Unset: no circuit breaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreakerSpec>,
+}
+
+/// When an actor is restarted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RestartPolicy {
+    /// Restart whenever the actor stops, whether it failed or finished.
+    #[default]
+    Always,
+    /// Restart only when the actor failed (panicked or returned an error from start).
+    OnFailure,
+    /// Never restart: a failed actor stays Failed.
+    Never,
+}
+
+/// How the worker restarts the actor, with limits so a crashing actor cannot spin.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.backoff) || !has(self.backoff.initial) || !has(self.backoff.max) || duration(self.backoff.initial) <= duration(self.backoff.max)",
+     "message": "restartPolicy.backoff.initial must not exceed restartPolicy.backoff.max"}
+]))]
+pub struct RestartPolicySpec {
+    /// Always, OnFailure or Never.
+    #[serde(default)]
+    pub policy: RestartPolicy,
+    /// At most this many restarts within `window`; one more makes the actor Failed with reason
+    /// RestartLimitExceeded.
+    #[serde(default = "default_max_restarts")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub max_restarts: i32,
+    /// The sliding window over which restarts are counted.
+    #[serde(default = "default_restart_window")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub window: String,
+    /// Exponential backoff between restarts.
+    #[serde(default)]
+    pub backoff: RestartBackoff,
+}
+
+impl Default for RestartPolicySpec {
+    fn default() -> Self {
+        Self {
+            policy: RestartPolicy::default(),
+            max_restarts: default_max_restarts(),
+            window: default_restart_window(),
+            backoff: RestartBackoff::default(),
+        }
+    }
+}
+
+fn default_max_restarts() -> i32 {
+    5
+}
+fn default_restart_window() -> String {
+    "10m".into()
+}
+
+/// Exponential backoff: the first restart waits `initial`, each next one twice as long, up to `max`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartBackoff {
+    /// The delay before the first restart.
+    #[serde(default = "default_backoff_initial")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub initial: String,
+    /// The longest delay between two restarts.
+    #[serde(default = "default_backoff_max")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub max: String,
+}
+
+impl Default for RestartBackoff {
+    fn default() -> Self {
+        Self {
+            initial: default_backoff_initial(),
+            max: default_backoff_max(),
+        }
+    }
+}
+
+fn default_backoff_initial() -> String {
+    "1s".into()
+}
+fn default_backoff_max() -> String {
+    "1m".into()
+}
+
+/// Pause the actor after N consecutive failures.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CircuitBreakerSpec {
+    /// How many consecutive failed messages or ticks open the circuit (pause the actor).
+    #[schemars(range(min = 1, max = 10000))]
+    pub consecutive_failures: i32,
+}
+
+/// Where an actor is in its life.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+pub enum ActorPhase {
+    /// Not placed yet: no live worker of its pool, or the pool does not exist.
+    #[default]
+    Pending,
+    /// Assigned to a worker, which has not picked it up yet.
+    Placed,
+    /// The worker is starting it (or restarting it after a backoff).
+    Starting,
+    /// Running and taking messages.
+    Running,
+    /// Stopped on purpose: `spec.paused`, or an open circuit breaker.
+    Paused,
+    /// Stopped and not restarted: restart policy, restart limit, or an unknown behaviour.
+    Failed,
+    /// Being moved to another worker (rollout, scale-down, rebalancing).
+    Migrating,
+}
+
+impl ActorPhase {
+    /// Every phase, in life order; used for counts by phase.
+    pub const ALL: [ActorPhase; 7] = [
+        ActorPhase::Pending,
+        ActorPhase::Placed,
+        ActorPhase::Starting,
+        ActorPhase::Running,
+        ActorPhase::Paused,
+        ActorPhase::Failed,
+        ActorPhase::Migrating,
+    ];
+}
+
+/// What the operator and the worker observe of an actor. The operator owns the placement fields
+/// (worker, revision); the worker owns the runtime fields. Both write with server-side apply under
+/// their own field managers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActorStatus {
+    /// Pending, Placed, Starting, Running, Paused, Failed or Migrating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<ActorPhase>,
+    /// The worker pod the actor is placed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// The pool revision (pod template hash) of that worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// How many times the worker restarted the actor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<i32>,
+    /// Messages and ticks the actor has handled since it was placed on its current worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_processed: Option<i64>,
+    /// The last error the actor reported, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the phase last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// When the actor last started on its worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Standard conditions: Placed, Ready, CircuitOpen, and SpecValid for what the schema cannot check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,101 @@
+//! Names and schema pieces shared by both kinds: the API group, well-known labels, the patterns
+//! that the schema enforces, and the schema of an embedded pod template.
+
+use schemars::{Schema, SchemaGenerator, json_schema};
+
+/// The API group of every Troupe kind.
+pub const GROUP: &str = "troupe.dev";
+/// The API version of every Troupe kind.
+pub const VERSION: &str = "v1alpha1";
+
+/// Labels and annotations Troupe sets or reads. Keep them stable: users select on them.
+pub mod labels {
+    /// The pool a worker pod, Deployment or Lease belongs to.
+    pub const POOL: &str = "troupe.dev/pool";
+    /// The pool revision (hash of the pod template) a worker runs.
+    pub const REVISION: &str = "troupe.dev/revision";
+    /// On an Actor: the worker pod it is placed on. Workers watch only the Actors carrying their
+    /// own pod name here.
+    pub const WORKER: &str = "troupe.dev/worker";
+    /// Marks objects managed by Troupe.
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    /// The value of [`MANAGED_BY`].
+    pub const MANAGER: &str = "troupe-operator";
+}
+
+/// A Kubernetes object name usable as a label value (DNS-1123 label).
+pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
+/// A duration as Go and Kubernetes write them: one or more number+unit pairs, e.g. `30s`, `1m30s`,
+/// `500ms`, `2h`. Units: ms, s, m, h.
+pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
+
+/// An actor schedule: `every <n><unit>` (units ms, s, m, h, d), a cron macro (`@hourly`, `@daily`,
+/// `@weekly`, `@monthly`, `@yearly`), or a cron expression of 5 to 7 space-separated fields.
+pub const SCHEDULE_PATTERN: &str = r"^(every [1-9][0-9]*(ms|s|m|h|d)|@(hourly|daily|weekly|monthly|yearly|annually)|[0-9*?/,LW#A-Za-z-]+( +[0-9*?/,LW#A-Za-z-]+){4,6})$";
+
+/// The CEL rule checking [`SCHEDULE_PATTERN`]: a CEL rule (unlike a bare `pattern`) lets the API
+/// server answer with a message a person can act on.
+pub const SCHEDULE_RULE: &str = r"self.matches('^(every [1-9][0-9]*(ms|s|m|h|d)|@(hourly|daily|weekly|monthly|yearly|annually)|[0-9*?/,LW#A-Za-z-]+( +[0-9*?/,LW#A-Za-z-]+){4,6})$')";
+
+/// The schema of an embedded pod template.
+///
+/// The full PodTemplateSpec schema is several hundred kilobytes; embedded verbatim it would make
+/// the CRD too large for client-side `kubectl apply` (262 KiB annotation limit). So, like many
+/// operators, Troupe checks the parts it relies on (at least one container, each with a name and
+/// an image) and preserves the rest as given; the Deployment built from it is validated by the API
+/// server when the operator applies it.
+pub fn pod_template_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "description": "The pod template of the pool's workers, as in a Deployment: the worker image, its command, env, resources, probes and so on. A change to it is a new revision and starts a rollout.",
+        "required": ["spec"],
+        "properties": {
+            "metadata": {
+                "type": "object",
+                "description": "Labels and annotations added to every worker pod.",
+                "properties": {
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "annotations": {"type": "object", "additionalProperties": {"type": "string"}}
+                }
+            },
+            "spec": {
+                "type": "object",
+                "description": "The worker pod's spec (core/v1 PodSpec).",
+                "required": ["containers"],
+                "x-kubernetes-preserve-unknown-fields": true,
+                "properties": {
+                    "containers": {
+                        "type": "array",
+                        "description": "The pod's containers; the first one is the worker.",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "image"],
+                            "x-kubernetes-preserve-unknown-fields": true,
+                            "properties": {
+                                "name": {"type": "string", "minLength": 1, "maxLength": 63},
+                                "image": {"type": "string", "minLength": 1}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The schema of free-form actor configuration: any JSON object, kept as given.
+pub fn free_form_object_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "description": "Free-form configuration handed to the actor when it starts. At most 64 top-level keys; the whole Actor must stay under the API server's 1.5 MiB object limit.",
+        "maxProperties": 64,
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// A standard condition type, `metav1.Condition`, re-exported so users of this crate need not
+/// depend on k8s-openapi for it.
+pub type Condition = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+

@@ -1,0 +1,1 @@
+//! Local control plane and end-to-end suite.

