@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# The local control plane: etcd + upstream apiextensions-apiserver + discovery front + node agent.
+#
+#   e2e/cluster.sh up       start what is not running (idempotent), install stand-ins and our CRDs
+#   e2e/cluster.sh down     stop everything, pods included; leaves no process behind
+#   e2e/cluster.sh status   what runs, where
+#   e2e/cluster.sh env      print `export KUBECONFIG=…` for a shell
+#
+# Configurable by env, so that two runs can coexist:
+#   TROUPE_CLUSTER_DIR (default .local/cluster in the repo), TROUPE_ETCD_PORT (23790),
+#   TROUPE_APISERVER_PORT (26443), TROUPE_FRONT_PORT (28080), TROUPE_NODE_PORT (28081),
+#   TROUPE_POD_SUBNET (127.0.10 — pods get 127.0.10.2, .3, …), TROUPE_CACHE (~/.cache/troupe).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+DIR=${TROUPE_CLUSTER_DIR:-$REPO/.local/cluster}
+ETCD_PORT=${TROUPE_ETCD_PORT:-23790}
+ETCD_PEER_PORT=$((ETCD_PORT + 1))
+API_PORT=${TROUPE_APISERVER_PORT:-26443}
+FRONT_PORT=${TROUPE_FRONT_PORT:-28080}
+NODE_PORT=${TROUPE_NODE_PORT:-28081}
+POD_SUBNET=${TROUPE_POD_SUBNET:-127.0.10}
+PROFILE_DIR=${TROUPE_TARGET_DIR:-$REPO/target/debug}
+
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+LOGS=$DIR/logs PIDS=$DIR/pids CERTS=$DIR/certs
+KUBECONFIG_PATH=$DIR/kubeconfig
+ADMIN_KUBECONFIG=$DIR/admin.kubeconfig
+
+log() { echo "[cluster] $*" >&2; }
+die() { echo "[cluster] ERROR: $*" >&2; exit 1; }
+
+running() { # name
+  local f=$PIDS/$1.pid
+  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+start() { # name command...
+  local name=$1; shift
+  if running "$name"; then return; fi
+  mkdir -p "$LOGS" "$PIDS"
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$PIDS/$name.pid"
+  log "started $name (pid $!, log $LOGS/$name.log)"
+}
+
+wait_for() { # name seconds check-command...
+  local name=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    running "$name" || { tail -n 30 "$LOGS/$name.log" >&2 || true; die "$name exited during start-up (log above, full log $LOGS/$name.log)"; }
+    [ $SECONDS -lt $deadline ] || { tail -n 30 "$LOGS/$name.log" >&2 || true; die "$name not ready after ${secs}s (log $LOGS/$name.log)"; }
+    sleep 0.2
+  done
+}
+
+make_certs() {
+  [ -f "$CERTS/admin.crt" ] && return
+  mkdir -p "$CERTS"
+  log "generating a CA, the server certificate and the admin client certificate"
+  (
+    cd "$CERTS"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=troupe-local-ca" \
+      -keyout ca.key -out ca.crt 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=troupe-local-apiserver" \
+      -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile server.ext -out server.crt 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=troupe-admin" \
+      -keyout admin.key -out admin.csr 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' >admin.ext
+    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile admin.ext -out admin.crt 2>/dev/null
+    rm -f ./*.csr ./*.ext
+  )
+}
+
+write_kubeconfigs() {
+  cat >"$ADMIN_KUBECONFIG" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: troupe-local-direct
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority: $CERTS/ca.crt
+users:
+- name: troupe-admin
+  user:
+    client-certificate: $CERTS/admin.crt
+    client-key: $CERTS/admin.key
+contexts:
+- name: troupe-local-direct
+  context: {cluster: troupe-local-direct, user: troupe-admin, namespace: default}
+current-context: troupe-local-direct
+EOF
+  cat >"$KUBECONFIG_PATH" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: troupe-local
+  cluster:
+    server: http://127.0.0.1:$FRONT_PORT
+users:
+- name: troupe-local
+  user: {}
+contexts:
+- name: troupe-local
+  context: {cluster: troupe-local, user: troupe-local, namespace: default}
+current-context: troupe-local
+EOF
+}
+
+localcp() { echo "$PROFILE_DIR/troupe-localcp"; }
+
+cmd_up() {
+  local t0=$SECONDS
+  BIN=$("$REPO/e2e/tools/install.sh" all | tail -n 1)
+  export PATH=$BIN:$PATH
+  [ -x "$(localcp)" ] || (cd "$REPO" && cargo build -q -p troupe-e2e -p troupe-worker --bins)
+  [ -x "$(localcp)" ] || die "$(localcp) is missing: run cargo build"
+  make_certs
+  write_kubeconfigs
+
+  start etcd "$BIN/etcd" --name troupe-local --data-dir "$DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "troupe-local=http://127.0.0.1:$ETCD_PEER_PORT" --log-level warn
+  wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+
+  start apiserver "$BIN/apiextensions-apiserver" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" --secure-port "$API_PORT" --bind-address 127.0.0.1 \
+    --tls-cert-file "$CERTS/server.crt" --tls-private-key-file "$CERTS/server.key" \
+    --client-ca-file "$CERTS/ca.crt" --authentication-skip-lookup \
+    --authentication-kubeconfig "$ADMIN_KUBECONFIG" --authorization-kubeconfig "$ADMIN_KUBECONFIG" \
+    --kubeconfig "$ADMIN_KUBECONFIG" \
+    --disable-admission-plugins NamespaceLifecycle,MutatingAdmissionPolicy,MutatingAdmissionWebhook,ValidatingAdmissionPolicy,ValidatingAdmissionWebhook
+  # /readyz stays red here (its informers wait for core APIs that this server does not have);
+  # /healthz plus a served CRD list is what "ready" means for this server.
+  wait_for apiserver 90 curl -sf --cacert "$CERTS/ca.crt" --cert "$CERTS/admin.crt" --key "$CERTS/admin.key" \
+    "https://127.0.0.1:$API_PORT/apis/apiextensions.k8s.io/v1/customresourcedefinitions?limit=1"
+
+  "$(localcp)" --admin-kubeconfig "$ADMIN_KUBECONFIG" stand-ins --etcd "http://127.0.0.1:$ETCD_PORT" \
+    >>"$LOGS/stand-ins.log" 2>&1 || { tail -n 20 "$LOGS/stand-ins.log" >&2; die "installing the stand-in CRDs failed"; }
+
+  start front "$(localcp)" --admin-kubeconfig "$ADMIN_KUBECONFIG" front --listen "127.0.0.1:$FRONT_PORT"
+  wait_for front 30 curl -sf "http://127.0.0.1:$FRONT_PORT/api"
+
+  if [ -x "$PROFILE_DIR/troupe-localcp" ] && "$(localcp)" --help 2>/dev/null | grep -q '^  node'; then
+    start node "$(localcp)" --admin-kubeconfig "$ADMIN_KUBECONFIG" node --listen "127.0.0.1:$NODE_PORT" \
+      --pod-subnet "$POD_SUBNET" --bin-dir "$PROFILE_DIR" --state-dir "$DIR/pods"
+    wait_for node 30 curl -sf "http://127.0.0.1:$NODE_PORT/healthz"
+  fi
+
+  KUBECONFIG=$KUBECONFIG_PATH kubectl apply --server-side --field-manager=troupe-cluster -f "$REPO/manifests/crds/" >/dev/null
+  KUBECONFIG=$KUBECONFIG_PATH kubectl wait --for=condition=Established --timeout=60s \
+    crd/actors.troupe.dev crd/actorpools.troupe.dev >/dev/null
+  log "up in $((SECONDS - t0))s"
+  cmd_status
+}
+
+stop() { # name
+  local f=$PIDS/$1.pid
+  [ -f "$f" ] || return 0
+  local pid; pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    log "stopped $1"
+  fi
+  rm -f "$f"
+}
+
+cmd_down() {
+  stop node
+  # Pods are started in their own process groups by the node agent; make sure none outlives it.
+  if [ -d "$DIR/pods" ]; then
+    for f in "$DIR"/pods/*.pid; do
+      [ -f "$f" ] || continue
+      kill -KILL -- "-$(cat "$f")" 2>/dev/null || kill -KILL "$(cat "$f")" 2>/dev/null || true
+      rm -f "$f"
+    done
+  fi
+  stop front
+  stop apiserver
+  stop etcd
+}
+
+cmd_status() {
+  for p in etcd apiserver front node; do
+    if running "$p"; then echo "  $p: running (pid $(cat "$PIDS/$p.pid"), log $LOGS/$p.log)"; else echo "  $p: stopped"; fi
+  done
+  echo "  kubeconfig: $KUBECONFIG_PATH   (kubectl via the front at http://127.0.0.1:$FRONT_PORT)"
+  echo "  admin kubeconfig: $ADMIN_KUBECONFIG   (TLS client certificate, straight to the API server)"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  env) echo "export KUBECONFIG=$KUBECONFIG_PATH"; echo "export PATH=${TROUPE_CACHE:-$HOME/.cache/troupe}/bin:\$PATH" ;;
+  clean) cmd_down; rm -rf "$DIR" ;;
+  *) echo "usage: $0 up|down|status|env|clean" >&2; exit 2 ;;
+esac
