@@ -9,7 +9,7 @@
 # Configurable by env, so that two runs can coexist:
 #   TROUPE_CLUSTER_DIR (default .local/cluster in the repo), TROUPE_ETCD_PORT (23790),
 #   TROUPE_APISERVER_PORT (26443), TROUPE_FRONT_PORT (28080), TROUPE_NODE_PORT (28081),
-#   TROUPE_POD_SUBNET (127.0.10 — pods get 127.0.10.2, .3, …), TROUPE_CACHE (~/.cache/troupe).
+#   TROUPE_POD_SUBNET (127.10 — pods get 127.10.0.2, 127.10.0.3, …), TROUPE_CACHE (~/.cache/troupe).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -20,7 +20,7 @@ ETCD_PEER_PORT=$((ETCD_PORT + 1))
 API_PORT=${TROUPE_APISERVER_PORT:-26443}
 FRONT_PORT=${TROUPE_FRONT_PORT:-28080}
 NODE_PORT=${TROUPE_NODE_PORT:-28081}
-POD_SUBNET=${TROUPE_POD_SUBNET:-127.0.10}
+POD_SUBNET=${TROUPE_POD_SUBNET:-127.10}
 PROFILE_DIR=${TROUPE_TARGET_DIR:-$REPO/target/debug}
 
 mkdir -p "$DIR"

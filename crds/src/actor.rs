@@ -21,13 +21,47 @@ use crate::common::{Condition, DNS_LABEL_PATTERN, DURATION_PATTERN, SCHEDULE_RUL
     shortname = "act",
     category = "troupe",
     derive = "PartialEq",
-    printcolumn(name = "Pool", type_ = "string", json_path = ".spec.pool", description = "The pool whose workers host this actor"),
-    printcolumn(name = "Behavior", type_ = "string", json_path = ".spec.behavior", description = "The registered actor type"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Where the actor is in its life"),
-    printcolumn(name = "Worker", type_ = "string", json_path = ".status.worker", description = "The worker pod hosting the actor"),
-    printcolumn(name = "Revision", type_ = "string", json_path = ".status.revision", description = "The pool revision of that worker"),
-    printcolumn(name = "Restarts", type_ = "integer", json_path = ".status.restarts", description = "Restarts of the actor"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Pool",
+        type_ = "string",
+        json_path = ".spec.pool",
+        description = "The pool whose workers host this actor"
+    ),
+    printcolumn(
+        name = "Behavior",
+        type_ = "string",
+        json_path = ".spec.behavior",
+        description = "The registered actor type"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Where the actor is in its life"
+    ),
+    printcolumn(
+        name = "Worker",
+        type_ = "string",
+        json_path = ".status.worker",
+        description = "The worker pod hosting the actor"
+    ),
+    printcolumn(
+        name = "Revision",
+        type_ = "string",
+        json_path = ".status.revision",
+        description = "The pool revision of that worker"
+    ),
+    printcolumn(
+        name = "Restarts",
+        type_ = "integer",
+        json_path = ".status.restarts",
+        description = "Restarts of the actor"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     selectable = ".spec.pool"
 )]
 #[serde(rename_all = "camelCase")]
@@ -43,7 +77,10 @@ pub struct ActorSpec {
     /// The name of an actor type registered in the pool's worker image (for the default worker:
     /// echo, counter, scheduled, pipeline-stage, flaky). A name the worker does not know makes the
     /// actor Failed with reason UnknownBehavior.
-    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        pattern(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
+    )]
     pub behavior: String,
 
     /// Free-form configuration handed to the actor when it starts. A change restarts the actor
@@ -177,7 +214,20 @@ pub struct CircuitBreakerSpec {
 }
 
 /// Where an actor is in its life.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    JsonSchema,
+)]
 pub enum ActorPhase {
     /// Not placed yet: no live worker of its pool, or the pool does not exist.
     #[default]

@@ -98,4 +98,3 @@ pub fn free_form_object_schema(_: &mut SchemaGenerator) -> Schema {
 /// A standard condition type, `metav1.Condition`, re-exported so users of this crate need not
 /// depend on k8s-openapi for it.
 pub type Condition = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-

@@ -12,9 +12,46 @@ pub const OUTPUT_DIRS: [&str; 2] = ["manifests/crds", "charts/troupe/crds"];
 /// Every CRD of the API, with its file name.
 pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
-        ("actorpools.troupe.dev.yaml", ActorPool::crd()),
-        ("actors.troupe.dev.yaml", Actor::crd()),
+        ("actorpools.troupe.dev.yaml", reflowed(ActorPool::crd())),
+        ("actors.troupe.dev.yaml", reflowed(Actor::crd())),
     ]
+}
+
+/// Rust doc comments are hard-wrapped; `kubectl explain` prints descriptions as they are and
+/// wraps them again. Joining the lines of each paragraph lets kubectl wrap them once.
+fn reflowed(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map.iter_mut() {
+                    match value {
+                        serde_json::Value::String(text) if key == "description" => {
+                            *text = reflow(text)
+                        }
+                        _ => walk(value),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut json = serde_json::to_value(crd).expect("a CRD always serializes");
+    walk(&mut json);
+    serde_json::from_value(json).expect("reflowing descriptions keeps a valid CRD")
+}
+
+/// Joins the lines of each paragraph with spaces; paragraphs stay apart.
+pub fn reflow(text: &str) -> String {
+    text.split("\n\n")
+        .map(|para| {
+            para.split('\n')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
 }
 
 /// One CRD as the YAML document that is committed.
@@ -33,4 +70,14 @@ pub fn expected_files() -> Vec<(String, String)> {
                 .map(move |(file, crd)| (format!("{dir}/{file}"), render(crd)))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflow_joins_lines_but_keeps_paragraphs() {
+        assert_eq!(reflow("one\ntwo\n\nthree\nfour"), "one two\n\nthree four");
+    }
 }

@@ -10,6 +10,10 @@
 //! with a readable message. What the schema cannot check is reported by the controllers as a
 //! `False` condition.
 
+// kube's derive takes one `printcolumn(...)` per column; clippy reads the repeated keys inside
+// them as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod actor;
 pub mod common;
 pub mod duration;
@@ -22,8 +26,8 @@ pub use actor::{
 };
 pub use common::{GROUP, VERSION, labels};
 pub use pool::{
-    AbortKind, AbortReason, ActorCounts, ActorPool, ActorPoolSpec, ActorPoolStatus, AlertRollbackSpec,
-    AnalysisSpec, AnalysisStep, BlueGreenStrategy, BuiltinMetric, CanaryStep, CanaryStrategy,
-    MailboxFullPolicy, MailboxSpec, MetricProvider, MetricSpec, PauseStep, PoolPhase,
-    PrometheusProvider, RolloutStrategy, Threshold, WorkerMetricProvider,
+    AbortKind, AbortReason, ActorCounts, ActorPool, ActorPoolSpec, ActorPoolStatus,
+    AlertRollbackSpec, AnalysisSpec, AnalysisStep, BlueGreenStrategy, BuiltinMetric, CanaryStep,
+    CanaryStrategy, MailboxFullPolicy, MailboxSpec, MetricProvider, MetricSpec, PauseStep,
+    PoolPhase, PrometheusProvider, RolloutStrategy, Threshold, WorkerMetricProvider,
 };

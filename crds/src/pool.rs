@@ -24,14 +24,48 @@ use crate::common::{Condition, DURATION_PATTERN};
     category = "troupe",
     derive = "PartialEq",
     scale = r#"{"specReplicasPath":".spec.replicas","statusReplicasPath":".status.replicas","labelSelectorPath":".status.selector"}"#,
-    printcolumn(name = "Workers", type_ = "integer", json_path = ".spec.replicas", description = "Desired worker pods"),
-    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyWorkers", description = "Worker pods with a live lease"),
-    printcolumn(name = "Actors", type_ = "integer", json_path = ".status.actors.total", description = "Actors in the pool"),
+    printcolumn(
+        name = "Workers",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Desired worker pods"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyWorkers",
+        description = "Worker pods with a live lease"
+    ),
+    printcolumn(
+        name = "Actors",
+        type_ = "integer",
+        json_path = ".status.actors.total",
+        description = "Actors in the pool"
+    ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Stable", type_ = "string", json_path = ".status.stableRevision", description = "The stable revision"),
-    printcolumn(name = "Canary", type_ = "string", json_path = ".status.canaryRevision", description = "The revision being rolled out"),
-    printcolumn(name = "Weight", type_ = "integer", json_path = ".status.canaryWeight", description = "Percent of actors on the canary"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Stable",
+        type_ = "string",
+        json_path = ".status.stableRevision",
+        description = "The stable revision"
+    ),
+    printcolumn(
+        name = "Canary",
+        type_ = "string",
+        json_path = ".status.canaryRevision",
+        description = "The revision being rolled out"
+    ),
+    printcolumn(
+        name = "Weight",
+        type_ = "integer",
+        json_path = ".status.canaryWeight",
+        description = "Percent of actors on the canary"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ActorPoolSpec {
@@ -290,7 +324,10 @@ fn default_inconclusive_limit() -> i32 {
 ]))]
 pub struct MetricSpec {
     /// The metric's name, shown in status and in the abort reason.
-    #[schemars(length(min = 1, max = 63), pattern(r"^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        pattern(r"^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$")
+    )]
     pub name: String,
     /// A built-in metric with its usual threshold (which `threshold` may override).
     #[serde(default, skip_serializing_if = "Option::is_none")]

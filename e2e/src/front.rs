@@ -42,7 +42,10 @@ pub async fn serve(listen: SocketAddr, client: Client) -> anyhow::Result<()> {
         .route("/api", get(api_versions))
         .route("/api/v1", get(core_v1_resources))
         .route("/apis", get(api_groups))
-        .route("/api/v1/namespaces/{ns}/events", get(core_events_in_namespace))
+        .route(
+            "/api/v1/namespaces/{ns}/events",
+            get(core_events_in_namespace),
+        )
         .route("/api/v1/events", get(core_events_everywhere))
         .fallback(pass_through)
         .with_state(front);
@@ -81,7 +84,10 @@ async fn api_groups(State(front): State<Front>) -> Response {
         .await
     {
         Ok(crds) => axum::Json(group_list(&crds.items)).into_response(),
-        Err(e) => error_status(StatusCode::BAD_GATEWAY, &format!("listing CRDs for discovery: {e}")),
+        Err(e) => error_status(
+            StatusCode::BAD_GATEWAY,
+            &format!("listing CRDs for discovery: {e}"),
+        ),
     }
 }
 
@@ -127,11 +133,18 @@ async fn core_events_in_namespace(
     core_events(front, Some(ns), q).await
 }
 
-async fn core_events_everywhere(State(front): State<Front>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+async fn core_events_everywhere(
+    State(front): State<Front>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
     core_events(front, None, q).await
 }
 
-async fn core_events(front: Front, ns: Option<String>, query: BTreeMap<String, String>) -> Response {
+async fn core_events(
+    front: Front,
+    ns: Option<String>,
+    query: BTreeMap<String, String>,
+) -> Response {
     let api: Api<Event> = match &ns {
         Some(ns) => Api::namespaced(front.client.clone(), ns),
         None => Api::all(front.client.clone()),
@@ -142,13 +155,19 @@ async fn core_events(front: Front, ns: Option<String>, query: BTreeMap<String, S
         Err(kube::Error::Api(e)) if e.code == 404 => Vec::new(),
         Err(e) => return error_status(StatusCode::BAD_GATEWAY, &format!("listing events: {e}")),
     };
-    let selector = parse_field_selector(query.get("fieldSelector").map(String::as_str).unwrap_or(""));
+    let selector =
+        parse_field_selector(query.get("fieldSelector").map(String::as_str).unwrap_or(""));
     let items: Vec<Value> = events
         .iter()
         .map(core_event)
-        .filter(|e| selector.iter().all(|(path, want)| field(e, path) == Some(want.as_str())))
+        .filter(|e| {
+            selector
+                .iter()
+                .all(|(path, want)| field(e, path) == Some(want.as_str()))
+        })
         .collect();
-    axum::Json(json!({"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": items})).into_response()
+    axum::Json(json!({"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": items}))
+        .into_response()
 }
 
 /// `a=b,c=d` (also `==`) into pairs. `!=` terms are not used by kubectl describe and are ignored.
@@ -180,7 +199,12 @@ pub fn core_event(e: &Event) -> Value {
         .map(|t| json!(t))
         .or_else(|| e.series.as_ref().map(|s| json!(s.last_observed_time)))
         .or_else(|| first.clone());
-    let count = e.series.as_ref().map(|s| s.count).or(e.deprecated_count).unwrap_or(1);
+    let count = e
+        .series
+        .as_ref()
+        .map(|s| s.count)
+        .or(e.deprecated_count)
+        .unwrap_or(1);
     json!({
         "apiVersion": "v1",
         "kind": "Event",
@@ -212,7 +236,13 @@ fn error_status(code: StatusCode, message: &str) -> Response {
 fn hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection" | "keep-alive" | "transfer-encoding" | "upgrade" | "te" | "trailer" | "proxy-connection"
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "proxy-connection"
     ) || name == header::HOST
 }
 
@@ -220,10 +250,18 @@ async fn pass_through(State(front): State<Front>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
-        Err(e) => return error_status(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body: {e}")),
+        Err(e) => {
+            return error_status(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body: {e}"));
+        }
     };
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut upstream = http::Request::builder().method(parts.method.clone()).uri(path);
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut upstream = http::Request::builder()
+        .method(parts.method.clone())
+        .uri(path);
     for (name, value) in parts.headers.iter().filter(|(n, _)| !hop_by_hop(n)) {
         upstream = upstream.header(name, value);
     }
@@ -278,14 +316,19 @@ mod tests {
         let names: Vec<_> = groups.iter().map(|g| g["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["apiextensions.k8s.io", "apps", "troupe.dev"]);
         let apps = &groups[1];
-        assert_eq!(apps["versions"].as_array().unwrap().len(), 1, "unserved versions are not listed");
+        assert_eq!(
+            apps["versions"].as_array().unwrap().len(),
+            1,
+            "unserved versions are not listed"
+        );
         assert_eq!(apps["preferredVersion"]["groupVersion"], "apps/v1");
         assert_eq!(groups[2]["versions"].as_array().unwrap().len(), 1);
     }
 
     #[test]
     fn field_selectors_as_kubectl_describe_sends_them_are_understood() {
-        let sel = parse_field_selector("involvedObject.name=a,involvedObject.namespace==ns,type!=Normal");
+        let sel =
+            parse_field_selector("involvedObject.name=a,involvedObject.namespace==ns,type!=Normal");
         assert_eq!(
             sel,
             vec![

@@ -21,19 +21,39 @@ pub async fn install_stand_ins(client: &Client, etcd_url: &str) -> anyhow::Resul
     for StandIn { crd, via_api } in stand_ins() {
         let name = crd.metadata.name.clone().unwrap_or_default();
         if via_api {
-            crds.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd))
-                .await
-                .map_err(|e| anyhow::anyhow!("applying stand-in CRD {name}: {e}"))?;
-        } else if crds.get_opt(&name).await?.is_none() {
-            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            crds.patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("applying stand-in CRD {name}: {e}"))?;
+        } else {
+            // Written every time, so a changed stand-in takes effect on the next `up`.
+            let created = crds
+                .get_opt(&name)
+                .await?
+                .and_then(|c| c.metadata.creation_timestamp);
+            let now = match created {
+                Some(t) => t.0.to_string(),
+                None => chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            };
             let uid = format!("troupe-standin-{}", name.replace('.', "-"));
             let record = etcd_record(&crd, &uid, &now);
             let body = serde_json::json!({
                 "key": B64.encode(etcd_key(&crd)),
                 "value": B64.encode(serde_json::to_vec(&record)?),
             });
-            let resp = http.post(format!("{etcd_url}/v3/kv/put")).json(&body).send().await?;
-            anyhow::ensure!(resp.status().is_success(), "etcd refused {name}: {}", resp.status());
+            let resp = http
+                .post(format!("{etcd_url}/v3/kv/put"))
+                .json(&body)
+                .send()
+                .await?;
+            anyhow::ensure!(
+                resp.status().is_success(),
+                "etcd refused {name}: {}",
+                resp.status()
+            );
         }
         wait_served(client, &crd).await?;
         tracing::info!(%name, "stand-in served");
@@ -42,7 +62,10 @@ pub async fn install_stand_ins(client: &Client, etcd_url: &str) -> anyhow::Resul
 }
 
 async fn wait_served(client: &Client, crd: &CustomResourceDefinition) -> anyhow::Result<()> {
-    let path = format!("/apis/{}/{}/{}", crd.spec.group, crd.spec.versions[0].name, crd.spec.names.plural);
+    let path = format!(
+        "/apis/{}/{}/{}",
+        crd.spec.group, crd.spec.versions[0].name, crd.spec.names.plural
+    );
     for _ in 0..200 {
         let req = http::Request::get(&path).body(Vec::new())?;
         if client.request_text(req).await.is_ok() {

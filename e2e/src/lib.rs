@@ -9,5 +9,6 @@
 //!   as a local process on its own loopback address.
 
 pub mod front;
-pub mod standins;
 pub mod install;
+pub mod node;
+pub mod standins;

@@ -7,8 +7,9 @@
 use k8s_openapi::{
     api::{apps::v1::Deployment, coordination::v1::Lease, events::v1::Event},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-        CustomResourceDefinition, CustomResourceDefinitionNames, CustomResourceDefinitionSpec,
-        CustomResourceDefinitionVersion, CustomResourceSubresourceScale, CustomResourceSubresourceStatus,
+        CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
+        CustomResourceDefinitionSpec, CustomResourceDefinitionVersion,
+        CustomResourceSubresourceScale, CustomResourceSubresourceStatus,
         CustomResourceSubresources, CustomResourceValidation, JSONSchemaProps,
     },
 };
@@ -37,7 +38,8 @@ fn schema_of<T: JsonSchema>() -> JSONSchemaProps {
         .with_transform(OptionalEnum)
         .with_transform(OptionalIntOrString)
         .into_generator();
-    let mut schema = serde_json::to_value(generator.into_root_schema_for::<T>()).expect("schema serializes");
+    let mut schema =
+        serde_json::to_value(generator.into_root_schema_for::<T>()).expect("schema serializes");
     // The root metadata of a custom resource is the server's business: a CRD may not constrain it.
     if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
         props.insert("metadata".into(), json!({"type": "object"}));
@@ -48,6 +50,15 @@ fn schema_of<T: JsonSchema>() -> JSONSchemaProps {
     serde_json::from_value(schema).expect("a schemars schema is valid JSONSchemaProps")
 }
 
+fn column(name: &str, type_: &str, json_path: &str) -> CustomResourceColumnDefinition {
+    CustomResourceColumnDefinition {
+        name: name.into(),
+        type_: type_.into(),
+        json_path: json_path.into(),
+        ..Default::default()
+    }
+}
+
 fn crd(
     group: &str,
     kind: &str,
@@ -55,6 +66,7 @@ fn crd(
     short: &[&str],
     schema: JSONSchemaProps,
     subresources: CustomResourceSubresources,
+    columns: Vec<CustomResourceColumnDefinition>,
 ) -> CustomResourceDefinition {
     let mut crd = CustomResourceDefinition {
         spec: CustomResourceDefinitionSpec {
@@ -76,6 +88,7 @@ fn crd(
                     open_api_v3_schema: Some(schema),
                 }),
                 subresources: Some(subresources),
+                additional_printer_columns: (!columns.is_empty()).then_some(columns),
                 ..Default::default()
             }],
             ..Default::default()
@@ -84,7 +97,11 @@ fn crd(
     };
     crd.metadata.name = Some(format!("{plural}.{group}"));
     crd.metadata.annotations = Some(
-        [(APPROVAL.to_string(), "https://github.com/kubernetes/enhancements/pull/1111".to_string())].into(),
+        [(
+            APPROVAL.to_string(),
+            "https://github.com/kubernetes/enhancements/pull/1111".to_string(),
+        )]
+        .into(),
     );
     crd
 }
@@ -105,6 +122,13 @@ pub fn stand_ins() -> Vec<StandIn> {
                 label_selector_path: None,
             }),
         },
+        vec![
+            column("Desired", "integer", ".spec.replicas"),
+            column("Ready", "integer", ".status.readyReplicas"),
+            column("Up-to-date", "integer", ".status.updatedReplicas"),
+            column("Available", "integer", ".status.availableReplicas"),
+            column("Age", "date", ".metadata.creationTimestamp"),
+        ],
     );
     let leases = crd(
         "coordination.k8s.io",
@@ -113,6 +137,11 @@ pub fn stand_ins() -> Vec<StandIn> {
         &[],
         schema_of::<Lease>(),
         CustomResourceSubresources::default(),
+        vec![
+            column("Holder", "string", ".spec.holderIdentity"),
+            column("Renewed", "date", ".spec.renewTime"),
+            column("Age", "date", ".metadata.creationTimestamp"),
+        ],
     );
     let events = crd(
         "events.k8s.io",
@@ -121,11 +150,26 @@ pub fn stand_ins() -> Vec<StandIn> {
         &["ev"],
         schema_of::<Event>(),
         CustomResourceSubresources::default(),
+        vec![
+            column("Type", "string", ".type"),
+            column("Reason", "string", ".reason"),
+            column("Object", "string", ".regarding.name"),
+            column("Note", "string", ".note"),
+        ],
     );
     vec![
-        StandIn { crd: leases, via_api: true },
-        StandIn { crd: events, via_api: true },
-        StandIn { crd: deployments, via_api: false },
+        StandIn {
+            crd: leases,
+            via_api: true,
+        },
+        StandIn {
+            crd: events,
+            via_api: true,
+        },
+        StandIn {
+            crd: deployments,
+            via_api: false,
+        },
     ]
 }
 
@@ -148,11 +192,21 @@ pub fn etcd_record(crd: &CustomResourceDefinition, uid: &str, now_rfc3339: &str)
     v["metadata"]["creationTimestamp"] = json!(now_rfc3339);
     v["metadata"]["generation"] = json!(1);
     v["spec"]["preserveUnknownFields"] = json!(false);
+    // v1beta1 spells the printer columns' path `JSONPath`.
+    for version in v["spec"]["versions"].as_array_mut().into_iter().flatten() {
+        for col in version["additionalPrinterColumns"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(path) = col.as_object_mut().and_then(|c| c.remove("jsonPath")) {
+                col["JSONPath"] = path;
+            }
+        }
+    }
     v["spec"]["conversion"] = json!({"strategy": "None"});
     let names = v["spec"]["names"].clone();
-    let condition = |kind: &str, reason: &str| {
-        json!({"type": kind, "status": "True", "reason": reason, "message": "written by troupe-localcp", "lastTransitionTime": now_rfc3339})
-    };
+    let condition = |kind: &str, reason: &str| json!({"type": kind, "status": "True", "reason": reason, "message": "written by troupe-localcp", "lastTransitionTime": now_rfc3339});
     v["status"] = json!({
         "acceptedNames": names,
         "storedVersions": ["v1"],
@@ -175,9 +229,21 @@ mod tests {
         let schema = serde_json::to_value(version.schema.as_ref().unwrap()).unwrap();
         let spec = &schema["openAPIV3Schema"]["properties"]["spec"];
         assert_eq!(spec["properties"]["replicas"]["type"], "integer");
-        assert!(spec["required"].as_array().unwrap().iter().any(|r| r == "selector"));
-        assert_eq!(schema["openAPIV3Schema"]["properties"]["metadata"], json!({"type": "object"}));
-        assert!(!schema.to_string().contains("$ref"), "CRD schemas cannot hold references");
+        assert!(
+            spec["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r == "selector")
+        );
+        assert_eq!(
+            schema["openAPIV3Schema"]["properties"]["metadata"],
+            json!({"type": "object"})
+        );
+        assert!(
+            !schema.to_string().contains("$ref"),
+            "CRD schemas cannot hold references"
+        );
     }
 
     #[test]
@@ -189,6 +255,14 @@ mod tests {
         let rec = etcd_record(&deploy, "u-1", "2026-01-01T00:00:00Z");
         assert_eq!(rec["apiVersion"], "apiextensions.k8s.io/v1beta1");
         assert_eq!(rec["status"]["acceptedNames"]["plural"], "deployments");
+        let columns = rec["spec"]["versions"][0]["additionalPrinterColumns"]
+            .as_array()
+            .unwrap();
+        assert!(
+            columns
+                .iter()
+                .all(|c| c["JSONPath"].is_string() && c.get("jsonPath").is_none())
+        );
         assert_eq!(
             etcd_key(&deploy),
             "/registry/apiextensions.kubernetes.io/apiextensions.k8s.io/customresourcedefinitions/deployments.apps"

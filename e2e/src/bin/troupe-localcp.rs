@@ -1,9 +1,13 @@
 //! `troupe-localcp`: the Rust parts of the local control plane, started by `e2e/cluster.sh`.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
-use kube::{Client, Config, config::{KubeConfigOptions, Kubeconfig}};
+use kube::{
+    Client, Config,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use troupe_e2e::node::{NodeConfig, pod::RuntimeConfig};
 
 #[derive(Parser)]
 #[command(about = "Local control plane parts: discovery front, stand-in CRDs, node agent")]
@@ -27,11 +31,50 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:2379")]
         etcd: String,
     },
+    /// Run the node agent: the Deployment controller and kubelet for local processes.
+    Node {
+        #[arg(long, default_value = "127.0.0.1:6444")]
+        listen: SocketAddr,
+        /// Pods get addresses <prefix>.x.y, a /16 of loopback.
+        #[arg(long, default_value = "127.10")]
+        pod_subnet: String,
+        /// Where image binaries live: image `troupe/<name>:<tag>` runs `<bin-dir>/troupe-<name>`.
+        #[arg(long)]
+        bin_dir: PathBuf,
+        /// Extra image mappings, `image=path` (the image with or without its tag).
+        #[arg(long = "image-map", value_parser = parse_mapping)]
+        image_map: Vec<(String, PathBuf)>,
+        /// Pod working directories, pid files, and secrets (`secrets/<ns>/<name>/<key>`).
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Container logs (default: <state-dir>/logs).
+        #[arg(long)]
+        logs_dir: Option<PathBuf>,
+        /// The first restart delay of a crashed container (kubelet: 10s), doubled up to --backoff-max.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        backoff_base: Duration,
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        backoff_max: Duration,
+        #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+        sync_every: Duration,
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        gc_every: Duration,
+    },
+}
+
+fn parse_mapping(s: &str) -> Result<(String, PathBuf), String> {
+    let (image, path) = s.split_once('=').ok_or("expected image=path")?;
+    Ok((image.to_string(), PathBuf::from(path)))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    troupe_crds::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
 async fn admin_client(path: &PathBuf) -> anyhow::Result<Client> {
     let kubeconfig = Kubeconfig::read_from(path)?;
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let mut config =
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     // Watches pass through the front for as long as the client keeps them open.
     config.read_timeout = None;
     Ok(Client::try_from(config)?)
@@ -40,12 +83,44 @@ async fn admin_client(path: &PathBuf) -> anyhow::Result<Client> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let client = admin_client(&cli.admin_kubeconfig).await?;
     match cli.command {
         Command::Front { listen } => troupe_e2e::front::serve(listen, client).await,
         Command::StandIns { etcd } => troupe_e2e::install::install_stand_ins(&client, &etcd).await,
+        Command::Node {
+            listen,
+            pod_subnet,
+            bin_dir,
+            image_map,
+            state_dir,
+            logs_dir,
+            backoff_base,
+            backoff_max,
+            sync_every,
+            gc_every,
+        } => {
+            let runtime = RuntimeConfig {
+                bin_dir,
+                image_map: image_map.into_iter().collect(),
+                logs_dir: logs_dir.unwrap_or_else(|| state_dir.join("logs")),
+                state_dir,
+                backoff_base,
+                backoff_max,
+            };
+            let config = NodeConfig {
+                runtime,
+                pod_subnet,
+                listen,
+                sync_every,
+                gc_every,
+            };
+            troupe_e2e::node::run(config, client).await
+        }
     }
 }

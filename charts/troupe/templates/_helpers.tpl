@@ -1,0 +1,25 @@
+{{- define "troupe.name" -}}troupe{{- end -}}
+
+{{- define "troupe.fullname" -}}
+{{- if contains "troupe" .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}{{- else -}}{{ printf "%s-troupe" .Release.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+
+{{- define "troupe.labels" -}}
+app.kubernetes.io/name: troupe
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "troupe.selectorLabels" -}}
+app.kubernetes.io/name: troupe
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "troupe.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}{{ default (include "troupe.fullname" .) .Values.serviceAccount.name }}{{- else -}}{{ required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}{{- end -}}
+{{- end -}}
+
+{{- define "troupe.workerRole" -}}{{ include "troupe.fullname" . }}-worker{{- end -}}
