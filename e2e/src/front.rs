@@ -129,21 +129,76 @@ async fn core_events_in_namespace(
     State(front): State<Front>,
     Path(ns): Path<String>,
     Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
-    core_events(front, Some(ns), q).await
+    core_events(front, Some(ns), q, wants_table(&headers)).await
 }
 
 async fn core_events_everywhere(
     State(front): State<Front>,
     Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
-    core_events(front, None, q).await
+    core_events(front, None, q, wants_table(&headers)).await
+}
+
+/// kubectl get asks for server-side printing (`as=Table`) and falls back to a list otherwise.
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .next()
+                .is_some_and(|first| first.contains("as=Table"))
+        })
+}
+
+/// The core Events as the server-side table kubectl prints: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE.
+pub fn event_table(items: &[Value]) -> Value {
+    let column = |name: &str| json!({"name": name, "type": "string", "format": "", "description": "", "priority": 0});
+    let now = chrono::Utc::now();
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|e| {
+            let last = e["lastTimestamp"].as_str().or_else(|| e["eventTime"].as_str()).unwrap_or("");
+            let age = chrono::DateTime::parse_from_rfc3339(last)
+                .map(|t| human_age(now.signed_duration_since(t.with_timezone(&chrono::Utc))))
+                .unwrap_or_else(|_| "<unknown>".into());
+            let object = format!(
+                "{}/{}",
+                e["involvedObject"]["kind"].as_str().unwrap_or("").to_lowercase(),
+                e["involvedObject"]["name"].as_str().unwrap_or("")
+            );
+            json!({
+                "cells": [age, e["type"], e["reason"], object, e["message"]],
+                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": e["metadata"]}
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {},
+        "columnDefinitions": (["Last Seen", "Type", "Reason", "Object", "Message"].map(column)),
+        "rows": rows
+    })
+}
+
+fn human_age(d: chrono::TimeDelta) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        7200..172800 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
 }
 
 async fn core_events(
     front: Front,
     ns: Option<String>,
     query: BTreeMap<String, String>,
+    table: bool,
 ) -> Response {
     let api: Api<Event> = match &ns {
         Some(ns) => Api::namespaced(front.client.clone(), ns),
@@ -166,6 +221,9 @@ async fn core_events(
                 .all(|(path, want)| field(e, path) == Some(want.as_str()))
         })
         .collect();
+    if table {
+        return axum::Json(event_table(&items)).into_response();
+    }
     axum::Json(json!({"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": items}))
         .into_response()
 }
@@ -354,5 +412,22 @@ mod tests {
         assert_eq!(core["count"], 1);
         assert_eq!(core["firstTimestamp"], core["lastTimestamp"]);
         assert_eq!(core["source"]["component"], "troupe.dev/operator");
+        let table = event_table(&[core]);
+        assert_eq!(table["rows"][0]["cells"][2], "Placed");
+        assert_eq!(table["rows"][0]["cells"][3], "actor/a");
+    }
+
+    #[test]
+    fn only_a_table_first_accept_header_gets_a_table() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+                .parse()
+                .unwrap(),
+        );
+        assert!(wants_table(&h));
+        h.insert(header::ACCEPT, "application/json".parse().unwrap());
+        assert!(!wants_table(&h));
     }
 }

@@ -1,0 +1,199 @@
+//! The API server refuses bad manifests with a message a person can act on, and stores nothing.
+
+mod common;
+
+use common::TestEnv;
+
+fn pool(spec_extra: &str) -> String {
+    format!(
+        "apiVersion: troupe.dev/v1alpha1\nkind: ActorPool\nmetadata: {{name: bad}}\nspec:\n  template:\n    spec:\n      containers: [{{name: worker, image: troupe/worker:0.1.0}}]\n{spec_extra}"
+    )
+}
+
+fn actor(spec: &str) -> String {
+    format!("apiVersion: troupe.dev/v1alpha1\nkind: Actor\nmetadata: {{name: bad}}\nspec:\n{spec}")
+}
+
+/// (what is wrong, manifest, words the refusal must contain)
+fn bad_manifests() -> Vec<(&'static str, String, &'static str)> {
+    let many_keys: String = (0..65).map(|i| format!("k{i}: 1, ")).collect();
+    vec![
+        (
+            "negative replicas",
+            pool("  replicas: -1\n"),
+            "spec.replicas in body should be greater than or equal to 0",
+        ),
+        (
+            "falling canary weights",
+            pool("  strategy:\n    canary:\n      steps: [{setWeight: 50}, {setWeight: 10}]\n"),
+            "canary setWeight steps must not decrease",
+        ),
+        (
+            "a weight above 100",
+            pool("  strategy:\n    canary:\n      steps: [{setWeight: 120}]\n"),
+            "should be less than or equal to 100",
+        ),
+        (
+            "a step with two actions",
+            pool("  strategy:\n    canary:\n      steps: [{setWeight: 10, pause: {}}]\n"),
+            "each canary step sets exactly one of setWeight, pause or analysis",
+        ),
+        (
+            "both canary and blue-green",
+            pool("  strategy:\n    canary: {steps: [{setWeight: 10}]}\n    blueGreen: {}\n"),
+            "set exactly one of canary or blueGreen",
+        ),
+        (
+            "a malformed duration",
+            pool("  strategy:\n    canary:\n      steps: [{pause: {duration: 'ten minutes'}}]\n"),
+            "should match '^([0-9]+(ms|s|m|h))+$'",
+        ),
+        (
+            "a pod template without containers",
+            pool("").replace(
+                "containers: [{name: worker, image: troupe/worker:0.1.0}]",
+                "containers: []",
+            ),
+            "should have at least 1 items",
+        ),
+        (
+            "a container without an image",
+            pool("").replace(", image: troupe/worker:0.1.0", ""),
+            "spec.template.spec.containers[0].image: Required value",
+        ),
+        (
+            "a threshold with min above max",
+            pool(
+                "  analysis:\n    metrics: [{name: e, provider: {worker: {metric: ErrorRate}}, threshold: {min: 2, max: 1}}]\n",
+            ),
+            "threshold.min must not exceed threshold.max",
+        ),
+        (
+            "two metrics with one name",
+            pool(
+                "  analysis:\n    metrics: [{name: e, template: ErrorRate}, {name: e, template: LatencyP99}]\n",
+            ),
+            "analysis metric names must be unique",
+        ),
+        (
+            "a block timeout without the Block policy",
+            pool("  mailbox: {capacity: 10, whenFull: Reject, blockTimeout: 1s}\n"),
+            "mailbox.blockTimeout only applies when mailbox.whenFull is Block",
+        ),
+        (
+            "an unknown mailbox policy",
+            pool("  mailbox: {whenFull: Explode}\n"),
+            "Unsupported value: \"Explode\"",
+        ),
+        (
+            "a malformed schedule",
+            actor("  pool: p\n  behavior: echo\n  schedule: every tuesday\n"),
+            "schedule must be 'every <n><unit>'",
+        ),
+        (
+            "a cron expression with too few fields",
+            actor("  pool: p\n  behavior: echo\n  schedule: '*/5 * *'\n"),
+            "schedule must be 'every <n><unit>'",
+        ),
+        (
+            "a missing behavior",
+            actor("  pool: p\n"),
+            "spec.behavior: Required value",
+        ),
+        (
+            "a pool name that is not a DNS label",
+            actor("  pool: My_Pool\n  behavior: echo\n"),
+            "spec.pool in body should match",
+        ),
+        (
+            "a config with too many keys",
+            actor(&format!(
+                "  pool: p\n  behavior: echo\n  config: {{{many_keys}}}\n"
+            )),
+            "must have at most 64 items",
+        ),
+        (
+            "a restart backoff whose initial delay exceeds its maximum",
+            actor(
+                "  pool: p\n  behavior: echo\n  restartPolicy: {backoff: {initial: 2m, max: 1m}}\n",
+            ),
+            "restartPolicy.backoff.initial must not exceed restartPolicy.backoff.max",
+        ),
+        (
+            "an unknown field",
+            actor("  pool: p\n  behavior: echo\n  behaviour: echo\n"),
+            "unknown field \"spec.behaviour\"",
+        ),
+        (
+            "a zero circuit-breaker threshold",
+            actor("  pool: p\n  behavior: echo\n  circuitBreaker: {consecutiveFailures: 0}\n"),
+            "should be greater than or equal to 1",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn each_bad_manifest_is_refused_with_a_readable_message_and_nothing_is_stored() {
+    let env = TestEnv::new("validation-refusals").await;
+    let mut failures = Vec::new();
+    for (what, manifest, expected) in bad_manifests() {
+        let (ok, out) = env.apply(&manifest);
+        if ok || !out.contains(expected) {
+            failures.push(format!(
+                "{what}: expected a refusal containing {expected:?}, kubectl said:\n{out}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let stored = env.kubectl_ok(&["get", "troupe", "-o", "name"]);
+    assert!(
+        stored.trim().is_empty(),
+        "refused manifests left objects behind: {stored}"
+    );
+}
+
+#[tokio::test]
+async fn the_pool_of_an_actor_cannot_be_changed() {
+    let env = TestEnv::new("validation-immutable-pool").await;
+    assert!(env.apply(&actor("  pool: first\n  behavior: echo\n")).0);
+    let out = env.kubectl(&[
+        "patch",
+        "actor",
+        "bad",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"pool":"second"}}"#,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "spec.pool is immutable: delete and re-create the Actor to move it to another pool"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        env.kubectl_json(&["get", "actor", "bad"])["spec"]["pool"],
+        "first"
+    );
+}
+
+#[tokio::test]
+async fn good_manifests_beside_bad_ones_are_accepted_with_defaults_filled_in() {
+    let env = TestEnv::new("validation-defaults").await;
+    let (ok, out) = env.apply(&pool("  strategy:\n    canary:\n      steps: [{setWeight: 10}, {pause: {}}, {analysis: {}}, {setWeight: 100}]\n"));
+    assert!(ok, "{out}");
+    let p = env.kubectl_json(&["get", "actorpool", "bad"]);
+    assert_eq!(p["spec"]["replicas"], 1);
+    assert_eq!(p["spec"]["actorsPerWorker"], 1000);
+    assert_eq!(p["spec"]["mailbox"]["whenFull"], "Reject");
+    assert_eq!(p["spec"]["strategy"]["canary"]["scaleDownDelay"], "30s");
+    let (ok, out) = env.apply(&actor(
+        "  pool: bad\n  behavior: echo\n  schedule: every 30s\n",
+    ));
+    assert!(ok, "{out}");
+    let a = env.kubectl_json(&["get", "actor", "bad"]);
+    assert_eq!(a["spec"]["restartPolicy"]["policy"], "Always");
+    assert_eq!(a["spec"]["restartPolicy"]["backoff"]["max"], "1m");
+}
