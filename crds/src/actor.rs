@@ -57,11 +57,7 @@ use crate::common::{Condition, DNS_LABEL_PATTERN, DURATION_PATTERN, SCHEDULE_RUL
         json_path = ".status.restarts",
         description = "Restarts of the actor"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     selectable = ".spec.pool"
 )]
 #[serde(rename_all = "camelCase")]
@@ -77,10 +73,7 @@ pub struct ActorSpec {
     /// The name of an actor type registered in the pool's worker image (for the default worker:
     /// echo, counter, scheduled, pipeline-stage, flaky). A name the worker does not know makes the
     /// actor Failed with reason UnknownBehavior.
-    #[schemars(
-        length(min = 1, max = 63),
-        pattern(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"))]
     pub behavior: String,
 
     /// Free-form configuration handed to the actor when it starts. A change restarts the actor
@@ -215,18 +208,7 @@ pub struct CircuitBreakerSpec {
 
 /// Where an actor is in its life.
 #[derive(
-    Serialize,
-    Deserialize,
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    JsonSchema,
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
 )]
 pub enum ActorPhase {
     /// Not placed yet: no live worker of its pool, or the pool does not exist.

@@ -25,9 +25,7 @@ fn reflowed(crd: CustomResourceDefinition) -> CustomResourceDefinition {
             serde_json::Value::Object(map) => {
                 for (key, value) in map.iter_mut() {
                     match value {
-                        serde_json::Value::String(text) if key == "description" => {
-                            *text = reflow(text)
-                        }
+                        serde_json::Value::String(text) if key == "description" => *text = reflow(text),
                         _ => walk(value),
                     }
                 }
@@ -44,12 +42,7 @@ fn reflowed(crd: CustomResourceDefinition) -> CustomResourceDefinition {
 /// Joins the lines of each paragraph with spaces; paragraphs stay apart.
 pub fn reflow(text: &str) -> String {
     text.split("\n\n")
-        .map(|para| {
-            para.split('\n')
-                .map(str::trim)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        .map(|para| para.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
         .collect::<Vec<_>>()
         .join("\n\n")
 }

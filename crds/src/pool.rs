@@ -61,11 +61,7 @@ use crate::common::{Condition, DURATION_PATTERN};
         json_path = ".status.canaryWeight",
         description = "Percent of actors on the canary"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ActorPoolSpec {

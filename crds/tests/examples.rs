@@ -79,14 +79,8 @@ fn the_pipeline_hands_each_stage_to_the_next_on_its_schedule() {
             .find(|a| a.metadata.name.as_deref() == Some(name))
             .unwrap()
     };
-    assert_eq!(
-        stage("generate").spec.schedule.as_deref(),
-        Some("0 */2 * * *")
-    );
-    assert_eq!(
-        stage("curate").spec.schedule.as_deref(),
-        Some("0 */4 * * *")
-    );
+    assert_eq!(stage("generate").spec.schedule.as_deref(), Some("0 */2 * * *"));
+    assert_eq!(stage("curate").spec.schedule.as_deref(), Some("0 */4 * * *"));
     assert_eq!(stage("post").spec.schedule.as_deref(), Some("@hourly"));
     let next = |name: &str| {
         stage(name)

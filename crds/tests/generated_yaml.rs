@@ -68,10 +68,7 @@ fn kubectl_get_actorpools_shows_workers_ready_actors_phase_revisions_weight_age(
 fn both_kinds_are_in_the_troupe_category_with_short_names() {
     for (_, crd) in crds() {
         let names = &crd.spec.names;
-        assert_eq!(
-            names.categories.as_deref(),
-            Some(&["troupe".to_string()][..])
-        );
+        assert_eq!(names.categories.as_deref(), Some(&["troupe".to_string()][..]));
         assert!(!names.short_names.clone().unwrap_or_default().is_empty());
     }
 }
@@ -79,10 +76,7 @@ fn both_kinds_are_in_the_troupe_category_with_short_names() {
 #[test]
 fn pools_have_status_and_scale_subresources_for_kubectl_scale_and_hpa() {
     let v = version("actorpools");
-    assert_eq!(
-        v["subresources"]["scale"]["specReplicasPath"],
-        ".spec.replicas"
-    );
+    assert_eq!(v["subresources"]["scale"]["specReplicasPath"], ".spec.replicas");
     assert_eq!(
         v["subresources"]["scale"]["statusReplicasPath"],
         ".status.replicas"
@@ -119,9 +113,6 @@ fn every_spec_field_is_documented() {
         // Inside embedded Kubernetes types (pod template internals, metav1.Condition) the
         // upstream descriptions apply; only Troupe's own fields are checked.
         missing.retain(|p| !p.contains(".template.") && !p.contains(".conditions[]"));
-        assert!(
-            missing.is_empty(),
-            "fields without a description: {missing:#?}"
-        );
+        assert!(missing.is_empty(), "fields without a description: {missing:#?}");
     }
 }

@@ -17,8 +17,7 @@ use axum::{
     routing::get,
 };
 use k8s_openapi::{
-    api::events::v1::Event,
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    api::events::v1::Event, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{Api, Client, api::ListParams};
 use serde_json::{Value, json};
@@ -42,10 +41,7 @@ pub async fn serve(listen: SocketAddr, client: Client) -> anyhow::Result<()> {
         .route("/api", get(api_versions))
         .route("/api/v1", get(core_v1_resources))
         .route("/apis", get(api_groups))
-        .route(
-            "/api/v1/namespaces/{ns}/events",
-            get(core_events_in_namespace),
-        )
+        .route("/api/v1/namespaces/{ns}/events", get(core_events_in_namespace))
         .route("/api/v1/events", get(core_events_everywhere))
         .fallback(pass_through)
         .with_state(front);
@@ -157,7 +153,8 @@ fn wants_table(headers: &HeaderMap) -> bool {
 
 /// The core Events as the server-side table kubectl prints: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE.
 pub fn event_table(items: &[Value]) -> Value {
-    let column = |name: &str| json!({"name": name, "type": "string", "format": "", "description": "", "priority": 0});
+    let column =
+        |name: &str| json!({"name": name, "type": "string", "format": "", "description": "", "priority": 0});
     let now = chrono::Utc::now();
     let rows: Vec<Value> = items
         .iter()
@@ -210,8 +207,7 @@ async fn core_events(
         Err(kube::Error::Api(e)) if e.code == 404 => Vec::new(),
         Err(e) => return error_status(StatusCode::BAD_GATEWAY, &format!("listing events: {e}")),
     };
-    let selector =
-        parse_field_selector(query.get("fieldSelector").map(String::as_str).unwrap_or(""));
+    let selector = parse_field_selector(query.get("fieldSelector").map(String::as_str).unwrap_or(""));
     let items: Vec<Value> = events
         .iter()
         .map(core_event)
@@ -294,32 +290,29 @@ fn error_status(code: StatusCode, message: &str) -> Response {
 fn hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "transfer-encoding"
-            | "upgrade"
-            | "te"
-            | "trailer"
-            | "proxy-connection"
+        "connection" | "keep-alive" | "transfer-encoding" | "upgrade" | "te" | "trailer" | "proxy-connection"
     ) || name == header::HOST
 }
 
 async fn pass_through(State(front): State<Front>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    let strategic = parts.method == http::Method::PATCH
+        && parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/strategic-merge-patch+json"));
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(e) => {
             return error_status(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body: {e}"));
         }
     };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let mut upstream = http::Request::builder()
-        .method(parts.method.clone())
-        .uri(path);
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    if strategic {
+        return strategic_patch(&front, path, &body).await;
+    }
+    let mut upstream = http::Request::builder().method(parts.method.clone()).uri(path);
     for (name, value) in parts.headers.iter().filter(|(n, _)| !hop_by_hop(n)) {
         upstream = upstream.header(name, value);
     }
@@ -341,6 +334,87 @@ async fn pass_through(State(front): State<Front>, req: Request) -> Response {
         }
         Err(e) => error_status(StatusCode::BAD_GATEWAY, &format!("API server: {e}")),
     }
+}
+
+async fn send_raw(
+    front: &Front,
+    req: http::Request<Vec<u8>>,
+) -> Result<(StatusCode, HeaderMap, bytes::Bytes), Response> {
+    let (parts, body) = req.into_parts();
+    let req = http::Request::from_parts(parts, kube::client::Body::from(body));
+    let resp = front
+        .client
+        .send(req)
+        .await
+        .map_err(|e| error_status(StatusCode::BAD_GATEWAY, &format!("API server: {e}")))?;
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(Body::new(body), MAX_BODY)
+        .await
+        .map_err(|e| error_status(StatusCode::BAD_GATEWAY, &format!("API server body: {e}")))?;
+    Ok((parts.status, parts.headers, bytes))
+}
+
+fn raw_response(status: StatusCode, headers: HeaderMap, body: bytes::Bytes) -> Response {
+    let mut out = Response::new(Body::from(body));
+    *out.status_mut() = status;
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        out.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+    }
+    out
+}
+
+/// Applies a strategic merge patch for the server (see [`crate::smp`]): read, patch, update with
+/// the read resourceVersion, and start over on a conflict.
+async fn strategic_patch(front: &Front, path_and_query: &str, body: &[u8]) -> Response {
+    let patch: Value = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => return error_status(StatusCode::BAD_REQUEST, &format!("strategic merge patch: {e}")),
+    };
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    // Only what an update understands is kept from the patch's query.
+    let update_query: Vec<&str> = query
+        .split('&')
+        .filter(|q| {
+            q.starts_with("fieldManager=") || q.starts_with("dryRun=") || q.starts_with("fieldValidation=")
+        })
+        .collect();
+    let put_uri = if update_query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", update_query.join("&"))
+    };
+    for _ in 0..5 {
+        let get = http::Request::get(path)
+            .body(Vec::new())
+            .expect("a GET request builds");
+        let (status, headers, current) = match send_raw(front, get).await {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
+        if !status.is_success() {
+            return raw_response(status, headers, current);
+        }
+        let mut object: Value = match serde_json::from_slice(&current) {
+            Ok(v) => v,
+            Err(e) => return error_status(StatusCode::BAD_GATEWAY, &format!("API server sent no JSON: {e}")),
+        };
+        crate::smp::apply(&mut object, &patch);
+        let put = http::Request::put(&put_uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&object).expect("JSON serializes"))
+            .expect("a PUT request builds");
+        let (status, headers, body) = match send_raw(front, put).await {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
+        if status != StatusCode::CONFLICT {
+            return raw_response(status, headers, body);
+        }
+    }
+    error_status(
+        StatusCode::CONFLICT,
+        "the object kept changing while the front applied a strategic merge patch",
+    )
 }
 
 #[cfg(test)]
@@ -385,8 +459,7 @@ mod tests {
 
     #[test]
     fn field_selectors_as_kubectl_describe_sends_them_are_understood() {
-        let sel =
-            parse_field_selector("involvedObject.name=a,involvedObject.namespace==ns,type!=Normal");
+        let sel = parse_field_selector("involvedObject.name=a,involvedObject.namespace==ns,type!=Normal");
         assert_eq!(
             sel,
             vec![

@@ -11,4 +11,5 @@
 pub mod front;
 pub mod install;
 pub mod node;
+pub mod smp;
 pub mod standins;

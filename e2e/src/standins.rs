@@ -8,9 +8,9 @@ use k8s_openapi::{
     api::{apps::v1::Deployment, coordination::v1::Lease, events::v1::Event},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::{
         CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
-        CustomResourceDefinitionSpec, CustomResourceDefinitionVersion,
-        CustomResourceSubresourceScale, CustomResourceSubresourceStatus,
-        CustomResourceSubresources, CustomResourceValidation, JSONSchemaProps,
+        CustomResourceDefinitionSpec, CustomResourceDefinitionVersion, CustomResourceSubresourceScale,
+        CustomResourceSubresourceStatus, CustomResourceSubresources, CustomResourceValidation,
+        JSONSchemaProps,
     },
 };
 use kube::core::schema::{OptionalEnum, OptionalIntOrString, StructuralSchemaRewriter};
@@ -38,8 +38,7 @@ fn schema_of<T: JsonSchema>() -> JSONSchemaProps {
         .with_transform(OptionalEnum)
         .with_transform(OptionalIntOrString)
         .into_generator();
-    let mut schema =
-        serde_json::to_value(generator.into_root_schema_for::<T>()).expect("schema serializes");
+    let mut schema = serde_json::to_value(generator.into_root_schema_for::<T>()).expect("schema serializes");
     // The root metadata of a custom resource is the server's business: a CRD may not constrain it.
     if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
         props.insert("metadata".into(), json!({"type": "object"}));

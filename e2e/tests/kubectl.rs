@@ -43,22 +43,9 @@ async fn applying_the_examples_creates_pools_and_actors_that_kubectl_lists() {
 
     // The category lists both kinds; short names work.
     let troupe = env.kubectl_ok(&["get", "troupe", "-o", "name"]);
-    assert!(
-        troupe.contains("actorpool.troupe.dev/payments")
-            && troupe.contains("actor.troupe.dev/generate")
-    );
-    assert_eq!(
-        env.kubectl_ok(&["get", "act", "-o", "name"])
-            .lines()
-            .count(),
-        8
-    );
-    assert_eq!(
-        env.kubectl_ok(&["get", "pool", "-o", "name"])
-            .lines()
-            .count(),
-        3
-    );
+    assert!(troupe.contains("actorpool.troupe.dev/payments") && troupe.contains("actor.troupe.dev/generate"));
+    assert_eq!(env.kubectl_ok(&["get", "act", "-o", "name"]).lines().count(), 8);
+    assert_eq!(env.kubectl_ok(&["get", "pool", "-o", "name"]).lines().count(), 3);
 }
 
 #[tokio::test]
@@ -96,21 +83,10 @@ async fn patch_scale_describe_and_delete_round_trip() {
     // Server-side apply under a named field manager records who owns what.
     let ssa = "apiVersion: troupe.dev/v1alpha1\nkind: Actor\nmetadata: {name: ssa}\nspec: {pool: counters, behavior: echo}\n";
     let out = env.kubectl_stdin(
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager",
-            "e2e",
-            "-f",
-            "-",
-        ],
+        &["apply", "--server-side", "--field-manager", "e2e", "-f", "-"],
         Some(ssa),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let managers = env.kubectl_json(&["get", "actor", "ssa", "--show-managed-fields"]);
     assert!(
         managers["metadata"]["managedFields"]
@@ -185,10 +161,7 @@ async fn a_watch_sees_create_update_and_delete() {
     let stdout = child.stdout.take().unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
@@ -219,12 +192,7 @@ async fn a_watch_sees_create_update_and_delete() {
     )
     .await;
     let _ = child.kill();
-    assert!(
-        seen.contains(&"ADDED watched false".to_string()),
-        "{seen:?}"
-    );
-    assert!(
-        seen.contains(&"MODIFIED watched true".to_string()),
-        "{seen:?}"
-    );
+    let _ = child.wait();
+    assert!(seen.contains(&"ADDED watched false".to_string()), "{seen:?}");
+    assert!(seen.contains(&"MODIFIED watched true".to_string()), "{seen:?}");
 }

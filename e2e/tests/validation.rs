@@ -114,9 +114,7 @@ fn bad_manifests() -> Vec<(&'static str, String, &'static str)> {
         ),
         (
             "a restart backoff whose initial delay exceeds its maximum",
-            actor(
-                "  pool: p\n  behavior: echo\n  restartPolicy: {backoff: {initial: 2m, max: 1m}}\n",
-            ),
+            actor("  pool: p\n  behavior: echo\n  restartPolicy: {backoff: {initial: 2m, max: 1m}}\n"),
             "restartPolicy.backoff.initial must not exceed restartPolicy.backoff.max",
         ),
         (
@@ -168,9 +166,7 @@ async fn the_pool_of_an_actor_cannot_be_changed() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(
-            "spec.pool is immutable: delete and re-create the Actor to move it to another pool"
-        ),
+        err.contains("spec.pool is immutable: delete and re-create the Actor to move it to another pool"),
         "{err}"
     );
     assert_eq!(
@@ -189,9 +185,7 @@ async fn good_manifests_beside_bad_ones_are_accepted_with_defaults_filled_in() {
     assert_eq!(p["spec"]["actorsPerWorker"], 1000);
     assert_eq!(p["spec"]["mailbox"]["whenFull"], "Reject");
     assert_eq!(p["spec"]["strategy"]["canary"]["scaleDownDelay"], "30s");
-    let (ok, out) = env.apply(&actor(
-        "  pool: bad\n  behavior: echo\n  schedule: every 30s\n",
-    ));
+    let (ok, out) = env.apply(&actor("  pool: bad\n  behavior: echo\n  schedule: every 30s\n"));
     assert!(ok, "{out}");
     let a = env.kubectl_json(&["get", "actor", "bad"]);
     assert_eq!(a["spec"]["restartPolicy"]["policy"], "Always");

@@ -73,8 +73,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 async fn admin_client(path: &PathBuf) -> anyhow::Result<Client> {
     let kubeconfig = Kubeconfig::read_from(path)?;
-    let mut config =
-        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     // Watches pass through the front for as long as the client keeps them open.
     config.read_timeout = None;
     Ok(Client::try_from(config)?)

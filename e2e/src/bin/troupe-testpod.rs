@@ -44,18 +44,13 @@ async fn main() -> anyhow::Result<()> {
             "/env",
             get(|| async {
                 let vars: std::collections::BTreeMap<String, String> = std::env::vars()
-                    .filter(|(k, _)| {
-                        k.starts_with("POD_") || k == "HOSTNAME" || k.starts_with("TEST_")
-                    })
+                    .filter(|(k, _)| k.starts_with("POD_") || k == "HOSTNAME" || k.starts_with("TEST_"))
                     .collect();
                 Json(vars)
             }),
         );
     let listener = tokio::net::TcpListener::bind(format!("{ip}:{port}")).await?;
-    println!(
-        "testpod listening on {ip}:{port} (pid {})",
-        std::process::id()
-    );
+    println!("testpod listening on {ip}:{port} (pid {})", std::process::id());
     if let Some(ms) = std::env::var("EXIT_AFTER_MS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())

@@ -35,17 +35,10 @@ async fn list_pods(State(node): State<Arc<Node>>) -> Response {
 }
 
 fn not_found(ns: &str, name: &str) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        format!("pod {ns}/{name} not found\n"),
-    )
-        .into_response()
+    (StatusCode::NOT_FOUND, format!("pod {ns}/{name} not found\n")).into_response()
 }
 
-async fn kill_pod(
-    State(node): State<Arc<Node>>,
-    Path((ns, name)): Path<(String, String)>,
-) -> Response {
+async fn kill_pod(State(node): State<Arc<Node>>, Path((ns, name)): Path<(String, String)>) -> Response {
     let state = node.state.lock().await;
     match state.pods.get(&(ns.clone(), name.clone())) {
         Some(pod) => {

@@ -93,11 +93,7 @@ pub fn plan<P: PodView>(replicas: i32, hash: &str, pods: &[P]) -> Vec<PlanStep> 
         steps.push(PlanStep::Create);
     }
     // Not ready first, then newest name last: deterministic.
-    let order = |a: &&P, b: &&P| {
-        a.ready()
-            .cmp(&b.ready())
-            .then_with(|| a.name().cmp(b.name()))
-    };
+    let order = |a: &&P, b: &&P| a.ready().cmp(&b.ready()).then_with(|| a.name().cmp(b.name()));
     new.sort_by(order);
     if new.len() > desired {
         for p in &new[..new.len() - desired] {
@@ -256,10 +252,7 @@ mod tests {
     #[test]
     fn a_template_change_keeps_old_pods_until_new_ones_are_ready() {
         let pods = [P("old-1", "h1", true), P("old-2", "h1", true)];
-        assert_eq!(
-            plan(2, "h2", &pods),
-            vec![PlanStep::Create, PlanStep::Create]
-        );
+        assert_eq!(plan(2, "h2", &pods), vec![PlanStep::Create, PlanStep::Create]);
         let pods = [
             P("old-1", "h1", true),
             P("old-2", "h1", true),

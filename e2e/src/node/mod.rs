@@ -55,8 +55,7 @@ pub struct NodeState {
 impl NodeState {
     fn allocate_ip(&mut self, subnet: &str) -> Option<String> {
         // .0.0, .0.1 and broadcast-looking addresses are skipped; 127.x.0.1 stays the host's.
-        let n =
-            (2..65534u32).find(|n| n % 256 != 0 && n % 256 != 255 && !self.used_ips.contains(n))?;
+        let n = (2..65534u32).find(|n| n % 256 != 0 && n % 256 != 255 && !self.used_ips.contains(n))?;
         self.used_ips.insert(n);
         Some(format!("{subnet}.{}.{}", n / 256, n % 256))
     }
@@ -221,12 +220,7 @@ async fn sync_one(node: &Arc<Node>, d: &Deployment, key: &DeploymentKey) -> anyh
             }
             PlanStep::Delete(name) => {
                 tracing::info!(deployment = %key, pod = %name, "deleting pod");
-                remove_pod(
-                    node,
-                    &mut state,
-                    &(key.namespace.clone(), name),
-                    Some(grace),
-                );
+                remove_pod(node, &mut state, &(key.namespace.clone(), name), Some(grace));
             }
         }
     }
@@ -239,8 +233,7 @@ async fn sync_one(node: &Arc<Node>, d: &Deployment, key: &DeploymentKey) -> anyh
     drop(state);
     if let Some(status) = status {
         let api: Api<Deployment> = Api::namespaced(node.client.clone(), &key.namespace);
-        let patch =
-            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "status": status});
+        let patch = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "status": status});
         api.patch_status(
             &key.name,
             &PatchParams::apply(MANAGER).force(),
@@ -265,10 +258,7 @@ pub(crate) fn remove_pod(
         let ip = pod.ip.clone();
         tokio::spawn(async move {
             done.await;
-            node.state
-                .lock()
-                .await
-                .release_ip(&node.config.pod_subnet, &ip);
+            node.state.lock().await.release_ip(&node.config.pod_subnet, &ip);
             drop(pod);
         });
     }

@@ -256,11 +256,7 @@ impl Launch {
             _ => (entrypoint, Vec::new()),
         };
         args.extend(c.args.clone().unwrap_or_default());
-        let workdir = rt
-            .state_dir
-            .join(&pod.namespace)
-            .join(&pod.name)
-            .join(&c.name);
+        let workdir = rt.state_dir.join(&pod.namespace).join(&pod.name).join(&c.name);
         Launch {
             program,
             args: args
@@ -293,29 +289,21 @@ fn expand_vars(arg: &str, env: &[EnvVar]) -> String {
 /// The container's environment: what a real pod gets from the downward API (POD_NAME,
 /// POD_NAMESPACE, POD_IP, HOSTNAME), then the template's env with `fieldRef` and
 /// `secretKeyRef` resolved (secrets from `<state_dir>/secrets/<ns>/<name>/<key>`).
-fn container_env(
-    pod: &PodSpec,
-    c: &Container,
-    rt: &RuntimeConfig,
-) -> Result<Vec<(String, String)>, String> {
+fn container_env(pod: &PodSpec, c: &Container, rt: &RuntimeConfig) -> Result<Vec<(String, String)>, String> {
     let mut env = vec![
         ("POD_NAME".to_string(), pod.name.clone()),
         ("POD_NAMESPACE".to_string(), pod.namespace.clone()),
         ("POD_IP".to_string(), pod.ip.clone()),
         ("HOSTNAME".to_string(), pod.name.clone()),
-        (
-            "PATH".to_string(),
-            std::env::var("PATH").unwrap_or_default(),
-        ),
+        ("PATH".to_string(), std::env::var("PATH").unwrap_or_default()),
     ];
     for e in c.env.clone().unwrap_or_default() {
         let value = if let Some(v) = e.value {
             v
         } else if let Some(from) = e.value_from {
             if let Some(f) = from.field_ref {
-                field_value(pod, &f.field_path).ok_or_else(|| {
-                    format!("env {}: unsupported fieldPath {}", e.name, f.field_path)
-                })?
+                field_value(pod, &f.field_path)
+                    .ok_or_else(|| format!("env {}: unsupported fieldPath {}", e.name, f.field_path))?
             } else if let Some(s) = from.secret_key_ref {
                 let path = rt
                     .state_dir
@@ -534,11 +522,7 @@ async fn run_once(
 async fn terminate(child: &mut tokio::process::Child, pid: u32, grace: Duration) {
     signal_group(pid, libc::SIGTERM);
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        tracing::warn!(
-            pid,
-            grace_s = grace.as_secs_f32(),
-            "grace period over; SIGKILL"
-        );
+        tracing::warn!(pid, grace_s = grace.as_secs_f32(), "grace period over; SIGKILL");
         signal_group(pid, libc::SIGKILL);
         let _ = child.wait().await;
     }
@@ -647,8 +631,7 @@ mod tests {
     fn an_explicit_mapping_wins() {
         let dir = tempfile::tempdir().unwrap();
         let mut rt = rt(dir.path());
-        rt.image_map
-            .insert("example/sleeper".into(), "/bin/sleep".into());
+        rt.image_map.insert("example/sleeper".into(), "/bin/sleep".into());
         assert_eq!(
             resolve_image("example/sleeper:1", &rt).unwrap(),
             PathBuf::from("/bin/sleep")

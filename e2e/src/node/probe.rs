@@ -54,9 +54,7 @@ impl ProbeState {
         match self.last_run {
             None => {
                 self.created
-                    + Duration::from_secs(
-                        self.probe.initial_delay_seconds.unwrap_or(0).max(0) as u64
-                    )
+                    + Duration::from_secs(self.probe.initial_delay_seconds.unwrap_or(0).max(0) as u64)
             }
             Some(t) => t + self.period(),
         }

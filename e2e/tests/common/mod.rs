@@ -73,17 +73,10 @@ impl TestEnv {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .expect("kubectl on PATH (make tools installs it)");
+        let mut child = cmd.spawn().expect("kubectl on PATH (make tools installs it)");
         if let Some(input) = stdin {
             use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
         }
         child.wait_with_output().expect("kubectl ran")
     }
