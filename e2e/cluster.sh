@@ -21,7 +21,7 @@ API_PORT=${TROUPE_APISERVER_PORT:-26443}
 FRONT_PORT=${TROUPE_FRONT_PORT:-28080}
 NODE_PORT=${TROUPE_NODE_PORT:-28081}
 POD_SUBNET=${TROUPE_POD_SUBNET:-127.10}
-PROFILE_DIR=${TROUPE_TARGET_DIR:-$REPO/target/debug}
+PROFILE_DIR=${TROUPE_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debug}
 
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
@@ -120,7 +120,7 @@ cmd_up() {
   local t0=$SECONDS
   BIN=$("$REPO/e2e/tools/install.sh" all | tail -n 1)
   export PATH=$BIN:$PATH
-  [ -x "$(localcp)" ] || (cd "$REPO" && cargo build -q -p troupe-e2e -p troupe-worker --bins)
+  [ -x "$(localcp)" ] || (cd "$REPO" && cargo build -q --workspace --bins)
   [ -x "$(localcp)" ] || die "$(localcp) is missing: run cargo build"
   make_certs
   write_kubeconfigs

@@ -1,0 +1,107 @@
+//! The Helm chart lints, renders, installs our CRDs and runs the operator with least privilege
+//! and a restricted security context. (helm install itself needs a full cluster: core APIs and
+//! RBAC, which the local control plane does not serve.)
+
+use std::{path::PathBuf, process::Command};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn helm(args: &[&str]) -> String {
+    let out = Command::new("helm")
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("helm on PATH (make tools installs it)");
+    assert!(out.status.success(), "helm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn render(extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["template", "troupe", "charts/troupe", "--namespace", "troupe-system"];
+    args.extend(extra);
+    let text = helm(&args);
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+#[test]
+fn the_chart_lints_clean() {
+    let out = helm(&["lint", "charts/troupe", "--strict"]);
+    assert!(out.contains("0 chart(s) failed"), "{out}");
+}
+
+#[test]
+fn the_operator_runs_as_non_root_with_a_read_only_root_filesystem_and_probes() {
+    let docs = render(&[]);
+    let deploy = of_kind(&docs, "Deployment");
+    assert_eq!(deploy.len(), 1);
+    let pod = &deploy[0]["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        assert!(c[probe]["httpGet"]["path"].is_string(), "{probe} missing");
+    }
+    assert!(c["resources"]["limits"]["memory"].is_string());
+}
+
+#[test]
+fn rbac_grants_no_wildcards_and_no_secrets() {
+    let docs = render(&[]);
+    let roles = of_kind(&docs, "ClusterRole");
+    assert_eq!(roles.len(), 2, "the operator's role and the workers' role");
+    for role in roles {
+        for rule in role["rules"].as_array().unwrap() {
+            let all = |k: &str| rule[k].as_array().cloned().unwrap_or_default();
+            assert!(!all("verbs").contains(&"*".into()), "wildcard verb in {rule}");
+            assert!(!all("resources").contains(&"*".into()), "wildcard resource in {rule}");
+            assert!(!all("resources").contains(&"secrets".into()), "access to secrets in {rule}");
+            if all("verbs").contains(&"bind".into()) {
+                assert!(rule["resourceNames"].is_array(), "bind must name the one role it may bind: {rule}");
+            }
+        }
+    }
+}
+
+#[test]
+fn there_is_no_default_secret_and_the_webhook_token_comes_only_from_a_named_secret() {
+    let docs = render(&[]);
+    assert!(of_kind(&docs, "Secret").is_empty(), "the chart must not ship a secret");
+    let env = |docs: &[Value]| of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+    let names: Vec<String> = env(&docs).as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect();
+    assert!(!names.contains(&"TROUPE_WEBHOOK_TOKEN".to_string()));
+    let docs = render(&["--set", "webhook.existingSecret=hook"]);
+    let token = env(&docs).as_array().unwrap().iter().find(|e| e["name"] == "TROUPE_WEBHOOK_TOKEN").cloned().unwrap();
+    assert_eq!(token["valueFrom"]["secretKeyRef"]["name"], "hook");
+}
+
+#[test]
+fn the_chart_installs_the_generated_crds() {
+    let docs = render(&["--include-crds"]);
+    let crds: Vec<&str> = of_kind(&docs, "CustomResourceDefinition")
+        .iter()
+        .map(|c| c["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(crds, ["actorpools.troupe.dev", "actors.troupe.dev"]);
+}
+
+#[test]
+fn the_plain_install_manifest_is_the_rendered_chart() {
+    let rendered = helm(&["template", "troupe", "charts/troupe", "--namespace", "troupe-system", "--include-crds"]);
+    let committed = std::fs::read_to_string(root().join("manifests/install.yaml")).unwrap_or_default();
+    assert!(rendered == committed, "manifests/install.yaml is stale: run `make manifests` and commit it");
+}
