@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-CACHE ?= $(HOME)/.cache/troupe
+CACHE ?= $(or $(TROUPE_CACHE),$(HOME)/.cache/troupe)
+export TROUPE_CACHE := $(CACHE)
 TOOLS := $(CACHE)/bin
 export PATH := $(TOOLS):$(HOME)/.cargo/bin:$(PATH)
 
