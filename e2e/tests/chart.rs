@@ -8,7 +8,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn helm(args: &[&str]) -> String {
@@ -17,12 +20,22 @@ fn helm(args: &[&str]) -> String {
         .current_dir(root())
         .output()
         .expect("helm on PATH (make tools installs it)");
-    assert!(out.status.success(), "helm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn render(extra: &[&str]) -> Vec<Value> {
-    let mut args = vec!["template", "troupe", "charts/troupe", "--namespace", "troupe-system"];
+    let mut args = vec![
+        "template",
+        "troupe",
+        "charts/troupe",
+        "--namespace",
+        "troupe-system",
+    ];
     args.extend(extra);
     let text = helm(&args);
     serde_yaml::Deserializer::from_str(&text)
@@ -52,7 +65,10 @@ fn the_operator_runs_as_non_root_with_a_read_only_root_filesystem_and_probes() {
     let c = &pod["containers"][0];
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
-    assert_eq!(c["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(
+        c["securityContext"]["capabilities"]["drop"],
+        serde_json::json!(["ALL"])
+    );
     for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
         assert!(c[probe]["httpGet"]["path"].is_string(), "{probe} missing");
     }
@@ -68,10 +84,19 @@ fn rbac_grants_no_wildcards_and_no_secrets() {
         for rule in role["rules"].as_array().unwrap() {
             let all = |k: &str| rule[k].as_array().cloned().unwrap_or_default();
             assert!(!all("verbs").contains(&"*".into()), "wildcard verb in {rule}");
-            assert!(!all("resources").contains(&"*".into()), "wildcard resource in {rule}");
-            assert!(!all("resources").contains(&"secrets".into()), "access to secrets in {rule}");
+            assert!(
+                !all("resources").contains(&"*".into()),
+                "wildcard resource in {rule}"
+            );
+            assert!(
+                !all("resources").contains(&"secrets".into()),
+                "access to secrets in {rule}"
+            );
             if all("verbs").contains(&"bind".into()) {
-                assert!(rule["resourceNames"].is_array(), "bind must name the one role it may bind: {rule}");
+                assert!(
+                    rule["resourceNames"].is_array(),
+                    "bind must name the one role it may bind: {rule}"
+                );
             }
         }
     }
@@ -80,12 +105,28 @@ fn rbac_grants_no_wildcards_and_no_secrets() {
 #[test]
 fn there_is_no_default_secret_and_the_webhook_token_comes_only_from_a_named_secret() {
     let docs = render(&[]);
-    assert!(of_kind(&docs, "Secret").is_empty(), "the chart must not ship a secret");
-    let env = |docs: &[Value]| of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"].clone();
-    let names: Vec<String> = env(&docs).as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect();
+    assert!(
+        of_kind(&docs, "Secret").is_empty(),
+        "the chart must not ship a secret"
+    );
+    let env = |docs: &[Value]| {
+        of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"].clone()
+    };
+    let names: Vec<String> = env(&docs)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
     assert!(!names.contains(&"TROUPE_WEBHOOK_TOKEN".to_string()));
     let docs = render(&["--set", "webhook.existingSecret=hook"]);
-    let token = env(&docs).as_array().unwrap().iter().find(|e| e["name"] == "TROUPE_WEBHOOK_TOKEN").cloned().unwrap();
+    let token = env(&docs)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "TROUPE_WEBHOOK_TOKEN")
+        .cloned()
+        .unwrap();
     assert_eq!(token["valueFrom"]["secretKeyRef"]["name"], "hook");
 }
 
@@ -101,7 +142,17 @@ fn the_chart_installs_the_generated_crds() {
 
 #[test]
 fn the_plain_install_manifest_is_the_rendered_chart() {
-    let rendered = helm(&["template", "troupe", "charts/troupe", "--namespace", "troupe-system", "--include-crds"]);
+    let rendered = helm(&[
+        "template",
+        "troupe",
+        "charts/troupe",
+        "--namespace",
+        "troupe-system",
+        "--include-crds",
+    ]);
     let committed = std::fs::read_to_string(root().join("manifests/install.yaml")).unwrap_or_default();
-    assert!(rendered == committed, "manifests/install.yaml is stale: run `make manifests` and commit it");
+    assert!(
+        rendered == committed,
+        "manifests/install.yaml is stale: run `make manifests` and commit it"
+    );
 }
