@@ -1,1 +1,14 @@
-//! The Troupe worker: Ractor host for worker pods. Lands with issue 4.
+//! The Troupe worker: the Ractor host that runs in worker pods.
+//!
+//! Use it as a library to build your own worker binary with your own actor types (implement
+//! [`behavior::Behavior`], register it in a [`behavior::Registry`], call [`run`]), or run the
+//! default `troupe-worker` binary, whose built-in behaviours ([`builtin`]) serve the examples
+//! and tests.
+
+pub mod behavior;
+pub mod builtin;
+pub mod host;
+pub mod mailbox;
+pub mod metrics;
+pub mod schedule;
+pub mod supervision;

@@ -1,0 +1,364 @@
+//! The default worker's behaviours: for examples, tests and rollout drills.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use crate::behavior::{ActorError, Behavior, Context, Registry};
+
+/// A registry with every built-in behaviour: echo, counter, scheduled, pipeline-stage, flaky.
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    r.register("echo", |_| Ok(Box::new(Echo)));
+    r.register("counter", |init| {
+        let start = match init.config.get("start") {
+            None => 0,
+            Some(v) => v
+                .as_i64()
+                .ok_or_else(|| ActorError::new("counter: config.start must be an integer"))?,
+        };
+        Ok(Box::new(Counter { value: start }))
+    });
+    r.register("scheduled", |_| Ok(Box::new(Scheduled::default())));
+    r.register("pipeline-stage", |init| {
+        Ok(Box::new(PipelineStage::from_config(init.config)?))
+    });
+    r.register("flaky", |init| {
+        Ok(Box::new(Flaky::from_config(init.config, |k| {
+            std::env::var(k).ok()
+        })?))
+    });
+    r
+}
+
+/// Answers with what it was sent.
+pub struct Echo;
+
+#[async_trait::async_trait]
+impl Behavior for Echo {
+    async fn handle(&mut self, _: &Context, msg: Value) -> Result<Value, ActorError> {
+        Ok(msg)
+    }
+}
+
+/// Keeps a count. A number adds itself, `{"add": n}` adds n, anything else reads; every message
+/// answers `{"value": n}`.
+pub struct Counter {
+    pub value: i64,
+}
+
+#[async_trait::async_trait]
+impl Behavior for Counter {
+    async fn handle(&mut self, _: &Context, msg: Value) -> Result<Value, ActorError> {
+        let add = msg.as_i64().or_else(|| msg.get("add").and_then(Value::as_i64));
+        if let Some(n) = add {
+            self.value = self
+                .value
+                .checked_add(n)
+                .ok_or_else(|| ActorError::new("counter overflow"))?;
+        }
+        Ok(json!({ "value": self.value }))
+    }
+
+    async fn tick(&mut self, _: &Context) -> Result<(), ActorError> {
+        self.value += 1;
+        Ok(())
+    }
+}
+
+/// Counts its ticks; any message answers `{"ticks": n, "lastTick": time}`.
+#[derive(Default)]
+pub struct Scheduled {
+    ticks: u64,
+    last: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl Behavior for Scheduled {
+    async fn handle(&mut self, _: &Context, _: Value) -> Result<Value, ActorError> {
+        Ok(json!({ "ticks": self.ticks, "lastTick": self.last }))
+    }
+
+    async fn tick(&mut self, _: &Context) -> Result<(), ActorError> {
+        self.ticks += 1;
+        self.last = Some(chrono::Utc::now().to_rfc3339());
+        Ok(())
+    }
+}
+
+/// One stage of a content pipeline. Items sent to it (`{"items": [...]}`) wait in its buffer; on
+/// each tick it hands its output to `config.next`: a `generate` stage drafts `batch` new items, a
+/// stage with `keep` passes on the best `keep` buffered items, and the last stage (no `next`)
+/// publishes what it holds. Any other message answers its counters.
+pub struct PipelineStage {
+    stage: String,
+    next: Option<String>,
+    batch: usize,
+    keep: Option<usize>,
+    buffer: Vec<Value>,
+    produced: u64,
+    published: u64,
+    runs: u64,
+}
+
+impl PipelineStage {
+    fn from_config(config: &Map<String, Value>) -> Result<Self, ActorError> {
+        let stage = config
+            .get("stage")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ActorError::new("pipeline-stage: config.stage (a string) is required"))?
+            .to_string();
+        let count = |k: &str| match config.get(k) {
+            None => Ok(None),
+            Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+                ActorError::new(format!(
+                    "pipeline-stage: config.{k} must be a non-negative integer"
+                ))
+            }),
+        };
+        Ok(Self {
+            stage,
+            next: config.get("next").and_then(Value::as_str).map(str::to_string),
+            batch: count("batch")?.unwrap_or(3),
+            keep: count("keep")?,
+            buffer: Vec::new(),
+            produced: 0,
+            published: 0,
+            runs: 0,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Behavior for PipelineStage {
+    async fn handle(&mut self, _: &Context, msg: Value) -> Result<Value, ActorError> {
+        if let Some(items) = msg.get("items").and_then(Value::as_array) {
+            self.buffer.extend(items.iter().cloned());
+        }
+        Ok(json!({
+            "stage": self.stage, "buffered": self.buffer.len(), "produced": self.produced,
+            "published": self.published, "runs": self.runs
+        }))
+    }
+
+    async fn tick(&mut self, ctx: &Context) -> Result<(), ActorError> {
+        self.runs += 1;
+        let output: Vec<Value> = if self.stage == "generate" {
+            (0..self.batch)
+                .map(|i| json!({"id": format!("{}-{}-{i}", ctx.name, self.runs), "score": (self.runs as usize * 7 + i * 13) % 100}))
+                .collect()
+        } else {
+            let mut items = std::mem::take(&mut self.buffer);
+            items.sort_by_key(|i| std::cmp::Reverse(i["score"].as_u64().unwrap_or(0)));
+            if let Some(k) = self.keep {
+                items.truncate(k);
+            }
+            items
+        };
+        self.produced += output.len() as u64;
+        match &self.next {
+            Some(next) if !output.is_empty() => {
+                ctx.tell(next, json!({"items": output, "from": self.stage})).await
+            }
+            Some(_) => Ok(()),
+            None => {
+                self.published += output.len() as u64;
+                tracing::info!(stage = %self.stage, published = output.len(), "published");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Fails and slows down on demand, to prove rollouts and rollbacks. `config.failureRate` (0–1),
+/// `config.latencyMs`, `config.panicRate` (0–1: the actor crashes); the pod's env
+/// `TROUPE_FLAKY_FAILURE_RATE`, `TROUPE_FLAKY_LATENCY_MS` and `TROUPE_FLAKY_PANIC_RATE` override
+/// them, so a new revision can be made bad through its template.
+pub struct Flaky {
+    pub failure_rate: f64,
+    pub latency: Duration,
+    pub panic_rate: f64,
+}
+
+impl Flaky {
+    pub fn from_config(
+        config: &Map<String, Value>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ActorError> {
+        let read = |key: &str, var: &str| -> Result<f64, ActorError> {
+            if let Some(v) = env(var).filter(|v| !v.is_empty()) {
+                return v
+                    .parse()
+                    .map_err(|_| ActorError::new(format!("flaky: env {var}={v:?} is not a number")));
+            }
+            match config.get(key) {
+                None => Ok(0.0),
+                Some(v) => v
+                    .as_f64()
+                    .ok_or_else(|| ActorError::new(format!("flaky: config.{key} must be a number"))),
+            }
+        };
+        let rate = |key: &str, var: &str| {
+            let r = read(key, var)?;
+            if (0.0..=1.0).contains(&r) {
+                Ok(r)
+            } else {
+                Err(ActorError::new(format!("flaky: {key} must be within 0..1")))
+            }
+        };
+        Ok(Self {
+            failure_rate: rate("failureRate", "TROUPE_FLAKY_FAILURE_RATE")?,
+            latency: Duration::from_millis(read("latencyMs", "TROUPE_FLAKY_LATENCY_MS")?.max(0.0) as u64),
+            panic_rate: rate("panicRate", "TROUPE_FLAKY_PANIC_RATE")?,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Behavior for Flaky {
+    async fn handle(&mut self, _: &Context, msg: Value) -> Result<Value, ActorError> {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        if self.panic_rate > 0.0 && rand::random::<f64>() < self.panic_rate {
+            panic!("flaky: crashing as panicRate asked");
+        }
+        if self.failure_rate > 0.0 && rand::random::<f64>() < self.failure_rate {
+            return Err(ActorError::new("flaky: failing as failureRate asked"));
+        }
+        Ok(msg)
+    }
+
+    async fn tick(&mut self, ctx: &Context) -> Result<(), ActorError> {
+        self.handle(ctx, Value::Null).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::behavior::{ActorInit, Router};
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(String, Value)>>);
+
+    #[async_trait::async_trait]
+    impl Router for Recorder {
+        async fn tell(&self, _: &str, actor: &str, msg: Value) -> Result<(), ActorError> {
+            self.0.lock().unwrap().push((actor.to_string(), msg));
+            Ok(())
+        }
+    }
+
+    fn ctx(router: Arc<Recorder>) -> Context {
+        Context {
+            namespace: "ns".into(),
+            name: "a".into(),
+            pool: "p".into(),
+            revision: "r".into(),
+            router,
+        }
+    }
+
+    fn build(name: &str, config: Value) -> Result<Box<dyn Behavior>, crate::behavior::BuildError> {
+        let config = config.as_object().cloned().unwrap_or_default();
+        registry().build(
+            name,
+            &ActorInit {
+                namespace: "ns",
+                name: "a",
+                config: &config,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_counter_keeps_its_count_from_its_configured_start() {
+        let c = ctx(Arc::default());
+        let mut counter = build("counter", json!({"start": 10})).unwrap();
+        counter.handle(&c, json!(5)).await.unwrap();
+        counter.handle(&c, json!({"add": 2})).await.unwrap();
+        assert_eq!(
+            counter.handle(&c, json!("get")).await.unwrap(),
+            json!({"value": 17})
+        );
+        assert!(build("counter", json!({"start": "ten"})).is_err());
+    }
+
+    #[tokio::test]
+    async fn pipeline_stages_hand_their_output_to_the_next_stage() {
+        let router = Arc::new(Recorder::default());
+        let c = ctx(router.clone());
+        let mut generate = build(
+            "pipeline-stage",
+            json!({"stage": "generate", "next": "curate", "batch": 5}),
+        )
+        .unwrap();
+        generate.tick(&c).await.unwrap();
+        let (to, msg) = router.0.lock().unwrap().pop().unwrap();
+        assert_eq!(to, "curate");
+        assert_eq!(msg["items"].as_array().unwrap().len(), 5);
+
+        let mut curate = build(
+            "pipeline-stage",
+            json!({"stage": "curate", "next": "post", "keep": 2}),
+        )
+        .unwrap();
+        curate.handle(&c, msg).await.unwrap();
+        curate.tick(&c).await.unwrap();
+        let (to, kept) = router.0.lock().unwrap().pop().unwrap();
+        assert_eq!(to, "post");
+        let scores: Vec<u64> = kept["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["score"].as_u64().unwrap())
+            .collect();
+        assert_eq!(scores.len(), 2);
+        assert!(scores[0] >= scores[1], "the best items are kept first");
+
+        let mut post = build("pipeline-stage", json!({"stage": "post"})).unwrap();
+        post.handle(&c, kept).await.unwrap();
+        post.tick(&c).await.unwrap();
+        assert_eq!(post.handle(&c, json!({})).await.unwrap()["published"], 2);
+        assert!(build("pipeline-stage", json!({})).is_err(), "stage is required");
+    }
+
+    #[test]
+    fn flaky_reads_its_rates_from_the_pod_env_before_its_config() {
+        let config = json!({"failureRate": 0.1, "latencyMs": 5})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let f = Flaky::from_config(&config, |_| None).unwrap();
+        assert_eq!((f.failure_rate, f.latency), (0.1, Duration::from_millis(5)));
+        let f = Flaky::from_config(&config, |k| {
+            (k == "TROUPE_FLAKY_FAILURE_RATE").then(|| "0.9".to_string())
+        })
+        .unwrap();
+        assert_eq!(f.failure_rate, 0.9);
+        assert!(
+            Flaky::from_config(&json!({"failureRate": 2}).as_object().cloned().unwrap(), |_| None).is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn flaky_fails_every_message_at_rate_one() {
+        let c = ctx(Arc::default());
+        let mut f = build("flaky", json!({"failureRate": 1.0})).unwrap();
+        assert!(f.handle(&c, json!(1)).await.is_err());
+    }
+
+    #[test]
+    fn an_unknown_behavior_names_the_known_ones() {
+        let err = build("nope", json!({})).err().unwrap();
+        assert_eq!(err.reason(), "UnknownBehavior");
+        assert!(
+            err.to_string()
+                .contains("counter, echo, flaky, pipeline-stage, scheduled"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! The worker's Prometheus metrics. Labels are bounded: pool and revision are one value per
+//! worker, behaviour is one of the registered names (or `unknown`), outcome and phase are enums.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Messages and ticks by outcome: ok, error, rejected, dropped.
+    pub messages: IntCounterVec,
+    pub latency: HistogramVec,
+    pub mailbox_depth: IntGaugeVec,
+    pub actors: IntGaugeVec,
+    pub restarts: IntCounterVec,
+    pub breaker_trips: IntCounterVec,
+    pub lease_renewals: IntCounterVec,
+    pub status_writes: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let labels = ["pool", "revision", "behavior"];
+        let messages = IntCounterVec::new(
+            Opts::new(
+                "troupe_worker_messages_total",
+                "Messages and ticks handled, by outcome (ok, error, rejected, dropped)",
+            ),
+            &["pool", "revision", "behavior", "outcome"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "troupe_worker_message_duration_seconds",
+                "Time from enqueue to handled, per message",
+            )
+            .buckets(vec![
+                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &labels,
+        )
+        .expect("valid metric");
+        let mailbox_depth = IntGaugeVec::new(
+            Opts::new(
+                "troupe_worker_mailbox_depth",
+                "Messages waiting, summed over the behaviour's actors",
+            ),
+            &labels,
+        )
+        .expect("valid metric");
+        let actors = IntGaugeVec::new(
+            Opts::new("troupe_worker_actors", "Actors hosted by this worker, by phase"),
+            &["pool", "revision", "phase"],
+        )
+        .expect("valid metric");
+        let restarts = IntCounterVec::new(
+            Opts::new("troupe_worker_actor_restarts_total", "Actor restarts"),
+            &labels,
+        )
+        .expect("valid metric");
+        let breaker_trips = IntCounterVec::new(
+            Opts::new(
+                "troupe_worker_circuit_breaker_trips_total",
+                "Actors paused by their circuit breaker",
+            ),
+            &labels,
+        )
+        .expect("valid metric");
+        let lease_renewals = IntCounterVec::new(
+            Opts::new(
+                "troupe_worker_lease_renewals_total",
+                "Membership lease renewals, by outcome",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let status_writes = IntCounterVec::new(
+            Opts::new(
+                "troupe_worker_status_writes_total",
+                "Actor status patches, by outcome",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(messages.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(mailbox_depth.clone()),
+            Box::new(actors.clone()),
+            Box::new(restarts.clone()),
+            Box::new(breaker_trips.clone()),
+            Box::new(lease_renewals.clone()),
+            Box::new(status_writes.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        Self {
+            registry,
+            messages,
+            latency,
+            mailbox_depth,
+            actors,
+            restarts,
+            breaker_trips,
+            lease_renewals,
+            status_writes,
+        }
+    }
+
+    /// The text exposition format, for `/metrics`.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
