@@ -1,14 +1,19 @@
 //! The Troupe worker: the Ractor host that runs in worker pods.
 //!
 //! Use it as a library to build your own worker binary with your own actor types (implement
-//! [`behavior::Behavior`], register it in a [`behavior::Registry`], call [`run`]), or run the
+//! [`behavior::Behavior`], register it in a [`behavior::Registry`], call [`run::run`]), or run the
 //! default `troupe-worker` binary, whose built-in behaviours ([`builtin`]) serve the examples
 //! and tests.
 
+pub mod api;
+pub mod assignments;
 pub mod behavior;
 pub mod builtin;
 pub mod host;
 pub mod mailbox;
+pub mod membership;
 pub mod metrics;
+pub mod run;
 pub mod schedule;
+pub mod status;
 pub mod supervision;

@@ -1,0 +1,211 @@
+//! Assembles a worker: host, membership, assignments, status, HTTP API, graceful shutdown.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use kube::Client;
+use troupe_crds::MailboxFullPolicy;
+
+use crate::{
+    api::{ApiState, Forwarder, router},
+    assignments,
+    behavior::Registry,
+    host::{Host, HostConfig},
+    membership::{self, LeaseConfig},
+    metrics::Metrics,
+    status,
+};
+
+/// Everything a worker needs to know; the operator sets it through the pod's env.
+#[derive(Clone, Debug, clap::Args)]
+pub struct WorkerConfig {
+    /// This pod's name (downward API).
+    #[arg(long, env = "POD_NAME")]
+    pub pod: String,
+    /// This pod's namespace, where its Actors and Lease live.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: String,
+    /// This pod's IP (downward API); the API listens on it and other workers reach it there.
+    #[arg(long, env = "POD_IP", default_value = "127.0.0.1")]
+    pub pod_ip: String,
+    #[arg(long, env = "TROUPE_PORT", default_value_t = 8080)]
+    pub port: u16,
+    #[arg(long, env = "TROUPE_POOL")]
+    pub pool: String,
+    #[arg(long, env = "TROUPE_REVISION", default_value = "unknown")]
+    pub revision: String,
+    /// The bearer token of the message API. No default: without it the message API is off.
+    #[arg(long, env = "TROUPE_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[arg(long, env = "TROUPE_MAILBOX_CAPACITY", default_value_t = 1000)]
+    pub mailbox_capacity: usize,
+    /// Reject, DropOldest or Block.
+    #[arg(long, env = "TROUPE_MAILBOX_WHEN_FULL", default_value = "Reject", value_parser = parse_policy)]
+    pub mailbox_when_full: MailboxFullPolicy,
+    #[arg(long, env = "TROUPE_MAILBOX_BLOCK_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub mailbox_block_timeout: Duration,
+    #[arg(long, env = "TROUPE_LEASE_DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    #[arg(long, env = "TROUPE_LEASE_RENEW", default_value = "2s", value_parser = parse_duration)]
+    pub lease_renew: Duration,
+    #[arg(long, env = "TROUPE_STATUS_EVERY", default_value = "500ms", value_parser = parse_duration)]
+    pub status_every: Duration,
+    /// Message counters alone are written at most this often.
+    #[arg(long, env = "TROUPE_STATUS_COUNTERS_EVERY", default_value = "10s", value_parser = parse_duration)]
+    pub status_counters_every: Duration,
+    /// On SIGTERM, how long mailboxes may drain before actors are stopped.
+    #[arg(long, env = "TROUPE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    troupe_crds::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_policy(s: &str) -> Result<MailboxFullPolicy, String> {
+    match s {
+        "Reject" => Ok(MailboxFullPolicy::Reject),
+        "DropOldest" => Ok(MailboxFullPolicy::DropOldest),
+        "Block" => Ok(MailboxFullPolicy::Block),
+        other => Err(format!(
+            "unknown mailbox policy {other:?}: Reject, DropOldest or Block"
+        )),
+    }
+}
+
+/// Runs a worker with `registry`'s behaviours until SIGTERM, then shuts down gracefully.
+pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to the Kubernetes API: {e}"))?;
+    let host_cfg = HostConfig {
+        pool: cfg.pool.clone(),
+        revision: cfg.revision.clone(),
+        mailbox_capacity: cfg.mailbox_capacity,
+        mailbox_policy: cfg.mailbox_when_full,
+        block_timeout: cfg.mailbox_block_timeout,
+        batch: 64,
+    };
+    let host = Host::start(host_cfg, registry, Metrics::new()).await?;
+    // No actor runs before this worker holds its lease.
+    host.set_fenced(true).await;
+    let forwarder = Arc::new(Forwarder::new(
+        Some(client.clone()),
+        cfg.token.clone(),
+        cfg.pod.clone(),
+    ));
+    host.set_router(forwarder.clone());
+    if cfg.token.is_none() {
+        tracing::warn!("TROUPE_API_TOKEN is not set: the message API answers 503");
+    }
+
+    let listen: SocketAddr = format!("{}:{}", cfg.pod_ip, cfg.port).parse()?;
+    let state = Arc::new(ApiState {
+        host: host.clone(),
+        token: cfg.token.clone(),
+        forwarder,
+        started: false.into(),
+        ready: false.into(),
+    });
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("listening on {listen}: {e}"))?;
+    tracing::info!(%listen, pod = %cfg.pod, pool = %cfg.pool, revision = %cfg.revision, "worker API listening");
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = router(state.clone());
+    let api = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = api_stopped.await;
+            })
+            .await
+    });
+
+    let lease_cfg = LeaseConfig {
+        namespace: cfg.namespace.clone(),
+        pod: cfg.pod.clone(),
+        pool: cfg.pool.clone(),
+        revision: cfg.revision.clone(),
+        address: listen.to_string(),
+        duration: cfg.lease_duration,
+        renew_every: cfg.lease_renew,
+        margin: cfg.lease_renew + Duration::from_secs(1),
+    };
+    let (leased_tx, mut leased) = tokio::sync::watch::channel(false);
+    let lease = tokio::spawn(tracing::Instrument::instrument(
+        membership::run(client.clone(), host.clone(), lease_cfg.clone(), leased_tx),
+        tracing::info_span!("lease", pod = %cfg.pod),
+    ));
+    let (synced_tx, mut synced) = tokio::sync::watch::channel(false);
+    let watch = tokio::spawn(tracing::Instrument::instrument(
+        assignments::run(
+            client.clone(),
+            host.clone(),
+            cfg.namespace.clone(),
+            cfg.pod.clone(),
+            synced_tx,
+        ),
+        tracing::info_span!("assignments", pod = %cfg.pod),
+    ));
+    let status = tokio::spawn(tracing::Instrument::instrument(
+        status::run(
+            client.clone(),
+            host.clone(),
+            cfg.status_every,
+            cfg.status_counters_every,
+        ),
+        tracing::info_span!("status"),
+    ));
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let started = async {
+        let _ = leased.wait_for(|v| *v).await;
+        let _ = synced.wait_for(|v| *v).await;
+    };
+    tokio::select! {
+        _ = started => {
+            state.started.store(true, Ordering::SeqCst);
+            state.ready.store(true, Ordering::SeqCst);
+            tracing::info!(actors = host.len(), "worker started: lease held, assigned actors loaded");
+        }
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    if state.ready.load(Ordering::SeqCst) {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+
+    tracing::info!(drain = ?cfg.drain_timeout, "SIGTERM: draining mailboxes, stopping actors, releasing the lease");
+    state.ready.store(false, Ordering::SeqCst);
+    watch.abort();
+    host.shutdown(cfg.drain_timeout).await;
+    status.abort();
+    let mut written = Default::default();
+    status::flush(&client, &host, &mut written, Duration::ZERO).await;
+    lease.abort();
+    membership::release(client.clone(), &lease_cfg).await;
+    let _ = stop_api.send(());
+    let _ = api.await;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Sets up logging: `RUST_LOG` filters; `TROUPE_LOG_JSON=true` for JSON lines.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let json = std::env::var("TROUPE_LOG_JSON").is_ok_and(|v| v == "true" || v == "1");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().with_current_span(true).init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+}
