@@ -151,6 +151,15 @@ impl TestEnv {
             .join(container)
     }
 
+    /// Where the node agent reads the Secret `name` of this namespace (one file per key).
+    pub fn secret_dir(&self, name: &str) -> PathBuf {
+        PathBuf::from(required_env("TROUPE_CLUSTER_DIR"))
+            .join("pods")
+            .join("secrets")
+            .join(&self.namespace)
+            .join(name)
+    }
+
     /// Prints what the test saw: every object in its namespace and the node agent's pods.
     pub fn dump(&self) {
         eprintln!("===== state of namespace {} =====", self.namespace);
