@@ -230,6 +230,8 @@ pub struct Forwarder {
     token: Option<String>,
     pod: String,
     addresses: Mutex<HashMap<(String, String), (String, Instant)>>,
+    /// Fixed actor → address routes, used instead of the API (benchmarks, tests).
+    static_routes: HashMap<ActorKey, String>,
 }
 
 /// How long a worker's address is reused before it is looked up again.
@@ -246,11 +248,22 @@ impl Forwarder {
             token,
             pod,
             addresses: Mutex::new(HashMap::new()),
+            static_routes: HashMap::new(),
         }
+    }
+
+    /// A forwarder with fixed routes and no API access.
+    pub fn with_static_routes(token: Option<String>, routes: HashMap<ActorKey, String>) -> Self {
+        let mut f = Self::new(None, token, String::new());
+        f.static_routes = routes;
+        f
     }
 
     /// Where the actor's worker listens, or the response explaining why there is none.
     async fn locate(&self, key: &ActorKey) -> Result<String, Response> {
+        if let Some(addr) = self.static_routes.get(key) {
+            return Ok(addr.clone());
+        }
         let Some(client) = &self.client else {
             return Err(error(
                 StatusCode::NOT_FOUND,

@@ -116,6 +116,26 @@ pub struct RuntimeStatus {
     pub conditions: Vec<ConditionState>,
 }
 
+/// A hosted actor, resolved once: sends skip the lookup by name. Valid while the actor stays on
+/// this worker; after it left, sends fail with `Unavailable` (its mailbox is closed).
+#[derive(Clone)]
+pub struct ActorHandle {
+    slot: Arc<Slot>,
+    host: Arc<Host>,
+}
+
+impl ActorHandle {
+    pub async fn tell(&self, body: Value) -> Result<(), DeliveryError> {
+        self.host.check(&self.slot)?;
+        self.host.tell_slot(&self.slot, body).await
+    }
+
+    pub async fn ask(&self, body: Value, timeout: Duration) -> Result<Value, DeliveryError> {
+        self.host.check(&self.slot)?;
+        self.host.ask_slot(&self.slot, body, timeout).await
+    }
+}
+
 /// Messages of the Ractor actor behind each Troupe actor.
 pub enum HostedMsg {
     /// The mailbox has messages.
@@ -468,7 +488,9 @@ impl Host {
             incarnation,
         };
         slot.mailbox.reopen();
-        match RactorActor::spawn_linked(None, HostedActor, args, self.supervisor.clone()).await {
+        // Instant spawn: the actor takes messages at once while its (infallible) pre_start runs,
+        // instead of the caller waiting for a cross-thread hand-off per activation.
+        match ractor::ActorRuntime::spawn_linked_instant(None, HostedActor, args, self.supervisor.clone()) {
             Ok((actor, _)) => {
                 self.by_id
                     .lock()
@@ -679,9 +701,33 @@ impl Host {
         }
     }
 
+    /// A handle on a hosted actor, for senders that send it many messages (no lookup per send).
+    pub fn handle(&self, key: &ActorKey) -> Option<ActorHandle> {
+        Some(ActorHandle {
+            slot: self.slot(key)?,
+            host: self.me.upgrade()?,
+        })
+    }
+
     /// Sends a message without waiting for an answer.
     pub async fn tell(&self, key: &ActorKey, body: Value) -> Result<(), DeliveryError> {
         let slot = self.admit(key)?;
+        self.tell_slot(&slot, body).await
+    }
+
+    fn check(&self, slot: &Slot) -> Result<(), DeliveryError> {
+        let s = slot.lock();
+        match s.phase {
+            ActorPhase::Paused => Err(DeliveryError::Paused(slot.key.clone())),
+            ActorPhase::Failed | ActorPhase::Pending => Err(DeliveryError::Unavailable {
+                key: slot.key.clone(),
+                why: format!("{:?}: {}", s.phase, s.ready_reason.1),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    async fn tell_slot(&self, slot: &Slot, body: Value) -> Result<(), DeliveryError> {
         let env = Envelope {
             body,
             reply: None,
@@ -699,6 +745,11 @@ impl Host {
     /// Sends a message and waits for the answer, up to `timeout`.
     pub async fn ask(&self, key: &ActorKey, body: Value, timeout: Duration) -> Result<Value, DeliveryError> {
         let slot = self.admit(key)?;
+        self.ask_slot(&slot, body, timeout).await
+    }
+
+    async fn ask_slot(&self, slot: &Slot, body: Value, timeout: Duration) -> Result<Value, DeliveryError> {
+        let key = &slot.key;
         let (tx, rx) = oneshot::channel();
         let env = Envelope {
             body,
@@ -1031,7 +1082,8 @@ impl RactorActor for HostedActor {
                 .metrics
                 .latency
                 .with_label_values(&[pool, revision, behavior]),
-            batch_buf: Vec::with_capacity(args.batch),
+            // Grown on first use: idle actors keep no buffer.
+            batch_buf: Vec::new(),
             args,
         })
     }

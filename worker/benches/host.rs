@@ -1,0 +1,273 @@
+//! Worker benchmarks, each printed beside a bare tokio baseline measured in the same run
+//! (the machine is shared and noisy: compare ratios, not absolute figures).
+//!
+//! `make bench` (or `cargo bench -p troupe-worker --bench host`). Sizes can be set with
+//! TROUPE_BENCH_MESSAGES (default 1,000,000), TROUPE_BENCH_ASKS (100,000),
+//! TROUPE_BENCH_ACTIVATIONS (20,000), TROUPE_BENCH_IDLE (100,000), TROUPE_BENCH_HTTP (5,000).
+
+use std::{
+    collections::HashMap,
+    hint::black_box,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use troupe_crds::ActorSpec;
+use troupe_worker::{
+    api::{ApiState, Forwarder, router},
+    behavior::{ActorError, Behavior, Context, Registry},
+    host::{ActorKey, Host, HostConfig},
+    metrics::Metrics,
+};
+
+fn size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Counts what it receives; answers with nothing much.
+struct Sink(Arc<AtomicU64>);
+
+#[async_trait::async_trait]
+impl Behavior for Sink {
+    async fn handle(&mut self, _: &Context, _: Value) -> Result<Value, ActorError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(Value::Null)
+    }
+}
+
+fn spec(behavior: &str) -> ActorSpec {
+    serde_json::from_value(json!({"pool": "bench", "behavior": behavior})).unwrap()
+}
+
+async fn host(counter: Arc<AtomicU64>, capacity: usize) -> Arc<Host> {
+    let mut registry = Registry::new();
+    registry.register("sink", move |_| Ok(Box::new(Sink(counter.clone()))));
+    registry.register("idle", |_| Ok(Box::new(Sink(Arc::default()))));
+    let config = HostConfig {
+        mailbox_capacity: capacity,
+        ..Default::default()
+    };
+    Host::start(config, registry, Metrics::new()).await.unwrap()
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// ns per message of a bare tokio unbounded mpsc send + recv (one sender, one receiver task).
+async fn bare_channel_ns(n: usize) -> f64 {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let recv = tokio::spawn(async move {
+        let mut got = 0usize;
+        while let Some(v) = rx.recv().await {
+            black_box(v);
+            got += 1;
+            if got == n {
+                break;
+            }
+        }
+    });
+    let t = Instant::now();
+    for _ in 0..n {
+        tx.send(Value::Null).unwrap();
+    }
+    recv.await.unwrap();
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// ns per request-response over a bare mpsc + oneshot.
+async fn bare_round_trip_ns(n: usize) -> f64 {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Value, tokio::sync::oneshot::Sender<Value>)>();
+    tokio::spawn(async move {
+        while let Some((v, reply)) = rx.recv().await {
+            let _ = reply.send(v);
+        }
+    });
+    let t = Instant::now();
+    for _ in 0..n {
+        let (rtx, rrx) = tokio::sync::oneshot::channel();
+        tx.send((Value::Null, rtx)).unwrap();
+        black_box(rrx.await.unwrap());
+    }
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn row(name: &str, ns: f64, baseline: f64, goal: &str) {
+    println!(
+        "{name:<44} {:>10.0} ns  {:>12.0}/s   {:>6.2}x bare   goal: {goal}",
+        ns,
+        1e9 / ns,
+        ns / baseline
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let messages = size("TROUPE_BENCH_MESSAGES", 1_000_000);
+    let asks = size("TROUPE_BENCH_ASKS", 100_000);
+    let activations = size("TROUPE_BENCH_ACTIVATIONS", 20_000);
+    let idle = size("TROUPE_BENCH_IDLE", 100_000);
+    let http = size("TROUPE_BENCH_HTTP", 5_000);
+    println!(
+        "troupe-worker benchmarks ({} cores)",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+
+    // Warm up allocator and runtime.
+    bare_channel_ns(100_000).await;
+    let bare = bare_channel_ns(messages).await;
+    let bare_rt = bare_round_trip_ns(asks).await;
+    println!(
+        "{:<44} {:>10.0} ns  {:>12.0}/s",
+        "baseline: tokio mpsc send+recv",
+        bare,
+        1e9 / bare
+    );
+    println!(
+        "{:<44} {:>10.0} ns  {:>12.0}/s",
+        "baseline: tokio mpsc+oneshot round trip",
+        bare_rt,
+        1e9 / bare_rt
+    );
+
+    // Tell throughput: one actor, messages sent back to back (mailbox large enough for all).
+    let counter = Arc::new(AtomicU64::new(0));
+    let h = host(counter.clone(), messages + 1).await;
+    let key = ActorKey::new("bench", "sink");
+    h.upsert(key.clone(), spec("sink"), Some(1)).await;
+    let t = Instant::now();
+    for _ in 0..messages {
+        h.tell(&key, Value::Null).await.unwrap();
+    }
+    while counter.load(Ordering::Relaxed) < messages as u64 {
+        tokio::task::yield_now().await;
+    }
+    row("tell throughput by name (in process)", t.elapsed().as_nanos() as f64 / messages as f64, bare, "<= 2x bare");
+    let handle = h.handle(&key).unwrap();
+    counter.store(0, Ordering::Relaxed);
+    let t = Instant::now();
+    for _ in 0..messages {
+        handle.tell(Value::Null).await.unwrap();
+    }
+    while counter.load(Ordering::Relaxed) < messages as u64 {
+        tokio::task::yield_now().await;
+    }
+    row("tell throughput by handle (in process)", t.elapsed().as_nanos() as f64 / messages as f64, bare, "<= 2x bare");
+
+    // Ask round trip, sequential.
+    let t = Instant::now();
+    for _ in 0..asks {
+        black_box(handle.ask(Value::Null, Duration::from_secs(5)).await.unwrap());
+    }
+    row(
+        "ask round trip (in process)",
+        t.elapsed().as_nanos() as f64 / asks as f64,
+        bare_rt,
+        "<= 5 us",
+    );
+
+    // Activation: upsert = registry build + Ractor spawn + start.
+    let t = Instant::now();
+    for i in 0..activations {
+        h.upsert(ActorKey::new("bench", format!("a{i}")), spec("idle"), Some(1))
+            .await;
+    }
+    let act = t.elapsed().as_nanos() as f64 / activations as f64;
+    row("actor activation (spawn + start)", act, bare, "<= 10 us");
+    drop(h);
+
+    // Idle actors' memory in a fresh host.
+    let before = rss_bytes();
+    let h = host(Arc::default(), 1000).await;
+    for i in 0..idle {
+        h.upsert(ActorKey::new("bench", format!("idle{i}")), spec("idle"), Some(1))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = rss_bytes();
+    println!(
+        "{:<44} {:>10} actors {:>8.1} MiB RSS  {:>6.0} B/actor   goal: 100k under 500 MB",
+        "idle actors in one worker",
+        h.len(),
+        after as f64 / 1048576.0,
+        (after.saturating_sub(before)) as f64 / idle as f64
+    );
+    drop(h);
+
+    // HTTP: a tell to the hosting worker, and one forwarded by a second worker.
+    let counter = Arc::new(AtomicU64::new(0));
+    let target = host(counter.clone(), http + 1).await;
+    let key = ActorKey::new("bench", "sink");
+    target.upsert(key.clone(), spec("sink"), Some(1)).await;
+    let serve = |h: Arc<Host>, forwarder: Forwarder, addr: &'static str| async move {
+        let state = Arc::new(ApiState {
+            host: h,
+            token: Some("bench".into()),
+            forwarder: Arc::new(forwarder),
+            started: AtomicBool::new(true),
+            ready: AtomicBool::new(true),
+        });
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    };
+    serve(
+        target,
+        Forwarder::with_static_routes(None, HashMap::new()),
+        "127.0.0.1:39101",
+    )
+    .await;
+    let routes = HashMap::from([(key.clone(), "127.0.0.1:39101".to_string())]);
+    serve(
+        host(Arc::default(), 10).await,
+        Forwarder::with_static_routes(Some("bench".into()), routes),
+        "127.0.0.1:39102",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let tell = |port: u16| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .post(format!(
+                    "http://127.0.0.1:{port}/v1/namespaces/bench/actors/sink/tell"
+                ))
+                .bearer_auth("bench")
+                .json(&Value::Null)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 202);
+        }
+    };
+    for port in [39101, 39102] {
+        tell(port).await;
+    }
+    let t = Instant::now();
+    for _ in 0..http {
+        tell(39101).await;
+    }
+    let direct = t.elapsed().as_nanos() as f64 / http as f64;
+    row("tell over HTTP (to the hosting worker)", direct, bare, "-");
+    let t = Instant::now();
+    for _ in 0..http {
+        tell(39102).await;
+    }
+    let forwarded = t.elapsed().as_nanos() as f64 / http as f64;
+    row("tell over HTTP, forwarded between workers", forwarded, bare, "-");
+}
