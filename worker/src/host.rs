@@ -62,6 +62,9 @@ pub struct HostConfig {
     pub block_timeout: Duration,
     /// Messages an actor handles before yielding to others.
     pub batch: usize,
+    /// An actor idle this long is passivated: its Ractor actor stops and its behaviour (with its
+    /// state) waits in the host until the next message or tick. `None`: never.
+    pub passivate_after: Option<Duration>,
 }
 
 impl Default for HostConfig {
@@ -73,6 +76,7 @@ impl Default for HostConfig {
             mailbox_policy: MailboxFullPolicy::Reject,
             block_timeout: Duration::from_secs(1),
             batch: 64,
+            passivate_after: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -142,6 +146,8 @@ pub enum HostedMsg {
     Wake,
     /// A scheduled or triggered tick.
     Tick,
+    /// The host saw the actor idle: passivate if it still is.
+    IdleCheck,
 }
 
 /// What the supervisor and the actors tell the host.
@@ -171,6 +177,9 @@ struct SlotState {
     started_at: Option<DateTime<Utc>>,
     started: Instant,
     actor: Option<ActorRef<HostedMsg>>,
+    /// The behaviour of a running actor with no Ractor actor at the moment (not yet activated, or
+    /// passivated while idle). `actor` and `parked` are never both set.
+    parked: Option<Parked>,
     /// Bumped on every start and stop, so late events of an earlier run are ignored.
     incarnation: u64,
     restarts: i32,
@@ -182,10 +191,18 @@ struct SlotState {
     last_trigger: Option<String>,
 }
 
+/// A behaviour waiting for its next activation, with its circuit breaker's count.
+struct Parked {
+    behavior: Box<dyn Behavior>,
+    breaker: CircuitBreaker,
+}
+
 struct Slot {
     key: ActorKey,
     mailbox: Arc<Mailbox>,
     processed: Arc<AtomicU64>,
+    /// The host's idle clock (see [`Host::idle_clock`]) when the actor last handled something.
+    last_active: AtomicU64,
     state: Mutex<SlotState>,
 }
 
@@ -206,6 +223,8 @@ pub struct Host {
     supervisor: ActorCell,
     router: RwLock<Option<Arc<dyn Router>>>,
     fenced: AtomicBool,
+    /// Ticks once per passivation period: a coarse clock that actors copy without reading time.
+    idle_clock: Arc<AtomicU64>,
     me: Weak<Host>,
 }
 
@@ -230,8 +249,15 @@ impl Host {
             supervisor: supervisor.get_cell(),
             router: RwLock::new(None),
             fenced: AtomicBool::new(false),
+            idle_clock: Arc::new(AtomicU64::new(0)),
             me: me.clone(),
         });
+        if let Some(idle) = host.config.passivate_after {
+            tokio::spawn(tracing::Instrument::instrument(
+                passivation_loop(Arc::downgrade(&host), idle),
+                tracing::info_span!("passivation"),
+            ));
+        }
         tokio::spawn(tracing::Instrument::instrument(
             events_loop(Arc::downgrade(&host), rx),
             tracing::info_span!("host-events"),
@@ -306,6 +332,7 @@ impl Host {
                     self.config.block_timeout,
                 )),
                 processed: Arc::new(AtomicU64::new(0)),
+                last_active: AtomicU64::new(0),
                 state: Mutex::new(SlotState {
                     last_trigger: spec.trigger.clone(),
                     spec,
@@ -315,6 +342,7 @@ impl Host {
                     started_at: None,
                     started: Instant::now(),
                     actor: None,
+                    parked: None,
                     incarnation: 0,
                     restarts: 0,
                     last_error: None,
@@ -372,7 +400,11 @@ impl Host {
     async fn reconcile(&self, slot: &Arc<Slot>) {
         let (paused, circuit, running) = {
             let s = slot.lock();
-            (s.spec.paused, s.circuit_open.clone(), s.actor.is_some())
+            (
+                s.spec.paused,
+                s.circuit_open.clone(),
+                s.actor.is_some() || s.parked.is_some(),
+            )
         };
         if self.fenced.load(Ordering::SeqCst) {
             self.stop_actor(slot, "lease lost").await;
@@ -449,17 +481,43 @@ impl Host {
                 return;
             }
         };
-        let incarnation = {
-            let mut s = slot.lock();
-            s.incarnation += 1;
-            if s.tracker.is_none() {
-                s.tracker = Some(tracker);
-            }
-            s.incarnation
-        };
-        let behavior_label = self.behavior_label(&spec.behavior);
-        let args = HostedArgs {
+        let mut s = slot.lock();
+        s.incarnation += 1;
+        if s.tracker.is_none() {
+            s.tracker = Some(tracker);
+        }
+        s.parked = Some(Parked {
             behavior,
+            breaker: CircuitBreaker::new(
+                spec.circuit_breaker
+                    .as_ref()
+                    .map(|c| c.consecutive_failures.max(1) as u32),
+            ),
+        });
+        s.started = Instant::now();
+        s.started_at = Some(Utc::now());
+        if let Some(schedule) = schedule {
+            s.schedule = Some(spawn_schedule(self.me.clone(), schedule, key.clone()));
+        }
+        slot.mailbox.reopen();
+        // Activated now only if messages wait; otherwise on the first message or tick.
+        if !slot.mailbox.is_empty() {
+            self.activate(slot, &mut s);
+        }
+        drop(s);
+        self.set_phase(slot, ActorPhase::Running, "Running", "the actor is running");
+        tracing::debug!(actor = %key, behavior = %spec.behavior, "actor started");
+    }
+
+    /// Gives a parked behaviour a Ractor actor again and wakes it. Called with the slot locked.
+    fn activate(&self, slot: &Arc<Slot>, s: &mut SlotState) -> Option<ActorRef<HostedMsg>> {
+        if let Some(actor) = &s.actor {
+            return Some(actor.clone());
+        }
+        let parked = s.parked.take()?;
+        let key = slot.key.clone();
+        let args = HostedArgs {
+            behavior: parked.behavior,
             ctx: Context {
                 namespace: key.namespace.clone(),
                 name: key.name.clone(),
@@ -471,23 +529,21 @@ impl Host {
             },
             mailbox: slot.mailbox.clone(),
             processed: slot.processed.clone(),
-            breaker: CircuitBreaker::new(
-                spec.circuit_breaker
-                    .as_ref()
-                    .map(|c| c.consecutive_failures.max(1) as u32),
-            ),
+            breaker: parked.breaker,
             batch: self.config.batch,
             labels: [
                 self.config.pool.clone(),
                 self.config.revision.clone(),
-                behavior_label,
+                self.behavior_label(&s.spec.behavior),
             ],
             metrics: self.metrics.clone(),
             events: self.events.clone(),
             key: key.clone(),
-            incarnation,
+            incarnation: s.incarnation,
+            slot: slot.clone(),
+            idle_clock: self.idle_clock.clone(),
+            host: self.me.clone(),
         };
-        slot.mailbox.reopen();
         // Instant spawn: the actor takes messages at once while its (infallible) pre_start runs,
         // instead of the caller waiting for a cross-thread hand-off per activation.
         match ractor::ActorRuntime::spawn_linked_instant(None, HostedActor, args, self.supervisor.clone()) {
@@ -495,25 +551,16 @@ impl Host {
                 self.by_id
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(actor.get_id(), (key.clone(), incarnation));
-                let mut s = slot.lock();
+                    .insert(actor.get_id(), (key, s.incarnation));
                 s.actor = Some(actor.clone());
-                s.started = Instant::now();
-                s.started_at = Some(Utc::now());
-                if let Some(schedule) = schedule {
-                    s.schedule = Some(spawn_schedule(actor.clone(), schedule, key.clone()));
-                }
-                drop(s);
-                self.set_phase(slot, ActorPhase::Running, "Running", "the actor is running");
-                if !slot.mailbox.is_empty() {
-                    let _ = actor.cast(HostedMsg::Wake);
-                }
-                tracing::info!(actor = %key, behavior = %spec.behavior, "actor started");
+                let _ = actor.cast(HostedMsg::Wake);
+                Some(actor)
             }
             Err(e) => {
-                let why = format!("start failed: {e}");
-                slot.lock().last_error = Some(why.clone());
-                self.handle_stop(slot, incarnation, true, why).await;
+                // Only a name clash fails a spawn, and hosted actors have no names.
+                tracing::error!(actor = %slot.key, error = %e, "activation failed");
+                s.last_error = Some(format!("activation failed: {e}"));
+                None
             }
         }
     }
@@ -523,6 +570,7 @@ impl Host {
         let (actor, schedule) = {
             let mut s = slot.lock();
             s.incarnation += 1;
+            s.parked = None;
             (s.actor.take(), s.schedule.take())
         };
         if let Some(t) = schedule {
@@ -644,9 +692,37 @@ impl Host {
 
     /// Delivers a tick now (a manual trigger).
     pub fn tick(&self, key: &ActorKey) {
-        if let Some(actor) = self.slot(key).and_then(|s| s.lock().actor.clone()) {
+        let Some(slot) = self.slot(key) else { return };
+        let mut s = slot.lock();
+        if let Some(actor) = self.activate(&slot, &mut s) {
             let _ = actor.cast(HostedMsg::Tick);
         }
+    }
+
+    /// Advances the idle clock and asks actors idle for two of its ticks (one to two passivation
+    /// periods) to passivate.
+    fn passivate_idle(&self) {
+        let now = self.idle_clock.fetch_add(1, Ordering::Relaxed) + 1;
+        let slots: Vec<_> = self
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for slot in slots {
+            if now.saturating_sub(slot.last_active.load(Ordering::Relaxed)) < 2 || !slot.mailbox.is_empty() {
+                continue;
+            }
+            if let Some(actor) = slot.lock().actor.clone() {
+                let _ = actor.cast(HostedMsg::IdleCheck);
+            }
+        }
+    }
+
+    /// Whether the actor has a Ractor actor right now (false while parked or stopped).
+    pub fn is_active(&self, key: &ActorKey) -> bool {
+        self.slot(key).is_some_and(|s| s.lock().actor.is_some())
     }
 
     fn admit(&self, key: &ActorKey) -> Result<Arc<Slot>, DeliveryError> {
@@ -668,7 +744,7 @@ impl Host {
         Ok(slot)
     }
 
-    fn wake(&self, slot: &Slot, pushed: Pushed) {
+    fn wake(&self, slot: &Arc<Slot>, pushed: Pushed) {
         if pushed.dropped_oldest {
             let behavior = self.behavior_label(&slot.lock().spec.behavior);
             self.metrics
@@ -676,10 +752,18 @@ impl Host {
                 .with_label_values(&[&self.config.pool, &self.config.revision, &behavior, "dropped"])
                 .inc();
         }
-        if pushed.wake
-            && let Some(actor) = slot.lock().actor.clone()
-        {
-            let _ = actor.cast(HostedMsg::Wake);
+        if pushed.wake {
+            let mut s = slot.lock();
+            match s.actor.clone() {
+                Some(actor) => {
+                    let _ = actor.cast(HostedMsg::Wake);
+                }
+                None if s.parked.is_some() => {
+                    self.activate(slot, &mut s);
+                }
+                // Restarting: the next start finds the messages waiting.
+                None => {}
+            }
         }
     }
 
@@ -727,7 +811,7 @@ impl Host {
         }
     }
 
-    async fn tell_slot(&self, slot: &Slot, body: Value) -> Result<(), DeliveryError> {
+    async fn tell_slot(&self, slot: &Arc<Slot>, body: Value) -> Result<(), DeliveryError> {
         let env = Envelope {
             body,
             reply: None,
@@ -748,7 +832,12 @@ impl Host {
         self.ask_slot(&slot, body, timeout).await
     }
 
-    async fn ask_slot(&self, slot: &Slot, body: Value, timeout: Duration) -> Result<Value, DeliveryError> {
+    async fn ask_slot(
+        &self,
+        slot: &Arc<Slot>,
+        body: Value,
+        timeout: Duration,
+    ) -> Result<Value, DeliveryError> {
         let key = &slot.key;
         let (tx, rx) = oneshot::channel();
         let env = Envelope {
@@ -904,12 +993,8 @@ async fn events_loop(host: Weak<Host>, mut rx: mpsc::UnboundedReceiver<HostEvent
     }
 }
 
-/// Delivers ticks on schedule until aborted.
-fn spawn_schedule(
-    actor: ActorRef<HostedMsg>,
-    schedule: Schedule,
-    key: ActorKey,
-) -> tokio::task::JoinHandle<()> {
+/// Delivers ticks on schedule until aborted (through the host, which activates the actor).
+fn spawn_schedule(host: Weak<Host>, schedule: Schedule, key: ActorKey) -> tokio::task::JoinHandle<()> {
     let span = tracing::debug_span!("schedule", actor = %key);
     tokio::spawn(tracing::Instrument::instrument(
         async move {
@@ -920,13 +1005,21 @@ fn spawn_schedule(
                 };
                 let wait = (next - now).to_std().unwrap_or_default();
                 tokio::time::sleep(wait).await;
-                if actor.cast(HostedMsg::Tick).is_err() {
-                    return;
-                }
+                let Some(host) = host.upgrade() else { return };
+                host.tick(&key);
             }
         },
         span,
     ))
+}
+
+async fn passivation_loop(host: Weak<Host>, idle: Duration) {
+    let every = (idle / 2).max(Duration::from_millis(1));
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(host) = host.upgrade() else { return };
+        host.passivate_idle();
+    }
 }
 
 /// `ctx.tell` of actors: local actors directly, others through the worker's router.
@@ -1006,6 +1099,16 @@ impl RactorActor for Supervisor {
     }
 }
 
+/// Stands in for a behaviour that went back to the host; never called.
+struct Passivated;
+
+#[async_trait::async_trait]
+impl Behavior for Passivated {
+    async fn handle(&mut self, _: &Context, _: Value) -> Result<Value, crate::behavior::ActorError> {
+        Err(crate::behavior::ActorError::new("passivated"))
+    }
+}
+
 /// The Ractor actor behind one Troupe actor.
 struct HostedActor;
 
@@ -1021,10 +1124,16 @@ struct HostedArgs {
     events: mpsc::UnboundedSender<HostEvent>,
     key: ActorKey,
     incarnation: u64,
+    /// Strong: the Ractor task's state does not own anything that owns it back.
+    slot: Arc<Slot>,
+    idle_clock: Arc<AtomicU64>,
+    host: Weak<Host>,
 }
 
 struct HostedState {
     args: HostedArgs,
+    /// Set once the behaviour went back to the host: this Ractor actor only winds down.
+    passivated: bool,
     batch_buf: Vec<Envelope>,
     ok: prometheus::IntCounter,
     errors: prometheus::IntCounter,
@@ -1032,6 +1141,32 @@ struct HostedState {
 }
 
 impl HostedState {
+    /// Hands the behaviour back to the host if the actor is still idle, then stops. Decided under
+    /// the slot's lock, so a sender either sees this actor (and its Wake is handled first, which
+    /// makes the mailbox non-idle) or sees the parked behaviour and activates a new one.
+    fn passivate(&mut self, myself: &ActorRef<HostedMsg>) {
+        let Some(host) = self.args.host.upgrade() else {
+            return;
+        };
+        let slot = self.args.slot.clone();
+        let mut s = slot.lock();
+        let mine = s.actor.as_ref().is_some_and(|a| a.get_id() == myself.get_id());
+        if !mine || s.incarnation != self.args.incarnation || !self.args.mailbox.is_idle() {
+            return;
+        }
+        let behavior = std::mem::replace(&mut self.args.behavior, Box::new(Passivated));
+        let breaker = std::mem::take(&mut self.args.breaker);
+        s.parked = Some(Parked { behavior, breaker });
+        s.actor = None;
+        host.by_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&myself.get_id());
+        drop(s);
+        self.passivated = true;
+        myself.stop(Some("passivated".into()));
+    }
+
     fn record(&mut self, result: &Result<(), String>) -> bool {
         let ok = result.is_ok();
         if ok {
@@ -1084,6 +1219,7 @@ impl RactorActor for HostedActor {
                 .with_label_values(&[pool, revision, behavior]),
             // Grown on first use: idle actors keep no buffer.
             batch_buf: Vec::new(),
+            passivated: false,
             args,
         })
     }
@@ -1094,7 +1230,14 @@ impl RactorActor for HostedActor {
         msg: HostedMsg,
         state: &mut HostedState,
     ) -> Result<(), ActorProcessingErr> {
+        if state.passivated {
+            return Ok(());
+        }
         match msg {
+            HostedMsg::IdleCheck => {
+                state.passivate(&myself);
+                return Ok(());
+            }
             HostedMsg::Tick => {
                 let r = state.args.behavior.tick(&state.args.ctx).await.map_err(|e| e.0);
                 if let Err(e) = &r {
@@ -1127,6 +1270,8 @@ impl RactorActor for HostedActor {
                 }
             }
         }
+        let now = state.args.idle_clock.load(Ordering::Relaxed);
+        state.args.slot.last_active.store(now, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -1332,6 +1477,75 @@ mod tests {
             host.ask(&key, json!(7), Duration::from_secs(1)).await.unwrap(),
             json!(7)
         );
+    }
+
+    async fn passivating_host(after: Duration) -> Arc<Host> {
+        let config = HostConfig {
+            passivate_after: Some(after),
+            ..Default::default()
+        };
+        Host::start(config, builtin::registry(), Metrics::new())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_assigned_actor_gets_its_ractor_task_only_with_its_first_message() {
+        let host = host().await;
+        let key = ActorKey::new("ns", "lazy");
+        host.upsert(key.clone(), spec("counter", json!({})), Some(1))
+            .await;
+        phase_becomes(&host, &key, ActorPhase::Running).await;
+        assert!(!host.is_active(&key));
+        host.tell(&key, json!(1)).await.unwrap();
+        assert!(host.is_active(&key));
+    }
+
+    #[tokio::test]
+    async fn an_idle_actor_is_passivated_and_keeps_its_state() {
+        let host = passivating_host(Duration::from_millis(40)).await;
+        let key = ActorKey::new("ns", "idle");
+        host.upsert(key.clone(), spec("counter", json!({})), Some(1))
+            .await;
+        host.tell(&key, json!(5)).await.unwrap();
+        assert!(host.is_active(&key));
+        for _ in 0..100 {
+            if !host.is_active(&key) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!host.is_active(&key), "idle for 1 s with a 40 ms limit");
+        let v = host.ask(&key, json!(1), Duration::from_secs(1)).await.unwrap();
+        assert_eq!(v, json!({"value": 6}), "state survives passivation");
+    }
+
+    #[tokio::test]
+    async fn no_message_is_lost_or_doubled_while_actors_passivate_and_reactivate() {
+        let host = passivating_host(Duration::from_millis(2)).await;
+        let keys: Vec<_> = (0..4).map(|i| ActorKey::new("ns", format!("c{i}"))).collect();
+        for k in &keys {
+            host.upsert(k.clone(), spec("counter", json!({})), Some(1)).await;
+        }
+        let mut senders = Vec::new();
+        for k in keys.clone() {
+            let host = host.clone();
+            senders.push(tokio::spawn(async move {
+                for i in 0..2000 {
+                    host.tell(&k, json!(1)).await.unwrap();
+                    if i % 97 == 0 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }));
+        }
+        for s in senders {
+            s.await.unwrap();
+        }
+        for k in &keys {
+            let v = host.ask(k, json!("get"), Duration::from_secs(5)).await.unwrap();
+            assert_eq!(v, json!({"value": 2000}), "{k}");
+        }
     }
 
     #[tokio::test]

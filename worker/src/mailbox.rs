@@ -88,6 +88,12 @@ impl Mailbox {
         self.len() == 0
     }
 
+    /// Empty, and no wake on its way: the actor has nothing to do.
+    pub fn is_idle(&self) -> bool {
+        let s = self.lock();
+        s.queue.is_empty() && !s.scheduled
+    }
+
     pub fn capacity(&self) -> usize {
         self.capacity
     }

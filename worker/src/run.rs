@@ -56,6 +56,10 @@ pub struct WorkerConfig {
     /// Message counters alone are written at most this often.
     #[arg(long, env = "TROUPE_STATUS_COUNTERS_EVERY", default_value = "10s", value_parser = parse_duration)]
     pub status_counters_every: Duration,
+    /// An actor idle this long gives up its Ractor task until its next message or tick (its
+    /// state is kept). 0s: never.
+    #[arg(long, env = "TROUPE_PASSIVATE_AFTER", default_value = "60s", value_parser = parse_duration)]
+    pub passivate_after: Duration,
     /// On SIGTERM, how long mailboxes may drain before actors are stopped.
     #[arg(long, env = "TROUPE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -88,6 +92,7 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
         mailbox_policy: cfg.mailbox_when_full,
         block_timeout: cfg.mailbox_block_timeout,
         batch: 64,
+        passivate_after: (!cfg.passivate_after.is_zero()).then_some(cfg.passivate_after),
     };
     let host = Host::start(host_cfg, registry, Metrics::new()).await?;
     // No actor runs before this worker holds its lease.
