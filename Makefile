@@ -78,8 +78,8 @@ e2e: tools build ## End-to-end suite against a fresh local control plane of its 
 test: tools build unit e2e ## Set up and pass every test: unit tests, then the end-to-end suite
 
 .PHONY: bench
-bench: ## Benchmarks (figures recorded in docs/benchmarks.md)
-	@echo "benchmarks land with the worker and operator issues; see docs/benchmarks.md"; exit 1
+bench: ## Benchmarks, each beside a bare tokio baseline of the same run (record figures in docs/benchmarks.md)
+	cargo bench -p troupe-worker --bench host
 
 .PHONY: clean
 clean: ## Stop both clusters and remove their state and the build

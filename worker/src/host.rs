@@ -819,10 +819,10 @@ impl Host {
         };
         match slot.mailbox.push(env).await {
             Ok(p) => {
-                self.wake(&slot, p);
+                self.wake(slot, p);
                 Ok(())
             }
-            Err(e) => Err(self.rejected(&slot, e)),
+            Err(e) => Err(self.rejected(slot, e)),
         }
     }
 
@@ -846,8 +846,8 @@ impl Host {
             enqueued: Instant::now(),
         };
         match slot.mailbox.push(env).await {
-            Ok(p) => self.wake(&slot, p),
-            Err(e) => return Err(self.rejected(&slot, e)),
+            Ok(p) => self.wake(slot, p),
+            Err(e) => return Err(self.rejected(slot, e)),
         }
         match tokio::time::timeout(timeout, rx).await {
             Err(_) => Err(DeliveryError::Timeout(key.clone())),
