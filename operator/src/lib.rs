@@ -1,1 +1,13 @@
-//! The Troupe operator (see docs/architecture.md). Controllers land with issue 5.
+//! The Troupe operator: turns ActorPools into worker Deployments, places every Actor on exactly
+//! one live worker (membership by Lease), fails actors over when a worker's lease ends, and
+//! writes pool and actor status. Rollouts (canary, blue-green, analysis, alerts) build on this.
+
+pub mod context;
+pub mod deployment;
+pub mod http;
+pub mod membership;
+pub mod orphans;
+pub mod placement;
+pub mod pool_controller;
+pub mod revision;
+pub mod run;

@@ -223,6 +223,9 @@ pub struct Host {
     supervisor: ActorCell,
     router: RwLock<Option<Arc<dyn Router>>>,
     fenced: AtomicBool,
+    /// Actors stopped because they left this worker, whose stop is still to be confirmed in
+    /// their status (phase Migrating), so the operator can place them elsewhere.
+    departed: Mutex<Vec<ActorKey>>,
     /// Ticks once per passivation period: a coarse clock that actors copy without reading time.
     idle_clock: Arc<AtomicU64>,
     me: Weak<Host>,
@@ -250,6 +253,7 @@ impl Host {
             router: RwLock::new(None),
             fenced: AtomicBool::new(false),
             idle_clock: Arc::new(AtomicU64::new(0)),
+            departed: Mutex::new(Vec::new()),
             me: me.clone(),
         });
         if let Some(idle) = host.config.passivate_after {
@@ -393,7 +397,16 @@ impl Host {
         if let Some(slot) = slot {
             self.stop_actor(&slot, "unassigned").await;
             slot.mailbox.close("the actor left this worker");
+            self.departed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(key.clone());
         }
+    }
+
+    /// Actors that left this worker since the last call: stopped, confirmation not yet written.
+    pub fn take_departed(&self) -> Vec<ActorKey> {
+        std::mem::take(&mut *self.departed.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Brings an actor to what its spec and the host's state say: running, paused or fenced.

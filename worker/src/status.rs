@@ -62,6 +62,24 @@ pub fn status_patch(s: &RuntimeStatus) -> Value {
     })
 }
 
+/// The status of an actor this worker stopped because it was unassigned: phase Migrating tells
+/// the operator the actor no longer runs here.
+pub fn departed_patch() -> Value {
+    let now = time(chrono::Utc::now());
+    json!({
+        "apiVersion": "troupe.dev/v1alpha1",
+        "kind": "Actor",
+        "status": {
+            "phase": "Migrating",
+            "lastTransitionTime": now,
+            "conditions": [{
+                "type": "Ready", "status": "False", "reason": "Unassigned",
+                "message": "stopped on its previous worker; moving", "lastTransitionTime": now,
+            }]
+        }
+    })
+}
+
 /// Whether `now` must be written, given what was written last and when.
 pub fn needs_write(
     last: Option<&(RuntimeStatus, Instant)>,
@@ -95,6 +113,27 @@ pub async fn flush(
     written: &mut HashMap<ActorKey, (RuntimeStatus, Instant)>,
     counter_every: Duration,
 ) {
+    // Confirm departures first: the operator waits for them to place the actors elsewhere.
+    for key in host.take_departed() {
+        if host.is_hosted(&key) {
+            continue;
+        }
+        let api: Api<Actor> = Api::namespaced(client.clone(), &key.namespace);
+        let patch = departed_patch();
+        match api
+            .patch_status(
+                &key.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => tracing::warn!(actor = %key, error = %e, "confirming a departure failed"),
+        }
+        written.remove(&key);
+    }
     let snapshot = host.snapshot();
     let live: std::collections::HashSet<_> = snapshot.iter().map(|(k, _)| k.clone()).collect();
     written.retain(|k, _| live.contains(k));

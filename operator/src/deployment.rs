@@ -1,0 +1,352 @@
+//! The worker Deployment of a pool revision, built as a pure function of the pool.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec},
+        core::v1::{
+            Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+            PodSecurityContext, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext,
+        },
+    },
+    apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
+};
+use kube::{Resource, ResourceExt, api::ObjectMeta};
+use troupe_crds::{ActorPool, MailboxFullPolicy, labels};
+
+/// The worker API port.
+pub const WORKER_PORT: i32 = 8080;
+
+/// What the operator adds to every worker pod besides the pool's own template.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerSettings {
+    /// The Secret (in the pool's namespace) holding the worker API token under key `token`.
+    /// Optional in the pod: without it the workers' message API stays off.
+    pub token_secret: String,
+    /// Extra env for every worker (for example lease timings, or KUBECONFIG on the local
+    /// control plane).
+    pub extra_env: Vec<(String, String)>,
+}
+
+/// The Deployment's name: `<pool>-<revision>`.
+pub fn deployment_name(pool: &str, revision: &str) -> String {
+    let base: String = pool.chars().take(63 - revision.len() - 1).collect();
+    format!("{}-{revision}", base.trim_end_matches('-'))
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn plain_env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    }
+}
+
+fn policy_name(p: MailboxFullPolicy) -> &'static str {
+    match p {
+        MailboxFullPolicy::Reject => "Reject",
+        MailboxFullPolicy::DropOldest => "DropOldest",
+        MailboxFullPolicy::Block => "Block",
+    }
+}
+
+/// Selector labels of a pool revision's workers.
+pub fn worker_labels(pool: &str, revision: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::POOL.to_string(), pool.to_string()),
+        (labels::REVISION.to_string(), revision.to_string()),
+    ])
+}
+
+/// Builds the Deployment of `pool`'s `revision`: the user's template plus what a worker needs
+/// (downward-API env, pool settings, probes, a restricted security context, labels), owned by
+/// the pool. The user's own values win where both set something.
+pub fn build_deployment(pool: &ActorPool, revision: &str, settings: &WorkerSettings) -> Deployment {
+    let name = pool.name_any();
+    let selector = worker_labels(&name, revision);
+    let mut template: PodTemplateSpec = pool.spec.template.clone();
+    let meta = template.metadata.get_or_insert_with(Default::default);
+    meta.labels
+        .get_or_insert_with(Default::default)
+        .extend(selector.clone());
+    meta.annotations
+        .get_or_insert_with(Default::default)
+        .entry("prometheus.io/scrape".into())
+        .or_insert_with(|| "true".into());
+    let spec = template.spec.get_or_insert_with(Default::default);
+    spec.termination_grace_period_seconds.get_or_insert(30);
+    let pod_sc = spec
+        .security_context
+        .get_or_insert_with(PodSecurityContext::default);
+    pod_sc.run_as_non_root.get_or_insert(true);
+    pod_sc.seccomp_profile.get_or_insert_with(|| SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        ..Default::default()
+    });
+    if let Some(worker) = spec.containers.first_mut() {
+        decorate_worker(worker, pool, &name, revision, settings);
+    }
+    let mut labels_all = selector.clone();
+    labels_all.insert(labels::MANAGED_BY.into(), labels::MANAGER.into());
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(deployment_name(&name, revision)),
+            namespace: pool.namespace(),
+            labels: Some(labels_all),
+            owner_references: pool.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(pool.spec.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..Default::default()
+            },
+            template,
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn decorate_worker(
+    c: &mut Container,
+    pool: &ActorPool,
+    name: &str,
+    revision: &str,
+    settings: &WorkerSettings,
+) {
+    let mut env = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        field_env("POD_IP", "status.podIP"),
+        plain_env("TROUPE_POOL", name),
+        plain_env("TROUPE_REVISION", revision),
+        plain_env("TROUPE_PORT", WORKER_PORT.to_string()),
+        plain_env("TROUPE_MAILBOX_CAPACITY", pool.spec.mailbox.capacity.to_string()),
+        plain_env(
+            "TROUPE_MAILBOX_WHEN_FULL",
+            policy_name(pool.spec.mailbox.when_full),
+        ),
+    ];
+    if let Some(t) = &pool.spec.mailbox.block_timeout {
+        env.push(plain_env("TROUPE_MAILBOX_BLOCK_TIMEOUT", t.clone()));
+    }
+    env.push(EnvVar {
+        name: "TROUPE_API_TOKEN".into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: settings.token_secret.clone(),
+                key: "token".into(),
+                optional: Some(true),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    env.extend(settings.extra_env.iter().map(|(k, v)| plain_env(k, v.clone())));
+    let user = c.env.get_or_insert_with(Vec::new);
+    for e in env {
+        if !user.iter().any(|u| u.name == e.name) {
+            user.push(e);
+        }
+    }
+    let ports = c.ports.get_or_insert_with(Vec::new);
+    if !ports.iter().any(|p| p.name.as_deref() == Some("http")) {
+        ports.push(ContainerPort {
+            name: Some("http".into()),
+            container_port: WORKER_PORT,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        });
+    }
+    c.startup_probe
+        .get_or_insert_with(|| http_probe("/startupz", 1, 60));
+    c.readiness_probe
+        .get_or_insert_with(|| http_probe("/readyz", 2, 2));
+    c.liveness_probe
+        .get_or_insert_with(|| http_probe("/livez", 10, 3));
+    let sc = c.security_context.get_or_insert_with(SecurityContext::default);
+    sc.allow_privilege_escalation.get_or_insert(false);
+    sc.read_only_root_filesystem.get_or_insert(true);
+    sc.capabilities.get_or_insert_with(|| Capabilities {
+        drop: Some(vec!["ALL".into()]),
+        ..Default::default()
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pool() -> ActorPool {
+        let mut p: ActorPool = serde_json::from_value(json!({
+            "apiVersion": "troupe.dev/v1alpha1", "kind": "ActorPool",
+            "metadata": {"name": "counters", "namespace": "ns", "uid": "u-1"},
+            "spec": {"replicas": 3, "mailbox": {"capacity": 10, "whenFull": "DropOldest"},
+                     "template": {"spec": {"containers": [{"name": "worker", "image": "troupe/worker:1",
+                         "env": [{"name": "TROUPE_PORT", "value": "9000"}]}]}}}
+        }))
+        .unwrap();
+        p.metadata.uid = Some("u-1".into());
+        p
+    }
+
+    fn env(d: &Deployment) -> BTreeMap<String, EnvVar> {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect()
+    }
+
+    #[test]
+    fn the_deployment_is_owned_by_the_pool_and_selects_its_revision() {
+        let d = build_deployment(&pool(), "abc123", &WorkerSettings::default());
+        assert_eq!(d.metadata.name.as_deref(), Some("counters-abc123"));
+        let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("ActorPool", "u-1", Some(true))
+        );
+        let spec = d.spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(3));
+        let sel = spec.selector.match_labels.as_ref().unwrap();
+        assert_eq!(sel["troupe.dev/revision"], "abc123");
+        let pod_labels = spec.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+        assert!(sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+    }
+
+    #[test]
+    fn workers_get_downward_api_env_pool_settings_and_the_users_values_win() {
+        let d = build_deployment(
+            &pool(),
+            "abc123",
+            &WorkerSettings {
+                token_secret: "tok".into(),
+                extra_env: vec![("X".into(), "1".into())],
+            },
+        );
+        let e = env(&d);
+        assert_eq!(
+            e["POD_NAME"]
+                .value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
+            "metadata.name"
+        );
+        assert_eq!(
+            e["POD_IP"]
+                .value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
+            "status.podIP"
+        );
+        assert_eq!(e["TROUPE_MAILBOX_CAPACITY"].value.as_deref(), Some("10"));
+        assert_eq!(e["TROUPE_MAILBOX_WHEN_FULL"].value.as_deref(), Some("DropOldest"));
+        assert_eq!(
+            e["TROUPE_PORT"].value.as_deref(),
+            Some("9000"),
+            "the user's env wins"
+        );
+        assert_eq!(
+            e["TROUPE_API_TOKEN"]
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "tok"
+        );
+        assert_eq!(e["X"].value.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn workers_run_restricted_with_probes() {
+        let d = build_deployment(&pool(), "abc123", &WorkerSettings::default());
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
+        let c = &pod.containers[0];
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(
+            (sc.read_only_root_filesystem, sc.allow_privilege_escalation),
+            (Some(true), Some(false))
+        );
+        assert_eq!(
+            c.readiness_probe
+                .as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .as_deref(),
+            Some("/readyz")
+        );
+        assert_eq!(
+            c.startup_probe
+                .as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .as_deref(),
+            Some("/startupz")
+        );
+    }
+
+    #[test]
+    fn long_pool_names_still_make_valid_deployment_names() {
+        let name = deployment_name(&"p".repeat(80), "abcdef0123");
+        assert!(name.len() <= 63 && name.ends_with("-abcdef0123"));
+    }
+}

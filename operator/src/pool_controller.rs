@@ -1,0 +1,672 @@
+//! The pool controller: for each ActorPool, the worker Deployment of its revision, the placement
+//! of its Actors on live workers, and the pool's status.
+//!
+//! Phases of one reconcile: build (pure: Deployment, placement), apply (server-side apply under
+//! the operator's field manager), status (only when it changed).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::{
+    api::{apps::v1::Deployment, coordination::v1::Lease},
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+    },
+};
+use serde_json::{Value, json};
+use troupe_crds::{Actor, ActorPhase, ActorPool, PoolPhase, labels};
+
+use crate::{
+    context::{Context, MANAGER},
+    deployment::{build_deployment, deployment_name},
+    membership::live_workers,
+    placement::{WorkerSlot, place},
+    revision::revision_of,
+};
+
+/// Why a pool reconcile failed; each variant names the step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("applying the worker Deployment: {0}")]
+    ApplyDeployment(#[source] kube::Error),
+    #[error("retiring an old revision's Deployment: {0}")]
+    RetireDeployment(#[source] kube::Error),
+    #[error("writing actor {actor}: {source}")]
+    WriteActor {
+        actor: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing the pool status: {0}")]
+    WriteStatus(#[source] kube::Error),
+}
+
+impl Error {
+    pub fn step(&self) -> &'static str {
+        match self {
+            Error::ApplyDeployment(_) => "apply-deployment",
+            Error::RetireDeployment(_) => "retire-deployment",
+            Error::WriteActor { .. } => "write-actor",
+            Error::WriteStatus(_) => "write-status",
+        }
+    }
+}
+
+/// How often a pool is looked at even when nothing changed (lease expiry is a non-event).
+pub const RESYNC: Duration = Duration::from_secs(2);
+
+fn worker_of(a: &Actor) -> Option<String> {
+    a.labels().get(labels::WORKER).cloned()
+}
+
+/// Parameters of a JSON merge patch under the operator's field manager (label removal: a merge
+/// patch removes a label whoever set it, where an apply only drops what the operator owns).
+pub fn merge_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// One move the placement asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Label the actor with its worker (it has none).
+    Assign {
+        actor: String,
+        worker: String,
+        failover: bool,
+    },
+    /// Take the actor from a live worker; it is assigned once that worker confirmed the stop.
+    Release { actor: String, from: String },
+    /// Take the actor from a dead worker (its lease ended): nothing runs it any more.
+    Orphan { actor: String, from: String },
+    /// No live worker has room.
+    Unplaceable { actor: String },
+}
+
+/// Decides the steps that bring the pool's actors toward a placement on `live` workers.
+///
+/// Never two activations: an actor leaves a live worker in two steps (release, then assign once
+/// the old worker confirmed with phase Migrating), and leaves a dead worker only once its lease
+/// has ended.
+pub fn plan(actors: &[&Actor], live: &BTreeSet<String>, eligible: &[WorkerSlot]) -> Vec<Step> {
+    // An actor counts as on its worker while labelled; a released actor not yet confirmed
+    // stays "in transit" and is left alone.
+    let mut current: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut in_transit = BTreeSet::new();
+    let mut steps = Vec::new();
+    for a in actors {
+        let name = a.name_any();
+        match worker_of(a) {
+            Some(w) if live.contains(&w) => {
+                current.insert(name, Some(w));
+            }
+            Some(w) => {
+                steps.push(Step::Orphan {
+                    actor: name.clone(),
+                    from: w,
+                });
+                current.insert(name, None);
+            }
+            None => {
+                let status = a.status.as_ref();
+                let previous = status.and_then(|s| s.worker.clone());
+                let confirmed = status.and_then(|s| s.phase) == Some(ActorPhase::Migrating);
+                match previous {
+                    Some(p) if live.contains(&p) && !confirmed => {
+                        in_transit.insert(name);
+                    }
+                    _ => {
+                        current.insert(name, None);
+                    }
+                }
+            }
+        }
+    }
+    let placement = place(&current, eligible);
+    let orphaned: BTreeSet<String> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Orphan { actor, .. } => Some(actor.clone()),
+            _ => None,
+        })
+        .collect();
+    for (actor, target) in placement {
+        let now = current.get(&actor).cloned().flatten();
+        match (now, target) {
+            (Some(a), Some(b)) if a == b => {}
+            (Some(a), Some(_)) => steps.push(Step::Release { actor, from: a }),
+            (Some(a), None) => steps.push(Step::Release { actor, from: a }),
+            (None, Some(b)) => {
+                let failover = orphaned.contains(&actor);
+                steps.push(Step::Assign {
+                    actor,
+                    worker: b,
+                    failover,
+                });
+            }
+            (None, None) => steps.push(Step::Unplaceable { actor }),
+        }
+    }
+    steps
+}
+
+fn actor_status_patch(
+    phase: ActorPhase,
+    worker: Option<&str>,
+    revision: Option<&str>,
+    placed: (bool, &str, &str),
+    generation: Option<i64>,
+) -> Value {
+    let now = Timestamp::now();
+    json!({
+        "apiVersion": "troupe.dev/v1alpha1",
+        "kind": "Actor",
+        "status": {
+            "phase": phase,
+            "worker": worker,
+            "revision": revision,
+            "lastTransitionTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+            "conditions": [{
+                "type": "Placed",
+                "status": if placed.0 { "True" } else { "False" },
+                "reason": placed.1,
+                "message": placed.2,
+                "lastTransitionTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+                "observedGeneration": generation,
+            }]
+        }
+    })
+}
+
+async fn event(ctx: &Context, actor: &Actor, type_: EventType, reason: &str, action: &str, note: String) {
+    let r = ctx
+        .recorder
+        .publish(
+            &Event {
+                type_,
+                reason: reason.into(),
+                note: Some(note),
+                action: action.into(),
+                secondary: None,
+            },
+            &actor.object_ref(&()),
+        )
+        .await;
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "publishing an event failed");
+    }
+}
+
+async fn apply_step(
+    ctx: &Context,
+    ns: &str,
+    pool: &str,
+    revision_of_worker: &BTreeMap<String, String>,
+    actor: &Actor,
+    step: &Step,
+) -> Result<(), Error> {
+    let api: Api<Actor> = Api::namespaced(ctx.client.clone(), ns);
+    let name = actor.name_any();
+    let wrap = |source| Error::WriteActor {
+        actor: format!("{ns}/{name}"),
+        source,
+    };
+    let gen_ = actor.metadata.generation;
+    let set_label = |worker: Option<&str>| json!({"metadata": {"labels": {labels::WORKER: worker}}});
+    match step {
+        Step::Assign { worker, failover, .. } => {
+            let revision = revision_of_worker.get(worker).map(String::as_str);
+            let message = format!("placed on worker {worker}");
+            api.patch_status(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(actor_status_patch(
+                    ActorPhase::Placed,
+                    Some(worker),
+                    revision,
+                    (true, "Placed", &message),
+                    gen_,
+                )),
+            )
+            .await
+            .map_err(wrap)?;
+            api.patch(&name, &merge_params(), &Patch::Merge(set_label(Some(worker))))
+                .await
+                .map_err(wrap)?;
+            ctx.metrics.placements.inc();
+            if *failover {
+                ctx.metrics.failovers.inc();
+                event(
+                    ctx,
+                    actor,
+                    EventType::Warning,
+                    "FailedOver",
+                    "Place",
+                    format!("its worker's lease ended; {message}"),
+                )
+                .await;
+            } else {
+                event(ctx, actor, EventType::Normal, "Placed", "Place", message).await;
+            }
+        }
+        Step::Release { from, .. } => {
+            // Status first, label second: the old worker's confirmation (phase Migrating) can
+            // then only come after this write.
+            let message = format!("moving off worker {from} (pool {pool} rebalanced or rolled)");
+            api.patch_status(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(actor_status_patch(
+                    ActorPhase::Migrating,
+                    Some(from),
+                    None,
+                    (false, "Moving", &message),
+                    gen_,
+                )),
+            )
+            .await
+            .map_err(wrap)?;
+            api.patch(&name, &merge_params(), &Patch::Merge(set_label(None)))
+                .await
+                .map_err(wrap)?;
+            ctx.metrics.moves.inc();
+            event(ctx, actor, EventType::Normal, "Moving", "Move", message).await;
+        }
+        Step::Orphan { from, .. } => {
+            let message = format!("worker {from} is gone (its lease ended); waiting for a live worker");
+            api.patch_status(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(actor_status_patch(
+                    ActorPhase::Pending,
+                    None,
+                    None,
+                    (false, "WorkerLost", &message),
+                    gen_,
+                )),
+            )
+            .await
+            .map_err(wrap)?;
+            api.patch(&name, &merge_params(), &Patch::Merge(set_label(None)))
+                .await
+                .map_err(wrap)?;
+        }
+        Step::Unplaceable { .. } => {
+            let status = actor.status.as_ref();
+            let already = status.is_some_and(|s| {
+                s.phase == Some(ActorPhase::Pending)
+                    && s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Placed" && c.reason == "NoWorker")
+            });
+            if !already {
+                let message = format!(
+                    "no live worker of pool {pool} has room (workers starting, scaled to zero, or at actorsPerWorker capacity)"
+                );
+                api.patch_status(
+                    &name,
+                    &PatchParams::apply(MANAGER).force(),
+                    &Patch::Apply(actor_status_patch(
+                        ActorPhase::Pending,
+                        None,
+                        None,
+                        (false, "NoWorker", &message),
+                        gen_,
+                    )),
+                )
+                .await
+                .map_err(wrap)?;
+                event(ctx, actor, EventType::Warning, "NoWorker", "Place", message).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reconciles one pool: Deployment, placement, status.
+pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let _timer = ctx.metrics.duration.with_label_values(&["pool"]).start_timer();
+    ctx.metrics.reconciles.with_label_values(&["pool"]).inc();
+    let ns = pool.namespace().unwrap_or_default();
+    let name = pool.name_any();
+    if pool.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let revision = revision_of(&pool.spec.template);
+
+    // Build and apply the current revision's Deployment.
+    let deploy = build_deployment(&pool, &revision, &ctx.settings);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let dname = deployment_name(&name, &revision);
+    let existing = ctx
+        .deployments
+        .state()
+        .into_iter()
+        .find(|d| d.namespace().as_deref() == Some(&ns) && d.name_any() == dname);
+    let unchanged = existing.as_ref().is_some_and(|d| {
+        d.spec == deploy.spec && d.metadata.owner_references == deploy.metadata.owner_references
+    });
+    if !unchanged {
+        deployments
+            .patch(
+                &dname,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&deploy),
+            )
+            .await
+            .map_err(Error::ApplyDeployment)?;
+    }
+
+    // Membership.
+    let leases: Vec<Arc<Lease>> = ctx
+        .leases
+        .state()
+        .into_iter()
+        .filter(|l| l.namespace().as_deref() == Some(&ns))
+        .collect();
+    let live = live_workers(leases.iter().map(|l| l.as_ref()), &name, Timestamp::now());
+    let live_names: BTreeSet<String> = live.iter().map(|w| w.name.clone()).collect();
+    let revision_of_worker: BTreeMap<String, String> = live
+        .iter()
+        .map(|w| (w.name.clone(), w.revision.clone()))
+        .collect();
+    let current_rev: Vec<_> = live.iter().filter(|w| w.revision == revision).collect();
+    // Actors go to the current revision's workers; until there are some, the old ones serve.
+    let eligible_workers: Vec<_> = if current_rev.is_empty() {
+        live.iter().collect()
+    } else {
+        current_rev
+    };
+    let capacity = pool.spec.actors_per_worker.max(1) as usize;
+    let eligible: Vec<WorkerSlot> = eligible_workers
+        .iter()
+        .map(|w| WorkerSlot {
+            name: w.name.clone(),
+            capacity,
+        })
+        .collect();
+
+    // Retire Deployments of other revisions once the current one serves.
+    let serving = eligible_workers.iter().any(|w| w.revision == revision);
+    for d in ctx.deployments.state() {
+        let owned = d
+            .owner_references()
+            .iter()
+            .any(|o| Some(&o.uid) == pool.uid().as_ref());
+        let rev = d.labels().get(labels::REVISION).cloned().unwrap_or_default();
+        if owned
+            && d.namespace().as_deref() == Some(&ns)
+            && rev != revision
+            && (serving || pool.spec.replicas == 0)
+        {
+            let on_it = ctx.actors.state().iter().any(|a| {
+                a.spec.pool == name
+                    && a.namespace().as_deref() == Some(&ns)
+                    && revision_of_worker.get(&worker_of(a).unwrap_or_default()) == Some(&rev)
+            });
+            if !on_it {
+                tracing::info!(pool = %name, deployment = %d.name_any(), "retiring an old revision");
+                match deployments
+                    .delete(&d.name_any(), &DeleteParams::background())
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(Error::RetireDeployment(e)),
+                }
+            }
+        }
+    }
+
+    // Placement.
+    let actors: Vec<Arc<Actor>> = ctx
+        .actors
+        .state()
+        .into_iter()
+        .filter(|a| {
+            a.namespace().as_deref() == Some(&ns)
+                && a.spec.pool == name
+                && a.metadata.deletion_timestamp.is_none()
+        })
+        .collect();
+    let refs: Vec<&Actor> = actors.iter().map(|a| a.as_ref()).collect();
+    let steps = plan(&refs, &live_names, &eligible);
+    let by_name: BTreeMap<String, &Actor> = refs.iter().map(|a| (a.name_any(), *a)).collect();
+    let mut first_error = None;
+    for step in &steps {
+        let actor = match step {
+            Step::Assign { actor, .. }
+            | Step::Release { actor, .. }
+            | Step::Orphan { actor, .. }
+            | Step::Unplaceable { actor } => actor,
+        };
+        if let Some(a) = by_name.get(actor)
+            && let Err(e) = apply_step(&ctx, &ns, &name, &revision_of_worker, a, step).await
+        {
+            tracing::warn!(pool = %name, error = %e, "placement step failed");
+            first_error.get_or_insert(e);
+        }
+    }
+
+    // Status.
+    let mut by_phase: BTreeMap<String, i32> = BTreeMap::new();
+    for a in &actors {
+        let phase = a
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or(ActorPhase::Pending);
+        *by_phase.entry(format!("{phase:?}")).or_default() += 1;
+    }
+    let ready_replicas: i32 = ctx
+        .deployments
+        .state()
+        .iter()
+        .filter(|d| d.namespace().as_deref() == Some(&ns) && d.labels().get(labels::POOL) == Some(&name))
+        .map(|d| d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0))
+        .sum();
+    let unplaced = steps
+        .iter()
+        .filter(|s| matches!(s, Step::Unplaceable { .. }))
+        .count();
+    let ready_workers = live.len() as i32;
+    let phase = if ready_workers >= pool.spec.replicas && unplaced == 0 {
+        PoolPhase::Healthy
+    } else {
+        PoolPhase::Degraded
+    };
+    let available = ready_workers > 0 || pool.spec.replicas == 0;
+    let (reason, message) = if phase == PoolPhase::Healthy {
+        (
+            "AllWorkersReady",
+            format!("{ready_workers} workers ready, {} actors", actors.len()),
+        )
+    } else {
+        (
+            "WorkersMissing",
+            format!(
+                "{ready_workers} of {} workers ready; {unplaced} actors without a worker",
+                pool.spec.replicas
+            ),
+        )
+    };
+    let current = pool.status.clone().unwrap_or_default();
+    let cond_unchanged = current.conditions.iter().any(|c| {
+        c.type_ == "Available"
+            && (c.status == "True") == available
+            && c.reason == reason
+            && c.message == message
+    });
+    let desired = json!({
+        "phase": phase,
+        "replicas": ready_replicas,
+        "desiredWorkers": pool.spec.replicas,
+        "readyWorkers": ready_workers,
+        "selector": format!("{}={name}", labels::POOL),
+        "actors": {"total": actors.len(), "byPhase": by_phase},
+        "stableRevision": revision,
+        "observedGeneration": pool.metadata.generation,
+    });
+    let same = current.phase == Some(phase)
+        && current.replicas == ready_replicas
+        && current.desired_workers == pool.spec.replicas
+        && current.ready_workers == ready_workers
+        && current.actors.total == actors.len() as i32
+        && current.actors.by_phase == by_phase
+        && current.stable_revision.as_deref() == Some(&revision)
+        && current.observed_generation == pool.metadata.generation
+        && cond_unchanged;
+    if !same {
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now());
+        let mut status = desired;
+        status["conditions"] = json!([{
+            "type": "Available", "status": if available { "True" } else { "False" },
+            "reason": reason, "message": message, "lastTransitionTime": now,
+            "observedGeneration": pool.metadata.generation,
+        }]);
+        let patch = json!({"apiVersion": "troupe.dev/v1alpha1", "kind": "ActorPool", "status": status});
+        Api::<ActorPool>::namespaced(ctx.client.clone(), &ns)
+            .patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
+            .await
+            .map_err(Error::WriteStatus)?;
+    }
+    tracing::debug!(pool = %name, steps = steps.len(), took = ?started.elapsed(), "pool reconciled");
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(Action::requeue(RESYNC)),
+    }
+}
+
+/// Logs and counts a failed reconcile and retries soon.
+pub fn error_policy(pool: Arc<ActorPool>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(pool = %pool.name_any(), namespace = ?pool.namespace(), %error, "pool reconcile failed");
+    ctx.metrics
+        .errors
+        .with_label_values(&["pool", error.step()])
+        .inc();
+    Action::requeue(Duration::from_secs(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(name: &str, worker: Option<&str>, status: Value) -> Actor {
+        let mut a: Actor = serde_json::from_value(json!({
+            "apiVersion": "troupe.dev/v1alpha1", "kind": "Actor",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"pool": "p", "behavior": "echo"},
+            "status": status
+        }))
+        .unwrap();
+        if let Some(w) = worker {
+            a.metadata.labels = Some([(labels::WORKER.to_string(), w.to_string())].into());
+        }
+        a
+    }
+
+    fn slots(names: &[&str]) -> Vec<WorkerSlot> {
+        names
+            .iter()
+            .map(|n| WorkerSlot {
+                name: n.to_string(),
+                capacity: 100,
+            })
+            .collect()
+    }
+
+    fn live(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn new_actors_are_assigned_to_live_workers() {
+        let a = actor("a", None, json!({}));
+        let steps = plan(&[&a], &live(&["w1"]), &slots(&["w1"]));
+        assert_eq!(
+            steps,
+            vec![Step::Assign {
+                actor: "a".into(),
+                worker: "w1".into(),
+                failover: false
+            }]
+        );
+    }
+
+    #[test]
+    fn actors_of_a_dead_worker_are_orphaned_and_failed_over_in_one_pass() {
+        let a = actor("a", Some("dead"), json!({"worker": "dead", "phase": "Running"}));
+        let steps = plan(&[&a], &live(&["w1"]), &slots(&["w1"]));
+        assert_eq!(
+            steps,
+            vec![
+                Step::Orphan {
+                    actor: "a".into(),
+                    from: "dead".into()
+                },
+                Step::Assign {
+                    actor: "a".into(),
+                    worker: "w1".into(),
+                    failover: true
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_move_between_live_workers_waits_for_the_old_worker_to_confirm() {
+        // Two actors on w1, w2 joins: one must move, and first it is only released.
+        let a = actor("a", Some("w1"), json!({"worker": "w1", "phase": "Running"}));
+        let b = actor("b", Some("w1"), json!({"worker": "w1", "phase": "Running"}));
+        let steps = plan(&[&a, &b], &live(&["w1", "w2"]), &slots(&["w1", "w2"]));
+        assert_eq!(
+            steps,
+            vec![Step::Release {
+                actor: "b".into(),
+                from: "w1".into()
+            }]
+        );
+        // Released, not yet confirmed: left alone.
+        let b = actor("b", None, json!({"worker": "w1", "phase": "Migrating"}));
+        let b_waiting = actor("b", None, json!({"worker": "w1", "phase": "Running"}));
+        assert!(plan(&[&a, &b_waiting], &live(&["w1", "w2"]), &slots(&["w1", "w2"])).is_empty());
+        // Confirmed (the old worker wrote Migrating): assigned to the new worker.
+        let steps = plan(&[&a, &b], &live(&["w1", "w2"]), &slots(&["w1", "w2"]));
+        assert_eq!(
+            steps,
+            vec![Step::Assign {
+                actor: "b".into(),
+                worker: "w2".into(),
+                failover: false
+            }]
+        );
+    }
+
+    #[test]
+    fn without_workers_actors_are_unplaceable_not_lost() {
+        let a = actor("a", None, json!({}));
+        assert_eq!(
+            plan(&[&a], &live(&[]), &[]),
+            vec![Step::Unplaceable { actor: "a".into() }]
+        );
+    }
+
+    #[test]
+    fn a_settled_pool_needs_no_step() {
+        let a = actor("a", Some("w1"), json!({"worker": "w1", "phase": "Running"}));
+        let b = actor("b", Some("w2"), json!({"worker": "w2", "phase": "Running"}));
+        assert!(plan(&[&a, &b], &live(&["w1", "w2"]), &slots(&["w1", "w2"])).is_empty());
+    }
+}

@@ -1,0 +1,198 @@
+//! Assembles the operator: caches, the pool controller, the orphan sweep, the HTTP server.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use k8s_openapi::{
+    api::{apps::v1::Deployment, coordination::v1::Lease},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client,
+    runtime::{Controller, WatchStreamExt, reflector, watcher},
+};
+use troupe_crds::{Actor, ActorPool, labels};
+
+use crate::{
+    context::Context,
+    deployment::WorkerSettings,
+    http::{Health, serve},
+    orphans, pool_controller,
+};
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct OperatorConfig {
+    /// Health and metrics.
+    #[arg(long, env = "TROUPE_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// The Secret, in each pool's namespace, with the workers' API token under key `token`.
+    #[arg(
+        long,
+        env = "TROUPE_WORKER_TOKEN_SECRET",
+        default_value = "troupe-worker-token"
+    )]
+    pub worker_token_secret: String,
+    /// Extra env for every worker pod, `NAME=value` (repeatable).
+    #[arg(long = "worker-env", value_parser = parse_env)]
+    pub worker_env: Vec<(String, String)>,
+    /// This replica's name, for events.
+    #[arg(long, env = "POD_NAME", default_value = "troupe-operator")]
+    pub instance: String,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or("expected NAME=value")?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Fails with instructions when the CRDs are not installed.
+async fn check_crds(client: &Client) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in ["actorpools.troupe.dev", "actors.troupe.dev"] {
+        if api.get_opt(name).await?.is_none() {
+            anyhow::bail!(
+                "the CRD {name} is not installed: run `kubectl apply -f manifests/crds/` (or install the Helm chart) and start the operator again"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A cache of `K` kept by a watch, and a stream of "something changed".
+fn cache<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: tokio::sync::mpsc::UnboundedSender<()>,
+) -> reflector::Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(r) = stream.next().await {
+            match r {
+                Ok(_) => {
+                    let _ = changed.send(());
+                }
+                Err(e) => tracing::warn!(error = %e, "watch error; retrying"),
+            }
+        }
+    });
+    store
+}
+
+pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to the Kubernetes API: {e}"))?;
+    check_crds(&client).await?;
+
+    let (changed_tx, mut changed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let actors = cache(
+        Api::<Actor>::all(client.clone()),
+        watcher::Config::default(),
+        changed_tx.clone(),
+    );
+    let leases = cache(
+        Api::<Lease>::all(client.clone()),
+        watcher::Config::default().labels(labels::POOL),
+        changed_tx.clone(),
+    );
+    let pools = cache(
+        Api::<ActorPool>::all(client.clone()),
+        watcher::Config::default(),
+        changed_tx.clone(),
+    );
+    let deployments = cache(
+        Api::<Deployment>::all(client.clone()),
+        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER)),
+        changed_tx,
+    );
+    let settings = WorkerSettings {
+        token_secret: cfg.worker_token_secret.clone(),
+        extra_env: cfg.worker_env.clone(),
+    };
+    let ctx = Context::new(
+        client.clone(),
+        (actors.clone(), leases.clone(), pools.clone(), deployments.clone()),
+        settings,
+        cfg.instance.clone(),
+    );
+    let health = Arc::new(Health {
+        ready: false.into(),
+        metrics: ctx.metrics.clone(),
+    });
+    tokio::spawn(serve(cfg.listen, health.clone()));
+
+    for (what, ready) in [
+        ("actors", actors.wait_until_ready().await.is_ok()),
+        ("leases", leases.wait_until_ready().await.is_ok()),
+        ("pools", pools.wait_until_ready().await.is_ok()),
+        ("deployments", deployments.wait_until_ready().await.is_ok()),
+    ] {
+        anyhow::ensure!(ready, "the {what} cache never synced");
+    }
+    health.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    tracing::info!("caches synced; reconciling");
+
+    // Any change to actors, leases or deployments reconciles every pool, at most every 100 ms.
+    let (trigger_tx, trigger_rx) = tokio::sync::mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        while changed_rx.recv().await.is_some() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            while changed_rx.try_recv().is_ok() {}
+            let _ = trigger_tx.try_send(());
+        }
+    });
+    let trigger = tokio_stream_from(trigger_rx);
+    tokio::spawn(orphans::run(ctx.clone(), Duration::from_secs(1)));
+
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    Controller::new(Api::<ActorPool>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<Deployment>::all(client.clone()), watcher::Config::default())
+        .reconcile_all_on(trigger)
+        .graceful_shutdown_on(shutdown)
+        .run(pool_controller::reconcile, pool_controller::error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+    tracing::info!("operator stopped");
+    Ok(())
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<()>,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// `RUST_LOG` filters; `TROUPE_LOG_JSON=true` for JSON lines.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let json = std::env::var("TROUPE_LOG_JSON").is_ok_and(|v| v == "true" || v == "1");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().with_current_span(true).init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+}
