@@ -5,6 +5,7 @@
 #   e2e/cluster.sh down     stop everything, pods included; leaves no process behind
 #   e2e/cluster.sh status   what runs, where
 #   e2e/cluster.sh env      print `export KUBECONFIG=…` for a shell
+#   e2e/cluster.sh restart-operator   stop and start the operator process
 #
 # Configurable by env, so that two runs can coexist:
 #   TROUPE_CLUSTER_DIR (default .local/cluster in the repo), TROUPE_ETCD_PORT (23790),
@@ -20,6 +21,7 @@ ETCD_PEER_PORT=$((ETCD_PORT + 1))
 API_PORT=${TROUPE_APISERVER_PORT:-26443}
 FRONT_PORT=${TROUPE_FRONT_PORT:-28080}
 NODE_PORT=${TROUPE_NODE_PORT:-28081}
+OPERATOR_PORT=${TROUPE_OPERATOR_PORT:-$((NODE_PORT + 1))}
 POD_SUBNET=${TROUPE_POD_SUBNET:-127.10}
 PROFILE_DIR=${TROUPE_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debug}
 
@@ -158,8 +160,20 @@ cmd_up() {
   KUBECONFIG=$KUBECONFIG_PATH kubectl apply --server-side --field-manager=troupe-cluster -f "$REPO/manifests/crds/" >/dev/null
   KUBECONFIG=$KUBECONFIG_PATH kubectl wait --for=condition=Established --timeout=60s \
     crd/actors.troupe.dev crd/actorpools.troupe.dev >/dev/null
+  start_operator
   log "up in $((SECONDS - t0))s"
   cmd_status
+}
+
+# The operator runs as a local process too (its pods would need a container engine). Workers
+# reach the API server through the front; short leases make failover quick to watch.
+start_operator() {
+  [ -x "$PROFILE_DIR/troupe-operator" ] || return 0
+  start operator env KUBECONFIG="$KUBECONFIG_PATH" RUST_LOG="${RUST_LOG:-info,kube=warn}" POD_NAME=troupe-operator-local \
+    "$PROFILE_DIR/troupe-operator" --listen "127.0.0.1:$OPERATOR_PORT" \
+    --worker-env "KUBECONFIG=$KUBECONFIG_PATH" --worker-env TROUPE_LEASE_DURATION=6s \
+    --worker-env TROUPE_LEASE_RENEW=1s --worker-env RUST_LOG=info,kube=warn
+  wait_for operator 30 curl -sf "http://127.0.0.1:$OPERATOR_PORT/readyz"
 }
 
 stop() { # name
@@ -176,6 +190,7 @@ stop() { # name
 }
 
 cmd_down() {
+  stop operator
   stop node
   # Pods are started in their own process groups by the node agent; make sure none outlives it.
   if [ -d "$DIR/pods" ]; then
@@ -191,7 +206,7 @@ cmd_down() {
 }
 
 cmd_status() {
-  for p in etcd apiserver front node; do
+  for p in etcd apiserver front node operator; do
     if running "$p"; then echo "  $p: running (pid $(cat "$PIDS/$p.pid"), log $LOGS/$p.log)"; else echo "  $p: stopped"; fi
   done
   echo "  kubeconfig: $KUBECONFIG_PATH   (kubectl via the front at http://127.0.0.1:$FRONT_PORT)"
@@ -204,5 +219,6 @@ case "${1:-}" in
   status) cmd_status ;;
   env) echo "export KUBECONFIG=$KUBECONFIG_PATH"; echo "export PATH=${TROUPE_CACHE:-$HOME/.cache/troupe}/bin:\$PATH" ;;
   clean) cmd_down; rm -rf "$DIR" ;;
-  *) echo "usage: $0 up|down|status|env|clean" >&2; exit 2 ;;
+  restart-operator) stop operator; start_operator ;;
+  *) echo "usage: $0 up|down|status|env|clean|restart-operator" >&2; exit 2 ;;
 esac

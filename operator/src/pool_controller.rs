@@ -640,7 +640,7 @@ mod tests {
         );
         // Released, not yet confirmed: left alone.
         let b = actor("b", None, json!({"worker": "w1", "phase": "Migrating"}));
-        let b_waiting = actor("b", None, json!({"worker": "w1", "phase": "Running"}));
+        let b_waiting = actor("b", None, json!({"worker": "w1", "phase": "Pending"}));
         assert!(plan(&[&a, &b_waiting], &live(&["w1", "w2"]), &slots(&["w1", "w2"])).is_empty());
         // Confirmed (the old worker wrote Migrating): assigned to the new worker.
         let steps = plan(&[&a, &b], &live(&["w1", "w2"]), &slots(&["w1", "w2"]));
