@@ -1,0 +1,331 @@
+//! The operator, against the local control plane with real worker processes: pools become
+//! Deployments, every actor runs on exactly one live worker, failover, scaling, restarts, and
+//! honest status for bad input.
+
+mod common;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use common::{TestEnv, eventually};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+const TOKEN: &str = "operator-e2e-token";
+
+fn pool(name: &str, replicas: i32, extra: &str) -> String {
+    format!(
+        "apiVersion: troupe.dev/v1alpha1\nkind: ActorPool\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  template:\n    spec:\n      terminationGracePeriodSeconds: 10\n      containers: [{{name: worker, image: troupe/worker:0.1.0}}]\n{extra}"
+    )
+}
+
+fn actors(pool: &str, names: impl IntoIterator<Item = String>, behavior: &str) -> String {
+    names
+        .into_iter()
+        .map(|n| format!("apiVersion: troupe.dev/v1alpha1\nkind: Actor\nmetadata: {{name: {n}}}\nspec: {{pool: {pool}, behavior: {behavior}}}\n---\n"))
+        .collect()
+}
+
+fn setup_token(env: &TestEnv) {
+    let dir = env.secret_dir("troupe-worker-token");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("token"), TOKEN).unwrap();
+}
+
+/// name → (phase, worker, label) of every actor.
+fn placement(env: &TestEnv) -> BTreeMap<String, (String, String, String)> {
+    env.kubectl_json(&["get", "actors"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+            (
+                s(&a["metadata"]["name"]),
+                (
+                    s(&a["status"]["phase"]),
+                    s(&a["status"]["worker"]),
+                    s(&a["metadata"]["labels"]["troupe.dev/worker"]),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Workers whose lease has not expired (a killed worker's lease stays behind, expired).
+fn live_workers(env: &TestEnv) -> Vec<String> {
+    let now = chrono::Utc::now();
+    env.kubectl_json(&["get", "leases"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| {
+            let renewed = l["spec"]["renewTime"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            let secs = l["spec"]["leaseDurationSeconds"].as_i64().unwrap_or(0);
+            renewed.is_some_and(|r| r.with_timezone(&chrono::Utc) + chrono::Duration::seconds(secs) > now)
+        })
+        .map(|l| l["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits until every actor is Running on a live worker, its label and status agree, the workers
+/// number `workers` and hold actors within one of each other; returns the placement.
+async fn all_running(env: &TestEnv, actors: usize, workers: usize) -> BTreeMap<String, String> {
+    eventually(
+        &format!("{actors} actors Running on {workers} live workers"),
+        WAIT,
+        || {
+            let p = placement(env);
+            let live = live_workers(env);
+            let ok = p.len() == actors
+                && live.len() == workers
+                && p.values()
+                    .all(|(phase, w, label)| phase == "Running" && w == label && live.contains(w));
+            std::future::ready(ok.then(|| p.into_iter().map(|(a, (_, w, _))| (a, w)).collect()))
+        },
+    )
+    .await
+}
+
+fn loads(p: &BTreeMap<String, String>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for w in p.values() {
+        *m.entry(w.clone()).or_default() += 1;
+    }
+    m
+}
+
+fn moved(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> usize {
+    a.iter().filter(|(k, w)| b.get(*k) != Some(*w)).count()
+}
+
+#[tokio::test]
+async fn a_pool_becomes_an_owned_deployment_and_every_actor_runs_on_one_live_worker() {
+    let env = TestEnv::new("op-basics").await;
+    setup_token(&env);
+    assert!(env.apply(&pool("p", 2, "")).0);
+    assert!(
+        env.apply(&actors("p", (0..6).map(|i| format!("a{i}")), "counter"))
+            .0
+    );
+    let p = all_running(&env, 6, 2).await;
+    let l = loads(&p);
+    assert!(
+        l.values().max().unwrap() - l.values().min().unwrap() <= 1,
+        "balanced: {l:?}"
+    );
+
+    let deploys = env.kubectl_json(&["get", "deployments"]);
+    let d = &deploys["items"][0];
+    assert_eq!(d["metadata"]["ownerReferences"][0]["kind"], "ActorPool");
+    assert_eq!(d["metadata"]["labels"]["troupe.dev/pool"], "p");
+
+    let pool_status = env.kubectl_json(&["get", "actorpool", "p"])["status"].clone();
+    assert_eq!(pool_status["phase"], "Healthy");
+    assert_eq!(pool_status["readyWorkers"], 2);
+    assert_eq!(pool_status["actors"]["total"], 6);
+    let table = env.kubectl_ok(&["get", "actors"]);
+    assert!(table.lines().skip(1).all(|l| l.contains("Running")), "{table}");
+
+    // The actor answers through any worker's API.
+    let worker = &p["a0"];
+    let pods = env.pods().await;
+    let ip = pods.iter().find(|x| x["name"] == worker.as_str()).unwrap()["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "http://{ip}:8080/v1/namespaces/{}/actors/a0/ask",
+            env.namespace
+        ))
+        .bearer_auth(TOKEN)
+        .json(&5)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        serde_json::json!({"value": 5})
+    );
+}
+
+#[tokio::test]
+async fn scaling_moves_few_actors_and_keeps_them_balanced() {
+    let env = TestEnv::new("op-scaling").await;
+    setup_token(&env);
+    assert!(env.apply(&pool("p", 2, "")).0);
+    assert!(
+        env.apply(&actors("p", (0..12).map(|i| format!("a{i:02}")), "echo"))
+            .0
+    );
+    let two = all_running(&env, 12, 2).await;
+    env.kubectl_ok(&["scale", "actorpool", "p", "--replicas", "3"]);
+    let three = all_running(&env, 12, 3).await;
+    let l = loads(&three);
+    assert!(l.values().all(|n| *n == 4), "balanced over 3 workers: {l:?}");
+    assert_eq!(moved(&two, &three), 4, "only the new worker's share moves");
+
+    env.kubectl_ok(&["scale", "actorpool", "p", "--replicas", "2"]);
+    let back = all_running(&env, 12, 2).await;
+    let l = loads(&back);
+    assert!(l.values().all(|n| *n == 6), "{l:?}");
+    assert!(
+        moved(&three, &back) <= 6,
+        "at most the removed worker's actors and a rebalance move"
+    );
+}
+
+#[tokio::test]
+async fn when_a_worker_dies_its_actors_run_elsewhere_after_its_lease_ends() {
+    let env = TestEnv::new("op-failover").await;
+    setup_token(&env);
+    assert!(env.apply(&pool("p", 2, "")).0);
+    assert!(
+        env.apply(&actors("p", (0..4).map(|i| format!("a{i}")), "counter"))
+            .0
+    );
+    let before = all_running(&env, 4, 2).await;
+    let victim = before["a0"].clone();
+    assert_eq!(
+        env.node_delete(&format!("/pods/{}/{victim}?grace=0", env.namespace))
+            .await,
+        202
+    );
+    let after = all_running(&env, 4, 2).await;
+    assert!(after.values().all(|w| *w != victim), "{after:?}");
+    let kept: Vec<_> = before.iter().filter(|(_, w)| **w != victim).collect();
+    assert!(
+        kept.iter().all(|(a, w)| after[*a] == **w),
+        "actors of the surviving worker stay put"
+    );
+    let events = env.kubectl_ok(&["get", "events"]);
+    assert!(events.contains("FailedOver"), "{events}");
+}
+
+#[tokio::test]
+async fn restarting_the_operator_changes_no_placement_and_restarts_no_actor() {
+    let env = TestEnv::new("op-restart").await;
+    setup_token(&env);
+    assert!(env.apply(&pool("p", 2, "")).0);
+    assert!(env.apply(&actors("p", (0..6).map(|i| format!("a{i}")), "echo")).0);
+    let before = all_running(&env, 6, 2).await;
+    let status = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.sh"))
+        .arg("restart-operator")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = all_running(&env, 6, 2).await;
+    assert_eq!(before, after);
+    let items = env.kubectl_json(&["get", "actors"]);
+    for a in items["items"].as_array().unwrap() {
+        assert_eq!(a["status"]["restarts"], 0, "{}", a["metadata"]["name"]);
+    }
+}
+
+#[tokio::test]
+async fn pausing_and_deleting_actors_take_effect_and_bad_input_gets_a_reason() {
+    let env = TestEnv::new("op-inputs").await;
+    setup_token(&env);
+    assert!(env.apply(&pool("p", 1, "")).0);
+    assert!(
+        env.apply(&actors("p", ["good".to_string(), "gone".to_string()], "echo"))
+            .0
+    );
+    assert!(env.apply(&actors("p", ["weird".to_string()], "teleporter")).0);
+    assert!(env.apply(&actors("nope", ["lost".to_string()], "echo")).0);
+    eventually("good Running, weird Failed, lost Pending", WAIT, || {
+        let p = placement(&env);
+        let phase = |n: &str| p.get(n).map(|x| x.0.clone()).unwrap_or_default();
+        std::future::ready(
+            (phase("good") == "Running" && phase("weird") == "Failed" && phase("lost") == "Pending")
+                .then_some(()),
+        )
+    })
+    .await;
+    let lost = env.kubectl_json(&["get", "actor", "lost"])["status"].clone();
+    let placed = lost["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Placed")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (placed["status"].as_str(), placed["reason"].as_str()),
+        (Some("False"), Some("PoolNotFound"))
+    );
+    let weird = env.kubectl_json(&["get", "actor", "weird"])["status"].clone();
+    assert!(weird["lastError"].as_str().unwrap().contains("teleporter"));
+    let events = env.kubectl_ok(&["get", "events"]);
+    assert!(events.contains("PoolNotFound"), "{events}");
+
+    env.kubectl_ok(&[
+        "patch",
+        "actor",
+        "good",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"paused":true}}"#,
+    ]);
+    eventually("good Paused", WAIT, || {
+        std::future::ready((placement(&env)["good"].0 == "Paused").then_some(()))
+    })
+    .await;
+    env.kubectl_ok(&[
+        "patch",
+        "actor",
+        "good",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"paused":false}}"#,
+    ]);
+    eventually("good Running again", WAIT, || {
+        std::future::ready((placement(&env)["good"].0 == "Running").then_some(()))
+    })
+    .await;
+
+    env.kubectl_ok(&["delete", "actor", "gone"]);
+    let pods = env.pods().await;
+    let ip = pods[0]["ip"].as_str().unwrap().to_string();
+    eventually("the deleted actor to be stopped on its worker", WAIT, || async {
+        let r = reqwest::Client::new()
+            .post(format!(
+                "http://{ip}:8080/v1/namespaces/{}/actors/gone/ask",
+                env.namespace
+            ))
+            .bearer_auth(TOKEN)
+            .json(&1)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16() == 404).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_a_pool_leaves_its_actors_pending_with_a_reason() {
+    let env = TestEnv::new("op-pool-deleted").await;
+    setup_token(&env);
+    assert!(env.apply(&pool("p", 1, "")).0);
+    assert!(env.apply(&actors("p", ["a".to_string()], "echo")).0);
+    all_running(&env, 1, 1).await;
+    env.kubectl_ok(&["delete", "actorpool", "p"]);
+    eventually(
+        "the actor Pending with PoolNotFound and its worker gone",
+        WAIT,
+        || async {
+            let a = env.kubectl_json(&["get", "actor", "a"]);
+            let reason_ok = a["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Placed" && c["reason"] == "PoolNotFound")
+            });
+            let ok = a["status"]["phase"] == "Pending" && reason_ok && env.pods().await.is_empty();
+            ok.then_some(())
+        },
+    )
+    .await;
+}
