@@ -17,6 +17,9 @@ pub mod labels {
     /// On an Actor: the worker pod it is placed on. Workers watch only the Actors carrying their
     /// own pod name here.
     pub const WORKER: &str = "troupe.dev/worker";
+    /// On an Actor, `manual`: the operator leaves its placement alone; the `WORKER` label set by
+    /// hand decides where it runs (like a pod's nodeName). For debugging and tests.
+    pub const PLACEMENT: &str = "troupe.dev/placement";
     /// Marks objects managed by Troupe.
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
     /// The value of [`MANAGED_BY`].

@@ -59,7 +59,9 @@ fn live_workers(env: &TestEnv) -> Vec<String> {
         .unwrap()
         .iter()
         .filter(|l| {
-            let renewed = l["spec"]["renewTime"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            let renewed = l["spec"]["renewTime"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
             let secs = l["spec"]["leaseDurationSeconds"].as_i64().unwrap_or(0);
             renewed.is_some_and(|r| r.with_timezone(&chrono::Utc) + chrono::Duration::seconds(secs) > now)
         })

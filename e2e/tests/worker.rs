@@ -50,7 +50,7 @@ spec:
 
 fn actor(name: &str, worker: &str, behavior: &str, extra: &str) -> String {
     format!(
-        "apiVersion: troupe.dev/v1alpha1\nkind: Actor\nmetadata:\n  name: {name}\n  labels: {{troupe.dev/worker: {worker}}}\nspec:\n  pool: p\n  behavior: {behavior}\n{extra}"
+        "apiVersion: troupe.dev/v1alpha1\nkind: Actor\nmetadata:\n  name: {name}\n  labels: {{troupe.dev/worker: {worker}}}\n  annotations: {{troupe.dev/placement: manual}}\nspec:\n  pool: p\n  behavior: {behavior}\n{extra}"
     )
 }
 

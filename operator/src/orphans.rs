@@ -13,7 +13,7 @@ use troupe_crds::{Actor, ActorPhase, labels};
 
 use crate::{
     context::{Context, MANAGER},
-    pool_controller::merge_params,
+    pool_controller::{is_manual, merge_params},
 };
 
 /// Whether the actor already says its pool is missing.
@@ -37,7 +37,10 @@ pub async fn sweep(ctx: &Context) {
         .collect();
     for a in ctx.actors.state() {
         let ns = a.namespace().unwrap_or_default();
-        if pools.contains(&(ns.clone(), a.spec.pool.clone())) || a.metadata.deletion_timestamp.is_some() {
+        if pools.contains(&(ns.clone(), a.spec.pool.clone()))
+            || a.metadata.deletion_timestamp.is_some()
+            || is_manual(&a)
+        {
             continue;
         }
         let labelled = a.labels().contains_key(labels::WORKER);

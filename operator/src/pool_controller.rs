@@ -64,6 +64,11 @@ impl Error {
 /// How often a pool is looked at even when nothing changed (lease expiry is a non-event).
 pub const RESYNC: Duration = Duration::from_secs(2);
 
+/// Placed by hand (`troupe.dev/placement: manual`): the operator does not move it.
+pub fn is_manual(a: &Actor) -> bool {
+    a.annotations().get(labels::PLACEMENT).map(String::as_str) == Some("manual")
+}
+
 fn worker_of(a: &Actor) -> Option<String> {
     a.labels().get(labels::WORKER).cloned()
 }

@@ -209,6 +209,8 @@ impl Drop for TestEnv {
         if std::thread::panicking() {
             self.dump();
         }
+        // Leave nothing running: deleting the pools lets garbage collection stop their workers.
+        let _ = self.kubectl(&["delete", "actorpools,actors,deployments", "--all", "--wait=false"]);
     }
 }
 
