@@ -52,14 +52,11 @@ pub fn place(actors: &BTreeMap<String, Option<String>>, workers: &[WorkerSlot]) 
     // holds more than one actor above another (by share of capacity for unequal capacities).
     let total: usize = load.values().sum();
     if workers.len() > 1 && total > 0 {
-        loop {
-            let (max_w, max_n) = match load
-                .iter()
-                .max_by_key(|(w, n)| (**n * 1_000_000 / cap[**w].max(1), std::cmp::Reverse(**w)))
-            {
-                Some((w, n)) => (w.to_string(), *n),
-                None => break,
-            };
+        while let Some((max_w, max_n)) = load
+            .iter()
+            .max_by_key(|(w, n)| (**n * 1_000_000 / cap[**w].max(1), std::cmp::Reverse(**w)))
+            .map(|(w, n)| (w.to_string(), *n))
+        {
             let Some(min_w) = least_loaded(&load) else { break };
             let min_n = load[min_w.as_str()];
             if max_n <= min_n + 1 || max_w == min_w {

@@ -127,14 +127,12 @@ pub fn plan(actors: &[&Actor], live: &BTreeSet<String>, eligible: &[WorkerSlot])
                 let status = a.status.as_ref();
                 let previous = status.and_then(|s| s.worker.clone());
                 let confirmed = status.and_then(|s| s.phase) == Some(ActorPhase::Migrating);
-                match previous {
-                    Some(p) if live.contains(&p) && !confirmed => {
-                        in_transit.insert(name);
-                    }
-                    _ => {
-                        current.insert(name, None);
-                    }
+                if previous.is_some_and(|p| live.contains(&p)) && !confirmed {
+                    in_transit.insert(name.clone());
                 }
+                // Counted as homeless either way, so the placement reserves a worker for it and
+                // does not release more actors to fill that worker.
+                current.insert(name, None);
             }
         }
     }
@@ -152,6 +150,8 @@ pub fn plan(actors: &[&Actor], live: &BTreeSet<String>, eligible: &[WorkerSlot])
             (Some(a), Some(b)) if a == b => {}
             (Some(a), Some(_)) => steps.push(Step::Release { actor, from: a }),
             (Some(a), None) => steps.push(Step::Release { actor, from: a }),
+            // Released but its old worker has not confirmed the stop yet: assigned next time.
+            (None, Some(_)) if in_transit.contains(&actor) => {}
             (None, Some(b)) => {
                 let failover = orphaned.contains(&actor);
                 steps.push(Step::Assign {
@@ -160,6 +160,7 @@ pub fn plan(actors: &[&Actor], live: &BTreeSet<String>, eligible: &[WorkerSlot])
                     failover,
                 });
             }
+            (None, None) if in_transit.contains(&actor) => {}
             (None, None) => steps.push(Step::Unplaceable { actor }),
         }
     }
@@ -646,7 +647,7 @@ mod tests {
         // Released, not yet confirmed: left alone.
         let b = actor("b", None, json!({"worker": "w1", "phase": "Migrating"}));
         let b_waiting = actor("b", None, json!({"worker": "w1", "phase": "Pending"}));
-        assert!(plan(&[&a, &b_waiting], &live(&["w1", "w2"]), &slots(&["w1", "w2"])).is_empty());
+        assert_eq!(plan(&[&a, &b_waiting], &live(&["w1", "w2"]), &slots(&["w1", "w2"])), vec![]);
         // Confirmed (the old worker wrote Migrating): assigned to the new worker.
         let steps = plan(&[&a, &b], &live(&["w1", "w2"]), &slots(&["w1", "w2"]));
         assert_eq!(
@@ -657,6 +658,29 @@ mod tests {
                 failover: false
             }]
         );
+    }
+
+    #[test]
+    fn actors_in_transit_reserve_their_place_so_no_extra_actor_is_released() {
+        // 4 on w1 and 4 on w2, w3 joined; two were released from each and are not confirmed yet.
+        let mut all = Vec::new();
+        for i in 0..4 {
+            all.push(actor(
+                &format!("a{i}"),
+                Some("w1"),
+                json!({"worker": "w1", "phase": "Running"}),
+            ));
+            all.push(actor(
+                &format!("b{i}"),
+                Some("w2"),
+                json!({"worker": "w2", "phase": "Running"}),
+            ));
+        }
+        for (n, w) in [("a8", "w1"), ("a9", "w1"), ("b8", "w2"), ("b9", "w2")] {
+            all.push(actor(n, None, json!({"worker": w, "phase": "Pending"})));
+        }
+        let refs: Vec<&Actor> = all.iter().collect();
+        assert!(plan(&refs, &live(&["w1", "w2", "w3"]), &slots(&["w1", "w2", "w3"])).is_empty());
     }
 
     #[test]
