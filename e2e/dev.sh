@@ -9,8 +9,24 @@ export KUBECONFIG=$DIR/kubeconfig
 export PATH=${TROUPE_CACHE:-$HOME/.cache/troupe}/bin:$PATH
 NS=${TROUPE_DEV_NAMESPACE:-demo}
 
+# The workers' API token: a Secret on a real cluster, a file the node agent reads here.
+TOKEN_DIR=$DIR/pods/secrets/$NS/troupe-worker-token
+if [ ! -f "$TOKEN_DIR/token" ]; then
+  mkdir -p "$TOKEN_DIR"
+  openssl rand -hex 16 | tr -d '\n' >"$TOKEN_DIR/token"
+fi
+TOKEN=$(cat "$TOKEN_DIR/token")
+
 for f in "$REPO"/manifests/examples/*.yaml; do
   kubectl apply --namespace "$NS" -f "$f" >/dev/null
+done
+
+echo "waiting for the actors to run…"
+for _ in $(seq 1 60); do
+  total=$(kubectl get actors -n "$NS" --no-headers 2>/dev/null | wc -l)
+  running=$(kubectl get actors -n "$NS" --no-headers 2>/dev/null | grep -c ' Running ' || true)
+  [ "$total" -gt 0 ] && [ "$running" -eq "$total" ] && break
+  sleep 1
 done
 
 cat <<EOT
@@ -33,13 +49,11 @@ Look around (the same kubectl you use on a cluster):
   kubectl explain actorpool.spec.strategy.canary
   curl -s http://127.0.0.1:${TROUPE_NODE_PORT:-28081}/pods   # worker pods the node agent runs
   ls $DIR/pods/logs                        # one log file per container
+  kubectl scale actorpool counters -n $NS --replicas 3   # watch actors rebalance
+
+Talk to an actor through any worker (token: $TOKEN):
+  IP=\$(kubectl get lease -n $NS -o jsonpath='{.items[0].metadata.annotations.troupe\.dev/address}')
+  curl -s -H "Authorization: Bearer $TOKEN" -d 5 http://\$IP/v1/namespaces/$NS/actors/visits/ask
 
 Stop everything with: make cluster-down
 EOT
-if [ ! -x "${CARGO_TARGET_DIR:-$REPO/target}/debug/troupe-operator" ]; then
-  cat <<EOT
-
-Note: this build has no operator binary yet, so nothing places the actors: their PHASE stays
-empty. See docs/status.md for what is built so far.
-EOT
-fi

@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures::StreamExt;
 use k8s_openapi::{
     api::{apps::v1::Deployment, coordination::v1::Lease},
     jiff::Timestamp,
@@ -60,6 +61,9 @@ impl Error {
         }
     }
 }
+
+/// Actor writes in flight at once during one pool reconcile.
+pub const WRITES_IN_FLIGHT: usize = 32;
 
 /// How often a pool is looked at even when nothing changed (lease expiry is a non-event).
 pub const RESYNC: Duration = Duration::from_secs(2);
@@ -449,21 +453,48 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         .collect();
     let refs: Vec<&Actor> = actors.iter().map(|a| a.as_ref()).collect();
     let steps = plan(&refs, &live_names, &eligible);
-    let by_name: BTreeMap<String, &Actor> = refs.iter().map(|a| (a.name_any(), *a)).collect();
-    let mut first_error = None;
-    for step in &steps {
-        let actor = match step {
+    let unplaced = steps
+        .iter()
+        .filter(|s| matches!(s, Step::Unplaceable { .. }))
+        .count();
+    let by_name: BTreeMap<String, Arc<Actor>> = actors.iter().map(|a| (a.name_any(), a.clone())).collect();
+    // Each actor's steps in order (an orphan is unlabelled before it is assigned); actors in
+    // parallel, a bounded number of writes in flight.
+    let mut per_actor: BTreeMap<String, (Arc<Actor>, Vec<Step>)> = BTreeMap::new();
+    for step in steps {
+        let actor = match &step {
             Step::Assign { actor, .. }
             | Step::Release { actor, .. }
             | Step::Orphan { actor, .. }
-            | Step::Unplaceable { actor } => actor,
+            | Step::Unplaceable { actor } => actor.clone(),
         };
-        if let Some(a) = by_name.get(actor)
-            && let Err(e) = apply_step(&ctx, &ns, &name, &revision_of_worker, a, step).await
-        {
-            tracing::warn!(pool = %name, error = %e, "placement step failed");
-            first_error.get_or_insert(e);
+        if let Some(a) = by_name.get(&actor) {
+            per_actor
+                .entry(actor)
+                .or_insert_with(|| (a.clone(), Vec::new()))
+                .1
+                .push(step);
         }
+    }
+    let step_count: usize = per_actor.values().map(|(_, s)| s.len()).sum();
+    let revisions = Arc::new(revision_of_worker);
+    let results: Vec<Result<(), Error>> = futures::stream::iter(per_actor.into_values())
+        .map(|(actor, steps)| {
+            let (ctx, ns, name, revisions) = (ctx.clone(), ns.clone(), name.clone(), revisions.clone());
+            async move {
+                for step in &steps {
+                    apply_step(&ctx, &ns, &name, &revisions, &actor, step).await?;
+                }
+                Ok(())
+            }
+        })
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut first_error = None;
+    for e in results.into_iter().filter_map(Result::err) {
+        tracing::warn!(pool = %name, error = %e, "placement step failed");
+        first_error.get_or_insert(e);
     }
 
     // Status.
@@ -483,10 +514,6 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         .filter(|d| d.namespace().as_deref() == Some(&ns) && d.labels().get(labels::POOL) == Some(&name))
         .map(|d| d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0))
         .sum();
-    let unplaced = steps
-        .iter()
-        .filter(|s| matches!(s, Step::Unplaceable { .. }))
-        .count();
     let ready_workers = live.len() as i32;
     let phase = if ready_workers >= pool.spec.replicas && unplaced == 0 {
         PoolPhase::Healthy
@@ -548,7 +575,7 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
             .await
             .map_err(Error::WriteStatus)?;
     }
-    tracing::debug!(pool = %name, steps = steps.len(), took = ?started.elapsed(), "pool reconciled");
+    tracing::debug!(pool = %name, steps = step_count, took = ?started.elapsed(), "pool reconciled");
     match first_error {
         Some(e) => Err(e),
         None => Ok(Action::requeue(RESYNC)),
@@ -647,7 +674,10 @@ mod tests {
         // Released, not yet confirmed: left alone.
         let b = actor("b", None, json!({"worker": "w1", "phase": "Migrating"}));
         let b_waiting = actor("b", None, json!({"worker": "w1", "phase": "Pending"}));
-        assert_eq!(plan(&[&a, &b_waiting], &live(&["w1", "w2"]), &slots(&["w1", "w2"])), vec![]);
+        assert_eq!(
+            plan(&[&a, &b_waiting], &live(&["w1", "w2"]), &slots(&["w1", "w2"])),
+            vec![]
+        );
         // Confirmed (the old worker wrote Migrating): assigned to the new worker.
         let steps = plan(&[&a, &b], &live(&["w1", "w2"]), &slots(&["w1", "w2"]));
         assert_eq!(
