@@ -81,6 +81,11 @@ test: tools build unit e2e ## Set up and pass every test: unit tests, then the e
 bench: ## Benchmarks, each beside a bare tokio baseline of the same run (record figures in docs/benchmarks.md)
 	cargo bench -p troupe-worker --bench host
 
+.PHONY: bench-operator
+bench-operator: cluster-up ## Operator figures on the dev cluster: apply→Running p50/p99, steady-state writes, failover, RSS
+	$${CARGO_TARGET_DIR:-target}/debug/troupe-bench --kubeconfig .local/cluster/kubeconfig --admin-kubeconfig .local/cluster/admin.kubeconfig \
+	  --node-url http://127.0.0.1:28081 --operator-pid-file .local/cluster/pids/operator.pid --actors $${ACTORS:-1000} --workers 4
+
 .PHONY: clean
 clean: ## Stop both clusters and remove their state and the build
 	-@$(DEV_ENV) e2e/cluster.sh clean
