@@ -39,6 +39,19 @@ running() { # name
   [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
 }
 
+port_free() { # port
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+check_ports() {
+  local name port
+  for pair in etcd:$ETCD_PORT etcd-peer:$ETCD_PEER_PORT apiserver:$API_PORT front:$FRONT_PORT node:$NODE_PORT operator:$OPERATOR_PORT; do
+    name=${pair%%:*} port=${pair#*:}
+    if [ "$name" = etcd-peer ]; then running etcd && continue; else running "${name}" && continue; fi
+    port_free "$port" || die "port $port for $name is taken by another process (another cluster?); pick other ports with TROUPE_*_PORT"
+  done
+}
+
 start() { # name command...
   local name=$1; shift
   if running "$name"; then return; fi
@@ -126,6 +139,7 @@ cmd_up() {
   [ -x "$(localcp)" ] || die "$(localcp) is missing: run cargo build"
   make_certs
   write_kubeconfigs
+  check_ports
 
   start etcd "$BIN/etcd" --name troupe-local --data-dir "$DIR/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \

@@ -193,6 +193,10 @@ async fn when_a_worker_dies_its_actors_run_elsewhere_after_its_lease_ends() {
             .await,
         202
     );
+    eventually("the killed worker's lease to expire", WAIT, || {
+        std::future::ready((!live_workers(&env).contains(&victim)).then_some(()))
+    })
+    .await;
     let after = all_running(&env, 4, 2).await;
     assert!(after.values().all(|w| *w != victim), "{after:?}");
     let kept: Vec<_> = before.iter().filter(|(_, w)| **w != victim).collect();
@@ -330,4 +334,51 @@ async fn deleting_a_pool_leaves_its_actors_pending_with_a_reason() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_second_operator_replica_waits_for_leadership_and_writes_nothing() {
+    let env = TestEnv::new("op-leader").await;
+    setup_token(&env);
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
+    let log = std::env::temp_dir().join(format!("{}-second-operator.log", env.namespace));
+    let mut second = std::process::Command::new(format!("{target}/debug/troupe-operator"))
+        .env("KUBECONFIG", std::env::var("TROUPE_KUBECONFIG").unwrap())
+        .env("POD_NAME", "second-replica")
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lease_holder = || {
+        let out = std::process::Command::new("kubectl")
+            .env("KUBECONFIG", std::env::var("TROUPE_KUBECONFIG").unwrap())
+            .args([
+                "get",
+                "lease",
+                "troupe-operator",
+                "-n",
+                "troupe-system",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    eventually("the second replica to wait for leadership", WAIT, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        std::future::ready(text.contains("waiting for leadership").then_some(()))
+    })
+    .await;
+    assert_eq!(lease_holder(), "troupe-operator-local");
+    // The leader still places actors while the follower runs.
+    assert!(env.apply(&pool("p", 1, "")).0);
+    assert!(env.apply(&actors("p", ["a".to_string()], "echo")).0);
+    all_running(&env, 1, 1).await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains("leading"), "the follower took over: {text}");
+    let _ = second.kill();
+    let _ = second.wait();
 }

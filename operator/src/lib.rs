@@ -5,6 +5,7 @@
 pub mod context;
 pub mod deployment;
 pub mod http;
+pub mod leader;
 pub mod membership;
 pub mod orphans;
 pub mod placement;

@@ -17,6 +17,7 @@ use crate::{
     context::Context,
     deployment::WorkerSettings,
     http::{Health, serve},
+    leader::Election,
     orphans, pool_controller,
 };
 
@@ -35,9 +36,14 @@ pub struct OperatorConfig {
     /// Extra env for every worker pod, `NAME=value` (repeatable).
     #[arg(long = "worker-env", value_parser = parse_env)]
     pub worker_env: Vec<(String, String)>,
-    /// This replica's name, for events.
+    /// This replica's name, for events and leader election.
     #[arg(long, env = "POD_NAME", default_value = "troupe-operator")]
     pub instance: String,
+    /// Where the leader-election Lease lives.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "troupe-system")]
+    pub namespace: String,
+    #[arg(long, env = "TROUPE_LEADER_LEASE", default_value = "troupe-operator")]
+    pub leader_lease: String,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -144,6 +150,20 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
         anyhow::ensure!(ready, "the {what} cache never synced");
     }
     health.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    // Only the leader reconciles; a follower waits here with warm caches.
+    let election = Election {
+        namespace: cfg.namespace.clone(),
+        name: cfg.leader_lease.clone(),
+        identity: cfg.instance.clone(),
+        duration: Duration::from_secs(15),
+        renew: Duration::from_secs(2),
+    };
+    election.acquire(&client).await;
+    let lost = {
+        let (election, client) = (election.clone(), client.clone());
+        tokio::spawn(async move { election.hold(&client).await })
+    };
     tracing::info!("caches synced; reconciling");
 
     // Any change to actors, leases or deployments reconciles every pool, at most every 100 ms.
@@ -158,12 +178,13 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
     let trigger = tokio_stream_from(trigger_rx);
     tokio::spawn(orphans::run(ctx.clone(), Duration::from_secs(1)));
 
-    let shutdown = async {
+    let shutdown = async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
         tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => SIGNALLED.store(true, std::sync::atomic::Ordering::SeqCst),
+            _ = tokio::signal::ctrl_c() => SIGNALLED.store(true, std::sync::atomic::Ordering::SeqCst),
+            _ = lost => {}
         }
     };
     Controller::new(Api::<ActorPool>::all(client.clone()), watcher::Config::default())
@@ -173,8 +194,18 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
         .run(pool_controller::reconcile, pool_controller::error_policy, ctx)
         .for_each(|_| async {})
         .await;
+    if !term_requested_by_signal() {
+        // Leadership lost: stop, so that the restarted process comes back as a follower.
+        anyhow::bail!("lost leadership of lease {}/{}", cfg.namespace, cfg.leader_lease);
+    }
     tracing::info!("operator stopped");
     Ok(())
+}
+
+static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn term_requested_by_signal() -> bool {
+    SIGNALLED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 fn tokio_stream_from(
