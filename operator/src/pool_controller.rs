@@ -232,85 +232,72 @@ async fn apply_step(
         actor: format!("{ns}/{name}"),
         source,
     };
-    let gen_ = actor.metadata.generation;
-    let set_label = |worker: Option<&str>| json!({"metadata": {"labels": {labels::WORKER: worker}}});
+    let generation = actor.metadata.generation;
+    // Placement writes are a status apply, then the worker label (order matters, see Release).
+    let write = |phase: ActorPhase,
+                 worker: Option<&str>,
+                 revision: Option<&str>,
+                 placed: (bool, &str, &str),
+                 label: Option<&str>| {
+        let status = actor_status_patch(phase, worker, revision, placed, generation);
+        let label = json!({"metadata": {"labels": {labels::WORKER: label}}});
+        let (api, name) = (&api, &name);
+        async move {
+            api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(status))
+                .await?;
+            api.patch(name, &merge_params(), &Patch::Merge(label)).await
+        }
+    };
     match step {
         Step::Assign { worker, failover, .. } => {
             let revision = revision_of_worker.get(worker).map(String::as_str);
             let message = format!("placed on worker {worker}");
-            api.patch_status(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(actor_status_patch(
-                    ActorPhase::Placed,
-                    Some(worker),
-                    revision,
-                    (true, "Placed", &message),
-                    gen_,
-                )),
+            write(
+                ActorPhase::Placed,
+                Some(worker),
+                revision,
+                (true, "Placed", &message),
+                Some(worker),
             )
             .await
             .map_err(wrap)?;
-            api.patch(&name, &merge_params(), &Patch::Merge(set_label(Some(worker))))
-                .await
-                .map_err(wrap)?;
             ctx.metrics.placements.inc();
             if *failover {
                 ctx.metrics.failovers.inc();
-                event(
-                    ctx,
-                    actor,
-                    EventType::Warning,
-                    "FailedOver",
-                    "Place",
-                    format!("its worker's lease ended; {message}"),
-                )
-                .await;
+                let note = format!("its worker's lease ended; {message}");
+                event(ctx, actor, EventType::Warning, "FailedOver", "Place", note).await;
             } else {
                 event(ctx, actor, EventType::Normal, "Placed", "Place", message).await;
             }
         }
         Step::Release { from, .. } => {
             // Status first, label second: the old worker's confirmation (phase Migrating) can
-            // then only come after this write.
+            // then only come after this write. Pending, not Migrating: Migrating is the old
+            // worker's word that it stopped the actor.
             let message = format!("moving off worker {from} (pool {pool} rebalanced or rolled)");
-            api.patch_status(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(actor_status_patch(
-                    ActorPhase::Migrating,
-                    Some(from),
-                    None,
-                    (false, "Moving", &message),
-                    gen_,
-                )),
+            write(
+                ActorPhase::Pending,
+                Some(from),
+                None,
+                (false, "Moving", &message),
+                None,
             )
             .await
             .map_err(wrap)?;
-            api.patch(&name, &merge_params(), &Patch::Merge(set_label(None)))
-                .await
-                .map_err(wrap)?;
             ctx.metrics.moves.inc();
             event(ctx, actor, EventType::Normal, "Moving", "Move", message).await;
         }
         Step::Orphan { from, .. } => {
             let message = format!("worker {from} is gone (its lease ended); waiting for a live worker");
-            api.patch_status(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(actor_status_patch(
-                    ActorPhase::Pending,
-                    None,
-                    None,
-                    (false, "WorkerLost", &message),
-                    gen_,
-                )),
+            write(
+                ActorPhase::Pending,
+                None,
+                None,
+                (false, "WorkerLost", &message),
+                None,
             )
             .await
             .map_err(wrap)?;
-            api.patch(&name, &merge_params(), &Patch::Merge(set_label(None)))
-                .await
-                .map_err(wrap)?;
         }
         Step::Unplaceable { .. } => {
             let status = actor.status.as_ref();
@@ -324,16 +311,13 @@ async fn apply_step(
                 let message = format!(
                     "no live worker of pool {pool} has room (workers starting, scaled to zero, or at actorsPerWorker capacity)"
                 );
-                api.patch_status(
-                    &name,
-                    &PatchParams::apply(MANAGER).force(),
-                    &Patch::Apply(actor_status_patch(
-                        ActorPhase::Pending,
-                        None,
-                        None,
-                        (false, "NoWorker", &message),
-                        gen_,
-                    )),
+                // Not placed: no label to keep or set.
+                write(
+                    ActorPhase::Pending,
+                    None,
+                    None,
+                    (false, "NoWorker", &message),
+                    None,
                 )
                 .await
                 .map_err(wrap)?;
