@@ -39,7 +39,9 @@ pub async fn run(
                 if a.metadata.deletion_timestamp.is_some() {
                     host.remove(&k).await;
                 } else {
-                    host.upsert(k, a.spec.clone(), a.metadata.generation).await;
+                    host.upsert(k.clone(), a.spec.clone(), a.metadata.generation)
+                        .await;
+                    host.observe_published(&k, a.status.as_ref().and_then(|s| s.phase));
                 }
             }
             Ok(watcher::Event::Delete(a)) => host.remove(&key(&a)).await,

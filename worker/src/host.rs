@@ -118,6 +118,8 @@ pub struct RuntimeStatus {
     pub started_at: Option<DateTime<Utc>>,
     pub observed_generation: Option<i64>,
     pub conditions: Vec<ConditionState>,
+    /// The phase the API server last showed for the actor (another writer may have changed it).
+    pub published_phase: Option<ActorPhase>,
 }
 
 /// A hosted actor, resolved once: sends skip the lookup by name. Valid while the actor stays on
@@ -189,6 +191,7 @@ struct SlotState {
     tracker: Option<RestartTracker>,
     schedule: Option<tokio::task::JoinHandle<()>>,
     last_trigger: Option<String>,
+    published_phase: Option<ActorPhase>,
 }
 
 /// A behaviour waiting for its next activation, with its circuit breaker's count.
@@ -339,6 +342,7 @@ impl Host {
                 last_active: AtomicU64::new(0),
                 state: Mutex::new(SlotState {
                     last_trigger: spec.trigger.clone(),
+                    published_phase: None,
                     spec,
                     generation,
                     phase: ActorPhase::Starting,
@@ -388,6 +392,14 @@ impl Host {
         self.reconcile(&slot).await;
         if trigger {
             self.tick(&key);
+        }
+    }
+
+    /// Records the phase the API server shows for a hosted actor, so that the status writer
+    /// puts its own back when another writer changed it.
+    pub fn observe_published(&self, key: &ActorKey, phase: Option<ActorPhase>) {
+        if let Some(slot) = self.slot(key) {
+            slot.lock().published_phase = phase;
         }
     }
 
@@ -979,6 +991,7 @@ impl Host {
                     started_at: s.started_at,
                     observed_generation: s.generation,
                     conditions,
+                    published_phase: s.published_phase,
                 };
                 (slot.key.clone(), status)
             })

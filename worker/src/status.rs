@@ -87,8 +87,13 @@ pub fn needs_write(
     counter_every: Duration,
 ) -> bool {
     let Some((prev, at)) = last else { return true };
+    // Someone else's phase on the object (say a late write of another worker): put ours back.
+    if now.published_phase.is_some_and(|p| p != now.phase) && at.elapsed() >= Duration::from_secs(1) {
+        return true;
+    }
     let mut same_but_counter = prev.clone();
     same_but_counter.messages_processed = now.messages_processed;
+    same_but_counter.published_phase = now.published_phase;
     if &same_but_counter != now {
         return true;
     }
@@ -195,6 +200,7 @@ mod tests {
                 reason: "Running".into(),
                 message: "the actor is running".into(),
             }],
+            published_phase: Some(ActorPhase::Running),
         }
     }
 
@@ -220,6 +226,25 @@ mod tests {
         busier.messages_processed = 6;
         assert!(!needs_write(Some(&last), &busier, Duration::from_secs(10)));
         assert!(needs_write(Some(&last), &busier, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_phase_another_writer_put_on_the_object_is_overwritten() {
+        let s = status(5);
+        let long_ago = Instant::now() - Duration::from_secs(5);
+        let mut overwritten = s.clone();
+        overwritten.published_phase = Some(ActorPhase::Migrating);
+        assert!(needs_write(
+            Some(&(s.clone(), long_ago)),
+            &overwritten,
+            Duration::from_secs(10)
+        ));
+        // Just written: the watch may not have caught up with our own write yet.
+        assert!(!needs_write(
+            Some(&(s.clone(), Instant::now())),
+            &overwritten,
+            Duration::from_secs(10)
+        ));
     }
 
     #[test]
