@@ -179,13 +179,15 @@ cmd_up() {
   cmd_status
 }
 
-# The operator runs as a local process too (its pods would need a container engine). Workers
-# reach the API server through the front; short leases make failover quick to watch.
+# The operator runs as a local process too (its pods would need a container engine); short
+# worker leases make failover quick to watch.
 start_operator() {
   [ -x "$PROFILE_DIR/troupe-operator" ] || return 0
-  start operator env KUBECONFIG="$KUBECONFIG_PATH" RUST_LOG="${RUST_LOG:-info,kube=warn}" POD_NAME=troupe-operator-local \
+  # The operator and the workers talk to the API server directly (TLS client certificate), as
+  # in a cluster; the front is for kubectl.
+  start operator env KUBECONFIG="$ADMIN_KUBECONFIG" RUST_LOG="${RUST_LOG:-info,kube=warn}" POD_NAME=troupe-operator-local \
     "$PROFILE_DIR/troupe-operator" --listen "127.0.0.1:$OPERATOR_PORT" \
-    --worker-env "KUBECONFIG=$KUBECONFIG_PATH" --worker-env TROUPE_LEASE_DURATION=6s \
+    --worker-env "KUBECONFIG=$ADMIN_KUBECONFIG" --worker-env TROUPE_LEASE_DURATION=6s \
     --worker-env TROUPE_LEASE_RENEW=1s --worker-env RUST_LOG=info,kube=warn
   wait_for operator 30 curl -sf "http://127.0.0.1:$OPERATOR_PORT/readyz"
 }
