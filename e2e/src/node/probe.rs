@@ -11,7 +11,6 @@ use k8s_openapi::{
 /// The state of one probe across its runs.
 pub struct ProbeState {
     probe: Probe,
-    first_run: bool,
     last_run: Option<Instant>,
     created: Instant,
     successes: i32,
@@ -33,7 +32,6 @@ impl ProbeState {
     pub fn new(probe: &Probe) -> Self {
         Self {
             probe: probe.clone(),
-            first_run: true,
             last_run: None,
             created: Instant::now(),
             successes: 0,
@@ -68,7 +66,6 @@ impl ProbeState {
     /// Records one run's result.
     pub fn record(&mut self, result: Result<(), String>) -> ProbeOutcome {
         self.last_run = Some(Instant::now());
-        self.first_run = false;
         match result {
             Ok(()) => {
                 self.failures = 0;
