@@ -361,3 +361,106 @@ async fn the_content_pipeline_hands_work_from_stage_to_stage() {
     })
     .await;
 }
+
+/// A TCP proxy to the API server that the test can cut, as a network partition would.
+struct Partition {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Partition {
+    async fn start(upstream: String) -> Partition {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut cut_rx = cut_rx.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if *cut_rx.borrow() {
+                        return;
+                    }
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_rx.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        Partition { port, cut }
+    }
+}
+
+#[tokio::test]
+async fn a_worker_cut_off_from_the_api_server_stops_its_actors_before_its_lease_expires() {
+    let env = TestEnv::new("worker-fencing").await;
+    // The worker reaches the API server only through a proxy the test can cut.
+    let front = std::fs::read_to_string(std::env::var("TROUPE_KUBECONFIG").unwrap()).unwrap();
+    let server = front
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: http://"))
+        .unwrap()
+        .to_string();
+    let partition = Partition::start(server.clone()).await;
+    let kubeconfig = std::env::temp_dir().join(format!("{}-partitioned.kubeconfig", env.namespace));
+    std::fs::write(
+        &kubeconfig,
+        front.replace(&server, &format!("127.0.0.1:{}", partition.port)),
+    )
+    .unwrap();
+    let manifest = workers(&env, "p", 1).replace(
+        &std::env::var("TROUPE_KUBECONFIG").unwrap(),
+        kubeconfig.to_str().unwrap(),
+    );
+    assert!(env.apply(&manifest).0);
+    let workers_ready = eventually("the worker ready", WAIT, || async {
+        let pods = env.pods().await;
+        let p = pods.iter().find(|p| p["ready"] == true)?;
+        Some((
+            p["name"].as_str().unwrap().to_string(),
+            format!("{}:8080", p["ip"].as_str().unwrap()),
+        ))
+    })
+    .await;
+    let (pod, addr) = workers_ready;
+    assert!(env.apply(&actor("c", &pod, "counter", "")).0);
+    phase_is(&env, "c", "Running").await;
+    assert_eq!(
+        post(&addr, &path(&env, "c", "ask"), Some(TOKEN), "1").await.0,
+        200
+    );
+
+    let cut_at = std::time::Instant::now();
+    partition.cut.send_replace(true);
+    // Lease 6 s, renewed every 1 s: the worker must fence within 6 s - (1 s + 1 s margin).
+    let fenced_after = eventually("the worker to stop its actor", WAIT, || async {
+        let (code, _) = post(&addr, &path(&env, "c", "ask"), Some(TOKEN), "1").await;
+        (code == 503).then(|| cut_at.elapsed())
+    })
+    .await;
+    assert!(
+        fenced_after < Duration::from_secs(6),
+        "fenced after {fenced_after:?}, not before the 6 s lease expired"
+    );
+    let ready = reqwest::get(format!("http://{addr}/readyz"))
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(ready, 503, "a fenced worker is not ready");
+
+    // Reconnected: it renews its lease and runs the actor again.
+    partition.cut.send_replace(false);
+    eventually("the actor to answer again", WAIT, || async {
+        let (code, _) = post(&addr, &path(&env, "c", "ask"), Some(TOKEN), "1").await;
+        (code == 200).then_some(())
+    })
+    .await;
+}
