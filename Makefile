@@ -60,7 +60,8 @@ unit: ## Unit tests and tests of pure logic (no server)
 ifeq ($(NEXTEST),yes)
 	cargo nextest run --workspace --no-fail-fast
 else
-	cargo test --workspace --no-fail-fast
+	cargo test --workspace --exclude troupe-e2e --no-fail-fast
+	cargo test -p troupe-e2e --lib --bins --no-fail-fast
 endif
 
 .PHONY: e2e
@@ -71,7 +72,7 @@ e2e: tools build ## End-to-end suite against a fresh local control plane of its 
 	  export TROUPE_KUBECONFIG=$(CURDIR)/.local/test-cluster/kubeconfig TROUPE_NODE_URL=http://127.0.0.1:38081 \
 	         TROUPE_CLUSTER_DIR=$(CURDIR)/.local/test-cluster; \
 	  if [ "$(NEXTEST)" = yes ]; then cargo nextest run -p troupe-e2e --profile e2e --no-fail-fast || status=$$?; \
-	  else cargo test -p troupe-e2e --tests --no-fail-fast -- --include-ignored || status=$$?; fi; \
+	  else cargo test -p troupe-e2e --test '*' --no-fail-fast -- --test-threads 2 || status=$$?; fi; \
 	  $(TEST_ENV) e2e/cluster.sh down; exit $$status
 
 .PHONY: test
