@@ -297,6 +297,15 @@ impl Host {
             .cloned()
     }
 
+    fn all_slots(&self) -> Vec<Arc<Slot>> {
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub fn is_hosted(&self, key: &ActorKey) -> bool {
         self.slot(key).is_some()
     }
@@ -728,13 +737,7 @@ impl Host {
     /// periods) to passivate.
     fn passivate_idle(&self) {
         let now = self.idle_clock.fetch_add(1, Ordering::Relaxed) + 1;
-        let slots: Vec<_> = self
-            .slots
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let slots = self.all_slots();
         for slot in slots {
             if now.saturating_sub(slot.last_active.load(Ordering::Relaxed)) < 2 || !slot.mailbox.is_empty() {
                 continue;
@@ -898,13 +901,7 @@ impl Host {
         } else {
             tracing::info!("lease renewed again: starting actors");
         }
-        let slots: Vec<_> = self
-            .slots
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let slots = self.all_slots();
         for slot in slots {
             if !fenced && slot.lock().phase == ActorPhase::Pending {
                 slot.lock().phase = ActorPhase::Starting;
@@ -919,13 +916,7 @@ impl Host {
 
     /// Drains mailboxes for up to `deadline`, then stops every actor (graceful shutdown).
     pub async fn shutdown(&self, deadline: Duration) {
-        let slots: Vec<_> = self
-            .slots
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let slots = self.all_slots();
         let until = Instant::now() + deadline;
         while Instant::now() < until
             && slots
@@ -945,13 +936,7 @@ impl Host {
 
     /// The runtime status of every hosted actor.
     pub fn snapshot(&self) -> Vec<(ActorKey, RuntimeStatus)> {
-        let slots: Vec<_> = self
-            .slots
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let slots = self.all_slots();
         let mut depth: HashMap<String, i64> = HashMap::new();
         let mut phases: HashMap<ActorPhase, i64> = ActorPhase::ALL.iter().map(|p| (*p, 0)).collect();
         let out = slots
