@@ -78,8 +78,15 @@ async fn all_running(env: &TestEnv, actors: usize, workers: usize) -> BTreeMap<S
         || {
             let p = placement(env);
             let live = live_workers(env);
+            let mut per_worker: BTreeMap<&str, usize> = live.iter().map(|w| (w.as_str(), 0)).collect();
+            for (_, w, _) in p.values() {
+                *per_worker.entry(w.as_str()).or_default() += 1;
+            }
+            let (max, min) = (per_worker.values().max(), per_worker.values().min());
+            let balanced = max.zip(min).is_some_and(|(max, min)| max - min <= 1);
             let ok = p.len() == actors
                 && live.len() == workers
+                && balanced
                 && p.values()
                     .all(|(phase, w, label)| phase == "Running" && w == label && live.contains(w));
             std::future::ready(ok.then(|| p.into_iter().map(|(a, (_, w, _))| (a, w)).collect()))

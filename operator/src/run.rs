@@ -8,7 +8,7 @@ use k8s_openapi::{
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, Client,
+    Api, Client, ResourceExt,
     runtime::{Controller, WatchStreamExt, reflector, watcher},
 };
 use troupe_crds::{Actor, ActorPool, labels};
@@ -82,6 +82,8 @@ where
     let (store, writer) = reflector::store();
     let stream = watcher(api, config)
         .default_backoff()
+        // managedFields are never read here and are a large share of each cached object.
+        .modify(|o| o.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects();
     tokio::spawn(async move {
