@@ -113,6 +113,7 @@ pub fn plan(actors: &[&Actor], live: &BTreeSet<String>, eligible: &[WorkerSlot])
     // stays "in transit" and is left alone.
     let mut current: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut in_transit = BTreeSet::new();
+    let mut lost_in_transit = BTreeSet::new();
     let mut steps = Vec::new();
     for a in actors {
         let name = a.name_any();
@@ -131,8 +132,15 @@ pub fn plan(actors: &[&Actor], live: &BTreeSet<String>, eligible: &[WorkerSlot])
                 let status = a.status.as_ref();
                 let previous = status.and_then(|s| s.worker.clone());
                 let confirmed = status.and_then(|s| s.phase) == Some(ActorPhase::Migrating);
-                if previous.is_some_and(|p| live.contains(&p)) && !confirmed {
-                    in_transit.insert(name.clone());
+                match previous {
+                    Some(p) if live.contains(&p) && !confirmed => {
+                        in_transit.insert(name.clone());
+                    }
+                    // Released from a worker that died before confirming: a failover.
+                    Some(_) if !confirmed => {
+                        lost_in_transit.insert(name.clone());
+                    }
+                    _ => {}
                 }
                 // Counted as homeless either way, so the placement reserves a worker for it and
                 // does not release more actors to fill that worker.
@@ -157,7 +165,7 @@ pub fn plan(actors: &[&Actor], live: &BTreeSet<String>, eligible: &[WorkerSlot])
             // Released but its old worker has not confirmed the stop yet: assigned next time.
             (None, Some(_)) if in_transit.contains(&actor) => {}
             (None, Some(b)) => {
-                let failover = orphaned.contains(&actor);
+                let failover = orphaned.contains(&actor) || lost_in_transit.contains(&actor);
                 steps.push(Step::Assign {
                     actor,
                     worker: b,
@@ -695,6 +703,20 @@ mod tests {
         }
         let refs: Vec<&Actor> = all.iter().collect();
         assert!(plan(&refs, &live(&["w1", "w2", "w3"]), &slots(&["w1", "w2", "w3"])).is_empty());
+    }
+
+    #[test]
+    fn an_actor_released_by_a_worker_that_then_died_is_failed_over() {
+        let a = actor("a", None, json!({"worker": "dead", "phase": "Pending"}));
+        let steps = plan(&[&a], &live(&["w1"]), &slots(&["w1"]));
+        assert_eq!(
+            steps,
+            vec![Step::Assign {
+                actor: "a".into(),
+                worker: "w1".into(),
+                failover: true
+            }]
+        );
     }
 
     #[test]
