@@ -9,22 +9,12 @@ use kube::{
     runtime::events::{Event, EventType},
 };
 use serde_json::json;
-use troupe_crds::{Actor, ActorPhase, labels};
+use troupe_crds::{Actor, labels};
 
 use crate::{
     context::{Context, MANAGER},
-    pool_controller::{is_manual, merge_params},
+    pool_controller::{is_manual, merge_params, pending_because},
 };
-
-/// Whether the actor already says its pool is missing.
-fn says_pool_missing(a: &Actor) -> bool {
-    a.status.as_ref().is_some_and(|s| {
-        s.phase == Some(ActorPhase::Pending)
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == "Placed" && c.reason == "PoolNotFound")
-    })
-}
 
 /// One pass over every actor whose pool is missing.
 pub async fn sweep(ctx: &Context) {
@@ -44,7 +34,7 @@ pub async fn sweep(ctx: &Context) {
             continue;
         }
         let labelled = a.labels().contains_key(labels::WORKER);
-        if says_pool_missing(&a) && !labelled {
+        if pending_because(&a, "PoolNotFound") && !labelled {
             continue;
         }
         ctx.metrics.reconciles.with_label_values(&["actor"]).inc();

@@ -68,6 +68,16 @@ pub const WRITES_IN_FLIGHT: usize = 32;
 /// How often a pool is looked at even when nothing changed (lease expiry is a non-event).
 pub const RESYNC: Duration = Duration::from_secs(2);
 
+/// Whether the actor already says it is Pending with condition Placed=False for `reason`.
+pub fn pending_because(a: &Actor, reason: &str) -> bool {
+    a.status.as_ref().is_some_and(|s| {
+        s.phase == Some(ActorPhase::Pending)
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Placed" && c.reason == reason)
+    })
+}
+
 /// Placed by hand (`troupe.dev/placement: manual`): the operator does not move it.
 pub fn is_manual(a: &Actor) -> bool {
     a.annotations().get(labels::PLACEMENT).map(String::as_str) == Some("manual")
@@ -308,14 +318,7 @@ async fn apply_step(
             .map_err(wrap)?;
         }
         Step::Unplaceable { .. } => {
-            let status = actor.status.as_ref();
-            let already = status.is_some_and(|s| {
-                s.phase == Some(ActorPhase::Pending)
-                    && s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Placed" && c.reason == "NoWorker")
-            });
-            if !already {
+            if !pending_because(actor, "NoWorker") {
                 let message = format!(
                     "no live worker of pool {pool} has room (workers starting, scaled to zero, or at actorsPerWorker capacity)"
                 );
