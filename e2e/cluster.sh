@@ -10,6 +10,7 @@
 # Configurable by env, so that two runs can coexist:
 #   TROUPE_CLUSTER_DIR (default .local/cluster in the repo), TROUPE_ETCD_PORT (23790),
 #   TROUPE_APISERVER_PORT (26443), TROUPE_FRONT_PORT (28080), TROUPE_NODE_PORT (28081),
+#   TROUPE_PROMETHEUS_PORT (node + 2), TROUPE_ALERTMANAGER_PORT (node + 3),
 #   TROUPE_POD_SUBNET (127.10 — pods get 127.10.0.2, 127.10.0.3, …), TROUPE_CACHE (~/.cache/troupe).
 set -euo pipefail
 
@@ -22,6 +23,8 @@ API_PORT=${TROUPE_APISERVER_PORT:-26443}
 FRONT_PORT=${TROUPE_FRONT_PORT:-28080}
 NODE_PORT=${TROUPE_NODE_PORT:-28081}
 OPERATOR_PORT=${TROUPE_OPERATOR_PORT:-$((NODE_PORT + 1))}
+PROM_PORT=${TROUPE_PROMETHEUS_PORT:-$((NODE_PORT + 2))}
+AM_PORT=${TROUPE_ALERTMANAGER_PORT:-$((NODE_PORT + 3))}
 POD_SUBNET=${TROUPE_POD_SUBNET:-127.10}
 PROFILE_DIR=${TROUPE_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debug}
 
@@ -45,7 +48,7 @@ port_free() { # port
 
 check_ports() {
   local name port
-  for pair in etcd:$ETCD_PORT etcd-peer:$ETCD_PEER_PORT apiserver:$API_PORT front:$FRONT_PORT node:$NODE_PORT operator:$OPERATOR_PORT; do
+  for pair in etcd:$ETCD_PORT etcd-peer:$ETCD_PEER_PORT apiserver:$API_PORT front:$FRONT_PORT node:$NODE_PORT operator:$OPERATOR_PORT prometheus:$PROM_PORT alertmanager:$AM_PORT; do
     name=${pair%%:*} port=${pair#*:}
     if [ "$name" = etcd-peer ]; then running etcd && continue; else running "${name}" && continue; fi
     port_free "$port" || die "port $port for $name is taken by another process (another cluster?); pick other ports with TROUPE_*_PORT"
@@ -167,9 +170,11 @@ cmd_up() {
 
   if [ -x "$PROFILE_DIR/troupe-localcp" ] && "$(localcp)" --help 2>/dev/null | grep -q '^  node'; then
     start node "$(localcp)" --admin-kubeconfig "$ADMIN_KUBECONFIG" node --listen "127.0.0.1:$NODE_PORT" \
-      --pod-subnet "$POD_SUBNET" --bin-dir "$PROFILE_DIR" --state-dir "$DIR/pods"
+      --pod-subnet "$POD_SUBNET" --bin-dir "$PROFILE_DIR" --state-dir "$DIR/pods" \
+      --scrape-targets "$DIR/monitoring/targets.json"
     wait_for node 30 curl -sf "http://127.0.0.1:$NODE_PORT/healthz"
   fi
+  start_monitoring
 
   KUBECONFIG=$KUBECONFIG_PATH kubectl apply --server-side --field-manager=troupe-cluster -f "$REPO/manifests/crds/" >/dev/null
   KUBECONFIG=$KUBECONFIG_PATH kubectl wait --for=condition=Established --timeout=60s \
@@ -177,6 +182,54 @@ cmd_up() {
   start_operator
   log "up in $((SECONDS - t0))s"
   cmd_status
+}
+
+# Prometheus scrapes the worker pods (file_sd written by the node agent stands in for pod
+# discovery) and evaluates Troupe's alert rules with short windows; Alertmanager sends firing
+# alerts to the operator's webhook with a bearer token generated here.
+start_monitoring() {
+  command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null || {
+    log "prometheus/alertmanager not installed (e2e/tools/install.sh monitoring): Prometheus analysis and alerts are off"
+    return 0
+  }
+  local m=$DIR/monitoring
+  mkdir -p "$m"
+  [ -s "$DIR/alert-token" ] || (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$DIR/alert-token")
+  [ -f "$m/targets.json" ] || echo '[]' >"$m/targets.json"
+  # The shipped rules use 1m windows; here they are 5s so that tests see alerts in seconds.
+  sed -e 's/\[1m\]/[5s]/g' -e 's/for: 1m/for: 0s/' "$REPO/manifests/monitoring/troupe-rules.yaml" >"$m/rules.yaml"
+  cat >"$m/prometheus.yml" <<EOF
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: ["$m/rules.yaml"]
+alerting:
+  alertmanagers: [{static_configs: [{targets: ["127.0.0.1:$AM_PORT"]}]}]
+scrape_configs:
+  - job_name: troupe-workers
+    file_sd_configs: [{files: ["$m/targets.json"], refresh_interval: 1s}]
+  - job_name: troupe-operator
+    static_configs: [{targets: ["127.0.0.1:$OPERATOR_PORT"]}]
+EOF
+  cat >"$m/alertmanager.yml" <<EOF
+route:
+  receiver: troupe
+  group_by: [alertname, namespace, pool]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1m
+receivers:
+  - name: troupe
+    webhook_configs:
+      - url: http://127.0.0.1:$OPERATOR_PORT/v1/alerts
+        send_resolved: true
+        http_config:
+          authorization: {credentials_file: "$DIR/alert-token"}
+EOF
+  start prometheus prometheus --config.file "$m/prometheus.yml" --storage.tsdb.path "$m/prometheus-data" \
+    --web.listen-address "127.0.0.1:$PROM_PORT" --web.enable-lifecycle
+  start alertmanager prometheus-alertmanager --config.file "$m/alertmanager.yml" \
+    --storage.path "$m/alertmanager-data" --web.listen-address "127.0.0.1:$AM_PORT" --cluster.listen-address=
+  wait_for prometheus 30 curl -sf "http://127.0.0.1:$PROM_PORT/-/ready"
+  wait_for alertmanager 30 curl -sf "http://127.0.0.1:$AM_PORT/-/ready"
 }
 
 # The operator runs as a local process too (its pods would need a container engine); short
@@ -188,8 +241,14 @@ start_operator() {
   start operator env KUBECONFIG="$ADMIN_KUBECONFIG" RUST_LOG="${RUST_LOG:-info,kube=warn}" POD_NAME=troupe-operator-local \
     "$PROFILE_DIR/troupe-operator" --listen "127.0.0.1:$OPERATOR_PORT" \
     --worker-env "KUBECONFIG=$ADMIN_KUBECONFIG" --worker-env TROUPE_LEASE_DURATION=6s \
-    --worker-env TROUPE_LEASE_RENEW=1s --worker-env RUST_LOG=info,kube=warn
+    --worker-env TROUPE_LEASE_RENEW=1s --worker-env RUST_LOG=info,kube=warn $(monitoring_flags)
   wait_for operator 30 curl -sf "http://127.0.0.1:$OPERATOR_PORT/readyz"
+}
+
+monitoring_flags() {
+  if [ -s "$DIR/alert-token" ]; then
+    echo "--prometheus-url http://127.0.0.1:$PROM_PORT --alert-token-file $DIR/alert-token"
+  fi
 }
 
 stop() { # name
@@ -216,16 +275,19 @@ cmd_down() {
       rm -f "$f"
     done
   fi
+  stop alertmanager
+  stop prometheus
   stop front
   stop apiserver
   stop etcd
 }
 
 cmd_status() {
-  for p in etcd apiserver front node operator; do
+  for p in etcd apiserver front node operator prometheus alertmanager; do
     if running "$p"; then echo "  $p: running (pid $(cat "$PIDS/$p.pid"), log $LOGS/$p.log)"; else echo "  $p: stopped"; fi
   done
   echo "  kubeconfig: $KUBECONFIG_PATH   (kubectl via the front at http://127.0.0.1:$FRONT_PORT)"
+  if running prometheus; then echo "  prometheus: http://127.0.0.1:$PROM_PORT   alertmanager: http://127.0.0.1:$AM_PORT"; fi
   echo "  admin kubeconfig: $ADMIN_KUBECONFIG   (TLS client certificate, straight to the API server)"
 }
 

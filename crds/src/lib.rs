@@ -27,7 +27,7 @@ pub use actor::{
 pub use common::{GROUP, VERSION, labels};
 pub use pool::{
     AbortKind, AbortReason, ActorCounts, ActorPool, ActorPoolSpec, ActorPoolStatus, AlertRollbackSpec,
-    AnalysisSpec, AnalysisStep, BlueGreenStrategy, BuiltinMetric, CanaryStep, CanaryStrategy,
-    MailboxFullPolicy, MailboxSpec, MetricProvider, MetricSpec, PauseStep, PoolPhase, PrometheusProvider,
-    RolloutStrategy, Threshold, WorkerMetricProvider,
+    AnalysisSpec, AnalysisStatus, AnalysisStep, BlueGreenStrategy, BuiltinMetric, CanaryStep, CanaryStrategy,
+    MailboxFullPolicy, MailboxSpec, MeasurementOutcome, MetricProvider, MetricResult, MetricSpec, PauseStep,
+    PoolPhase, PrometheusProvider, RolloutStrategy, Threshold, WorkerMetricProvider,
 };

@@ -192,7 +192,9 @@ pub struct CanaryStrategy {
     #[serde(default = "default_scale_down_delay")]
     #[schemars(pattern(DURATION_PATTERN))]
     pub scale_down_delay: String,
-    /// A rollout that has not finished in this long is aborted and rolled back.
+    /// A step that should make progress by itself (a setWeight waiting for canary workers and
+    /// actors, an analysis step waiting for passing rounds) and has not finished in this long
+    /// aborts the rollout, which rolls back. Pauses do not count.
     #[serde(default = "default_progress_deadline")]
     #[schemars(pattern(DURATION_PATTERN))]
     pub progress_deadline: String,
@@ -489,6 +491,67 @@ pub struct AbortReason {
     pub message: String,
     /// When the abort was decided.
     pub time: Time,
+    /// When the problem was first seen: the first failed measurement, or the alert's `startsAt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_at: Option<Time>,
+    /// When every actor was back on the stable revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+}
+
+/// The outcome of one measurement.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum MeasurementOutcome {
+    /// The value was within the threshold.
+    Passed,
+    /// The value broke the threshold.
+    Failed,
+    /// No value: no data, no traffic, or the provider could not be reached. Never a pass.
+    Inconclusive,
+}
+
+/// The latest measurement of one metric.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricResult {
+    /// The metric's name in `spec.analysis.metrics`.
+    pub name: String,
+    /// Passed, Failed or Inconclusive.
+    pub outcome: MeasurementOutcome,
+    /// The measured value, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// The threshold as text, e.g. `<= 0.05`.
+    pub threshold: String,
+    /// What was measured or why there is no value.
+    pub message: String,
+}
+
+/// The analysis of the revision being judged.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisStatus {
+    /// The revision these measurements are about.
+    pub revision: String,
+    /// When the last round of measurements was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_at: Option<Time>,
+    /// Failed measurements in this rollout; one more than `failureLimit` aborts it.
+    #[serde(default)]
+    pub failures: i32,
+    /// Inconclusive rounds in a row; one more than `inconclusiveLimit` aborts the rollout.
+    #[serde(default)]
+    pub inconclusive: i32,
+    /// Passing rounds since the current step began (an analysis step waits for its `count`).
+    #[serde(default)]
+    pub successes: i32,
+    /// When the first failed measurement of this rollout was taken (for time-to-detect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failure_at: Option<Time>,
+    /// The latest measurement of each metric.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub results: Vec<MetricResult>,
 }
 
 /// What the operator observes of the pool.
@@ -525,9 +588,23 @@ pub struct ActorPoolStatus {
     /// Index of the canary step in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_step_index: Option<i32>,
+    /// When the current canary step (or blue-green stage) began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<Time>,
+    /// When the rollout in progress began (for the progress deadline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_started_at: Option<Time>,
     /// When the stable revision was promoted (for the rollback window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_at: Option<Time>,
+    /// The stable revision before the last promotion. Its Deployment stays up for the scale-down
+    /// delay and scaled to zero for the rollback window, so that a rollback finds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_revision: Option<String>,
+    /// Measurements of the revision being judged (canary, blue-green preview, or a revision just
+    /// promoted with post-promotion analysis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStatus>,
     /// Why the last rollout was aborted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort: Option<AbortReason>,

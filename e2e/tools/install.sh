@@ -163,7 +163,7 @@ case "$what" in
   kubectl) install_kubectl_helm ;;
   monitoring) install_monitoring ;;
   go) go_prefix ;;
-  all) install_etcd; install_kubectl_helm; install_apiserver ;;
+  all) install_etcd; install_kubectl_helm; install_apiserver; install_monitoring ;;
   *) echo "usage: $0 [all|etcd|apiserver|kubectl|monitoring]" >&2; exit 2 ;;
 esac
 echo "$BIN"

@@ -11,4 +11,5 @@ pub mod orphans;
 pub mod placement;
 pub mod pool_controller;
 pub mod revision;
+pub mod rollout;
 pub mod run;

@@ -57,6 +57,9 @@ enum Command {
         backoff_max: Duration,
         #[arg(long, default_value = "250ms", value_parser = parse_duration)]
         sync_every: Duration,
+        /// Publish the pods' metrics endpoints here, as a Prometheus file_sd target list.
+        #[arg(long)]
+        scrape_targets: Option<PathBuf>,
         #[arg(long, default_value = "3s", value_parser = parse_duration)]
         gc_every: Duration,
     },
@@ -103,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
             backoff_max,
             sync_every,
             gc_every,
+            scrape_targets,
         } => {
             let runtime = RuntimeConfig {
                 bin_dir,
@@ -118,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
                 listen,
                 sync_every,
                 gc_every,
+                scrape_targets,
             };
             troupe_e2e::node::run(config, client).await
         }

@@ -43,6 +43,9 @@ pub struct NodeConfig {
     pub sync_every: Duration,
     /// How often the garbage collector looks for orphans.
     pub gc_every: Duration,
+    /// Where to publish the pods' metrics endpoints as a Prometheus `file_sd` target list (the
+    /// stand-in for Kubernetes pod discovery).
+    pub scrape_targets: Option<std::path::PathBuf>,
 }
 
 /// Pods of the node and the addresses they use.
@@ -166,6 +169,46 @@ async fn sync(node: &Arc<Node>, deployments: &[Arc<Deployment>]) {
     for k in orphans {
         remove_pod(node, &mut state, &k, None);
     }
+    if let Some(path) = &node.config.scrape_targets {
+        let targets = scrape_targets(state.pods.values());
+        drop(state);
+        if let Err(e) = write_if_changed(path, &targets) {
+            tracing::warn!(path = %path.display(), error = %e, "writing the scrape targets failed");
+        }
+    }
+}
+
+/// The pods' metrics endpoints in Prometheus `file_sd` form, labelled as Kubernetes pod
+/// discovery plus relabelling would: namespace, pod, and the Troupe pool and revision.
+pub fn scrape_targets<'a>(pods: impl Iterator<Item = &'a Pod>) -> String {
+    let groups: Vec<_> = pods
+        .filter(|p| !p.metrics_endpoints.is_empty())
+        .map(|p| {
+            let mut labels = serde_json::Map::new();
+            labels.insert("namespace".into(), p.namespace.clone().into());
+            labels.insert("pod".into(), p.name.clone().into());
+            for (key, name) in [
+                (troupe_crds::labels::POOL, "pool"),
+                (troupe_crds::labels::REVISION, "revision"),
+            ] {
+                if let Some(v) = p.labels.get(key) {
+                    labels.insert(name.into(), v.clone().into());
+                }
+            }
+            serde_json::json!({"targets": p.metrics_endpoints, "labels": labels})
+        })
+        .collect();
+    serde_json::to_string_pretty(&groups).unwrap_or_else(|_| "[]".into())
+}
+
+fn write_if_changed(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    if std::fs::read_to_string(path).is_ok_and(|c| c == content) {
+        return Ok(());
+    }
+    // Prometheus must never read a half-written file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content)?;
+    std::fs::rename(tmp, path)
 }
 
 async fn sync_one(node: &Arc<Node>, d: &Deployment, key: &DeploymentKey) -> anyhow::Result<()> {

@@ -72,6 +72,10 @@ pub struct Pod {
     pub template_hash: String,
     pub ip: String,
     pub created: Instant,
+    /// The pod's labels (for the Prometheus scrape targets the agent publishes).
+    pub labels: BTreeMap<String, String>,
+    /// `ip:port` of container ports named `http` or `metrics`: where Prometheus scrapes.
+    pub metrics_endpoints: Vec<String>,
     containers: Vec<Arc<Mutex<ContainerStatus>>>,
     stop: watch::Sender<Option<Duration>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -121,6 +125,14 @@ impl Pod {
             name: spec.name,
             deployment: spec.deployment,
             template_hash: spec.template_hash,
+            metrics_endpoints: spec
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter().flatten())
+                .filter(|p| matches!(p.name.as_deref(), Some("http" | "metrics")))
+                .map(|p| format!("{}:{}", spec.ip, p.container_port))
+                .collect(),
+            labels: spec.labels.clone(),
             ip: spec.ip,
             created: Instant::now(),
             containers,
