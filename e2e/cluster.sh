@@ -17,6 +17,10 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 DIR=${TROUPE_CLUSTER_DIR:-$REPO/.local/cluster}
+# A cluster remembers its ports: later commands (restart-operator from a test) need no env.
+if [ -f "$DIR/ports.env" ]; then
+  while IFS="=" read -r k v; do if [ -n "$k" ] && [ -z "${!k:-}" ]; then export "$k=$v"; fi; done <"$DIR/ports.env"
+fi
 ETCD_PORT=${TROUPE_ETCD_PORT:-23790}
 ETCD_PEER_PORT=$((ETCD_PORT + 1))
 API_PORT=${TROUPE_APISERVER_PORT:-26443}
@@ -30,6 +34,11 @@ PROFILE_DIR=${TROUPE_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debug}
 
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
+save_ports() {
+  printf '%s\n' "TROUPE_ETCD_PORT=$ETCD_PORT" "TROUPE_APISERVER_PORT=$API_PORT" "TROUPE_FRONT_PORT=$FRONT_PORT" \
+    "TROUPE_NODE_PORT=$NODE_PORT" "TROUPE_OPERATOR_PORT=$OPERATOR_PORT" "TROUPE_PROMETHEUS_PORT=$PROM_PORT" \
+    "TROUPE_ALERTMANAGER_PORT=$AM_PORT" "TROUPE_POD_SUBNET=$POD_SUBNET" >"$DIR/ports.env"
+}
 LOGS=$DIR/logs PIDS=$DIR/pids CERTS=$DIR/certs
 KUBECONFIG_PATH=$DIR/kubeconfig
 ADMIN_KUBECONFIG=$DIR/admin.kubeconfig
@@ -140,6 +149,7 @@ cmd_up() {
   export PATH=$BIN:$PATH
   [ -x "$(localcp)" ] || (cd "$REPO" && cargo build -q --workspace --bins)
   [ -x "$(localcp)" ] || die "$(localcp) is missing: run cargo build"
+  save_ports
   make_certs
   write_kubeconfigs
   check_ports

@@ -20,6 +20,19 @@ pub mod labels {
     /// On an Actor, `manual`: the operator leaves its placement alone; the `WORKER` label set by
     /// hand decides where it runs (like a pod's nodeName). For debugging and tests.
     pub const PLACEMENT: &str = "troupe.dev/placement";
+    /// On an ActorPool (any value): go past the current pause or analysis step of a canary, or
+    /// switch a blue-green rollout now. The operator removes it once acted on.
+    pub const PROMOTE: &str = "troupe.dev/promote";
+    /// On an ActorPool (any value): abort the rollout in progress; every actor goes back to the
+    /// stable revision.
+    pub const ABORT: &str = "troupe.dev/abort";
+    /// On an ActorPool (any value): roll an aborted revision out again from its first step.
+    pub const RETRY: &str = "troupe.dev/retry";
+    /// On an ActorPool (any value): put the previous revision's template back into the spec, as
+    /// `kubectl rollout undo` does.
+    pub const UNDO: &str = "troupe.dev/undo";
+    /// On a worker Deployment: the user's pod template of its revision, as JSON (for undo).
+    pub const TEMPLATE: &str = "troupe.dev/template";
     /// Marks objects managed by Troupe.
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
     /// The value of [`MANAGED_BY`].

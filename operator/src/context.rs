@@ -1,7 +1,10 @@
 //! What every reconcile shares: the client, caches of Actors and Leases, settings, metrics and
 //! the event recorder.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use k8s_openapi::api::{apps::v1::Deployment, coordination::v1::Lease};
 use kube::{
@@ -14,7 +17,7 @@ use kube::{
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use troupe_crds::{Actor, ActorPool};
 
-use crate::deployment::WorkerSettings;
+use crate::{analysis::Analyzer, deployment::WorkerSettings, rollout::AlertHit};
 
 /// The operator's field manager for every write.
 pub const MANAGER: &str = "troupe-operator";
@@ -28,6 +31,9 @@ pub struct Context {
     pub settings: WorkerSettings,
     pub metrics: Metrics,
     pub recorder: Recorder,
+    pub analyzer: Analyzer,
+    /// Firing alerts received by the webhook, by (namespace, pool), for the next reconcile.
+    pub alerts: Mutex<HashMap<(String, String), (AlertHit, std::time::Instant)>>,
 }
 
 impl Context {
@@ -36,6 +42,7 @@ impl Context {
         stores: (Store<Actor>, Store<Lease>, Store<ActorPool>, Store<Deployment>),
         settings: WorkerSettings,
         instance: String,
+        prometheus_url: Option<String>,
     ) -> Arc<Self> {
         let reporter = Reporter {
             controller: "troupe-operator".into(),
@@ -50,6 +57,8 @@ impl Context {
             deployments: stores.3,
             settings,
             metrics: Metrics::new(),
+            analyzer: Analyzer::new(prometheus_url),
+            alerts: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -65,6 +74,22 @@ pub struct Metrics {
     pub moves: IntCounter,
     pub failovers: IntCounter,
     pub unplaced: IntGauge,
+    /// Aborted rollouts and rollbacks of promoted revisions, by kind (analysis, alert,
+    /// deadline, manual).
+    pub rollbacks: IntCounterVec,
+    pub promotions: IntCounter,
+    /// From the first failed measurement (or the alert's start) to the abort decision.
+    pub time_to_detect: HistogramVec,
+    /// From the abort decision to every actor back on the stable revision.
+    pub time_to_rollback: HistogramVec,
+    /// From the webhook receiving a matching alert to the decision written in status.
+    pub alert_to_decision: prometheus::Histogram,
+    /// Analysis measurements by outcome (Passed, Failed, Inconclusive).
+    pub measurements: IntCounterVec,
+    /// Alertmanager webhook deliveries by result (accepted, unauthorized, malformed).
+    pub alert_deliveries: IntCounterVec,
+    /// Pools waiting to be reconciled (the controller's queue, as last seen by the trigger).
+    pub queue_depth: IntGauge,
 }
 
 impl Metrics {
@@ -103,8 +128,74 @@ impl Metrics {
         .expect("valid metric");
         let unplaced = IntGauge::new("troupe_operator_unplaced_actors", "Actors without a worker")
             .expect("valid metric");
+        let rollbacks = IntCounterVec::new(
+            Opts::new(
+                "troupe_operator_rollbacks_total",
+                "Rollouts aborted or rolled back, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let promotions = IntCounter::new("troupe_operator_promotions_total", "Revisions promoted to stable")
+            .expect("valid metric");
+        let seconds = [0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
+        let time_to_detect = HistogramVec::new(
+            HistogramOpts::new(
+                "troupe_operator_rollback_detect_seconds",
+                "From the first failed measurement or the alert's start to the abort decision",
+            )
+            .buckets(seconds.to_vec()),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let time_to_rollback = HistogramVec::new(
+            HistogramOpts::new(
+                "troupe_operator_rollback_duration_seconds",
+                "From the abort decision to every actor back on the stable revision",
+            )
+            .buckets(seconds.to_vec()),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let alert_to_decision = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "troupe_operator_alert_decision_seconds",
+                "From receiving a matching alert to the decision written to the pool's status",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+        )
+        .expect("valid metric");
+        let measurements = IntCounterVec::new(
+            Opts::new(
+                "troupe_operator_analysis_measurements_total",
+                "Analysis measurements, by outcome",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let alert_deliveries = IntCounterVec::new(
+            Opts::new(
+                "troupe_operator_alert_deliveries_total",
+                "Alertmanager webhook deliveries, by result",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let queue_depth = IntGauge::new(
+            "troupe_operator_queue_depth",
+            "Pools due a reconcile that has not started yet",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rollbacks.clone()),
+            Box::new(promotions.clone()),
+            Box::new(time_to_detect.clone()),
+            Box::new(time_to_rollback.clone()),
+            Box::new(alert_to_decision.clone()),
+            Box::new(measurements.clone()),
+            Box::new(alert_deliveries.clone()),
+            Box::new(queue_depth.clone()),
             Box::new(errors.clone()),
             Box::new(duration.clone()),
             Box::new(placements.clone()),
@@ -123,6 +214,14 @@ impl Metrics {
             moves,
             failovers,
             unplaced,
+            rollbacks,
+            promotions,
+            time_to_detect,
+            time_to_rollback,
+            alert_to_decision,
+            measurements,
+            alert_deliveries,
+            queue_depth,
         }
     }
 

@@ -121,6 +121,13 @@ pub fn build_deployment(pool: &ActorPool, revision: &str, settings: &WorkerSetti
             name: Some(deployment_name(&name, revision)),
             namespace: pool.namespace(),
             labels: Some(labels_all),
+            annotations: Some(
+                [(
+                    labels::TEMPLATE.to_string(),
+                    serde_json::to_string(&pool.spec.template).unwrap_or_default(),
+                )]
+                .into(),
+            ),
             owner_references: pool.controller_owner_ref(&()).map(|o| vec![o]),
             ..Default::default()
         },

@@ -1,4 +1,5 @@
-//! The operator's HTTP server: liveness, readiness and Prometheus metrics.
+//! The operator's HTTP server: liveness, readiness, Prometheus metrics, and Alertmanager's
+//! webhook (`POST /v1/alerts`, bearer token).
 
 use std::{
     net::SocketAddr,
@@ -8,16 +9,25 @@ use std::{
     },
 };
 
-use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use axum::{
+    Router,
+    extract::State,
+    http::StatusCode,
+    response::IntoResponse,
+    routing::{get, post},
+};
 
-use crate::context::Metrics;
+use crate::{
+    alerts::{AlertSink, receive},
+    context::Metrics,
+};
 
 pub struct Health {
     pub ready: AtomicBool,
     pub metrics: Metrics,
 }
 
-pub async fn serve(listen: SocketAddr, health: Arc<Health>) -> anyhow::Result<()> {
+pub async fn serve(listen: SocketAddr, health: Arc<Health>, alerts: Arc<AlertSink>) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/livez", get(|| async { "ok" }))
         .route("/startupz", get(ready))
@@ -26,7 +36,12 @@ pub async fn serve(listen: SocketAddr, health: Arc<Health>) -> anyhow::Result<()
             "/metrics",
             get(|State(h): State<Arc<Health>>| async move { h.metrics.render() }),
         )
-        .with_state(health);
+        .with_state(health)
+        .merge(
+            Router::new()
+                .route("/v1/alerts", post(receive))
+                .with_state(alerts),
+        );
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "operator HTTP listening");
     axum::serve(listener, app).await?;

@@ -2,6 +2,8 @@
 //! one live worker (membership by Lease), fails actors over when a worker's lease ends, and
 //! writes pool and actor status. Rollouts (canary, blue-green, analysis, alerts) build on this.
 
+pub mod alerts;
+pub mod analysis;
 pub mod context;
 pub mod deployment;
 pub mod http;
@@ -11,5 +13,6 @@ pub mod orphans;
 pub mod placement;
 pub mod pool_controller;
 pub mod revision;
+pub mod revisions;
 pub mod rollout;
 pub mod run;

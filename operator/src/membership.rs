@@ -7,11 +7,16 @@ use k8s_openapi::{
 };
 use troupe_crds::labels;
 
+/// The lease annotation where a worker publishes its API address.
+pub const ADDRESS_ANNOTATION: &str = "troupe.dev/address";
+
 /// A worker with a live lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveWorker {
     pub name: String,
     pub revision: String,
+    /// Where the worker's HTTP API listens (`host:port`, the lease's `troupe.dev/address`).
+    pub address: Option<String>,
 }
 
 /// When the lease expires, if it is a worker lease at all.
@@ -50,6 +55,12 @@ pub fn live_workers<'a>(
                 .and_then(|m| m.get(labels::REVISION))
                 .cloned()
                 .unwrap_or_default(),
+            address: l
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|m| m.get(ADDRESS_ANNOTATION))
+                .cloned(),
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -82,7 +93,8 @@ mod tests {
             live,
             vec![LiveWorker {
                 name: "w-ok".into(),
-                revision: "r1".into()
+                revision: "r1".into(),
+                address: None,
             }]
         );
     }

@@ -32,6 +32,8 @@ use crate::{
     membership::live_workers,
     placement::{WorkerSlot, place},
     revision::revision_of,
+    revisions::{Workers, canary_actors, plan_workers},
+    rollout::{Command, Observed, Rollout, advance, analysis_due, canary_steps},
 };
 
 /// Why a pool reconcile failed; each variant names the step.
@@ -41,6 +43,10 @@ pub enum Error {
     ApplyDeployment(#[source] kube::Error),
     #[error("retiring an old revision's Deployment: {0}")]
     RetireDeployment(#[source] kube::Error),
+    #[error("scaling an older revision's Deployment: {0}")]
+    ScaleDeployment(#[source] kube::Error),
+    #[error("writing the pool's annotations or template: {0}")]
+    WriteSpec(#[source] kube::Error),
     #[error("writing actor {actor}: {source}")]
     WriteActor {
         actor: String,
@@ -56,6 +62,8 @@ impl Error {
         match self {
             Error::ApplyDeployment(_) => "apply-deployment",
             Error::RetireDeployment(_) => "retire-deployment",
+            Error::ScaleDeployment(_) => "scale-deployment",
+            Error::WriteSpec(_) => "write-spec",
             Error::WriteActor { .. } => "write-actor",
             Error::WriteStatus(_) => "write-status",
         }
@@ -339,39 +347,130 @@ async fn apply_step(
     Ok(())
 }
 
-/// Reconciles one pool: Deployment, placement, status.
+/// The command set by annotation on the pool, if any (promote wins over retry over abort only
+/// if several are set at once, which kubectl users rarely do).
+fn command_of(pool: &ActorPool) -> Option<(Command, &'static str)> {
+    let a = pool.annotations();
+    [
+        (labels::ABORT, Command::Abort),
+        (labels::PROMOTE, Command::Promote),
+        (labels::RETRY, Command::Retry),
+    ]
+    .into_iter()
+    .find(|(key, _)| a.contains_key(*key))
+    .map(|(key, c)| (c, key))
+}
+
+/// An Event on the pool about `revision`: that revision's Deployment is the related object, so
+/// that Events of one reason about different revisions are not folded into one series (which
+/// would keep the first one's message).
+async fn pool_event(
+    ctx: &Context,
+    pool: &ActorPool,
+    revision: &str,
+    warning: bool,
+    reason: &str,
+    note: String,
+) {
+    let type_ = if warning {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    let secondary = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("apps/v1".into()),
+        kind: Some("Deployment".into()),
+        name: Some(deployment_name(&pool.name_any(), revision)),
+        namespace: pool.namespace(),
+        ..Default::default()
+    };
+    let r = ctx
+        .recorder
+        .publish(
+            &Event {
+                type_,
+                reason: reason.into(),
+                note: Some(note),
+                action: "Rollout".into(),
+                secondary: Some(secondary),
+            },
+            &pool.object_ref(&()),
+        )
+        .await;
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "publishing an event failed");
+    }
+}
+
+/// `troupe.dev/undo`: the previous revision's template goes back into the spec.
+async fn undo(ctx: &Context, pool: &ActorPool, ns: &str, previous: Option<&str>) -> Result<(), Error> {
+    let api: Api<ActorPool> = Api::namespaced(ctx.client.clone(), ns);
+    let name = pool.name_any();
+    let template = previous.and_then(|rev| {
+        ctx.deployments
+            .state()
+            .into_iter()
+            .find(|d| {
+                d.namespace().as_deref() == Some(ns)
+                    && d.labels().get(labels::POOL) == Some(&name)
+                    && d.labels().get(labels::REVISION).map(String::as_str) == Some(rev)
+            })
+            .and_then(|d| d.annotations().get(labels::TEMPLATE).cloned())
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    });
+    let patch = match template {
+        Some(t) => {
+            pool_event(
+                ctx,
+                pool,
+                previous.unwrap_or_default(),
+                false,
+                "Undone",
+                format!("template of revision {} restored", previous.unwrap_or_default()),
+            )
+            .await;
+            json!({"metadata": {"annotations": {labels::UNDO: null}}, "spec": {"template": t}})
+        }
+        None => {
+            pool_event(
+                ctx,
+                pool,
+                &revision_of(&pool.spec.template),
+                true,
+                "UndoImpossible",
+                "no previous revision is kept (none, or its rollback window has passed)".into(),
+            )
+            .await;
+            json!({"metadata": {"annotations": {labels::UNDO: null}}})
+        }
+    };
+    api.patch(&name, &merge_params(), &Patch::Merge(patch))
+        .await
+        .map_err(Error::WriteSpec)?;
+    Ok(())
+}
+
+/// Reconciles one pool: rollout, Deployments, placement, status.
 pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let _timer = ctx.metrics.duration.with_label_values(&["pool"]).start_timer();
     ctx.metrics.reconciles.with_label_values(&["pool"]).inc();
+    if ctx.metrics.queue_depth.get() > 0 {
+        ctx.metrics.queue_depth.dec();
+    }
     let ns = pool.namespace().unwrap_or_default();
     let name = pool.name_any();
     if pool.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let revision = revision_of(&pool.spec.template);
+    let target = revision_of(&pool.spec.template);
+    let now = Timestamp::now();
+    let status = pool.status.clone().unwrap_or_default();
+    let current = Rollout::from_status(&status);
 
-    // Build and apply the current revision's Deployment.
-    let deploy = build_deployment(&pool, &revision, &ctx.settings);
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let dname = deployment_name(&name, &revision);
-    let existing = ctx
-        .deployments
-        .state()
-        .into_iter()
-        .find(|d| d.namespace().as_deref() == Some(&ns) && d.name_any() == dname);
-    let unchanged = existing.as_ref().is_some_and(|d| {
-        d.spec == deploy.spec && d.metadata.owner_references == deploy.metadata.owner_references
-    });
-    if !unchanged {
-        deployments
-            .patch(
-                &dname,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&deploy),
-            )
-            .await
-            .map_err(Error::ApplyDeployment)?;
+    if pool.annotations().contains_key(labels::UNDO) {
+        undo(&ctx, &pool, &ns, current.previous.as_deref()).await?;
+        return Ok(Action::requeue(Duration::from_millis(200)));
     }
 
     // Membership.
@@ -381,61 +480,15 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         .into_iter()
         .filter(|l| l.namespace().as_deref() == Some(&ns))
         .collect();
-    let live = live_workers(leases.iter().map(|l| l.as_ref()), &name, Timestamp::now());
+    let live = live_workers(leases.iter().map(|l| l.as_ref()), &name, now);
     let live_names: BTreeSet<String> = live.iter().map(|w| w.name.clone()).collect();
     let revision_of_worker: BTreeMap<String, String> = live
         .iter()
         .map(|w| (w.name.clone(), w.revision.clone()))
         .collect();
-    let current_rev: Vec<_> = live.iter().filter(|w| w.revision == revision).collect();
-    // Actors go to the current revision's workers; until there are some, the old ones serve.
-    let eligible_workers: Vec<_> = if current_rev.is_empty() {
-        live.iter().collect()
-    } else {
-        current_rev
-    };
-    let capacity = pool.spec.actors_per_worker.max(1) as usize;
-    let eligible: Vec<WorkerSlot> = eligible_workers
-        .iter()
-        .map(|w| WorkerSlot {
-            name: w.name.clone(),
-            capacity,
-        })
-        .collect();
+    let workers_of = |rev: &str| live.iter().filter(|w| w.revision == rev).collect::<Vec<_>>();
 
-    // Retire Deployments of other revisions once the current one serves.
-    let serving = eligible_workers.iter().any(|w| w.revision == revision);
-    for d in ctx.deployments.state() {
-        let owned = d
-            .owner_references()
-            .iter()
-            .any(|o| Some(&o.uid) == pool.uid().as_ref());
-        let rev = d.labels().get(labels::REVISION).cloned().unwrap_or_default();
-        if owned
-            && d.namespace().as_deref() == Some(&ns)
-            && rev != revision
-            && (serving || pool.spec.replicas == 0)
-        {
-            let on_it = ctx.actors.state().iter().any(|a| {
-                a.spec.pool == name
-                    && a.namespace().as_deref() == Some(&ns)
-                    && revision_of_worker.get(&worker_of(a).unwrap_or_default()) == Some(&rev)
-            });
-            if !on_it {
-                tracing::info!(pool = %name, deployment = %d.name_any(), "retiring an old revision");
-                match deployments
-                    .delete(&d.name_any(), &DeleteParams::background())
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(Error::RetireDeployment(e)),
-                }
-            }
-        }
-    }
-
-    // Placement.
+    // The pool's actors.
     let actors: Vec<Arc<Actor>> = ctx
         .actors
         .state()
@@ -446,15 +499,387 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
                 && a.metadata.deletion_timestamp.is_none()
         })
         .collect();
-    let refs: Vec<&Actor> = actors.iter().map(|a| a.as_ref()).collect();
-    let steps = plan(&refs, &live_names, &eligible);
+
+    // Rollout: what was observed, then the state machine.
+    let groups_now = Groups::of(&current, &target, &actors, &revision_of_worker);
+    let settled = groups_now.settled(&actors, &revision_of_worker);
+    let round = match analysis_due(&pool, &current, &target, workers_of(&target).len(), now) {
+        Some(rev) => {
+            let only = current_step_metrics(&pool, &current, &target);
+            let round = ctx.analyzer.measure(&pool, &rev, &workers_of(&rev), &only).await;
+            for r in &round.results {
+                ctx.metrics
+                    .measurements
+                    .with_label_values(&[&format!("{:?}", r.outcome)])
+                    .inc();
+            }
+            Some(round)
+        }
+        None => None,
+    };
+    let alert = if pool.spec.rollback.as_ref().is_some_and(|r| r.on_alerts) {
+        ctx.alerts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(ns.clone(), name.clone()))
+    } else {
+        None
+    };
+    let command = command_of(&pool);
+    let obs = Observed {
+        target: &target,
+        now,
+        target_workers: workers_of(&target).len(),
+        settled,
+        round,
+        command: command.map(|c| c.0),
+        alert: alert.as_ref().map(|a| a.0.clone()),
+    };
+    let decision = advance(&pool, &current, &obs);
+    let next = &decision.next;
+
+    // Deployments: the current template's revision applied whole, others scaled or retired.
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let owned: Vec<Arc<Deployment>> = ctx
+        .deployments
+        .state()
+        .into_iter()
+        .filter(|d| {
+            d.namespace().as_deref() == Some(&ns)
+                && d.owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == pool.uid().as_ref())
+        })
+        .collect();
+    let rev_of = |d: &Deployment| d.labels().get(labels::REVISION).cloned().unwrap_or_default();
+    let existing: BTreeMap<String, i32> = owned
+        .iter()
+        .map(|d| (rev_of(d), d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)))
+        .collect();
+    for (rev, want) in plan_workers(&pool, next, &target, &existing, now) {
+        let found = owned.iter().find(|d| rev_of(d) == rev);
+        match want {
+            Workers::Apply(replicas) => {
+                let mut deploy = build_deployment(&pool, &target, &ctx.settings);
+                if let Some(spec) = deploy.spec.as_mut() {
+                    spec.replicas = Some(replicas);
+                }
+                let unchanged = found.is_some_and(|d| {
+                    d.spec == deploy.spec
+                        && d.metadata.owner_references == deploy.metadata.owner_references
+                        && d.annotations().get(labels::TEMPLATE)
+                            == deploy
+                                .metadata
+                                .annotations
+                                .as_ref()
+                                .and_then(|a| a.get(labels::TEMPLATE))
+                });
+                if !unchanged {
+                    deployments
+                        .patch(
+                            &deployment_name(&name, &target),
+                            &PatchParams::apply(MANAGER).force(),
+                            &Patch::Apply(&deploy),
+                        )
+                        .await
+                        .map_err(Error::ApplyDeployment)?;
+                }
+            }
+            Workers::Scale(replicas) => {
+                let Some(d) = found else { continue };
+                if d.spec.as_ref().and_then(|s| s.replicas) != Some(replicas) {
+                    let patch = json!({"spec": {"replicas": replicas}});
+                    deployments
+                        .patch(&d.name_any(), &merge_params(), &Patch::Merge(patch))
+                        .await
+                        .map_err(Error::ScaleDeployment)?;
+                }
+            }
+            Workers::Retire => {
+                let Some(d) = found else { continue };
+                let on_it = actors
+                    .iter()
+                    .any(|a| revision_of_worker.get(&worker_of(a).unwrap_or_default()) == Some(&rev));
+                if !on_it {
+                    tracing::info!(pool = %name, deployment = %d.name_any(), "retiring an old revision");
+                    match deployments
+                        .delete(&d.name_any(), &DeleteParams::background())
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        Err(e) => return Err(Error::RetireDeployment(e)),
+                    }
+                }
+            }
+        }
+    }
+
+    // Placement, by the new rollout state: each group on its revision's live workers.
+    let groups = Groups::of(next, &target, &actors, &revision_of_worker);
+    let capacity = pool.spec.actors_per_worker.max(1) as usize;
+    let slots = |rev: &str| -> Vec<WorkerSlot> {
+        live.iter()
+            .filter(|w| w.revision == rev)
+            .map(|w| WorkerSlot {
+                name: w.name.clone(),
+                capacity,
+            })
+            .collect()
+    };
+    let (canary_refs, stable_refs): (Vec<&Actor>, Vec<&Actor>) = actors
+        .iter()
+        .map(|a| a.as_ref())
+        .partition(|a| groups.canary.contains(&a.name_any()));
+    let mut steps = plan(&stable_refs, &live_names, &slots(&groups.stable_revision));
+    if let Some(rev) = &groups.canary_revision {
+        steps.extend(plan(&canary_refs, &live_names, &slots(rev)));
+    }
     let unplaced = steps
         .iter()
         .filter(|s| matches!(s, Step::Unplaceable { .. }))
         .count();
+    let first_error = apply_steps(&ctx, &ns, &name, &actors, steps, &revision_of_worker).await;
+
+    // Status.
+    let mut by_phase: BTreeMap<String, i32> = BTreeMap::new();
+    for a in &actors {
+        let phase = a
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or(ActorPhase::Pending);
+        *by_phase.entry(format!("{phase:?}")).or_default() += 1;
+    }
+    let ready_replicas: i32 = owned
+        .iter()
+        .map(|d| d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0))
+        .sum();
+    let desired_workers: i32 = plan_workers(&pool, next, &target, &existing, now)
+        .values()
+        .map(|w| match w {
+            Workers::Apply(n) | Workers::Scale(n) => *n,
+            Workers::Retire => 0,
+        })
+        .sum();
+    let ready_workers = live.len() as i32;
+    let stable_live = workers_of(next.stable.as_deref().unwrap_or(&target)).len() as i32;
+    let workers_ok = stable_live >= pool.spec.replicas && unplaced == 0;
+    let phase = match decision.phase {
+        PoolPhase::Healthy if !workers_ok => PoolPhase::Degraded,
+        p => p,
+    };
+    let available = ready_workers > 0 || pool.spec.replicas == 0;
+    let (reason, message) = if workers_ok {
+        (
+            "AllWorkersReady",
+            format!(
+                "{stable_live} workers of the stable revision ready, {} actors",
+                actors.len()
+            ),
+        )
+    } else {
+        (
+            "WorkersMissing",
+            format!(
+                "{stable_live} of {} workers of the stable revision ready; {unplaced} actors without a worker",
+                pool.spec.replicas
+            ),
+        )
+    };
+    let (p_status, p_reason, p_message) = decision.progressing.clone();
+    let cond =
+        |type_: &str, ok: bool, reason: &str, message: &str, prev: &[troupe_crds::common::Condition]| {
+            let same = prev
+                .iter()
+                .find(|c| c.type_ == type_)
+                .filter(|c| (c.status == "True") == ok && c.reason == reason && c.message == message);
+            match same {
+                Some(c) => serde_json::to_value(c).unwrap_or_default(),
+                None => json!({
+                    "type": type_, "status": if ok { "True" } else { "False" },
+                    "reason": reason, "message": message,
+                    "lastTransitionTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+                    "observedGeneration": pool.metadata.generation,
+                }),
+            }
+        };
+    let mut desired = next.to_json();
+    let fields = json!({
+        "phase": phase,
+        "replicas": ready_replicas,
+        "desiredWorkers": desired_workers,
+        "readyWorkers": ready_workers,
+        "selector": format!("{}={name}", labels::POOL),
+        "actors": {"total": actors.len(), "byPhase": by_phase},
+        "observedGeneration": pool.metadata.generation,
+        "conditions": [
+            cond("Available", available, reason, &message, &status.conditions),
+            cond("Progressing", p_status, p_reason, &p_message, &status.conditions),
+        ],
+    });
+    for (k, v) in fields.as_object().into_iter().flatten() {
+        desired[k] = v.clone();
+    }
+    strip_nulls(&mut desired);
+    let mut now_json = serde_json::to_value(&status).unwrap_or_default();
+    strip_nulls(&mut now_json);
+    if desired != now_json {
+        let patch = json!({"apiVersion": "troupe.dev/v1alpha1", "kind": "ActorPool", "status": desired});
+        Api::<ActorPool>::namespaced(ctx.client.clone(), &ns)
+            .patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
+            .await
+            .map_err(Error::WriteStatus)?;
+    }
+
+    // What the decision means to people and to metrics, once it is recorded.
+    if let Some((kind, detect)) = decision.aborted {
+        let kind = format!("{kind:?}").to_lowercase();
+        ctx.metrics.rollbacks.with_label_values(&[&kind]).inc();
+        if let Some(s) = detect {
+            ctx.metrics.time_to_detect.with_label_values(&[&kind]).observe(s);
+        }
+        if let Some((_, received)) = &alert {
+            ctx.metrics
+                .alert_to_decision
+                .observe(received.elapsed().as_secs_f64());
+        }
+    }
+    if let Some(s) = decision.rollback_completed {
+        let kind = next
+            .abort
+            .as_ref()
+            .map(|a| format!("{:?}", a.kind).to_lowercase())
+            .unwrap_or_default();
+        ctx.metrics
+            .time_to_rollback
+            .with_label_values(&[&kind])
+            .observe(s);
+        let aborted = next
+            .abort
+            .as_ref()
+            .map(|a| a.revision.clone())
+            .unwrap_or_default();
+        pool_event(
+            &ctx,
+            &pool,
+            &aborted,
+            true,
+            "RollbackComplete",
+            format!(
+                "every actor left revision {aborted} and is back on {} after {s:.1}s",
+                next.stable.clone().unwrap_or_default()
+            ),
+        )
+        .await;
+    }
+    if decision.promoted {
+        ctx.metrics.promotions.inc();
+    }
+    for n in &decision.notes {
+        pool_event(&ctx, &pool, &target, n.warning, n.reason, n.message.clone()).await;
+    }
+    if let Some((_, key)) = command
+        && decision.command_done
+    {
+        let patch = json!({"metadata": {"annotations": {key: null}}});
+        Api::<ActorPool>::namespaced(ctx.client.clone(), &ns)
+            .patch(&name, &merge_params(), &Patch::Merge(patch))
+            .await
+            .map_err(Error::WriteSpec)?;
+    }
+    tracing::debug!(pool = %name, took = ?started.elapsed(), "pool reconciled");
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(Action::requeue(RESYNC)),
+    }
+}
+
+/// Drops null fields (recursively), so that a desired status compares equal to the stored one.
+fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+/// The metric names an analysis step in progress restricts measurements to.
+fn current_step_metrics(pool: &ActorPool, r: &Rollout, target: &str) -> Vec<String> {
+    if !r.in_progress(target) {
+        return Vec::new();
+    }
+    r.step
+        .and_then(|i| canary_steps(pool).get(i as usize).cloned())
+        .and_then(|s| s.analysis)
+        .map(|a| a.metrics)
+        .unwrap_or_default()
+}
+
+/// Which actors go to the canary revision and which stay on stable.
+struct Groups {
+    stable_revision: String,
+    canary_revision: Option<String>,
+    canary: BTreeSet<String>,
+}
+
+impl Groups {
+    fn of(
+        r: &Rollout,
+        target: &str,
+        actors: &[Arc<Actor>],
+        revision_of_worker: &BTreeMap<String, String>,
+    ) -> Self {
+        let stable_revision = r.stable.clone().unwrap_or_else(|| target.to_string());
+        let canary_revision = r.canary.clone().filter(|c| *c != stable_revision);
+        let canary = match &canary_revision {
+            Some(rev) => {
+                let candidates: Vec<(String, bool)> = actors
+                    .iter()
+                    .map(|a| {
+                        let on = worker_of(a).and_then(|w| revision_of_worker.get(&w).cloned());
+                        (a.name_any(), on.as_deref() == Some(rev))
+                    })
+                    .collect();
+                canary_actors(&candidates, r.weight.unwrap_or(0))
+            }
+            None => BTreeSet::new(),
+        };
+        Self {
+            stable_revision,
+            canary_revision,
+            canary,
+        }
+    }
+
+    /// Every actor is on a live worker of its group's revision.
+    fn settled(&self, actors: &[Arc<Actor>], revision_of_worker: &BTreeMap<String, String>) -> bool {
+        actors.iter().all(|a| {
+            let want = if self.canary.contains(&a.name_any()) {
+                self.canary_revision.as_deref()
+            } else {
+                Some(self.stable_revision.as_str())
+            };
+            let on = worker_of(a).and_then(|w| revision_of_worker.get(&w).cloned());
+            on.is_some() && on.as_deref() == want
+        })
+    }
+}
+
+/// Applies placement steps: each actor's steps in order (an orphan is unlabelled before it is
+/// assigned), actors in parallel, a bounded number of writes in flight. Returns the first error.
+async fn apply_steps(
+    ctx: &Arc<Context>,
+    ns: &str,
+    pool: &str,
+    actors: &[Arc<Actor>],
+    steps: Vec<Step>,
+    revision_of_worker: &BTreeMap<String, String>,
+) -> Option<Error> {
     let by_name: BTreeMap<String, Arc<Actor>> = actors.iter().map(|a| (a.name_any(), a.clone())).collect();
-    // Each actor's steps in order (an orphan is unlabelled before it is assigned); actors in
-    // parallel, a bounded number of writes in flight.
     let mut per_actor: BTreeMap<String, (Arc<Actor>, Vec<Step>)> = BTreeMap::new();
     for step in steps {
         let actor = match &step {
@@ -471,14 +896,14 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
                 .push(step);
         }
     }
-    let step_count: usize = per_actor.values().map(|(_, s)| s.len()).sum();
-    let revisions = Arc::new(revision_of_worker);
+    let revisions = Arc::new(revision_of_worker.clone());
     let results: Vec<Result<(), Error>> = futures::stream::iter(per_actor.into_values())
         .map(|(actor, steps)| {
-            let (ctx, ns, name, revisions) = (ctx.clone(), ns.clone(), name.clone(), revisions.clone());
+            let (ctx, ns, pool, revisions) =
+                (ctx.clone(), ns.to_string(), pool.to_string(), revisions.clone());
             async move {
                 for step in &steps {
-                    apply_step(&ctx, &ns, &name, &revisions, &actor, step).await?;
+                    apply_step(&ctx, &ns, &pool, &revisions, &actor, step).await?;
                 }
                 Ok(())
             }
@@ -488,93 +913,10 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         .await;
     let mut first_error = None;
     for e in results.into_iter().filter_map(Result::err) {
-        tracing::warn!(pool = %name, error = %e, "placement step failed");
+        tracing::warn!(%pool, error = %e, "placement step failed");
         first_error.get_or_insert(e);
     }
-
-    // Status.
-    let mut by_phase: BTreeMap<String, i32> = BTreeMap::new();
-    for a in &actors {
-        let phase = a
-            .status
-            .as_ref()
-            .and_then(|s| s.phase)
-            .unwrap_or(ActorPhase::Pending);
-        *by_phase.entry(format!("{phase:?}")).or_default() += 1;
-    }
-    let ready_replicas: i32 = ctx
-        .deployments
-        .state()
-        .iter()
-        .filter(|d| d.namespace().as_deref() == Some(&ns) && d.labels().get(labels::POOL) == Some(&name))
-        .map(|d| d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0))
-        .sum();
-    let ready_workers = live.len() as i32;
-    let phase = if ready_workers >= pool.spec.replicas && unplaced == 0 {
-        PoolPhase::Healthy
-    } else {
-        PoolPhase::Degraded
-    };
-    let available = ready_workers > 0 || pool.spec.replicas == 0;
-    let (reason, message) = if phase == PoolPhase::Healthy {
-        (
-            "AllWorkersReady",
-            format!("{ready_workers} workers ready, {} actors", actors.len()),
-        )
-    } else {
-        (
-            "WorkersMissing",
-            format!(
-                "{ready_workers} of {} workers ready; {unplaced} actors without a worker",
-                pool.spec.replicas
-            ),
-        )
-    };
-    let current = pool.status.clone().unwrap_or_default();
-    let cond_unchanged = current.conditions.iter().any(|c| {
-        c.type_ == "Available"
-            && (c.status == "True") == available
-            && c.reason == reason
-            && c.message == message
-    });
-    let desired = json!({
-        "phase": phase,
-        "replicas": ready_replicas,
-        "desiredWorkers": pool.spec.replicas,
-        "readyWorkers": ready_workers,
-        "selector": format!("{}={name}", labels::POOL),
-        "actors": {"total": actors.len(), "byPhase": by_phase},
-        "stableRevision": revision,
-        "observedGeneration": pool.metadata.generation,
-    });
-    let same = current.phase == Some(phase)
-        && current.replicas == ready_replicas
-        && current.desired_workers == pool.spec.replicas
-        && current.ready_workers == ready_workers
-        && current.actors.total == actors.len() as i32
-        && current.actors.by_phase == by_phase
-        && current.stable_revision.as_deref() == Some(&revision)
-        && current.observed_generation == pool.metadata.generation
-        && cond_unchanged;
-    if !same {
-        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now());
-        let mut status = desired;
-        status["conditions"] = json!([{
-            "type": "Available", "status": if available { "True" } else { "False" },
-            "reason": reason, "message": message, "lastTransitionTime": now,
-            "observedGeneration": pool.metadata.generation,
-        }]);
-        let patch = json!({"apiVersion": "troupe.dev/v1alpha1", "kind": "ActorPool", "status": status});
-        Api::<ActorPool>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
-            .await
-            .map_err(Error::WriteStatus)?;
-    }
-    tracing::debug!(pool = %name, steps = step_count, took = ?started.elapsed(), "pool reconciled");
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(Action::requeue(RESYNC)),
-    }
+    first_error
 }
 
 /// Logs and counts a failed reconcile and retries soon.

@@ -14,6 +14,7 @@ use kube::{
 use troupe_crds::{Actor, ActorPool, labels};
 
 use crate::{
+    alerts::AlertSink,
     context::Context,
     deployment::WorkerSettings,
     http::{Health, serve},
@@ -44,6 +45,13 @@ pub struct OperatorConfig {
     pub namespace: String,
     #[arg(long, env = "TROUPE_LEADER_LEASE", default_value = "troupe-operator")]
     pub leader_lease: String,
+    /// The Prometheus server for analysis metrics whose provider names no address.
+    #[arg(long, env = "TROUPE_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+    /// A file holding the bearer token Alertmanager must send to `POST /v1/alerts`. Unset: the
+    /// webhook answers 503 (there is no default token).
+    #[arg(long, env = "TROUPE_ALERT_TOKEN_FILE")]
+    pub alert_token_file: Option<std::path::PathBuf>,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -106,7 +114,21 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("connecting to the Kubernetes API: {e}"))?;
     check_crds(&client).await?;
 
+    let alert_token = match &cfg.alert_token_file {
+        Some(path) => {
+            let t = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading the alert token file {}: {e}", path.display()))?;
+            anyhow::ensure!(
+                !t.trim().is_empty(),
+                "the alert token file {} is empty",
+                path.display()
+            );
+            Some(t.trim().to_string())
+        }
+        None => None,
+    };
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let poke = changed_tx.clone();
     let actors = cache(
         Api::<Actor>::all(client.clone()),
         watcher::Config::default(),
@@ -136,12 +158,20 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
         (actors.clone(), leases.clone(), pools.clone(), deployments.clone()),
         settings,
         cfg.instance.clone(),
+        cfg.prometheus_url.clone(),
     );
     let health = Arc::new(Health {
         ready: false.into(),
         metrics: ctx.metrics.clone(),
     });
-    tokio::spawn(serve(cfg.listen, health.clone()));
+    let leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sink = Arc::new(AlertSink {
+        token: alert_token,
+        ctx: ctx.clone(),
+        poke,
+        leader: leader.clone(),
+    });
+    tokio::spawn(serve(cfg.listen, health.clone(), sink));
 
     for (what, ready) in [
         ("actors", actors.wait_until_ready().await.is_ok()),
@@ -162,6 +192,7 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
         renew: Duration::from_secs(2),
     };
     election.acquire(&client).await;
+    leader.store(true, std::sync::atomic::Ordering::SeqCst);
     let lost = {
         let (election, client) = (election.clone(), client.clone());
         tokio::spawn(async move { election.hold(&client).await })
@@ -170,11 +201,15 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
 
     // Any change to actors, leases or deployments reconciles every pool, at most every 100 ms.
     let (trigger_tx, trigger_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (queue, all_pools) = (ctx.metrics.queue_depth.clone(), pools.clone());
     tokio::spawn(async move {
         while changed_rx.recv().await.is_some() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             while changed_rx.try_recv().is_ok() {}
-            let _ = trigger_tx.try_send(());
+            if trigger_tx.try_send(()).is_ok() {
+                // Every pool is now due; each reconcile that starts takes one off.
+                queue.set(all_pools.state().len() as i64);
+            }
         }
     });
     let trigger = tokio_stream_from(trigger_rx);

@@ -173,12 +173,20 @@ impl Behavior for PipelineStage {
 /// Fails and slows down on demand, to prove rollouts and rollbacks. `config.failureRate` (0–1),
 /// `config.latencyMs`, `config.panicRate` (0–1: the actor crashes); the pod's env
 /// `TROUPE_FLAKY_FAILURE_RATE`, `TROUPE_FLAKY_LATENCY_MS` and `TROUPE_FLAKY_PANIC_RATE` override
-/// them, so a new revision can be made bad through its template.
+/// them, so a new revision can be made bad through its template. `TROUPE_FLAKY_FAIL_AFTER` (a
+/// duration such as `10s`) makes failures and panics start only once this worker has hosted flaky
+/// actors that long: a revision that goes bad some time after its rollout, as real ones do.
 pub struct Flaky {
     pub failure_rate: f64,
     pub latency: Duration,
     pub panic_rate: f64,
+    /// Before this instant the actor behaves.
+    pub good_until: Option<std::time::Instant>,
 }
+
+/// When this process first built a flaky actor.
+static FLAKY_SINCE: std::sync::LazyLock<std::time::Instant> =
+    std::sync::LazyLock::new(std::time::Instant::now);
 
 impl Flaky {
     pub fn from_config(
@@ -210,6 +218,15 @@ impl Flaky {
             failure_rate: rate("failureRate", "TROUPE_FLAKY_FAILURE_RATE")?,
             latency: Duration::from_millis(read("latencyMs", "TROUPE_FLAKY_LATENCY_MS")?.max(0.0) as u64),
             panic_rate: rate("panicRate", "TROUPE_FLAKY_PANIC_RATE")?,
+            good_until: match env("TROUPE_FLAKY_FAIL_AFTER").filter(|v| !v.is_empty()) {
+                None => None,
+                Some(v) => {
+                    let d = troupe_crds::duration::parse_duration(&v).map_err(|e| {
+                        ActorError::new(format!("flaky: env TROUPE_FLAKY_FAIL_AFTER={v:?}: {e}"))
+                    })?;
+                    Some(*FLAKY_SINCE + d)
+                }
+            },
         })
     }
 }
@@ -219,6 +236,9 @@ impl Behavior for Flaky {
     async fn handle(&mut self, _: &Context, msg: Value) -> Result<Value, ActorError> {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
+        }
+        if self.good_until.is_some_and(|t| std::time::Instant::now() < t) {
+            return Ok(msg);
         }
         if self.panic_rate > 0.0 && rand::random::<f64>() < self.panic_rate {
             panic!("flaky: crashing as panicRate asked");
@@ -349,6 +369,18 @@ mod tests {
         let c = ctx(Arc::default());
         let mut f = build("flaky", json!({"failureRate": 1.0})).unwrap();
         assert!(f.handle(&c, json!(1)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn flaky_behaves_until_its_fail_after_delay_has_passed() {
+        let c = ctx(Arc::default());
+        let config = json!({"failureRate": 1.0}).as_object().cloned().unwrap();
+        let env = |d: &'static str| move |k: &str| (k == "TROUPE_FLAKY_FAIL_AFTER").then(|| d.to_string());
+        let mut later = Flaky::from_config(&config, env("1h")).unwrap();
+        assert!(later.handle(&c, json!(1)).await.is_ok());
+        let mut now = Flaky::from_config(&config, env("0s")).unwrap();
+        assert!(now.handle(&c, json!(1)).await.is_err());
+        assert!(Flaky::from_config(&config, env("soon")).is_err());
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub breaker_trips: IntCounterVec,
     pub lease_renewals: IntCounterVec,
     pub status_writes: IntCounterVec,
+    /// When this worker process started (Unix seconds): rates over its whole life need it.
+    pub start_time: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -84,8 +86,20 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let start_time = prometheus::Gauge::new(
+            "troupe_worker_start_time_seconds",
+            "When this worker process started, in Unix seconds",
+        )
+        .expect("valid metric");
+        start_time.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        );
         for c in [
             Box::new(messages.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(start_time.clone()),
             Box::new(latency.clone()),
             Box::new(mailbox_depth.clone()),
             Box::new(actors.clone()),
@@ -106,6 +120,7 @@ impl Metrics {
             breaker_trips,
             lease_renewals,
             status_writes,
+            start_time,
         }
     }
 

@@ -1,0 +1,545 @@
+//! Measuring a revision for analysis: each metric of `spec.analysis` is read from Prometheus (a
+//! PromQL query) or from the revision's workers' own `/metrics` and `/readyz`, and judged
+//! against its threshold. No value is Inconclusive, never a pass.
+//!
+//! Worker metrics are rates over the last interval: the operator keeps each worker's previous
+//! sample in memory. Without one (a new worker, or the operator restarted) the rate covers the
+//! worker's life so far, which for a canary is the rollout so far.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use k8s_openapi::jiff::Timestamp;
+use troupe_crds::{ActorPool, BuiltinMetric, MeasurementOutcome, MetricResult, MetricSpec, Threshold};
+
+use crate::{membership::LiveWorker, rollout::Round};
+
+/// How long one HTTP request of a measurement may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The usual threshold of a built-in metric.
+pub fn default_threshold(m: BuiltinMetric) -> Threshold {
+    let max = match m {
+        BuiltinMetric::ErrorRate => 0.05,
+        BuiltinMetric::LatencyP99 => 0.1,
+        BuiltinMetric::RestartRate => 1.0,
+        BuiltinMetric::HealthCheckFailures => 0.0,
+    };
+    Threshold {
+        max: Some(max),
+        min: None,
+    }
+}
+
+/// The threshold as text, e.g. `<= 0.05`.
+pub fn threshold_text(t: &Threshold) -> String {
+    match (t.min, t.max) {
+        (Some(min), Some(max)) => format!("between {min} and {max}"),
+        (None, Some(max)) => format!("<= {max}"),
+        (Some(min), None) => format!(">= {min}"),
+        (None, None) => "any".into(),
+    }
+}
+
+/// Passed or Failed; NaN and infinities are Inconclusive.
+pub fn judge(value: f64, t: &Threshold) -> MeasurementOutcome {
+    if !value.is_finite() {
+        return MeasurementOutcome::Inconclusive;
+    }
+    let above = t.max.is_some_and(|max| value > max);
+    let below = t.min.is_some_and(|min| value < min);
+    if above || below {
+        MeasurementOutcome::Failed
+    } else {
+        MeasurementOutcome::Passed
+    }
+}
+
+/// One worker's counters, as read from its `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkerSample {
+    pub ok: f64,
+    pub errors: f64,
+    pub restarts: f64,
+    /// Cumulative latency buckets: (upper bound, count), ascending.
+    pub buckets: Vec<(f64, f64)>,
+    pub started_at: f64,
+    /// When the sample was taken (Unix seconds).
+    pub taken_at: f64,
+}
+
+impl WorkerSample {
+    /// Parses the Prometheus text exposition of a Troupe worker.
+    pub fn parse(text: &str, taken_at: f64) -> Self {
+        let mut s = WorkerSample {
+            taken_at,
+            ..Default::default()
+        };
+        let mut buckets: HashMap<String, f64> = HashMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            let label = |key: &str| {
+                let pat = format!("{key}=\"");
+                labels
+                    .find(&pat)
+                    .map(|i| &labels[i + pat.len()..])
+                    .and_then(|rest| rest.split('"').next())
+            };
+            match name {
+                "troupe_worker_messages_total" => match label("outcome") {
+                    Some("ok") => s.ok += value,
+                    Some("error") => s.errors += value,
+                    _ => {}
+                },
+                "troupe_worker_actor_restarts_total" => s.restarts += value,
+                "troupe_worker_start_time_seconds" => s.started_at = value,
+                "troupe_worker_message_duration_seconds_bucket" => {
+                    if let Some(le) = label("le") {
+                        *buckets.entry(le.to_string()).or_default() += value;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut b: Vec<(f64, f64)> = buckets
+            .into_iter()
+            .filter_map(|(le, c)| {
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((bound, c))
+            })
+            .collect();
+        b.sort_by(|x, y| x.0.total_cmp(&y.0));
+        s.buckets = b;
+        s
+    }
+
+    /// What happened between `before` and `self` (everything since start without `before`, or
+    /// when the counters went backwards: the worker restarted).
+    pub fn since(&self, before: Option<&WorkerSample>) -> WorkerSample {
+        let fresh = WorkerSample {
+            taken_at: self.taken_at,
+            started_at: self.started_at,
+            ..self.clone()
+        };
+        let Some(b) = before.filter(|b| b.started_at == self.started_at && b.ok <= self.ok) else {
+            // Over the worker's life: from its start.
+            return WorkerSample {
+                taken_at: self.taken_at - self.started_at,
+                ..fresh
+            };
+        };
+        WorkerSample {
+            ok: self.ok - b.ok,
+            errors: (self.errors - b.errors).max(0.0),
+            restarts: (self.restarts - b.restarts).max(0.0),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|(le, c)| {
+                    let prev = b.buckets.iter().find(|(l, _)| l == le).map_or(0.0, |x| x.1);
+                    (*le, (c - prev).max(0.0))
+                })
+                .collect(),
+            started_at: self.started_at,
+            // The length of the window, in seconds.
+            taken_at: self.taken_at - b.taken_at,
+        }
+    }
+}
+
+/// Sums deltas of several workers: `taken_at` of each delta is its window length.
+fn sum(deltas: &[WorkerSample]) -> (WorkerSample, f64) {
+    let mut total = WorkerSample::default();
+    let mut window: f64 = 0.0;
+    for d in deltas {
+        total.ok += d.ok;
+        total.errors += d.errors;
+        total.restarts += d.restarts;
+        window = window.max(d.taken_at);
+        for (le, c) in &d.buckets {
+            match total.buckets.iter_mut().find(|(l, _)| l == le) {
+                Some(x) => x.1 += c,
+                None => total.buckets.push((*le, *c)),
+            }
+        }
+    }
+    total.buckets.sort_by(|x, y| x.0.total_cmp(&y.0));
+    (total, window)
+}
+
+/// The `q` quantile of cumulative buckets, interpolated as Prometheus' `histogram_quantile`.
+pub fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut prev = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(prev.0);
+            }
+            let span = count - prev.1;
+            let frac = if span > 0.0 { (rank - prev.1) / span } else { 1.0 };
+            return Some(prev.0 + (le - prev.0) * frac);
+        }
+        prev = (le, count);
+    }
+    Some(prev.0)
+}
+
+/// A built-in metric's value from the workers' deltas, or why there is none.
+pub fn worker_value(m: BuiltinMetric, deltas: &[WorkerSample]) -> Result<f64, String> {
+    let (d, window) = sum(deltas);
+    let handled = d.ok + d.errors;
+    match m {
+        BuiltinMetric::ErrorRate if handled > 0.0 => Ok(d.errors / handled),
+        BuiltinMetric::ErrorRate | BuiltinMetric::LatencyP99 if handled == 0.0 => Err(format!(
+            "no messages handled by the {} worker(s) since the last measurement",
+            deltas.len()
+        )),
+        BuiltinMetric::LatencyP99 => quantile(0.99, &d.buckets).ok_or_else(|| "no latency samples".into()),
+        BuiltinMetric::RestartRate if window > 0.0 => Ok(d.restarts / window * 60.0),
+        BuiltinMetric::RestartRate => Err("no time has passed since the last measurement".into()),
+        _ => Err("not a worker counter".into()),
+    }
+}
+
+/// The operator's measuring state: an HTTP client and the last sample of each worker.
+pub struct Analyzer {
+    http: reqwest::Client,
+    prometheus_url: Option<String>,
+    samples: Mutex<HashMap<String, WorkerSample>>,
+}
+
+impl Analyzer {
+    pub fn new(prometheus_url: Option<String>) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
+            prometheus_url,
+            samples: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Measures every metric of the pool's analysis (or those named in `only`) on `revision`,
+    /// whose live workers are `workers`.
+    pub async fn measure(
+        &self,
+        pool: &ActorPool,
+        revision: &str,
+        workers: &[&LiveWorker],
+        only: &[String],
+    ) -> Round {
+        let time = Timestamp::now();
+        let Some(spec) = pool.spec.analysis.as_ref() else {
+            return Round {
+                revision: revision.into(),
+                results: Vec::new(),
+                time,
+            };
+        };
+        let metrics: Vec<&MetricSpec> = spec
+            .metrics
+            .iter()
+            .filter(|m| only.is_empty() || only.contains(&m.name))
+            .collect();
+        let needs_scrape = metrics.iter().any(|m| {
+            let b = builtin_of(m);
+            b.is_some() && b != Some(BuiltinMetric::HealthCheckFailures)
+        });
+        let deltas = if needs_scrape {
+            self.scrape(workers).await
+        } else {
+            Vec::new()
+        };
+        let mut results = Vec::new();
+        for m in metrics {
+            let threshold = m
+                .threshold
+                .clone()
+                .or_else(|| builtin_of(m).map(default_threshold))
+                .unwrap_or_default();
+            let value = match (
+                builtin_of(m),
+                m.provider.as_ref().and_then(|p| p.prometheus.as_ref()),
+            ) {
+                (Some(BuiltinMetric::HealthCheckFailures), _) => self.health(workers).await,
+                (Some(b), _) if deltas.is_empty() => Err(format!(
+                    "no live worker of revision {revision} could be read for {b:?}"
+                )),
+                (Some(b), _) => worker_value(b, &deltas),
+                (None, Some(p)) => {
+                    let query = p
+                        .query
+                        .replace("{{revision}}", revision)
+                        .replace("{{pool}}", &pool.metadata.name.clone().unwrap_or_default())
+                        .replace(
+                            "{{namespace}}",
+                            &pool.metadata.namespace.clone().unwrap_or_default(),
+                        );
+                    match p.address.as_deref().or(self.prometheus_url.as_deref()) {
+                        Some(addr) => self.prometheus(addr, &query, &threshold).await,
+                        None => Err(
+                            "no Prometheus address: set provider.prometheus.address or the operator's --prometheus-url"
+                                .into(),
+                        ),
+                    }
+                }
+                (None, None) => Err("the metric has neither a template nor a provider".into()),
+            };
+            let (outcome, value, message) = match value {
+                Ok(v) => {
+                    let outcome = judge(v, &threshold);
+                    let message = if outcome == MeasurementOutcome::Inconclusive {
+                        "the value is not a number (no data)".into()
+                    } else {
+                        format!("measured on revision {revision}")
+                    };
+                    (outcome, v.is_finite().then_some(v), message)
+                }
+                Err(why) => (MeasurementOutcome::Inconclusive, None, why),
+            };
+            results.push(MetricResult {
+                name: m.name.clone(),
+                outcome,
+                value,
+                threshold: threshold_text(&threshold),
+                message,
+            });
+        }
+        Round {
+            revision: revision.into(),
+            results,
+            time,
+        }
+    }
+
+    async fn scrape(&self, workers: &[&LiveWorker]) -> Vec<WorkerSample> {
+        let reads = workers.iter().map(|w| async move {
+            let addr = w.address.as_deref()?;
+            let text = self
+                .http
+                .get(format!("http://{addr}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .error_for_status()
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            Some((w.name.clone(), WorkerSample::parse(&text, unix_now())))
+        });
+        let samples: Vec<_> = futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut last = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        samples
+            .into_iter()
+            .map(|(name, s)| {
+                let delta = s.since(last.get(&name));
+                last.insert(name, s);
+                delta
+            })
+            .collect()
+    }
+
+    async fn health(&self, workers: &[&LiveWorker]) -> Result<f64, String> {
+        if workers.is_empty() {
+            return Err("the revision has no live worker".into());
+        }
+        let checks = workers.iter().map(|w| async move {
+            let Some(addr) = w.address.as_deref() else {
+                return false;
+            };
+            matches!(self.http.get(format!("http://{addr}/readyz")).send().await, Ok(r) if r.status().is_success())
+        });
+        let ok = futures::future::join_all(checks).await;
+        let failing = ok.iter().filter(|ok| !**ok).count();
+        Ok(failing as f64 / ok.len() as f64)
+    }
+
+    async fn prometheus(&self, addr: &str, query: &str, threshold: &Threshold) -> Result<f64, String> {
+        let url = format!("{}/api/v1/query", addr.trim_end_matches('/'));
+        let resp = self
+            .http
+            .get(&url)
+            .query(&[("query", query)])
+            .send()
+            .await
+            .map_err(|e| format!("Prometheus at {addr} could not be reached: {e}"))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("reading Prometheus' answer: {e}"))?;
+        let json: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("Prometheus answered {status} with no JSON: {e}"))?;
+        prometheus_value(&json, threshold)
+    }
+}
+
+fn builtin_of(m: &MetricSpec) -> Option<BuiltinMetric> {
+    m.template.or_else(|| {
+        m.provider
+            .as_ref()
+            .and_then(|p| p.worker.as_ref())
+            .map(|w| w.metric)
+    })
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The value of a Prometheus instant-query answer. Several series: the one closest to breaking
+/// the threshold counts. None: no data.
+pub fn prometheus_value(answer: &serde_json::Value, threshold: &Threshold) -> Result<f64, String> {
+    if answer["status"] != "success" {
+        return Err(format!(
+            "Prometheus refused the query: {}",
+            answer["error"].as_str().unwrap_or("no reason given")
+        ));
+    }
+    let data = &answer["data"];
+    let parse = |v: &serde_json::Value| v[1].as_str().and_then(|s| s.parse::<f64>().ok());
+    let values: Vec<f64> = match data["resultType"].as_str() {
+        Some("scalar") => parse(&data["result"]).into_iter().collect(),
+        Some("vector") => data["result"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| parse(&s["value"])).collect())
+            .unwrap_or_default(),
+        other => {
+            return Err(format!(
+                "the query must return a scalar or an instant vector, not {other:?}"
+            ));
+        }
+    };
+    let finite: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
+    if finite.is_empty() {
+        return Err("the query returned no data".into());
+    }
+    let worst = if threshold.max.is_some() {
+        finite.iter().cloned().fold(f64::MIN, f64::max)
+    } else {
+        finite.iter().cloned().fold(f64::MAX, f64::min)
+    };
+    Ok(worst)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const SCRAPE: &str = r#"# HELP troupe_worker_messages_total Messages
+# TYPE troupe_worker_messages_total counter
+troupe_worker_messages_total{behavior="flaky",outcome="error",pool="p",revision="r2"} 30
+troupe_worker_messages_total{behavior="flaky",outcome="ok",pool="p",revision="r2"} 70
+troupe_worker_messages_total{behavior="echo",outcome="rejected",pool="p",revision="r2"} 5
+troupe_worker_actor_restarts_total{behavior="flaky",pool="p",revision="r2"} 2
+troupe_worker_start_time_seconds 1000
+troupe_worker_message_duration_seconds_bucket{behavior="flaky",pool="p",revision="r2",le="0.01"} 50
+troupe_worker_message_duration_seconds_bucket{behavior="flaky",pool="p",revision="r2",le="0.1"} 90
+troupe_worker_message_duration_seconds_bucket{behavior="flaky",pool="p",revision="r2",le="+Inf"} 100
+"#;
+
+    #[test]
+    fn a_workers_scrape_gives_its_error_rate_latency_and_restarts_over_its_life() {
+        let s = WorkerSample::parse(SCRAPE, 1060.0);
+        assert_eq!(
+            (s.ok, s.errors, s.restarts, s.started_at),
+            (70.0, 30.0, 2.0, 1000.0)
+        );
+        let life = s.since(None);
+        assert_eq!(
+            worker_value(BuiltinMetric::ErrorRate, std::slice::from_ref(&life)),
+            Ok(0.3)
+        );
+        assert_eq!(
+            worker_value(BuiltinMetric::RestartRate, std::slice::from_ref(&life)),
+            Ok(2.0)
+        );
+        let p99 = worker_value(BuiltinMetric::LatencyP99, &[life]).unwrap();
+        assert!((0.1..=0.1 + 1e-9).contains(&p99) || p99 == 0.1, "{p99}");
+    }
+
+    #[test]
+    fn rates_cover_only_the_time_since_the_previous_sample() {
+        let before = WorkerSample::parse(SCRAPE, 1060.0);
+        let later = SCRAPE.replace("} 70", "} 170");
+        let after = WorkerSample::parse(&later, 1070.0);
+        let d = after.since(Some(&before));
+        assert_eq!((d.ok, d.errors, d.taken_at), (100.0, 0.0, 10.0));
+        assert_eq!(worker_value(BuiltinMetric::ErrorRate, &[d]), Ok(0.0));
+    }
+
+    #[test]
+    fn no_messages_is_no_data_not_a_pass() {
+        let s = WorkerSample::parse("troupe_worker_start_time_seconds 5\n", 10.0);
+        assert!(worker_value(BuiltinMetric::ErrorRate, &[s.since(None)]).is_err());
+        assert!(worker_value(BuiltinMetric::ErrorRate, &[]).is_err());
+    }
+
+    #[test]
+    fn the_p99_interpolates_inside_its_bucket_like_histogram_quantile() {
+        let b = [(0.1, 0.0), (0.2, 100.0), (f64::INFINITY, 100.0)];
+        let q = quantile(0.99, &b).unwrap();
+        assert!((q - 0.199).abs() < 1e-9, "{q}");
+        assert_eq!(quantile(0.99, &[(0.1, 0.0), (f64::INFINITY, 0.0)]), None);
+    }
+
+    #[test]
+    fn thresholds_fail_outside_their_bounds_and_nan_is_inconclusive() {
+        let max = default_threshold(BuiltinMetric::ErrorRate);
+        assert_eq!(judge(0.05, &max), MeasurementOutcome::Passed);
+        assert_eq!(judge(0.051, &max), MeasurementOutcome::Failed);
+        assert_eq!(judge(f64::NAN, &max), MeasurementOutcome::Inconclusive);
+        let min = Threshold {
+            min: Some(10.0),
+            max: None,
+        };
+        assert_eq!(judge(9.0, &min), MeasurementOutcome::Failed);
+        assert_eq!(threshold_text(&max), "<= 0.05");
+    }
+
+    #[test]
+    fn prometheus_answers_are_read_as_their_worst_series_and_empty_is_no_data() {
+        let max = default_threshold(BuiltinMetric::ErrorRate);
+        let vector = json!({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"revision": "a"}, "value": [1, "0.01"]},
+            {"metric": {"revision": "b"}, "value": [1, "0.2"]}]}});
+        assert_eq!(prometheus_value(&vector, &max), Ok(0.2));
+        let scalar = json!({"status": "success", "data": {"resultType": "scalar", "result": [1, "3"]}});
+        assert_eq!(prometheus_value(&scalar, &max), Ok(3.0));
+        let empty = json!({"status": "success", "data": {"resultType": "vector", "result": []}});
+        assert!(prometheus_value(&empty, &max).unwrap_err().contains("no data"));
+        let nan = json!({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "NaN"]}]}});
+        assert!(prometheus_value(&nan, &max).is_err());
+        let bad = json!({"status": "error", "error": "parse error at char 3"});
+        assert!(prometheus_value(&bad, &max).unwrap_err().contains("parse error"));
+    }
+}
