@@ -214,6 +214,43 @@ impl Drop for TestEnv {
     }
 }
 
+/// A setting the local control plane recorded in `ports.env` (e.g. `TROUPE_OPERATOR_PORT`).
+pub fn cluster_setting(name: &str) -> String {
+    let path = PathBuf::from(required_env("TROUPE_CLUSTER_DIR")).join("ports.env");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_string))
+        .unwrap_or_else(|| panic!("{name} is not in {}", path.display()))
+}
+
+/// The operator's HTTP address on the local control plane.
+pub fn operator_url() -> String {
+    format!("http://127.0.0.1:{}", cluster_setting("TROUPE_OPERATOR_PORT"))
+}
+
+/// The bearer token Alertmanager sends to the operator's webhook.
+pub fn alert_token() -> String {
+    let path = PathBuf::from(required_env("TROUPE_CLUSTER_DIR")).join("alert-token");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| {
+            panic!(
+                "reading {}: {e} (are prometheus and alertmanager installed?)",
+                path.display()
+            )
+        })
+        .trim()
+        .to_string()
+}
+
+/// Stops and starts the operator process of the local control plane.
+pub fn restart_operator() {
+    let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.sh"))
+        .arg("restart-operator")
+        .status()
+        .expect("running cluster.sh");
+    assert!(status.success(), "cluster.sh restart-operator failed");
+}
+
 /// Polls `check` until it returns Some, or panics with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

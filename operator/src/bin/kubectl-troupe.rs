@@ -1,0 +1,229 @@
+//! `kubectl troupe`: rollout control and a live view of a pool's rollout. Install it anywhere on
+//! PATH as `kubectl-troupe`; kubectl finds it as a plugin.
+//!
+//!   kubectl troupe status POOL [-w]     stable/canary revisions, steps, weight, analysis, abort
+//!   kubectl troupe promote POOL         past the current pause/analysis step, or switch now
+//!   kubectl troupe abort POOL           abort the rollout; every actor back to stable
+//!   kubectl troupe retry POOL           roll an aborted revision out again
+//!   kubectl troupe undo POOL            restore the previous revision's template
+//!
+//! The commands set annotations (`troupe.dev/promote` …) that plain kubectl can set too.
+
+use std::collections::BTreeMap;
+
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use kube::{
+    Api, Client, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{WatchStreamExt, watcher},
+};
+use serde_json::json;
+use troupe_crds::{Actor, ActorPool, labels};
+use troupe_operator::rollout::canary_steps;
+
+#[derive(Parser)]
+#[command(name = "kubectl troupe", about = "Rollouts of Troupe actor pools")]
+struct Cli {
+    /// The namespace (default: the kubeconfig context's).
+    #[arg(short, long, global = true)]
+    namespace: Option<String>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Show a pool's rollout: revisions, steps, weight, analysis results, abort reason.
+    Status {
+        pool: String,
+        /// Keep watching and print again on every change.
+        #[arg(short, long)]
+        watch: bool,
+    },
+    /// Go past the current pause or analysis step (canary), or switch now (blue-green).
+    Promote { pool: String },
+    /// Abort the rollout in progress: every actor goes back to the stable revision.
+    Abort { pool: String },
+    /// Roll an aborted revision out again from its first step.
+    Retry { pool: String },
+    /// Put the previous revision's template back into the spec.
+    Undo { pool: String },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let client = Client::try_default().await?;
+    let ns = cli
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let pools: Api<ActorPool> = Api::namespaced(client.clone(), &ns);
+    let (key, pool) = match &cli.command {
+        Cmd::Status { pool, watch } => return status(&client, &pools, &ns, pool, *watch).await,
+        Cmd::Promote { pool } => (labels::PROMOTE, pool),
+        Cmd::Abort { pool } => (labels::ABORT, pool),
+        Cmd::Retry { pool } => (labels::RETRY, pool),
+        Cmd::Undo { pool } => (labels::UNDO, pool),
+    };
+    pools
+        .get(pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("actorpool {ns}/{pool}: {e}"))?;
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = json!({"metadata": {"annotations": {key: now}}});
+    pools
+        .patch(pool, &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
+    let verb = key.trim_start_matches("troupe.dev/");
+    println!("actorpool.troupe.dev/{pool}: {verb} requested");
+    Ok(())
+}
+
+async fn status(
+    client: &Client,
+    pools: &Api<ActorPool>,
+    ns: &str,
+    name: &str,
+    watch: bool,
+) -> anyhow::Result<()> {
+    let actors: Api<Actor> = Api::namespaced(client.clone(), ns);
+    let pool = pools
+        .get(name)
+        .await
+        .map_err(|e| anyhow::anyhow!("actorpool {ns}/{name}: {e}"))?;
+    print!(
+        "{}",
+        render(&pool, &actors.list(&Default::default()).await?.items)
+    );
+    if !watch {
+        return Ok(());
+    }
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut stream = std::pin::pin!(watcher(pools.clone(), config).applied_objects());
+    let mut last = String::new();
+    while let Some(p) = stream.next().await {
+        let p = p?;
+        let text = render(&p, &actors.list(&Default::default()).await?.items);
+        if text != last {
+            println!("---- {}", k8s_openapi::jiff::Timestamp::now());
+            print!("{text}");
+            last = text;
+        }
+    }
+    Ok(())
+}
+
+/// The rollout as text a person reads at a glance.
+fn render(pool: &ActorPool, actors: &[Actor]) -> String {
+    let s = pool.status.clone().unwrap_or_default();
+    let mut out = String::new();
+    let phase = s
+        .phase
+        .map(|p| format!("{p:?}"))
+        .unwrap_or_else(|| "Unknown".into());
+    out += &format!(
+        "Pool:      {}/{}\n",
+        pool.namespace().unwrap_or_default(),
+        pool.name_any()
+    );
+    out += &format!("Phase:     {phase}\n");
+    out += &format!(
+        "Stable:    {}{}\n",
+        s.stable_revision.clone().unwrap_or_default(),
+        s.previous_revision
+            .as_ref()
+            .map(|p| format!("   (previous: {p})"))
+            .unwrap_or_default()
+    );
+    if let Some(c) = &s.canary_revision {
+        out += &format!("Canary:    {c}   weight {}%\n", s.canary_weight.unwrap_or(0));
+    }
+    out += &format!(
+        "Workers:   {} ready / {} desired\n",
+        s.ready_workers, s.desired_workers
+    );
+    let blue_green = pool
+        .spec
+        .strategy
+        .as_ref()
+        .is_some_and(|st| st.blue_green.is_some());
+    if blue_green {
+        let stage = ["new revision coming up", "waiting to switch", "switching actors"];
+        if let Some(i) = s.current_step_index {
+            out += &format!("Stage:     {}\n", stage.get(i as usize).unwrap_or(&"?"));
+        }
+    } else {
+        out += "Steps:\n";
+        for (i, step) in canary_steps(pool).iter().enumerate() {
+            let mark = match s.current_step_index {
+                Some(c) if s.canary_revision.is_some() && c as usize == i => "▶",
+                Some(c) if s.canary_revision.is_some() && (c as usize) > i => "✓",
+                _ => " ",
+            };
+            let what = if let Some(w) = step.set_weight {
+                format!("setWeight {w}")
+            } else if let Some(p) = &step.pause {
+                format!(
+                    "pause {}",
+                    p.duration.clone().unwrap_or_else(|| "(until promoted)".into())
+                )
+            } else if let Some(a) = &step.analysis {
+                format!("analysis x{}", a.count.unwrap_or(1))
+            } else {
+                "?".into()
+            };
+            out += &format!("  {mark} {i}: {what}\n");
+        }
+    }
+    if let Some(a) = &s.analysis {
+        out += &format!(
+            "Analysis of {}: {} passed rounds this step, {} failed, {} inconclusive in a row\n",
+            a.revision, a.successes, a.failures, a.inconclusive
+        );
+        for r in &a.results {
+            let v = r.value.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+            out += &format!(
+                "  {:<24} {:<13} {:>10}  ({})  {}\n",
+                r.name,
+                format!("{:?}", r.outcome),
+                v,
+                r.threshold,
+                r.message
+            );
+        }
+    }
+    if let Some(a) = &s.abort {
+        out += &format!(
+            "Aborted:   {} ({:?}) at {}: {}\n",
+            a.revision, a.kind, a.time.0, a.message
+        );
+        if let Some(done) = &a.completed_at {
+            out += &format!("           every actor back on stable at {}\n", done.0);
+        }
+    }
+    let mut by_rev: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for a in actors.iter().filter(|a| a.spec.pool == pool.name_any()) {
+        let st = a.status.clone().unwrap_or_default();
+        let rev = st.revision.unwrap_or_else(|| "-".into());
+        let phase = st
+            .phase
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_else(|| "Pending".into());
+        *by_rev.entry(rev).or_default().entry(phase).or_default() += 1;
+    }
+    out += "Actors by revision:\n";
+    for (rev, phases) in by_rev {
+        let list: Vec<String> = phases.iter().map(|(p, n)| format!("{n} {p}")).collect();
+        out += &format!("  {rev:<12} {}\n", list.join(", "));
+    }
+    out
+}
