@@ -81,6 +81,26 @@ impl TestEnv {
         child.wait_with_output().expect("kubectl ran")
     }
 
+    /// `kubectl troupe ARGS -n NAMESPACE`: the plugin as kubectl finds it, from this build's
+    /// target directory.
+    pub fn kubectl_troupe(&self, args: &[&str]) -> Output {
+        let exe = std::env::current_exe().expect("test binary path");
+        let bin_dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Command::new("kubectl")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("PATH", path)
+            .arg("troupe")
+            .args(args)
+            .args(["-n", &self.namespace])
+            .output()
+            .expect("kubectl ran")
+    }
+
     /// kubectl that must succeed; returns its stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
