@@ -118,16 +118,24 @@ fn there_is_no_default_secret_and_the_webhook_token_comes_only_from_a_named_secr
         .iter()
         .map(|e| e["name"].as_str().unwrap().to_string())
         .collect();
-    assert!(!names.contains(&"TROUPE_WEBHOOK_TOKEN".to_string()));
+    assert!(!names.contains(&"TROUPE_ALERT_TOKEN_FILE".to_string()));
     let docs = render(&["--set", "webhook.existingSecret=hook"]);
     let token = env(&docs)
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["name"] == "TROUPE_WEBHOOK_TOKEN")
+        .find(|e| e["name"] == "TROUPE_ALERT_TOKEN_FILE")
         .cloned()
         .unwrap();
-    assert_eq!(token["valueFrom"]["secretKeyRef"]["name"], "hook");
+    let pod = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], "hook");
+    let mount = pod["containers"][0]["volumeMounts"][0]["mountPath"]
+        .as_str()
+        .unwrap();
+    assert!(
+        token["value"].as_str().unwrap().starts_with(mount),
+        "the token file is in the mounted secret"
+    );
 }
 
 #[test]
