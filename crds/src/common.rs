@@ -28,8 +28,9 @@ pub mod labels {
     pub const ABORT: &str = "troupe.dev/abort";
     /// On an ActorPool (any value): roll an aborted revision out again from its first step.
     pub const RETRY: &str = "troupe.dev/retry";
-    /// On an ActorPool (any value): put the previous revision's template back into the spec, as
-    /// `kubectl rollout undo` does.
+    /// On an ActorPool (any value): put the template before the current one back into the spec,
+    /// as `kubectl rollout undo` does: the stable revision's during or after an aborted rollout,
+    /// else the previous stable revision's.
     pub const UNDO: &str = "troupe.dev/undo";
     /// On a worker Deployment: the user's pod template of its revision, as JSON (for undo).
     pub const TEMPLATE: &str = "troupe.dev/template";

@@ -469,7 +469,12 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
     let current = Rollout::from_status(&status);
 
     if pool.annotations().contains_key(labels::UNDO) {
-        undo(&ctx, &pool, &ns, current.previous.as_deref()).await?;
+        // As `kubectl rollout undo`: back to the template before the spec's current one.
+        let back_to = match current.stable.as_deref() {
+            Some(stable) if stable != target => Some(stable),
+            _ => current.previous.as_deref(),
+        };
+        undo(&ctx, &pool, &ns, back_to).await?;
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
 
