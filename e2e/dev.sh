@@ -6,7 +6,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 DIR=${TROUPE_CLUSTER_DIR:-$REPO/.local/cluster}
 export KUBECONFIG=$DIR/kubeconfig
-export PATH=${TROUPE_CACHE:-$HOME/.cache/troupe}/bin:$PATH
+export PATH=${TROUPE_CACHE:-$HOME/.cache/troupe}/bin:${TROUPE_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debug}:$PATH
 NS=${TROUPE_DEV_NAMESPACE:-demo}
 
 # The workers' API token: a Secret on a real cluster, a file the node agent reads here.
@@ -50,6 +50,14 @@ Look around (the same kubectl you use on a cluster):
   curl -s http://127.0.0.1:${TROUPE_NODE_PORT:-28081}/pods   # worker pods the node agent runs
   ls $DIR/pods/logs                        # one log file per container
   kubectl scale actorpool counters -n $NS --replicas 3   # watch actors rebalance
+
+Roll out a bad revision and watch it roll itself back (kubectl-troupe is in target/debug):
+  export PATH=$(dirname "$(command -v kubectl-troupe 2>/dev/null || echo target/debug/x)"):\$PATH
+  kubectl patch actorpool payments -n $NS --type=json \\
+    -p '[{"op":"replace","path":"/spec/template/spec/containers/0/env/0/value","value":"0.5"}]'
+  kubectl troupe status payments -n $NS -w
+  kubectl get events -n $NS --field-selector involvedObject.kind=ActorPool
+  Prometheus: http://127.0.0.1:${TROUPE_PROMETHEUS_PORT:-28083}  Alertmanager: http://127.0.0.1:${TROUPE_ALERTMANAGER_PORT:-28084}
 
 Talk to an actor through any worker (token: $TOKEN):
   IP=\$(kubectl get lease -n $NS -o jsonpath='{.items[0].metadata.annotations.troupe\.dev/address}')

@@ -1,11 +1,13 @@
 //! Stand-in CRDs for the built-in APIs Troupe uses, which the apiextensions-apiserver does not
-//! serve: apps/v1 Deployments, coordination.k8s.io/v1 Leases and events.k8s.io/v1 Events.
+//! serve: apps/v1 Deployments, coordination.k8s.io/v1 Leases, events.k8s.io/v1 Events and
+//! rbac.authorization.k8s.io/v1 RoleBindings (core/v1 ServiceAccounts cannot be stand-ins: a CRD
+//! cannot join the core group).
 //!
 //! Their schemas are generated from k8s-openapi's types, so the server validates them as strictly
 //! as a real cluster's schema would (types, required fields, enums), and prunes unknown fields.
 
 use k8s_openapi::{
-    api::{apps::v1::Deployment, coordination::v1::Lease, events::v1::Event},
+    api::{apps::v1::Deployment, coordination::v1::Lease, events::v1::Event, rbac::v1::RoleBinding},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::{
         CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
         CustomResourceDefinitionSpec, CustomResourceDefinitionVersion, CustomResourceSubresourceScale,
@@ -156,9 +158,25 @@ pub fn stand_ins() -> Vec<StandIn> {
             column("Note", "string", ".note"),
         ],
     );
+    let role_bindings = crd(
+        "rbac.authorization.k8s.io",
+        "RoleBinding",
+        "rolebindings",
+        &[],
+        schema_of::<RoleBinding>(),
+        CustomResourceSubresources::default(),
+        vec![
+            column("Role", "string", ".roleRef.name"),
+            column("Age", "date", ".metadata.creationTimestamp"),
+        ],
+    );
     vec![
         StandIn {
             crd: leases,
+            via_api: true,
+        },
+        StandIn {
+            crd: role_bindings,
             via_api: true,
         },
         StandIn {

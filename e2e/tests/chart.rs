@@ -103,6 +103,29 @@ fn rbac_grants_no_wildcards_and_no_secrets() {
 }
 
 #[test]
+fn the_operator_binds_pools_workers_to_the_workers_role_it_may_bind() {
+    let docs = render(&[]);
+    let worker_role = of_kind(&docs, "ClusterRole")
+        .iter()
+        .map(|r| r["metadata"]["name"].as_str().unwrap().to_string())
+        .find(|n| n.ends_with("-worker"))
+        .expect("a workers' role");
+    let args = of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+    let flag = format!("--worker-cluster-role={worker_role}");
+    assert!(
+        args.as_array().unwrap().iter().any(|a| a == flag.as_str()),
+        "{args}"
+    );
+    let bindable: Vec<Value> = of_kind(&docs, "ClusterRole")
+        .iter()
+        .flat_map(|r| r["rules"].as_array().cloned().unwrap_or_default())
+        .filter(|r| r["verbs"].as_array().is_some_and(|v| v.contains(&"bind".into())))
+        .flat_map(|r| r["resourceNames"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(bindable, vec![Value::from(worker_role)]);
+}
+
+#[test]
 fn there_is_no_default_secret_and_the_webhook_token_comes_only_from_a_named_secret() {
     let docs = render(&[]);
     assert!(

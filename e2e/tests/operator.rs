@@ -127,6 +127,13 @@ async fn a_pool_becomes_an_owned_deployment_and_every_actor_runs_on_one_live_wor
     let d = &deploys["items"][0];
     assert_eq!(d["metadata"]["ownerReferences"][0]["kind"], "ActorPool");
     assert_eq!(d["metadata"]["labels"]["troupe.dev/pool"], "p");
+    assert_eq!(d["spec"]["template"]["spec"]["serviceAccountName"], "p-worker");
+    // The workers' account is bound to the worker role, in this namespace only, owned by the pool.
+    let rb = env.kubectl_json(&["get", "rolebinding", "p-worker"]);
+    assert_eq!(rb["roleRef"]["name"], "troupe-worker");
+    assert_eq!(rb["subjects"][0]["name"], "p-worker");
+    assert_eq!(rb["subjects"][0]["namespace"], env.namespace.as_str());
+    assert_eq!(rb["metadata"]["ownerReferences"][0]["kind"], "ActorPool");
 
     let pool_status = env.kubectl_json(&["get", "actorpool", "p"])["status"].clone();
     assert_eq!(pool_status["phase"], "Healthy");

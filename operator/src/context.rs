@@ -32,6 +32,7 @@ pub struct Context {
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub analyzer: Analyzer,
+    pub worker_access: crate::worker_access::WorkerAccess,
     /// Firing alerts received by the webhook, by (namespace, pool), for the next reconcile.
     pub alerts: Mutex<HashMap<(String, String), (AlertHit, std::time::Instant)>>,
 }
@@ -58,6 +59,7 @@ impl Context {
             settings,
             metrics: Metrics::new(),
             analyzer: Analyzer::new(prometheus_url),
+            worker_access: Default::default(),
             alerts: Mutex::new(HashMap::new()),
         })
     }

@@ -27,6 +27,9 @@ pub struct WorkerSettings {
     /// Extra env for every worker (for example lease timings, or KUBECONFIG on the local
     /// control plane).
     pub extra_env: Vec<(String, String)>,
+    /// The ClusterRole bound to each pool's worker ServiceAccount; empty: the operator manages
+    /// no worker identity and pods use the template's (or the namespace's default) account.
+    pub worker_cluster_role: String,
 }
 
 /// The Deployment's name: `<pool>-<revision>`.
@@ -103,6 +106,10 @@ pub fn build_deployment(pool: &ActorPool, revision: &str, settings: &WorkerSetti
         .or_insert_with(|| "true".into());
     let spec = template.spec.get_or_insert_with(Default::default);
     spec.termination_grace_period_seconds.get_or_insert(30);
+    if !settings.worker_cluster_role.is_empty() {
+        spec.service_account_name
+            .get_or_insert_with(|| crate::worker_access::worker_account_name(&name));
+    }
     let pod_sc = spec
         .security_context
         .get_or_insert_with(PodSecurityContext::default);
@@ -263,6 +270,39 @@ mod tests {
     }
 
     #[test]
+    fn workers_run_as_their_pools_account_unless_the_template_names_one() {
+        let settings = WorkerSettings {
+            worker_cluster_role: "troupe-worker".into(),
+            ..Default::default()
+        };
+        let account = |d: &Deployment| {
+            d.spec
+                .as_ref()
+                .unwrap()
+                .template
+                .spec
+                .as_ref()
+                .unwrap()
+                .service_account_name
+                .clone()
+        };
+        assert_eq!(
+            account(&build_deployment(&pool(), "abc123", &settings)).as_deref(),
+            Some("counters-worker")
+        );
+        let mut own = pool();
+        own.spec.template.spec.as_mut().unwrap().service_account_name = Some("mine".into());
+        assert_eq!(
+            account(&build_deployment(&own, "abc123", &settings)).as_deref(),
+            Some("mine")
+        );
+        assert_eq!(
+            account(&build_deployment(&pool(), "abc123", &WorkerSettings::default())),
+            None
+        );
+    }
+
+    #[test]
     fn workers_get_downward_api_env_pool_settings_and_the_users_values_win() {
         let d = build_deployment(
             &pool(),
@@ -270,6 +310,7 @@ mod tests {
             &WorkerSettings {
                 token_secret: "tok".into(),
                 extra_env: vec![("X".into(), "1".into())],
+                ..Default::default()
             },
         );
         let e = env(&d);

@@ -16,3 +16,4 @@ pub mod revision;
 pub mod revisions;
 pub mod rollout;
 pub mod run;
+pub mod worker_access;

@@ -43,6 +43,8 @@ pub enum Error {
     ApplyDeployment(#[source] kube::Error),
     #[error("retiring an old revision's Deployment: {0}")]
     RetireDeployment(#[source] kube::Error),
+    #[error("writing the workers' ServiceAccount or RoleBinding: {0}")]
+    WorkerAccess(#[source] kube::Error),
     #[error("scaling an older revision's Deployment: {0}")]
     ScaleDeployment(#[source] kube::Error),
     #[error("writing the pool's annotations or template: {0}")]
@@ -63,6 +65,7 @@ impl Error {
             Error::ApplyDeployment(_) => "apply-deployment",
             Error::RetireDeployment(_) => "retire-deployment",
             Error::ScaleDeployment(_) => "scale-deployment",
+            Error::WorkerAccess(_) => "worker-access",
             Error::WriteSpec(_) => "write-spec",
             Error::WriteActor { .. } => "write-actor",
             Error::WriteStatus(_) => "write-status",
@@ -543,7 +546,14 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
     let decision = advance(&pool, &current, &obs);
     let next = &decision.next;
 
-    // Deployments: the current template's revision applied whole, others scaled or retired.
+    // The workers' identity, then their Deployments: the current template's revision applied
+    // whole, others scaled or retired.
+    if !ctx.settings.worker_cluster_role.is_empty() {
+        ctx.worker_access
+            .ensure(&ctx.client, &pool, &ctx.settings.worker_cluster_role)
+            .await
+            .map_err(Error::WorkerAccess)?;
+    }
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let owned: Vec<Arc<Deployment>> = ctx
         .deployments

@@ -45,6 +45,10 @@ pub struct OperatorConfig {
     pub namespace: String,
     #[arg(long, env = "TROUPE_LEADER_LEASE", default_value = "troupe-operator")]
     pub leader_lease: String,
+    /// The ClusterRole bound, in each pool's namespace, to the pool's worker ServiceAccount (which
+    /// the operator creates). Empty: workers run with the template's service account.
+    #[arg(long, env = "TROUPE_WORKER_CLUSTER_ROLE", default_value = "troupe-worker")]
+    pub worker_cluster_role: String,
     /// The Prometheus server for analysis metrics whose provider names no address.
     #[arg(long, env = "TROUPE_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
@@ -152,6 +156,7 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
     let settings = WorkerSettings {
         token_secret: cfg.worker_token_secret.clone(),
         extra_env: cfg.worker_env.clone(),
+        worker_cluster_role: cfg.worker_cluster_role.clone(),
     };
     let ctx = Context::new(
         client.clone(),
