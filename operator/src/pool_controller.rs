@@ -548,11 +548,15 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
 
     // The workers' identity, then their Deployments: the current template's revision applied
     // whole, others scaled or retired.
-    if !ctx.settings.worker_cluster_role.is_empty() {
-        ctx.worker_access
+    // A failure here is reported (and retried) but does not hold up placement on live workers.
+    let mut access_error = None;
+    if !ctx.settings.worker_cluster_role.is_empty()
+        && let Err(e) = ctx
+            .worker_access
             .ensure(&ctx.client, &pool, &ctx.settings.worker_cluster_role)
             .await
-            .map_err(Error::WorkerAccess)?;
+    {
+        access_error = Some(Error::WorkerAccess(e));
     }
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let owned: Vec<Arc<Deployment>> = ctx
@@ -804,7 +808,7 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
             .map_err(Error::WriteSpec)?;
     }
     tracing::debug!(pool = %name, took = ?started.elapsed(), "pool reconciled");
-    match first_error {
+    match first_error.or(access_error) {
         Some(e) => Err(e),
         None => Ok(Action::requeue(RESYNC)),
     }

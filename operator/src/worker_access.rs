@@ -71,6 +71,18 @@ pub fn build_role_binding(pool: &ActorPool, cluster_role: &str) -> RoleBinding {
 #[derive(Default)]
 pub struct WorkerAccess {
     done: Mutex<HashSet<String>>,
+    /// Whether the API server serves core/v1 ServiceAccounts (asked once).
+    accounts_served: tokio::sync::OnceCell<bool>,
+}
+
+async fn serves_service_accounts(client: &Client) -> bool {
+    match client.list_core_api_resources("v1").await {
+        Ok(list) => list.resources.iter().any(|r| r.name == "serviceaccounts"),
+        Err(e) => {
+            tracing::debug!(error = %e, "core/v1 discovery failed");
+            false
+        }
+    }
 }
 
 impl WorkerAccess {
@@ -88,17 +100,24 @@ impl WorkerAccess {
         let ns = pool.namespace().unwrap_or_default();
         let name = worker_account_name(&pool.name_any());
         let params = PatchParams::apply(MANAGER).force();
-        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-        match accounts
-            .patch(&name, &params, &Patch::Apply(&build_service_account(pool)))
-            .await
-        {
-            Ok(_) => {}
-            // An API server without core/v1 (the local control plane) has no ServiceAccounts.
-            Err(kube::Error::Api(e)) if e.code == 404 => {
-                tracing::warn!(namespace = %ns, "ServiceAccounts are not served here; workers use the pod's default identity");
-            }
-            Err(e) => return Err(e),
+        let served = *self
+            .accounts_served
+            .get_or_init(|| async {
+                let served = serves_service_accounts(client).await;
+                if !served {
+                    // The local control plane (an apiextensions-apiserver) has no core/v1.
+                    tracing::warn!(
+                        "this API server does not serve ServiceAccounts; only RoleBindings are written"
+                    );
+                }
+                served
+            })
+            .await;
+        if served {
+            let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+            accounts
+                .patch(&name, &params, &Patch::Apply(&build_service_account(pool)))
+                .await?;
         }
         let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
         bindings
