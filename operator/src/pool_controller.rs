@@ -295,9 +295,10 @@ async fn apply_step(
                 ctx.metrics.failovers.inc();
                 let note = format!("its worker's lease ended; {message}");
                 event(ctx, actor, EventType::Warning, "FailedOver", "Place", note).await;
-            } else {
-                event(ctx, actor, EventType::Normal, "Placed", "Place", message).await;
             }
+            // A plain placement gets no Event of its own (its Placed condition says it): one
+            // Event per actor would be a quarter of all writes when thousands are placed. The
+            // pool gets one summary Event per reconcile instead.
         }
         Step::Release { from, .. } => {
             // Status first, label second: the old worker's confirmation (phase Migrating) can
@@ -658,7 +659,15 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         .iter()
         .filter(|s| matches!(s, Step::Unplaceable { .. }))
         .count();
+    let placed = steps
+        .iter()
+        .filter(|s| matches!(s, Step::Assign { failover: false, .. }))
+        .count();
     let first_error = apply_steps(&ctx, &ns, &name, &actors, steps, &revision_of_worker).await;
+    if placed > 0 {
+        let note = format!("placed {placed} actors on live workers (see each Actor's Placed condition)");
+        pool_event(&ctx, &pool, &target, false, "Placed", note).await;
+    }
 
     // Status.
     let mut by_phase: BTreeMap<String, i32> = BTreeMap::new();

@@ -51,13 +51,20 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// Writes to Troupe's own kinds and Deployments, from the API server's request counters.
-async fn writes(admin: &Client) -> anyhow::Result<f64> {
+/// Writes to Troupe's own kinds and Deployments, and all requests of any kind, from the API
+/// server's request counters.
+async fn writes(admin: &Client) -> anyhow::Result<(f64, f64)> {
     let text = admin
         .request_text(http::Request::get("/metrics").body(Vec::new())?)
         .await?;
     let mut total = 0.0;
+    let mut all = 0.0;
     for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        all += line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
         let write = [
             "verb=\"PATCH\"",
             "verb=\"PUT\"",
@@ -82,7 +89,7 @@ async fn writes(admin: &Client) -> anyhow::Result<f64> {
                 .unwrap_or(0.0);
         }
     }
-    Ok(total)
+    Ok((total, all))
 }
 
 fn rss_mib(pid_file: &Option<std::path::PathBuf>) -> Option<f64> {
@@ -187,7 +194,11 @@ async fn main() -> anyhow::Result<()> {
     let after = writes(&admin).await?;
     println!(
         "writes to actors, pools and deployments in 20 s of steady state: {}",
-        after - before
+        after.0 - before.0
+    );
+    println!(
+        "API requests of every kind at steady state: {:.1} per second (lease renewals of the workers and the operator included)",
+        (after.1 - before.1) / 20.0
     );
 
     // Failover: kill the worker with the most actors (its lease is left to expire).
