@@ -103,6 +103,12 @@ pub struct ActorPoolSpec {
     /// Holds the rollout where it is (no step advances) until set back to false.
     #[serde(default)]
     pub paused: bool,
+
+    /// Also create a headless Service `<pool>-workers` selecting every worker of the pool (all
+    /// revisions), port `http`: stable DNS names for the workers' APIs and a target for
+    /// Prometheus' endpoint discovery.
+    #[serde(default)]
+    pub headless_service: bool,
 }
 
 fn default_replicas() -> i32 {

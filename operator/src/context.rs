@@ -33,6 +33,9 @@ pub struct Context {
     pub recorder: Recorder,
     pub analyzer: Analyzer,
     pub worker_access: crate::worker_access::WorkerAccess,
+    pub services: crate::service::HeadlessServices,
+    /// The core/v1 resources the API server serves (asked once).
+    core_v1: tokio::sync::OnceCell<Vec<String>>,
     /// Firing alerts received by the webhook, by (namespace, pool), for the next reconcile.
     pub alerts: Mutex<HashMap<(String, String), (AlertHit, std::time::Instant)>>,
 }
@@ -60,8 +63,30 @@ impl Context {
             metrics: Metrics::new(),
             analyzer: Analyzer::new(prometheus_url),
             worker_access: Default::default(),
+            services: Default::default(),
+            core_v1: Default::default(),
             alerts: Mutex::new(HashMap::new()),
         })
+    }
+}
+
+impl Context {
+    /// Whether the API server serves this core/v1 resource (`serviceaccounts`, `services`). The
+    /// local control plane, an apiextensions-apiserver, serves no core/v1 at all.
+    pub async fn serves_core(&self, resource: &str) -> bool {
+        let served = self
+            .core_v1
+            .get_or_init(|| async {
+                match self.client.list_core_api_resources("v1").await {
+                    Ok(list) => list.resources.into_iter().map(|r| r.name).collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "this API server serves no core/v1: no ServiceAccounts or Services are written");
+                        Vec::new()
+                    }
+                }
+            })
+            .await;
+        served.iter().any(|r| r == resource)
     }
 }
 

@@ -16,4 +16,5 @@ pub mod revision;
 pub mod revisions;
 pub mod rollout;
 pub mod run;
+pub mod service;
 pub mod worker_access;

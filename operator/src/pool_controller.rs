@@ -43,7 +43,7 @@ pub enum Error {
     ApplyDeployment(#[source] kube::Error),
     #[error("retiring an old revision's Deployment: {0}")]
     RetireDeployment(#[source] kube::Error),
-    #[error("writing the workers' ServiceAccount or RoleBinding: {0}")]
+    #[error("writing the workers' ServiceAccount, RoleBinding or headless Service: {0}")]
     WorkerAccess(#[source] kube::Error),
     #[error("scaling an older revision's Deployment: {0}")]
     ScaleDeployment(#[source] kube::Error),
@@ -551,13 +551,20 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
     // whole, others scaled or retired.
     // A failure here is reported (and retried) but does not hold up placement on live workers.
     let mut access_error = None;
-    if !ctx.settings.worker_cluster_role.is_empty()
-        && let Err(e) = ctx
+    if !ctx.settings.worker_cluster_role.is_empty() {
+        let accounts = ctx.serves_core("serviceaccounts").await;
+        if let Err(e) = ctx
             .worker_access
-            .ensure(&ctx.client, &pool, &ctx.settings.worker_cluster_role)
+            .ensure(&ctx.client, &pool, &ctx.settings.worker_cluster_role, accounts)
             .await
+        {
+            access_error = Some(Error::WorkerAccess(e));
+        }
+    }
+    if ctx.serves_core("services").await
+        && let Err(e) = ctx.services.ensure(&ctx.client, &pool).await
     {
-        access_error = Some(Error::WorkerAccess(e));
+        access_error.get_or_insert(Error::WorkerAccess(e));
     }
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let owned: Vec<Arc<Deployment>> = ctx

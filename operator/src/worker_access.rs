@@ -71,27 +71,18 @@ pub fn build_role_binding(pool: &ActorPool, cluster_role: &str) -> RoleBinding {
 #[derive(Default)]
 pub struct WorkerAccess {
     done: Mutex<HashSet<String>>,
-    /// Whether the API server serves core/v1 ServiceAccounts (asked once).
-    accounts_served: tokio::sync::OnceCell<bool>,
-}
-
-async fn serves_service_accounts(client: &Client) -> bool {
-    match client.list_core_api_resources("v1").await {
-        Ok(list) => list.resources.iter().any(|r| r.name == "serviceaccounts"),
-        Err(e) => {
-            tracing::debug!(error = %e, "core/v1 discovery failed");
-            false
-        }
-    }
 }
 
 impl WorkerAccess {
     /// Applies the pool's ServiceAccount and RoleBinding unless done already.
+    /// `accounts_served`: whether the API server serves core/v1 ServiceAccounts (the local
+    /// control plane, an apiextensions-apiserver, does not).
     pub async fn ensure(
         &self,
         client: &Client,
         pool: &ActorPool,
         cluster_role: &str,
+        accounts_served: bool,
     ) -> Result<(), kube::Error> {
         let uid = pool.uid().unwrap_or_default();
         if self.done.lock().unwrap_or_else(|e| e.into_inner()).contains(&uid) {
@@ -100,20 +91,7 @@ impl WorkerAccess {
         let ns = pool.namespace().unwrap_or_default();
         let name = worker_account_name(&pool.name_any());
         let params = PatchParams::apply(MANAGER).force();
-        let served = *self
-            .accounts_served
-            .get_or_init(|| async {
-                let served = serves_service_accounts(client).await;
-                if !served {
-                    // The local control plane (an apiextensions-apiserver) has no core/v1.
-                    tracing::warn!(
-                        "this API server does not serve ServiceAccounts; only RoleBindings are written"
-                    );
-                }
-                served
-            })
-            .await;
-        if served {
+        if accounts_served {
             let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
             accounts
                 .patch(&name, &params, &Patch::Apply(&build_service_account(pool)))
