@@ -207,7 +207,7 @@ start_monitoring() {
   [ -s "$DIR/alert-token" ] || (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$DIR/alert-token")
   [ -f "$m/targets.json" ] || echo '[]' >"$m/targets.json"
   # The shipped rules use 1m windows; here they are 5s so that tests see alerts in seconds.
-  sed -e 's/\[1m\]/[5s]/g' -e 's/for: 1m/for: 0s/' "$REPO/manifests/monitoring/troupe-rules.yaml" >"$m/rules.yaml"
+  sed -e 's/\[1m\]/[5s]/g' -e 's/for: 1m/for: 0s/' "$REPO/charts/troupe/files/troupe-rules.yaml" >"$m/rules.yaml"
   cat >"$m/prometheus.yml" <<EOF
 global: {scrape_interval: 1s, evaluation_interval: 1s}
 rule_files: ["$m/rules.yaml"]

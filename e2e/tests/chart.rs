@@ -187,3 +187,37 @@ fn the_plain_install_manifest_is_the_rendered_chart() {
         "manifests/install.yaml is stale: run `make manifests` and commit it"
     );
 }
+
+#[test]
+fn alert_rules_and_a_dashboard_ship_when_asked_and_not_by_default() {
+    let plain = render(&[]);
+    assert!(of_kind(&plain, "PrometheusRule").is_empty() && of_kind(&plain, "ConfigMap").is_empty());
+    let docs = render(&[
+        "--set",
+        "monitoring.prometheusRule.enabled=true",
+        "--set",
+        "monitoring.dashboard.enabled=true",
+    ]);
+    let rule = of_kind(&docs, "PrometheusRule")[0];
+    let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    let names: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["TroupeErrorRateHigh", "TroupeLatencyHigh", "TroupeActorRestarts"]
+    );
+    for r in rules {
+        // The operator finds the pool from these two labels.
+        let expr = r["expr"].as_str().unwrap();
+        assert!(expr.contains("namespace, pool"), "{expr}");
+    }
+    let cm = of_kind(&docs, "ConfigMap")[0];
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: Value = serde_json::from_str(cm["data"]["troupe.json"].as_str().unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10);
+    for p in panels {
+        for t in p["targets"].as_array().unwrap() {
+            assert!(t["expr"].as_str().unwrap().contains("troupe_"), "{}", p["title"]);
+        }
+    }
+}

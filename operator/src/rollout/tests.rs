@@ -440,16 +440,29 @@ fn blue_green_pre_promotion_analysis_holds_the_switch_until_a_round_passes() {
     let bg = json!({"blueGreen": {"prePromotionAnalysis": true}});
     let mut s = Sim::new(pool(bg, Some(error_rate_analysis(0)), None));
     let d = s.step(0);
-    assert_eq!((d.next.step, d.next.weight), (Some(1), Some(0)), "preview up, not switched");
-    assert_eq!(analysis_due(&s.pool, &s.r, "new", 4, t(s.now)), Some("new".into()));
-    let d = s.step_with(10, |o| o.round = Some(round(MeasurementOutcome::Inconclusive, None, 10)));
+    assert_eq!(
+        (d.next.step, d.next.weight),
+        (Some(1), Some(0)),
+        "preview up, not switched"
+    );
+    assert_eq!(
+        analysis_due(&s.pool, &s.r, "new", 4, t(s.now)),
+        Some("new".into())
+    );
+    let d = s.step_with(10, |o| {
+        o.round = Some(round(MeasurementOutcome::Inconclusive, None, 10))
+    });
     assert_eq!(d.next.weight, Some(0), "no data is not a pass");
-    let d = s.step_with(10, |o| o.round = Some(round(MeasurementOutcome::Passed, Some(0.0), 20)));
+    let d = s.step_with(10, |o| {
+        o.round = Some(round(MeasurementOutcome::Passed, Some(0.0), 20))
+    });
     assert_eq!((d.next.step, d.next.weight), (Some(2), Some(100)));
     // A failed preview never takes an actor.
     let mut s = Sim::new(s.pool.clone());
     s.step(0);
-    let d = s.step_with(10, |o| o.round = Some(round(MeasurementOutcome::Failed, Some(0.5), 10)));
+    let d = s.step_with(10, |o| {
+        o.round = Some(round(MeasurementOutcome::Failed, Some(0.5), 10))
+    });
     assert_eq!(d.aborted.map(|a| a.0), Some(AbortKind::Analysis));
     assert_eq!(d.next.weight, None);
 }
