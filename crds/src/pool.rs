@@ -342,6 +342,13 @@ pub struct MetricSpec {
     /// The bounds a passing value stays within.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<Threshold>,
+    /// Also compare with the stable revision, measured the same way in the same round: the
+    /// canary fails when its value is more than this many times the stable one (1.5: at most
+    /// 50 % worse). For metrics where larger is worse. A stable value of 0, or no stable data,
+    /// leaves the threshold alone to decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0, max = 1000.0))]
+    pub max_ratio_to_stable: Option<f64>,
 }
 
 /// Built-in metrics for the usual rollback triggers, measured on the canary revision's workers.

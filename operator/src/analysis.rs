@@ -243,11 +243,12 @@ impl Analyzer {
     pub async fn measure(
         &self,
         pool: &ActorPool,
-        revision: &str,
-        workers: &[&LiveWorker],
+        judged: Revision<'_>,
+        baseline: Option<Revision<'_>>,
         only: &[String],
     ) -> Round {
         let time = Timestamp::now();
+        let revision = judged.name;
         let Some(spec) = pool.spec.analysis.as_ref() else {
             return Round {
                 revision: revision.into(),
@@ -264,10 +265,15 @@ impl Analyzer {
             let b = builtin_of(m);
             b.is_some() && b != Some(BuiltinMetric::HealthCheckFailures)
         });
+        let compares = metrics.iter().any(|m| m.max_ratio_to_stable.is_some());
         let deltas = if needs_scrape {
-            self.scrape(workers).await
+            self.scrape(judged.workers).await
         } else {
             Vec::new()
+        };
+        let baseline_deltas = match baseline {
+            Some(b) if needs_scrape && compares => self.scrape(b.workers).await,
+            _ => Vec::new(),
         };
         let mut results = Vec::new();
         for m in metrics {
@@ -276,35 +282,8 @@ impl Analyzer {
                 .clone()
                 .or_else(|| builtin_of(m).map(default_threshold))
                 .unwrap_or_default();
-            let value = match (
-                builtin_of(m),
-                m.provider.as_ref().and_then(|p| p.prometheus.as_ref()),
-            ) {
-                (Some(BuiltinMetric::HealthCheckFailures), _) => self.health(workers).await,
-                (Some(b), _) if deltas.is_empty() => Err(format!(
-                    "no live worker of revision {revision} could be read for {b:?}"
-                )),
-                (Some(b), _) => worker_value(b, &deltas),
-                (None, Some(p)) => {
-                    let query = p
-                        .query
-                        .replace("{{revision}}", revision)
-                        .replace("{{pool}}", &pool.metadata.name.clone().unwrap_or_default())
-                        .replace(
-                            "{{namespace}}",
-                            &pool.metadata.namespace.clone().unwrap_or_default(),
-                        );
-                    match p.address.as_deref().or(self.prometheus_url.as_deref()) {
-                        Some(addr) => self.prometheus(addr, &query, &threshold).await,
-                        None => Err(
-                            "no Prometheus address: set provider.prometheus.address or the operator's --prometheus-url"
-                                .into(),
-                        ),
-                    }
-                }
-                (None, None) => Err("the metric has neither a template nor a provider".into()),
-            };
-            let (outcome, value, message) = match value {
+            let value = self.value_of(pool, m, judged, &deltas, &threshold).await;
+            let (mut outcome, value, mut message) = match value {
                 Ok(v) => {
                     let outcome = judge(v, &threshold);
                     let message = if outcome == MeasurementOutcome::Inconclusive {
@@ -316,11 +295,28 @@ impl Analyzer {
                 }
                 Err(why) => (MeasurementOutcome::Inconclusive, None, why),
             };
+            if let (Some(ratio), Some(b), Some(v), MeasurementOutcome::Passed) =
+                (m.max_ratio_to_stable, baseline, value, outcome)
+            {
+                match self.value_of(pool, m, b, &baseline_deltas, &threshold).await {
+                    Ok(base) => {
+                        outcome = judge_against_baseline(v, base, ratio);
+                        message = format!(
+                            "measured on revision {revision}; stable revision {}: {base:.4} (at most {ratio}x allowed)",
+                            b.name
+                        );
+                    }
+                    Err(why) => message = format!("{message}; no stable baseline ({why}), threshold only"),
+                }
+            }
             results.push(MetricResult {
                 name: m.name.clone(),
                 outcome,
                 value,
-                threshold: threshold_text(&threshold),
+                threshold: match m.max_ratio_to_stable {
+                    Some(r) => format!("{} and <= {r}x stable", threshold_text(&threshold)),
+                    None => threshold_text(&threshold),
+                },
                 message,
             });
         }
@@ -328,6 +324,46 @@ impl Analyzer {
             revision: revision.into(),
             results,
             time,
+        }
+    }
+
+    /// One metric's value on one revision.
+    async fn value_of(
+        &self,
+        pool: &ActorPool,
+        m: &MetricSpec,
+        rev: Revision<'_>,
+        deltas: &[WorkerSample],
+        threshold: &Threshold,
+    ) -> Result<f64, String> {
+        match (
+            builtin_of(m),
+            m.provider.as_ref().and_then(|p| p.prometheus.as_ref()),
+        ) {
+            (Some(BuiltinMetric::HealthCheckFailures), _) => self.health(rev.workers).await,
+            (Some(b), _) if deltas.is_empty() => Err(format!(
+                "no live worker of revision {} could be read for {b:?}",
+                rev.name
+            )),
+            (Some(b), _) => worker_value(b, deltas),
+            (None, Some(p)) => {
+                let query = p
+                    .query
+                    .replace("{{revision}}", rev.name)
+                    .replace("{{pool}}", &pool.metadata.name.clone().unwrap_or_default())
+                    .replace(
+                        "{{namespace}}",
+                        &pool.metadata.namespace.clone().unwrap_or_default(),
+                    );
+                match p.address.as_deref().or(self.prometheus_url.as_deref()) {
+                    Some(addr) => self.prometheus(addr, &query, threshold).await,
+                    None => Err(
+                        "no Prometheus address: set provider.prometheus.address or the operator's --prometheus-url"
+                            .into(),
+                    ),
+                }
+            }
+            (None, None) => Err("the metric has neither a template nor a provider".into()),
         }
     }
 
@@ -395,6 +431,23 @@ impl Analyzer {
         let json: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| format!("Prometheus answered {status} with no JSON: {e}"))?;
         prometheus_value(&json, threshold)
+    }
+}
+
+/// A revision and its live workers.
+#[derive(Clone, Copy)]
+pub struct Revision<'a> {
+    pub name: &'a str,
+    pub workers: &'a [&'a LiveWorker],
+}
+
+/// Fails when the canary's value is more than `ratio` times the stable revision's. A stable
+/// value of zero (or below) gives no ratio: the threshold alone decides.
+pub fn judge_against_baseline(value: f64, baseline: f64, ratio: f64) -> MeasurementOutcome {
+    if baseline > 0.0 && value > baseline * ratio {
+        MeasurementOutcome::Failed
+    } else {
+        MeasurementOutcome::Passed
     }
 }
 
@@ -510,6 +563,23 @@ troupe_worker_message_duration_seconds_bucket{behavior="flaky",pool="p",revision
         let q = quantile(0.99, &b).unwrap();
         assert!((q - 0.199).abs() < 1e-9, "{q}");
         assert_eq!(quantile(0.99, &[(0.1, 0.0), (f64::INFINITY, 0.0)]), None);
+    }
+
+    #[test]
+    fn a_canary_much_worse_than_stable_fails_even_within_the_threshold() {
+        assert_eq!(
+            judge_against_baseline(0.04, 0.01, 2.0),
+            MeasurementOutcome::Failed
+        );
+        assert_eq!(
+            judge_against_baseline(0.015, 0.01, 2.0),
+            MeasurementOutcome::Passed
+        );
+        assert_eq!(
+            judge_against_baseline(0.04, 0.0, 2.0),
+            MeasurementOutcome::Passed,
+            "no ratio to a zero baseline"
+        );
     }
 
     #[test]

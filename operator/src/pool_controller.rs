@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use troupe_crds::{Actor, ActorPhase, ActorPool, PoolPhase, labels};
 
 use crate::{
+    analysis::Revision,
     context::{Context, MANAGER},
     deployment::{build_deployment, deployment_name},
     membership::live_workers,
@@ -515,7 +516,18 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
     let round = match analysis_due(&pool, &current, &target, workers_of(&target).len(), now) {
         Some(rev) => {
             let only = current_step_metrics(&pool, &current, &target);
-            let round = ctx.analyzer.measure(&pool, &rev, &workers_of(&rev), &only).await;
+            let judged_workers = workers_of(&rev);
+            let stable = current.stable.clone().filter(|s| *s != rev);
+            let stable_workers = stable.as_deref().map(&workers_of).unwrap_or_default();
+            let baseline = stable.as_deref().map(|name| Revision {
+                name,
+                workers: &stable_workers,
+            });
+            let judged = Revision {
+                name: &rev,
+                workers: &judged_workers,
+            };
+            let round = ctx.analyzer.measure(&pool, judged, baseline, &only).await;
             for r in &round.results {
                 ctx.metrics
                     .measurements
