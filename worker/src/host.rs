@@ -55,6 +55,8 @@ impl fmt::Display for ActorKey {
 /// How the host runs actors: the pool's mailbox settings and this worker's identity.
 #[derive(Clone, Debug)]
 pub struct HostConfig {
+    /// This worker's pod name: where its actors run, as their status says.
+    pub pod: String,
     pub pool: String,
     pub revision: String,
     pub mailbox_capacity: usize,
@@ -70,6 +72,7 @@ pub struct HostConfig {
 impl Default for HostConfig {
     fn default() -> Self {
         Self {
+            pod: "local".into(),
             pool: "local".into(),
             revision: "dev".into(),
             mailbox_capacity: 1000,

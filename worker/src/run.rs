@@ -86,6 +86,7 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("connecting to the Kubernetes API: {e}"))?;
     let host_cfg = HostConfig {
+        pod: cfg.pod.clone(),
         pool: cfg.pool.clone(),
         revision: cfg.revision.clone(),
         mailbox_capacity: cfg.mailbox_capacity,

@@ -30,8 +30,10 @@ fn time(t: chrono::DateTime<chrono::Utc>) -> Value {
     json!(Time(ts))
 }
 
-/// The status patch for one actor.
-pub fn status_patch(s: &RuntimeStatus) -> Value {
+/// The status patch for one actor running on worker `pod` of `revision`. The worker records
+/// where the actor runs (the operator records placement changes: moves, orphans, no worker), so
+/// that a new actor's placement costs the operator one write (its label), not two.
+pub fn status_patch(s: &RuntimeStatus, pod: &str, revision: &str) -> Value {
     let conditions: Vec<Value> = s
         .conditions
         .iter()
@@ -51,6 +53,8 @@ pub fn status_patch(s: &RuntimeStatus) -> Value {
         "kind": "Actor",
         "status": {
             "phase": s.phase,
+            "worker": pod,
+            "revision": revision,
             "restarts": s.restarts,
             "messagesProcessed": s.messages_processed,
             "lastError": s.last_error,
@@ -146,6 +150,7 @@ pub async fn flush(
         .into_iter()
         .filter(|(k, s)| needs_write(written.get(k), s, counter_every))
         .collect();
+    let (pod, revision) = (&host.config().pod, &host.config().revision);
     let results: Vec<_> = futures::stream::iter(changed)
         .map(|(key, status)| {
             let api: Api<Actor> = Api::namespaced(client.clone(), &key.namespace);
@@ -154,7 +159,7 @@ pub async fn flush(
                     .patch_status(
                         &key.name,
                         &PatchParams::apply(FIELD_MANAGER).force(),
-                        &Patch::Apply(status_patch(&status)),
+                        &Patch::Apply(status_patch(&status, pod, revision)),
                     )
                     .await;
                 (key, status, r)
@@ -248,14 +253,23 @@ mod tests {
     }
 
     #[test]
-    fn the_patch_holds_only_the_fields_the_worker_owns() {
-        let p = status_patch(&status(3));
+    fn the_patch_says_where_the_actor_runs_and_how_it_is() {
+        let p = status_patch(&status(3), "w-1", "abc");
         let st = p["status"].as_object().unwrap();
         assert_eq!(st["phase"], "Running");
         assert_eq!(st["messagesProcessed"], 3);
+        assert_eq!(
+            (st["worker"].as_str(), st["revision"].as_str()),
+            (Some("w-1"), Some("abc"))
+        );
         assert!(
-            !st.contains_key("worker") && !st.contains_key("revision"),
-            "placement is the operator's"
+            !st.contains_key("conditions")
+                || st["conditions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|c| c["type"] != "Placed"),
+            "the Placed condition is the operator's"
         );
         assert_eq!(st["conditions"][0]["type"], "Ready");
         assert_eq!(st["conditions"][0]["status"], "True");
