@@ -201,6 +201,16 @@ pub fn plan(actors: &[&Actor], live: &BTreeSet<String>, eligible: &[WorkerSlot])
     steps
 }
 
+/// One actor's steps with what the last one overwrites dropped: an orphan assigned in the same
+/// pass needs no separate "worker lost" write (the assignment rewrites status and label, and the
+/// dead worker's lease has ended), which halves the writes of a failover.
+pub fn coalesce(mut steps: Vec<Step>) -> Vec<Step> {
+    if let [Step::Orphan { .. }, Step::Assign { .. }] = steps.as_slice() {
+        steps.remove(0);
+    }
+    steps
+}
+
 fn actor_status_patch(
     phase: ActorPhase,
     worker: Option<&str>,
@@ -956,7 +966,10 @@ async fn apply_steps(
         }
     }
     let revisions = Arc::new(revision_of_worker.clone());
-    let results: Vec<Result<(), Error>> = futures::stream::iter(per_actor.into_values())
+    let per_actor = per_actor
+        .into_values()
+        .map(|(actor, steps)| (actor, coalesce(steps)));
+    let results: Vec<Result<(), Error>> = futures::stream::iter(per_actor)
         .map(|(actor, steps)| {
             let (ctx, ns, pool, revisions) =
                 (ctx.clone(), ns.to_string(), pool.to_string(), revisions.clone());
@@ -1052,6 +1065,23 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn an_orphan_assigned_in_the_same_pass_costs_only_the_assignment() {
+        let a = actor("a", Some("dead"), json!({"worker": "dead", "phase": "Running"}));
+        let steps = coalesce(plan(&[&a], &live(&["w1"]), &slots(&["w1"])));
+        assert_eq!(
+            steps,
+            vec![Step::Assign {
+                actor: "a".into(),
+                worker: "w1".into(),
+                failover: true
+            }]
+        );
+        // Without room elsewhere the orphan is still taken off its dead worker.
+        let steps = coalesce(plan(&[&a], &live(&[]), &[]));
+        assert!(matches!(steps[0], Step::Orphan { .. }));
     }
 
     #[test]
