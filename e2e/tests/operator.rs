@@ -361,14 +361,34 @@ async fn a_second_operator_replica_waits_for_leadership_and_writes_nothing() {
     let target = std::env::var("CARGO_TARGET_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
     let log = std::env::temp_dir().join(format!("{}-second-operator.log", env.namespace));
-    let mut second = std::process::Command::new(format!("{target}/debug/troupe-operator"))
-        .env("KUBECONFIG", std::env::var("TROUPE_KUBECONFIG").unwrap())
+    // Configured as the main replica is, so that a takeover (which this test must not see)
+    // would still run working workers; killed whatever happens to the test.
+    let admin =
+        std::path::PathBuf::from(std::env::var("TROUPE_CLUSTER_DIR").unwrap()).join("admin.kubeconfig");
+    let second = std::process::Command::new(format!("{target}/debug/troupe-operator"))
+        .env("KUBECONFIG", &admin)
         .env("POD_NAME", "second-replica")
         .args(["--listen", "127.0.0.1:0"])
+        .arg("--worker-env")
+        .arg(format!("KUBECONFIG={}", admin.display()))
+        .args([
+            "--worker-env",
+            "TROUPE_LEASE_DURATION=6s",
+            "--worker-env",
+            "TROUPE_LEASE_RENEW=1s",
+        ])
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _second = KillOnDrop(second);
     let lease_holder = || {
         let out = std::process::Command::new("kubectl")
             .env("KUBECONFIG", std::env::var("TROUPE_KUBECONFIG").unwrap())
@@ -397,6 +417,4 @@ async fn a_second_operator_replica_waits_for_leadership_and_writes_nothing() {
     all_running(&env, 1, 1).await;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!text.contains("leading"), "the follower took over: {text}");
-    let _ = second.kill();
-    let _ = second.wait();
 }
