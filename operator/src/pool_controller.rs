@@ -706,7 +706,7 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         .count();
     let first_error = apply_steps(&ctx, &ns, &name, &actors, steps, &revision_of_worker).await;
     if placed > 0 {
-        let note = format!("placed {placed} actors on live workers (see each Actor's Placed condition)");
+        let note = format!("placed {placed} actors on live workers (each Actor's status names its worker)");
         pool_event(&ctx, &pool, &target, false, "Placed", note).await;
     }
 

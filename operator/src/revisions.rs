@@ -88,12 +88,13 @@ fn rank(name: &str) -> [u8; 8] {
     out
 }
 
-/// The actors that go to the canary: `weight` percent of them (rounded), those already on a
+/// The actors that go to the canary: `weight` percent of them, rounded up (any weight above 0
+/// moves at least one actor, so that a small pool's canary has work to be judged on), those already on a
 /// canary worker first, then in an order fixed by their names, so that raising the weight only
 /// adds actors and lowering it only takes some back.
 pub fn canary_actors(actors: &[(String, bool)], weight: i32) -> BTreeSet<String> {
     let n = actors.len();
-    let k = (n * weight.clamp(0, 100) as usize + 50) / 100;
+    let k = (n * weight.clamp(0, 100) as usize).div_ceil(100);
     let mut order: Vec<&(String, bool)> = actors.iter().collect();
     order.sort_by_key(|(name, on_canary)| (!on_canary, rank(name), name.clone()));
     order.into_iter().take(k).map(|(name, _)| name.clone()).collect()
@@ -218,9 +219,9 @@ mod tests {
         assert_eq!(canary_actors(&now, 0).len(), 0);
         assert_eq!(canary_actors(&now, 100).len(), 100);
         assert_eq!(
-            canary_actors(&[("x".into(), false)], 50).len(),
+            canary_actors(&[("x".into(), false), ("y".into(), false)], 10).len(),
             1,
-            "rounds half up"
+            "any weight above zero moves an actor"
         );
     }
 }
