@@ -100,16 +100,15 @@ async fn status(
         .get(name)
         .await
         .map_err(|e| anyhow::anyhow!("actorpool {ns}/{name}: {e}"))?;
-    print!(
-        "{}",
-        render(&pool, &actors.list(&Default::default()).await?.items)
-    );
+    let first = render(&pool, &actors.list(&Default::default()).await?.items);
+    print!("{first}");
     if !watch {
         return Ok(());
     }
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut stream = std::pin::pin!(watcher(pools.clone(), config).applied_objects());
-    let mut last = String::new();
+    // Printed again only when something a person sees changed.
+    let mut last = first;
     while let Some(p) = stream.next().await {
         let p = p?;
         let text = render(&p, &actors.list(&Default::default()).await?.items);
