@@ -34,6 +34,8 @@ pub struct Context {
     pub analyzer: Analyzer,
     pub worker_access: crate::worker_access::WorkerAccess,
     pub services: crate::service::HeadlessServices,
+    /// Pools this process wrote, by uid: the resourceVersion it read before writing.
+    written: Mutex<HashMap<String, (String, std::time::Instant)>>,
     /// The core/v1 resources the API server serves (asked once).
     core_v1: tokio::sync::OnceCell<Vec<String>>,
     /// Firing alerts received by the webhook, by (namespace, pool), for the next reconcile.
@@ -65,12 +67,44 @@ impl Context {
             worker_access: Default::default(),
             services: Default::default(),
             core_v1: Default::default(),
+            written: Default::default(),
             alerts: Mutex::new(HashMap::new()),
         })
     }
 }
 
 impl Context {
+    /// Records a write to `read` that the server answered with `after`: if it changed the
+    /// object, `read` is stale until the cache shows a newer version.
+    pub fn wrote(&self, read: &ActorPool, after: &ActorPool) {
+        use kube::ResourceExt;
+        if let (Some(uid), Some(rv)) = (read.uid(), read.resource_version())
+            && after.resource_version().as_ref() != Some(&rv)
+        {
+            self.written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(uid, (rv, std::time::Instant::now()));
+        }
+    }
+
+    /// Whether `pool` is the copy this process read before its last change to it (for at most
+    /// a few seconds: a watch that lags longer is not waited for).
+    pub fn is_stale(&self, pool: &ActorPool) -> bool {
+        use kube::ResourceExt;
+        let (Some(uid), Some(rv)) = (pool.uid(), pool.resource_version()) else {
+            return false;
+        };
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = written
+            .get(&uid)
+            .is_some_and(|(old, at)| *old == rv && at.elapsed() < std::time::Duration::from_secs(5));
+        if !stale {
+            written.remove(&uid);
+        }
+        stale
+    }
+
     /// Whether the API server serves this core/v1 resource (`serviceaccounts`, `services`). The
     /// local control plane, an apiextensions-apiserver, serves no core/v1 at all.
     pub async fn serves_core(&self, resource: &str) -> bool {

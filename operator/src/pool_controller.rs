@@ -492,6 +492,11 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
     }
     let target = revision_of(&pool.spec.template);
     let now = Timestamp::now();
+    // A pool we wrote whose cached copy is still the one we read then: deciding again from it
+    // would repeat the last decision (a measurement counted twice, an Event sent twice).
+    if ctx.is_stale(&pool) {
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
     let status = pool.status.clone().unwrap_or_default();
     let current = Rollout::from_status(&status);
 
@@ -795,10 +800,11 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
     strip_nulls(&mut now_json);
     if desired != now_json {
         let patch = json!({"apiVersion": "troupe.dev/v1alpha1", "kind": "ActorPool", "status": desired});
-        Api::<ActorPool>::namespaced(ctx.client.clone(), &ns)
+        let after = Api::<ActorPool>::namespaced(ctx.client.clone(), &ns)
             .patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
             .await
             .map_err(Error::WriteStatus)?;
+        ctx.wrote(&pool, &after);
     }
 
     // What the decision means to people and to metrics, once it is recorded.
@@ -852,10 +858,11 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         && decision.command_done
     {
         let patch = json!({"metadata": {"annotations": {key: null}}});
-        Api::<ActorPool>::namespaced(ctx.client.clone(), &ns)
+        let after = Api::<ActorPool>::namespaced(ctx.client.clone(), &ns)
             .patch(&name, &merge_params(), &Patch::Merge(patch))
             .await
             .map_err(Error::WriteSpec)?;
+        ctx.wrote(&pool, &after);
     }
     tracing::debug!(pool = %name, took = ?started.elapsed(), "pool reconciled");
     match first_error.or(access_error) {
