@@ -35,7 +35,7 @@ pub struct Context {
     pub worker_access: crate::worker_access::WorkerAccess,
     pub services: crate::service::HeadlessServices,
     /// Pools this process wrote, by uid: the resourceVersion it read before writing.
-    written: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    written: OwnWrites,
     /// The core/v1 resources the API server serves (asked once).
     core_v1: tokio::sync::OnceCell<Vec<String>>,
     /// Firing alerts received by the webhook, by (namespace, pool), for the next reconcile.
@@ -74,35 +74,17 @@ impl Context {
 }
 
 impl Context {
-    /// Records a write to `read` that the server answered with `after`: if it changed the
-    /// object, `read` is stale until the cache shows a newer version.
+    /// Records a write to `read` that the server answered with `after`.
     pub fn wrote(&self, read: &ActorPool, after: &ActorPool) {
         use kube::ResourceExt;
-        if let (Some(uid), Some(rv)) = (read.uid(), read.resource_version())
-            && after.resource_version().as_ref() != Some(&rv)
-        {
-            self.written
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(uid, (rv, std::time::Instant::now()));
-        }
+        self.written
+            .wrote(read.uid(), read.resource_version(), after.resource_version());
     }
 
-    /// Whether `pool` is the copy this process read before its last change to it (for at most
-    /// a few seconds: a watch that lags longer is not waited for).
+    /// Whether `pool` is the copy this process read before its last change to it.
     pub fn is_stale(&self, pool: &ActorPool) -> bool {
         use kube::ResourceExt;
-        let (Some(uid), Some(rv)) = (pool.uid(), pool.resource_version()) else {
-            return false;
-        };
-        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        let stale = written
-            .get(&uid)
-            .is_some_and(|(old, at)| *old == rv && at.elapsed() < std::time::Duration::from_secs(5));
-        if !stale {
-            written.remove(&uid);
-        }
-        stale
+        self.written.is_stale(pool.uid(), pool.resource_version())
     }
 
     /// Whether the API server serves this core/v1 resource (`serviceaccounts`, `services`). The
@@ -121,6 +103,50 @@ impl Context {
             })
             .await;
         served.iter().any(|r| r == resource)
+    }
+}
+
+/// The objects this process changed, by uid, with the resourceVersion it read before: a cached
+/// copy with that version is stale (the watch has not brought the change yet), for at most
+/// `patience` — a watch that lags longer is not waited for.
+pub struct OwnWrites {
+    written: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    patience: std::time::Duration,
+}
+
+impl Default for OwnWrites {
+    fn default() -> Self {
+        Self {
+            written: Mutex::default(),
+            patience: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
+impl OwnWrites {
+    /// A write to the object `uid` read at version `read`, answered with version `after` (the
+    /// same version: the write changed nothing, so nothing is stale).
+    pub fn wrote(&self, uid: Option<String>, read: Option<String>, after: Option<String>) {
+        if let (Some(uid), Some(read)) = (uid, read)
+            && after.as_ref() != Some(&read)
+        {
+            let mut w = self.written.lock().unwrap_or_else(|e| e.into_inner());
+            w.insert(uid, (read, std::time::Instant::now()));
+        }
+    }
+
+    pub fn is_stale(&self, uid: Option<String>, version: Option<String>) -> bool {
+        let (Some(uid), Some(version)) = (uid, version) else {
+            return false;
+        };
+        let mut w = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = w
+            .get(&uid)
+            .is_some_and(|(read, at)| *read == version && at.elapsed() < self.patience);
+        if !stale {
+            w.remove(&uid);
+        }
+        stale
     }
 }
 
@@ -296,5 +322,36 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn a_copy_read_before_our_own_change_is_stale_until_a_newer_one_arrives() {
+        let w = OwnWrites::default();
+        w.wrote(some("u"), some("10"), some("11"));
+        assert!(w.is_stale(some("u"), some("10")));
+        assert!(!w.is_stale(some("u"), some("11")), "the watch brought the change");
+        assert!(!w.is_stale(some("u"), some("10")), "forgotten once caught up");
+    }
+
+    #[test]
+    fn a_write_that_changed_nothing_or_a_lagging_watch_never_blocks() {
+        let w = OwnWrites::default();
+        w.wrote(some("u"), some("10"), some("10"));
+        assert!(!w.is_stale(some("u"), some("10")));
+        let impatient = OwnWrites {
+            patience: std::time::Duration::ZERO,
+            ..Default::default()
+        };
+        impatient.wrote(some("u"), some("10"), some("11"));
+        assert!(!impatient.is_stale(some("u"), some("10")));
     }
 }
