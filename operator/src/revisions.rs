@@ -69,7 +69,7 @@ pub fn plan_workers(
     if let Some(prev) = r.previous.as_deref().filter(|p| *p != target && *p != stable) {
         // Up for the scale-down delay (an instant rollback), then at zero for the rollback window.
         let up = not_elapsed(r.promoted_at, now, delay);
-        let kept = not_elapsed(r.promoted_at, now, rollback_window(pool)) || pool.spec.rollback.is_none();
+        let kept = not_elapsed(r.promoted_at, now, rollback_window(pool));
         let n = if up { replicas } else { 0 };
         if up || kept {
             out.insert(prev.to_string(), Workers::Scale(n));
