@@ -239,23 +239,22 @@ fn actor_status_patch(
     })
 }
 
-async fn event(ctx: &Context, actor: &Actor, type_: EventType, reason: &str, action: &str, note: String) {
-    let r = ctx
-        .recorder
-        .publish(
-            &Event {
-                type_,
-                reason: reason.into(),
-                note: Some(note),
-                action: action.into(),
-                secondary: None,
-            },
-            &actor.object_ref(&()),
-        )
-        .await;
-    if let Err(e) = r {
+/// Publishes an Event; a failure is logged, never fatal (Events are best effort).
+async fn publish(ctx: &Context, event: Event, regarding: &k8s_openapi::api::core::v1::ObjectReference) {
+    if let Err(e) = ctx.recorder.publish(&event, regarding).await {
         tracing::debug!(error = %e, "publishing an event failed");
     }
+}
+
+async fn event(ctx: &Context, actor: &Actor, type_: EventType, reason: &str, action: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    publish(ctx, event, &actor.object_ref(&())).await;
 }
 
 async fn apply_step(
@@ -411,22 +410,14 @@ async fn pool_event(
         namespace: pool.namespace(),
         ..Default::default()
     };
-    let r = ctx
-        .recorder
-        .publish(
-            &Event {
-                type_,
-                reason: reason.into(),
-                note: Some(note),
-                action: "Rollout".into(),
-                secondary: Some(secondary),
-            },
-            &pool.object_ref(&()),
-        )
-        .await;
-    if let Err(e) = r {
-        tracing::debug!(error = %e, "publishing an event failed");
-    }
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Rollout".into(),
+        secondary: Some(secondary),
+    };
+    publish(ctx, event, &pool.object_ref(&())).await;
 }
 
 /// `troupe.dev/undo`: the previous revision's template goes back into the spec.
@@ -622,8 +613,9 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         .iter()
         .map(|d| (rev_of(d), d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)))
         .collect();
-    for (rev, want) in plan_workers(&pool, next, &target, &existing, now) {
-        let found = owned.iter().find(|d| rev_of(d) == rev);
+    let worker_plan = plan_workers(&pool, next, &target, &existing, now);
+    for (rev, &want) in &worker_plan {
+        let found = owned.iter().find(|d| rev_of(d) == *rev);
         match want {
             Workers::Apply(replicas) => {
                 let mut deploy = build_deployment(&pool, &target, &ctx.settings);
@@ -665,7 +657,7 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
                 let Some(d) = found else { continue };
                 let on_it = actors
                     .iter()
-                    .any(|a| revision_of_worker.get(&worker_of(a).unwrap_or_default()) == Some(&rev));
+                    .any(|a| revision_of_worker.get(&worker_of(a).unwrap_or_default()) == Some(rev));
                 if !on_it {
                     tracing::info!(pool = %name, deployment = %d.name_any(), "retiring an old revision");
                     match deployments
@@ -729,7 +721,7 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         .iter()
         .map(|d| d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0))
         .sum();
-    let desired_workers: i32 = plan_workers(&pool, next, &target, &existing, now)
+    let desired_workers: i32 = worker_plan
         .values()
         .map(|w| match w {
             Workers::Apply(n) | Workers::Scale(n) => *n,
