@@ -293,6 +293,11 @@ async fn a_bad_canary_is_rolled_back_by_prometheus_analysis_without_anyone_touch
     );
 }
 
+async fn operator_metrics(http: &reqwest::Client) -> String {
+    let url = format!("{}/metrics", operator_url());
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 fn operator_metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok()))
@@ -316,14 +321,7 @@ async fn an_alertmanager_alert_rolls_back_a_revision_promoted_within_the_window(
     assert!(env.apply(&flaky_actors("p")).0);
     let old = stable_after_start(&env, "p").await;
     let http = reqwest::Client::new();
-    let metrics_before = http
-        .get(format!("{}/metrics", operator_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics_before = operator_metrics(&http).await;
 
     // The new revision behaves for 10 s, long enough to be promoted, then fails everything.
     set_env(
@@ -359,14 +357,7 @@ async fn an_alertmanager_alert_rolls_back_a_revision_promoted_within_the_window(
     })
     .await;
     assert!(pool_events(&env).iter().any(|e| e == "RolledBack"));
-    let metrics = http
-        .get(format!("{}/metrics", operator_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = operator_metrics(&http).await;
     let (sum, count) = (
         operator_metric(&metrics, "troupe_operator_alert_decision_seconds_sum")
             - operator_metric(&metrics_before, "troupe_operator_alert_decision_seconds_sum"),

@@ -299,51 +299,38 @@ impl Machine<'_> {
         }
     }
 
-    /// Aborts the rollout in progress: every actor goes back to stable.
-    fn abort(&mut self, mut reason: AbortReason) {
+    /// Records an abort decision: its time to detect, the Event, and the reason in status.
+    /// The caller puts the actors back.
+    fn decide(&mut self, mut reason: AbortReason, event: &'static str, note: String) {
         let detect = reason
             .detected_at
             .as_ref()
             .map(|d| self.obs.now.duration_since(d.0).as_secs_f64().max(0.0));
         reason.detected_at.get_or_insert(Time(self.obs.now));
-        self.note(
-            true,
-            "RolloutAborted",
-            format!("revision {} aborted: {}", reason.revision, reason.message),
-        );
+        self.note(true, event, format!("{note}: {}", reason.message));
         self.aborted = Some((reason.kind, detect));
         self.r.abort = Some(reason);
         self.r.canary = None;
         self.r.weight = None;
         self.r.step = None;
+    }
+
+    /// Aborts the rollout in progress: every actor goes back to stable.
+    fn abort(&mut self, reason: AbortReason) {
+        let note = format!("revision {} aborted", reason.revision);
+        self.decide(reason, "RolloutAborted", note);
         self.r.step_started_at = None;
     }
 
     /// Rolls a promoted revision back to the previous one.
-    fn roll_back_promoted(&mut self, mut reason: AbortReason) {
+    fn roll_back_promoted(&mut self, reason: AbortReason) {
         let Some(previous) = self.r.previous.take() else {
             return;
         };
-        let detect = reason
-            .detected_at
-            .as_ref()
-            .map(|d| self.obs.now.duration_since(d.0).as_secs_f64().max(0.0));
-        reason.detected_at.get_or_insert(Time(self.obs.now));
-        self.note(
-            true,
-            "RolledBack",
-            format!(
-                "revision {} rolled back to {previous}: {}",
-                reason.revision, reason.message
-            ),
-        );
-        self.aborted = Some((reason.kind, detect));
+        let note = format!("revision {} rolled back to {previous}", reason.revision);
+        self.decide(reason, "RolledBack", note);
         self.r.stable = Some(previous);
         self.r.promoted_at = None;
-        self.r.abort = Some(reason);
-        self.r.canary = None;
-        self.r.weight = None;
-        self.r.step = None;
     }
 
     fn promote(&mut self) {
