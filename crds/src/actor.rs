@@ -256,6 +256,13 @@ pub struct ActorStatus {
     /// The pool revision (pod template hash) of that worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// The epoch (fencing token) of the assignment this status describes: raised by the operator
+    /// on every placement (annotation `troupe.dev/epoch`) and written here by the worker that
+    /// runs the actor under it. A departure (phase Migrating) counts only with the worker and
+    /// epoch of the assignment it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub epoch: Option<i64>,
     /// How many times the worker restarted the actor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restarts: Option<i32>,

@@ -17,6 +17,12 @@ pub mod labels {
     /// On an Actor: the worker pod it is placed on. Workers watch only the Actors carrying their
     /// own pod name here.
     pub const WORKER: &str = "troupe.dev/worker";
+    /// On an Actor: the epoch (fencing token) of its current assignment, a decimal number the
+    /// operator raises on every placement and writes together with the `WORKER` label. The
+    /// worker runs the actor under this epoch, says so in `status.epoch`, and confirms a
+    /// departure with it; anything the actor writes elsewhere can carry it so that a stale
+    /// activation is refused.
+    pub const EPOCH: &str = "troupe.dev/epoch";
     /// On an Actor, `manual`: the operator leaves its placement alone; the `WORKER` label set by
     /// hand decides where it runs (like a pod's nodeName). For debugging and tests.
     pub const PLACEMENT: &str = "troupe.dev/placement";

@@ -53,6 +53,11 @@ pub struct Context {
     pub name: String,
     pub pool: String,
     pub revision: String,
+    /// The epoch (fencing token) of the assignment this activation runs under. The operator
+    /// raises it on every placement; an activation of a higher epoch always started after this
+    /// one stopped. Pass it to external stores so that they can refuse writes from a stale
+    /// activation. 0 when the assignment carries none (an actor placed by hand).
+    pub epoch: u64,
     pub router: Arc<dyn Router>,
 }
 
@@ -80,6 +85,8 @@ pub trait Behavior: Send + 'static {
 pub struct ActorInit<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
+    /// The epoch of the assignment the actor is built for (see [`Context::epoch`]).
+    pub epoch: u64,
     pub config: &'a Map<String, Value>,
 }
 

@@ -278,6 +278,7 @@ mod tests {
             name: "a".into(),
             pool: "p".into(),
             revision: "r".into(),
+            epoch: 1,
             router,
         }
     }
@@ -289,6 +290,7 @@ mod tests {
             &ActorInit {
                 namespace: "ns",
                 name: "a",
+                epoch: 1,
                 config: &config,
             },
         )

@@ -490,6 +490,7 @@ impl Host {
             &ActorInit {
                 namespace: &key.namespace,
                 name: &key.name,
+                epoch: 0,
                 config: &config,
             },
         ) {
@@ -560,6 +561,7 @@ impl Host {
                 name: key.name.clone(),
                 pool: self.config.pool.clone(),
                 revision: self.config.revision.clone(),
+                epoch: 0,
                 router: Arc::new(HostRouter {
                     host: self.me.clone(),
                 }),
