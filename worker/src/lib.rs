@@ -10,6 +10,7 @@ pub mod assignments;
 pub mod behavior;
 pub mod builtin;
 pub mod host;
+pub mod lease_clock;
 pub mod mailbox;
 pub mod membership;
 pub mod metrics;

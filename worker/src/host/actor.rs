@@ -1,0 +1,224 @@
+//! The Ractor glue: the actor behind each Troupe actor (draining its mailbox in batches,
+//! ticks, passivation) and the supervisor that reports their stops to the host.
+
+use super::*;
+
+/// The supervisor of every hosted actor: reports failures and stops to the host.
+pub(super) struct Supervisor;
+
+impl RactorActor for Supervisor {
+    type Msg = ();
+    type State = mpsc::UnboundedSender<HostEvent>;
+    type Arguments = mpsc::UnboundedSender<HostEvent>;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<()>,
+        events: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(events)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<()>,
+        event: SupervisionEvent,
+        events: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                let _ = events.send(HostEvent::Stopped {
+                    id: cell.get_id(),
+                    failed: true,
+                    why: format!("crashed: {err}"),
+                });
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                let _ = events.send(HostEvent::Stopped {
+                    id: cell.get_id(),
+                    failed: false,
+                    why: reason.unwrap_or_else(|| "stopped".into()),
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Stands in for a behaviour that went back to the host; never called.
+pub(super) struct Passivated;
+
+#[async_trait::async_trait]
+impl Behavior for Passivated {
+    async fn handle(&mut self, _: &Context, _: Value) -> Result<Value, crate::behavior::ActorError> {
+        Err(crate::behavior::ActorError::new("passivated"))
+    }
+}
+
+/// The Ractor actor behind one Troupe actor.
+pub(super) struct HostedActor;
+
+pub(super) struct HostedArgs {
+    pub(super) behavior: Box<dyn Behavior>,
+    pub(super) ctx: Context,
+    pub(super) mailbox: Arc<Mailbox>,
+    pub(super) processed: Arc<AtomicU64>,
+    pub(super) breaker: CircuitBreaker,
+    pub(super) batch: usize,
+    pub(super) labels: [String; 3],
+    pub(super) metrics: Metrics,
+    pub(super) events: mpsc::UnboundedSender<HostEvent>,
+    pub(super) key: ActorKey,
+    pub(super) incarnation: u64,
+    /// Strong: the Ractor task's state does not own anything that owns it back.
+    pub(super) slot: Arc<Slot>,
+    pub(super) idle_clock: Arc<AtomicU64>,
+    pub(super) host: Weak<Host>,
+}
+
+pub(super) struct HostedState {
+    args: HostedArgs,
+    /// Set once the behaviour went back to the host: this Ractor actor only winds down.
+    passivated: bool,
+    batch_buf: Vec<Envelope>,
+    ok: prometheus::IntCounter,
+    errors: prometheus::IntCounter,
+    latency: prometheus::Histogram,
+}
+
+impl HostedState {
+    /// Hands the behaviour back to the host if the actor is still idle, then stops. Decided under
+    /// the slot's lock, so a sender either sees this actor (and its Wake is handled first, which
+    /// makes the mailbox non-idle) or sees the parked behaviour and activates a new one.
+    fn passivate(&mut self, myself: &ActorRef<HostedMsg>) {
+        let Some(host) = self.args.host.upgrade() else {
+            return;
+        };
+        let slot = self.args.slot.clone();
+        let mut s = slot.lock();
+        let mine = s.actor.as_ref().is_some_and(|a| a.get_id() == myself.get_id());
+        if !mine || s.incarnation != self.args.incarnation || !self.args.mailbox.is_idle() {
+            return;
+        }
+        let behavior = std::mem::replace(&mut self.args.behavior, Box::new(Passivated));
+        let breaker = std::mem::take(&mut self.args.breaker);
+        s.parked = Some(Parked { behavior, breaker });
+        s.actor = None;
+        host.by_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&myself.get_id());
+        drop(s);
+        self.passivated = true;
+        myself.stop(Some("passivated".into()));
+    }
+
+    fn record(&mut self, result: &Result<(), String>) -> bool {
+        let ok = result.is_ok();
+        if ok {
+            self.ok.inc()
+        } else {
+            self.errors.inc()
+        }
+        self.args.processed.fetch_add(1, Ordering::Relaxed);
+        if self.args.breaker.record(ok) {
+            let why = format!(
+                "circuit breaker opened after {} failures in a row; last: {}",
+                self.args.breaker.failures_in_a_row(),
+                result.as_ref().err().cloned().unwrap_or_default()
+            );
+            let _ = self.args.events.send(HostEvent::CircuitOpen {
+                key: self.args.key.clone(),
+                incarnation: self.args.incarnation,
+                why,
+            });
+            return true;
+        }
+        false
+    }
+}
+
+impl RactorActor for HostedActor {
+    type Msg = HostedMsg;
+    type State = HostedState;
+    type Arguments = HostedArgs;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<HostedMsg>,
+        args: HostedArgs,
+    ) -> Result<HostedState, ActorProcessingErr> {
+        let labels: Vec<&str> = args.labels.iter().map(String::as_str).collect();
+        let [pool, revision, behavior] = [labels[0], labels[1], labels[2]];
+        Ok(HostedState {
+            ok: args
+                .metrics
+                .messages
+                .with_label_values(&[pool, revision, behavior, "ok"]),
+            errors: args
+                .metrics
+                .messages
+                .with_label_values(&[pool, revision, behavior, "error"]),
+            latency: args
+                .metrics
+                .latency
+                .with_label_values(&[pool, revision, behavior]),
+            // Grown on first use: idle actors keep no buffer.
+            batch_buf: Vec::new(),
+            passivated: false,
+            args,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<HostedMsg>,
+        msg: HostedMsg,
+        state: &mut HostedState,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.passivated {
+            return Ok(());
+        }
+        match msg {
+            HostedMsg::IdleCheck => {
+                state.passivate(&myself);
+                return Ok(());
+            }
+            HostedMsg::Tick => {
+                let r = state.args.behavior.tick(&state.args.ctx).await.map_err(|e| e.0);
+                if let Err(e) = &r {
+                    tracing::warn!(actor = %state.args.key, error = %e, "tick failed");
+                }
+                state.record(&r);
+            }
+            HostedMsg::Wake => {
+                let mut batch = std::mem::take(&mut state.batch_buf);
+                state.args.mailbox.take_batch(state.args.batch, &mut batch);
+                let mut opened = false;
+                for env in batch.drain(..) {
+                    if opened {
+                        if let Some(reply) = env.reply {
+                            let _ = reply.send(Err("the actor's circuit breaker opened".into()));
+                        }
+                        continue;
+                    }
+                    let result = state.args.behavior.handle(&state.args.ctx, env.body).await;
+                    state.latency.observe(env.enqueued.elapsed().as_secs_f64());
+                    let outcome = result.as_ref().map(|_| ()).map_err(|e| e.0.clone());
+                    if let Some(reply) = env.reply {
+                        let _ = reply.send(result.map_err(|e| e.0));
+                    }
+                    opened = state.record(&outcome);
+                }
+                state.batch_buf = batch;
+                if !opened && !state.args.mailbox.is_empty() {
+                    myself.cast(HostedMsg::Wake)?;
+                }
+            }
+        }
+        let now = state.args.idle_clock.load(Ordering::Relaxed);
+        state.args.slot.last_active.store(now, Ordering::Relaxed);
+        Ok(())
+    }
+}

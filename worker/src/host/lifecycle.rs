@@ -1,0 +1,426 @@
+//! An actor's life on this worker: assigned, started (lazily activated), restarted per its
+//! policy, paused, stopped, unassigned.
+
+use super::*;
+
+impl Host {
+    /// Applies an assigned actor's spec: starts it, restarts it with a changed spec, pauses or
+    /// resumes it, reschedules it, or delivers a tick when `trigger` changed.
+    pub async fn upsert(&self, key: ActorKey, spec: ActorSpec, generation: Option<i64>) {
+        let existing = self.slot(&key);
+        let Some(slot) = existing else {
+            let slot = Arc::new(Slot {
+                key: key.clone(),
+                mailbox: Arc::new(Mailbox::new(
+                    self.config.mailbox_capacity,
+                    self.config.mailbox_policy,
+                    self.config.block_timeout,
+                )),
+                processed: Arc::new(AtomicU64::new(0)),
+                last_active: AtomicU64::new(0),
+                state: Mutex::new(SlotState {
+                    last_trigger: spec.trigger.clone(),
+                    published_phase: None,
+                    spec,
+                    generation,
+                    phase: ActorPhase::Starting,
+                    since: Utc::now(),
+                    started_at: None,
+                    started: Instant::now(),
+                    actor: None,
+                    parked: None,
+                    incarnation: 0,
+                    restarts: 0,
+                    last_error: None,
+                    ready_reason: ("Starting".into(), "starting".into()),
+                    circuit_open: None,
+                    tracker: None,
+                    schedule: None,
+                }),
+            });
+            self.slots
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone(), slot.clone());
+            self.reconcile(&slot).await;
+            return;
+        };
+        let (needs_restart, trigger) = {
+            let mut s = slot.lock();
+            let old = s.spec.clone();
+            let runtime_changed = old.behavior != spec.behavior
+                || old.config != spec.config
+                || old.restart_policy != spec.restart_policy
+                || old.circuit_breaker != spec.circuit_breaker
+                || old.schedule != spec.schedule;
+            let trigger = spec.trigger.is_some() && spec.trigger != s.last_trigger;
+            s.last_trigger = spec.trigger.clone();
+            let edited = generation != s.generation;
+            s.spec = spec;
+            s.generation = generation;
+            // Any edit closes an open circuit: the user has looked at the actor.
+            if edited && s.circuit_open.is_some() {
+                s.circuit_open = None;
+            }
+            (runtime_changed, trigger)
+        };
+        if needs_restart {
+            self.stop_actor(&slot, "spec changed").await;
+        }
+        self.reconcile(&slot).await;
+        if trigger {
+            self.tick(&key);
+        }
+    }
+
+    /// Records the phase the API server shows for a hosted actor, so that the status writer
+    /// puts its own back when another writer changed it.
+    pub fn observe_published(&self, key: &ActorKey, phase: Option<ActorPhase>) {
+        if let Some(slot) = self.slot(key) {
+            slot.lock().published_phase = phase;
+        }
+    }
+
+    /// Stops and forgets an actor that is no longer assigned here.
+    pub async fn remove(&self, key: &ActorKey) {
+        let slot = self.slots.write().unwrap_or_else(|e| e.into_inner()).remove(key);
+        if let Some(slot) = slot {
+            self.stop_actor(&slot, "unassigned").await;
+            slot.mailbox.close("the actor left this worker");
+            self.departed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(key.clone());
+        }
+    }
+
+    /// Actors that left this worker since the last call: stopped, confirmation not yet written.
+    pub fn take_departed(&self) -> Vec<ActorKey> {
+        std::mem::take(&mut *self.departed.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Brings an actor to what its spec and the host's state say: running, paused or fenced.
+    pub(super) async fn reconcile(&self, slot: &Arc<Slot>) {
+        let (paused, circuit, running) = {
+            let s = slot.lock();
+            (
+                s.spec.paused,
+                s.circuit_open.clone(),
+                s.actor.is_some() || s.parked.is_some(),
+            )
+        };
+        if self.fenced.load(Ordering::SeqCst) {
+            self.stop_actor(slot, "lease lost").await;
+            self.set_phase(
+                slot,
+                ActorPhase::Pending,
+                "LeaseLost",
+                "the worker could not renew its lease",
+            );
+            return;
+        }
+        if paused {
+            self.stop_actor(slot, "paused").await;
+            self.set_phase(slot, ActorPhase::Paused, "Paused", "spec.paused is true");
+            return;
+        }
+        if let Some(why) = circuit {
+            self.stop_actor(slot, "circuit open").await;
+            self.set_phase(slot, ActorPhase::Paused, "CircuitOpen", &why);
+            return;
+        }
+        if !running && slot.lock().phase != ActorPhase::Failed {
+            self.start_actor(slot).await;
+        } else if !running && slot.lock().phase == ActorPhase::Failed {
+            // A failed actor stays failed until its spec changes (handled by upsert).
+        }
+    }
+
+    pub(super) fn set_phase(&self, slot: &Slot, phase: ActorPhase, reason: &str, message: &str) {
+        let mut s = slot.lock();
+        if s.phase != phase {
+            s.phase = phase;
+            s.since = Utc::now();
+        }
+        s.ready_reason = (reason.to_string(), message.to_string());
+    }
+
+    pub(super) async fn start_actor(&self, slot: &Arc<Slot>) {
+        let (spec, key) = {
+            let s = slot.lock();
+            (s.spec.clone(), slot.key.clone())
+        };
+        let config = spec.config.clone().unwrap_or_default();
+        let behavior = match self.registry.build(
+            &spec.behavior,
+            &ActorInit {
+                namespace: &key.namespace,
+                name: &key.name,
+                epoch: 0,
+                config: &config,
+            },
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                let mut s = slot.lock();
+                s.last_error = Some(e.to_string());
+                drop(s);
+                self.set_phase(slot, ActorPhase::Failed, e.reason(), &e.to_string());
+                return;
+            }
+        };
+        let tracker = match RestartTracker::from_spec(&spec.restart_policy) {
+            Ok(t) => t,
+            Err(e) => {
+                self.set_phase(slot, ActorPhase::Failed, "InvalidRestartPolicy", &e);
+                return;
+            }
+        };
+        let schedule = match spec.schedule.as_deref().map(str::parse::<Schedule>) {
+            None => None,
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                slot.lock().last_error = Some(e.clone());
+                self.set_phase(slot, ActorPhase::Failed, "InvalidSchedule", &e);
+                return;
+            }
+        };
+        let mut s = slot.lock();
+        s.incarnation += 1;
+        if s.tracker.is_none() {
+            s.tracker = Some(tracker);
+        }
+        s.parked = Some(Parked {
+            behavior,
+            breaker: CircuitBreaker::new(
+                spec.circuit_breaker
+                    .as_ref()
+                    .map(|c| c.consecutive_failures.max(1) as u32),
+            ),
+        });
+        s.started = Instant::now();
+        s.started_at = Some(Utc::now());
+        if let Some(schedule) = schedule {
+            s.schedule = Some(spawn_schedule(self.me.clone(), schedule, key.clone()));
+        }
+        slot.mailbox.reopen();
+        // Activated now only if messages wait; otherwise on the first message or tick.
+        if !slot.mailbox.is_empty() {
+            self.activate(slot, &mut s);
+        }
+        drop(s);
+        self.set_phase(slot, ActorPhase::Running, "Running", "the actor is running");
+        tracing::debug!(actor = %key, behavior = %spec.behavior, "actor started");
+    }
+
+    /// Gives a parked behaviour a Ractor actor again and wakes it. Called with the slot locked.
+    pub(super) fn activate(&self, slot: &Arc<Slot>, s: &mut SlotState) -> Option<ActorRef<HostedMsg>> {
+        if let Some(actor) = &s.actor {
+            return Some(actor.clone());
+        }
+        let parked = s.parked.take()?;
+        let key = slot.key.clone();
+        let args = HostedArgs {
+            behavior: parked.behavior,
+            ctx: Context {
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                pool: self.config.pool.clone(),
+                revision: self.config.revision.clone(),
+                epoch: 0,
+                router: Arc::new(HostRouter {
+                    host: self.me.clone(),
+                }),
+            },
+            mailbox: slot.mailbox.clone(),
+            processed: slot.processed.clone(),
+            breaker: parked.breaker,
+            batch: self.config.batch,
+            labels: [
+                self.config.pool.clone(),
+                self.config.revision.clone(),
+                self.behavior_label(&s.spec.behavior),
+            ],
+            metrics: self.metrics.clone(),
+            events: self.events.clone(),
+            key: key.clone(),
+            incarnation: s.incarnation,
+            slot: slot.clone(),
+            idle_clock: self.idle_clock.clone(),
+            host: self.me.clone(),
+        };
+        // Instant spawn: the actor takes messages at once while its (infallible) pre_start runs,
+        // instead of the caller waiting for a cross-thread hand-off per activation.
+        match ractor::ActorRuntime::spawn_linked_instant(None, HostedActor, args, self.supervisor.clone()) {
+            Ok((actor, _)) => {
+                self.by_id
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(actor.get_id(), (key, s.incarnation));
+                s.actor = Some(actor.clone());
+                let _ = actor.cast(HostedMsg::Wake);
+                Some(actor)
+            }
+            Err(e) => {
+                // Only a name clash fails a spawn, and hosted actors have no names.
+                tracing::error!(actor = %slot.key, error = %e, "activation failed");
+                s.last_error = Some(format!("activation failed: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Stops the actor's Ractor actor (if running), letting its current message finish.
+    pub(super) async fn stop_actor(&self, slot: &Slot, why: &str) {
+        let (actor, schedule) = {
+            let mut s = slot.lock();
+            s.incarnation += 1;
+            s.parked = None;
+            (s.actor.take(), s.schedule.take())
+        };
+        if let Some(t) = schedule {
+            t.abort();
+        }
+        if let Some(actor) = actor {
+            self.by_id
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&actor.get_id());
+            let _ = actor
+                .get_cell()
+                .stop_and_wait(Some(why.to_string()), Some(Duration::from_secs(10)))
+                .await;
+            tracing::info!(actor = %slot.key, %why, "actor stopped");
+        }
+    }
+
+    /// After an actor stopped by itself or failed: restart per policy, or give up.
+    pub(super) async fn handle_stop(&self, slot: &Arc<Slot>, incarnation: u64, failed: bool, why: String) {
+        let decision = {
+            let mut s = slot.lock();
+            if s.incarnation != incarnation {
+                return;
+            }
+            s.actor = None;
+            if let Some(t) = s.schedule.take() {
+                t.abort();
+            }
+            if failed {
+                s.last_error = Some(why.clone());
+            }
+            let ran_for = s.started.elapsed();
+            match s.tracker.as_mut() {
+                Some(t) => t.on_stop(Instant::now(), ran_for, failed),
+                None => Decision::GiveUp { reason: why.clone() },
+            }
+        };
+        let behavior = self.behavior_label(&slot.lock().spec.behavior);
+        match decision {
+            Decision::Restart { after } => {
+                slot.lock().restarts += 1;
+                self.metrics
+                    .restarts
+                    .with_label_values(&[&self.config.pool, &self.config.revision, &behavior])
+                    .inc();
+                self.set_phase(
+                    slot,
+                    ActorPhase::Starting,
+                    "BackOff",
+                    &format!("restarting in {after:?} after: {why}"),
+                );
+                tracing::warn!(actor = %slot.key, %why, ?after, "actor stopped; restarting after backoff");
+                // The restart goes through the event loop, after the backoff.
+                let events = self.events.clone();
+                let key = slot.key.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let _ = events.send(HostEvent::Restart { key, incarnation });
+                });
+            }
+            Decision::GiveUp { reason } => {
+                tracing::warn!(actor = %slot.key, %reason, "actor stopped for good");
+                slot.lock().last_error = Some(format!("{why}; {reason}"));
+                let r = if reason.starts_with("RestartLimitExceeded") {
+                    "RestartLimitExceeded"
+                } else {
+                    "Stopped"
+                };
+                self.set_phase(slot, ActorPhase::Failed, r, &reason);
+            }
+        }
+    }
+
+    pub(super) async fn on_event(&self, event: HostEvent) {
+        match event {
+            HostEvent::Stopped { id, failed, why } => {
+                let entry = self.by_id.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                if let Some((key, incarnation)) = entry
+                    && let Some(slot) = self.slot(&key)
+                {
+                    self.handle_stop(&slot, incarnation, failed, why).await;
+                }
+            }
+            HostEvent::Restart { key, incarnation } => {
+                let Some(slot) = self.slot(&key) else { return };
+                let current = {
+                    let s = slot.lock();
+                    s.incarnation == incarnation && s.actor.is_none()
+                };
+                if current {
+                    self.reconcile(&slot).await;
+                }
+            }
+            HostEvent::CircuitOpen {
+                key,
+                incarnation,
+                why,
+            } => {
+                let Some(slot) = self.slot(&key) else { return };
+                {
+                    let mut s = slot.lock();
+                    if s.incarnation != incarnation {
+                        return;
+                    }
+                    s.circuit_open = Some(why.clone());
+                    s.last_error = Some(why.clone());
+                }
+                let behavior = self.behavior_label(&slot.lock().spec.behavior);
+                self.metrics
+                    .breaker_trips
+                    .with_label_values(&[&self.config.pool, &self.config.revision, &behavior])
+                    .inc();
+                tracing::warn!(actor = %key, %why, "circuit breaker opened; actor paused");
+                self.reconcile(&slot).await;
+            }
+        }
+    }
+
+    /// Delivers a tick now (a manual trigger).
+    pub fn tick(&self, key: &ActorKey) {
+        let Some(slot) = self.slot(key) else { return };
+        let mut s = slot.lock();
+        if let Some(actor) = self.activate(&slot, &mut s) {
+            let _ = actor.cast(HostedMsg::Tick);
+        }
+    }
+
+    /// Advances the idle clock and asks actors idle for two of its ticks (one to two passivation
+    /// periods) to passivate.
+    pub(super) fn passivate_idle(&self) {
+        let now = self.idle_clock.fetch_add(1, Ordering::Relaxed) + 1;
+        let slots = self.all_slots();
+        for slot in slots {
+            if now.saturating_sub(slot.last_active.load(Ordering::Relaxed)) < 2 || !slot.mailbox.is_empty() {
+                continue;
+            }
+            if let Some(actor) = slot.lock().actor.clone() {
+                let _ = actor.cast(HostedMsg::IdleCheck);
+            }
+        }
+    }
+
+    /// Whether the actor has a Ractor actor right now (false while parked or stopped).
+    pub fn is_active(&self, key: &ActorKey) -> bool {
+        self.slot(key).is_some_and(|s| s.lock().actor.is_some())
+    }
+}

@@ -1,0 +1,386 @@
+//! The Ractor host: runs exactly the actors assigned to this worker.
+//!
+//! Each Troupe actor is a Ractor actor linked to one supervisor actor. Messages wait in a
+//! bounded [`Mailbox`] in front of it; the Ractor actor is only woken. The host applies the
+//! desired state (assigned Actors, from the Kubernetes watch), restarts failed actors per their
+//! restart policy, opens circuit breakers, delivers ticks, and keeps the runtime status that the
+//! status writer publishes.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        Arc, Mutex, RwLock, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use ractor::{Actor as RactorActor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use troupe_crds::{ActorPhase, ActorSpec, MailboxFullPolicy};
+
+mod actor;
+mod delivery;
+mod fence;
+mod lifecycle;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+
+use crate::{
+    behavior::{ActorInit, Behavior, Context, Registry, Router},
+    mailbox::{Envelope, Mailbox, Pushed, SendError},
+    metrics::Metrics,
+    schedule::Schedule,
+    supervision::{CircuitBreaker, Decision, RestartTracker},
+};
+use actor::{HostedActor, HostedArgs, Supervisor};
+use delivery::HostRouter;
+
+/// An actor's namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ActorKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ActorKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ActorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// How the host runs actors: the pool's mailbox settings and this worker's identity.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// This worker's pod name: where its actors run, as their status says.
+    pub pod: String,
+    pub pool: String,
+    pub revision: String,
+    pub mailbox_capacity: usize,
+    pub mailbox_policy: MailboxFullPolicy,
+    pub block_timeout: Duration,
+    /// Messages an actor handles before yielding to others.
+    pub batch: usize,
+    /// An actor idle this long is passivated: its Ractor actor stops and its behaviour (with its
+    /// state) waits in the host until the next message or tick. `None`: never.
+    pub passivate_after: Option<Duration>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            pod: "local".into(),
+            pool: "local".into(),
+            revision: "dev".into(),
+            mailbox_capacity: 1000,
+            mailbox_policy: MailboxFullPolicy::Reject,
+            block_timeout: Duration::from_secs(1),
+            batch: 64,
+            passivate_after: Some(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// Why a message could not be delivered; each maps to an HTTP status in the API.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("actor {0} is not hosted by this worker")]
+    NotHere(ActorKey),
+    #[error("actor {0} is paused")]
+    Paused(ActorKey),
+    #[error("actor {key} cannot take messages: {why}")]
+    Unavailable { key: ActorKey, why: String },
+    #[error("actor {key}: {source}")]
+    Full { key: ActorKey, source: SendError },
+    #[error("actor {0} did not answer in time")]
+    Timeout(ActorKey),
+    #[error("actor {key} failed to answer: {why}")]
+    Failed { key: ActorKey, why: String },
+}
+
+/// A condition the worker reports on an actor (type, status, reason, message).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConditionState {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The runtime fields the worker owns in an Actor's status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuntimeStatus {
+    pub phase: ActorPhase,
+    pub restarts: i32,
+    pub messages_processed: u64,
+    pub last_error: Option<String>,
+    pub last_transition: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub observed_generation: Option<i64>,
+    pub conditions: Vec<ConditionState>,
+    /// The phase the API server last showed for the actor (another writer may have changed it).
+    pub published_phase: Option<ActorPhase>,
+}
+
+/// A hosted actor, resolved once: sends skip the lookup by name. Valid while the actor stays on
+/// this worker; after it left, sends fail with `Unavailable` (its mailbox is closed).
+#[derive(Clone)]
+pub struct ActorHandle {
+    slot: Arc<Slot>,
+    host: Arc<Host>,
+}
+
+impl ActorHandle {
+    pub async fn tell(&self, body: Value) -> Result<(), DeliveryError> {
+        self.host.check(&self.slot)?;
+        self.host.tell_slot(&self.slot, body).await
+    }
+
+    pub async fn ask(&self, body: Value, timeout: Duration) -> Result<Value, DeliveryError> {
+        self.host.check(&self.slot)?;
+        self.host.ask_slot(&self.slot, body, timeout).await
+    }
+}
+
+/// Messages of the Ractor actor behind each Troupe actor.
+pub enum HostedMsg {
+    /// The mailbox has messages.
+    Wake,
+    /// A scheduled or triggered tick.
+    Tick,
+    /// The host saw the actor idle: passivate if it still is.
+    IdleCheck,
+}
+
+/// What the supervisor and the actors tell the host.
+enum HostEvent {
+    Stopped {
+        id: ActorId,
+        failed: bool,
+        why: String,
+    },
+    CircuitOpen {
+        key: ActorKey,
+        incarnation: u64,
+        why: String,
+    },
+    /// A backoff is over: start the actor again if nothing happened to it meanwhile.
+    Restart {
+        key: ActorKey,
+        incarnation: u64,
+    },
+}
+
+struct SlotState {
+    spec: ActorSpec,
+    generation: Option<i64>,
+    phase: ActorPhase,
+    since: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    started: Instant,
+    actor: Option<ActorRef<HostedMsg>>,
+    /// The behaviour of a running actor with no Ractor actor at the moment (not yet activated, or
+    /// passivated while idle). `actor` and `parked` are never both set.
+    parked: Option<Parked>,
+    /// Bumped on every start and stop, so late events of an earlier run are ignored.
+    incarnation: u64,
+    restarts: i32,
+    last_error: Option<String>,
+    ready_reason: (String, String),
+    circuit_open: Option<String>,
+    tracker: Option<RestartTracker>,
+    schedule: Option<tokio::task::JoinHandle<()>>,
+    last_trigger: Option<String>,
+    published_phase: Option<ActorPhase>,
+}
+
+/// A behaviour waiting for its next activation, with its circuit breaker's count.
+struct Parked {
+    behavior: Box<dyn Behavior>,
+    breaker: CircuitBreaker,
+}
+
+struct Slot {
+    key: ActorKey,
+    mailbox: Arc<Mailbox>,
+    processed: Arc<AtomicU64>,
+    /// The host's idle clock (see [`Host::idle_clock`]) when the actor last handled something.
+    last_active: AtomicU64,
+    state: Mutex<SlotState>,
+}
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The host of one worker.
+pub struct Host {
+    config: HostConfig,
+    registry: Registry,
+    metrics: Metrics,
+    slots: RwLock<HashMap<ActorKey, Arc<Slot>>>,
+    by_id: Mutex<HashMap<ActorId, (ActorKey, u64)>>,
+    events: mpsc::UnboundedSender<HostEvent>,
+    supervisor: ActorCell,
+    router: RwLock<Option<Arc<dyn Router>>>,
+    fenced: AtomicBool,
+    /// Actors stopped because they left this worker, whose stop is still to be confirmed in
+    /// their status (phase Migrating), so the operator can place them elsewhere.
+    departed: Mutex<Vec<ActorKey>>,
+    /// Ticks once per passivation period: a coarse clock that actors copy without reading time.
+    idle_clock: Arc<AtomicU64>,
+    me: Weak<Host>,
+}
+
+impl Host {
+    /// Starts the host and its supervisor actor.
+    pub async fn start(
+        config: HostConfig,
+        registry: Registry,
+        metrics: Metrics,
+    ) -> anyhow::Result<Arc<Host>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (supervisor, _) = RactorActor::spawn(None, Supervisor, tx.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the supervisor actor: {e}"))?;
+        let host = Arc::new_cyclic(|me| Host {
+            config,
+            registry,
+            metrics,
+            slots: RwLock::new(HashMap::new()),
+            by_id: Mutex::new(HashMap::new()),
+            events: tx,
+            supervisor: supervisor.get_cell(),
+            router: RwLock::new(None),
+            fenced: AtomicBool::new(false),
+            idle_clock: Arc::new(AtomicU64::new(0)),
+            departed: Mutex::new(Vec::new()),
+            me: me.clone(),
+        });
+        if let Some(idle) = host.config.passivate_after {
+            tokio::spawn(tracing::Instrument::instrument(
+                passivation_loop(Arc::downgrade(&host), idle),
+                tracing::info_span!("passivation"),
+            ));
+        }
+        tokio::spawn(tracing::Instrument::instrument(
+            events_loop(Arc::downgrade(&host), rx),
+            tracing::info_span!("host-events"),
+        ));
+        Ok(host)
+    }
+
+    /// Sets where actors' `ctx.tell` goes for actors not hosted here.
+    pub fn set_router(&self, router: Arc<dyn Router>) {
+        *self.router.write().unwrap_or_else(|e| e.into_inner()) = Some(router);
+    }
+
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn slot(&self, key: &ActorKey) -> Option<Arc<Slot>> {
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn all_slots(&self) -> Vec<Arc<Slot>> {
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn is_hosted(&self, key: &ActorKey) -> bool {
+        self.slot(key).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn keys(&self) -> Vec<ActorKey> {
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn behavior_label(&self, behavior: &str) -> String {
+        if self.registry.contains(behavior) {
+            behavior.to_string()
+        } else {
+            "unknown".into()
+        }
+    }
+}
+
+async fn events_loop(host: Weak<Host>, mut rx: mpsc::UnboundedReceiver<HostEvent>) {
+    while let Some(event) = rx.recv().await {
+        let Some(host) = host.upgrade() else { return };
+        host.on_event(event).await;
+    }
+}
+
+/// Delivers ticks on schedule until aborted (through the host, which activates the actor).
+fn spawn_schedule(host: Weak<Host>, schedule: Schedule, key: ActorKey) -> tokio::task::JoinHandle<()> {
+    let span = tracing::debug_span!("schedule", actor = %key);
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            loop {
+                let now = Utc::now();
+                let Some(next) = schedule.next_after(now) else {
+                    return;
+                };
+                let wait = (next - now).to_std().unwrap_or_default();
+                tokio::time::sleep(wait).await;
+                let Some(host) = host.upgrade() else { return };
+                host.tick(&key);
+            }
+        },
+        span,
+    ))
+}
+
+async fn passivation_loop(host: Weak<Host>, idle: Duration) {
+    let every = (idle / 2).max(Duration::from_millis(1));
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(host) = host.upgrade() else { return };
+        host.passivate_idle();
+    }
+}

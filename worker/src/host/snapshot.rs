@@ -1,0 +1,67 @@
+//! The runtime status of every hosted actor, for the status writer and the metrics.
+
+use super::*;
+
+impl Host {
+    /// The runtime status of every hosted actor.
+    pub fn snapshot(&self) -> Vec<(ActorKey, RuntimeStatus)> {
+        let slots = self.all_slots();
+        let mut depth: HashMap<String, i64> = HashMap::new();
+        let mut phases: HashMap<ActorPhase, i64> = ActorPhase::ALL.iter().map(|p| (*p, 0)).collect();
+        let out = slots
+            .iter()
+            .map(|slot| {
+                let s = slot.lock();
+                *depth.entry(self.behavior_label(&s.spec.behavior)).or_default() += slot.mailbox.len() as i64;
+                *phases.entry(s.phase).or_default() += 1;
+                let mut conditions = vec![ConditionState {
+                    type_: "Ready",
+                    status: s.phase == ActorPhase::Running,
+                    reason: s.ready_reason.0.clone(),
+                    message: s.ready_reason.1.clone(),
+                }];
+                if s.spec.circuit_breaker.is_some() {
+                    conditions.push(ConditionState {
+                        type_: "CircuitOpen",
+                        status: s.circuit_open.is_some(),
+                        reason: if s.circuit_open.is_some() {
+                            "TooManyFailures"
+                        } else {
+                            "Closed"
+                        }
+                        .into(),
+                        message: s
+                            .circuit_open
+                            .clone()
+                            .unwrap_or_else(|| "the circuit is closed".into()),
+                    });
+                }
+                let status = RuntimeStatus {
+                    phase: s.phase,
+                    restarts: s.restarts,
+                    messages_processed: slot.processed.load(Ordering::Relaxed),
+                    last_error: s.last_error.clone(),
+                    last_transition: s.since,
+                    started_at: s.started_at,
+                    observed_generation: s.generation,
+                    conditions,
+                    published_phase: s.published_phase,
+                };
+                (slot.key.clone(), status)
+            })
+            .collect();
+        for (behavior, d) in depth {
+            self.metrics
+                .mailbox_depth
+                .with_label_values(&[&self.config.pool, &self.config.revision, &behavior])
+                .set(d);
+        }
+        for (phase, n) in phases {
+            self.metrics
+                .actors
+                .with_label_values(&[&self.config.pool, &self.config.revision, &format!("{phase:?}")])
+                .set(n);
+        }
+        out
+    }
+}

@@ -1,0 +1,284 @@
+//! The host's behaviour, driven directly (no Kubernetes).
+
+use serde_json::json;
+use troupe_crds::{CircuitBreakerSpec, RestartPolicy, RestartPolicySpec};
+
+use super::*;
+use crate::builtin;
+
+fn spec(behavior: &str, config: Value) -> ActorSpec {
+    ActorSpec {
+        pool: "p".into(),
+        behavior: behavior.into(),
+        config: config.as_object().cloned(),
+        schedule: None,
+        paused: false,
+        trigger: None,
+        restart_policy: RestartPolicySpec::default(),
+        circuit_breaker: None,
+    }
+}
+
+async fn host() -> Arc<Host> {
+    Host::start(HostConfig::default(), builtin::registry(), Metrics::new())
+        .await
+        .unwrap()
+}
+
+async fn phase_becomes(host: &Host, key: &ActorKey, phase: ActorPhase) -> RuntimeStatus {
+    for _ in 0..300 {
+        if let Some((_, s)) = host.snapshot().into_iter().find(|(k, _)| k == key)
+            && s.phase == phase
+        {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{key} never became {phase:?}: {:?}", host.snapshot());
+}
+
+#[tokio::test]
+async fn an_assigned_actor_runs_and_answers_asks_with_its_state() {
+    let host = host().await;
+    let key = ActorKey::new("ns", "c");
+    host.upsert(key.clone(), spec("counter", json!({"start": 40})), Some(1))
+        .await;
+    host.tell(&key, json!(1)).await.unwrap();
+    let v = host.ask(&key, json!(1), Duration::from_secs(1)).await.unwrap();
+    assert_eq!(v, json!({"value": 42}));
+    let s = phase_becomes(&host, &key, ActorPhase::Running).await;
+    assert_eq!(s.messages_processed, 2);
+    assert_eq!(s.observed_generation, Some(1));
+}
+
+#[tokio::test]
+async fn an_unknown_behavior_fails_with_a_clear_reason() {
+    let host = host().await;
+    let key = ActorKey::new("ns", "x");
+    host.upsert(key.clone(), spec("nope", json!({})), Some(1)).await;
+    let s = phase_becomes(&host, &key, ActorPhase::Failed).await;
+    assert_eq!(s.conditions[0].reason, "UnknownBehavior");
+    assert!(s.last_error.unwrap().contains("this worker knows"));
+    assert!(matches!(
+        host.tell(&key, json!(1)).await,
+        Err(DeliveryError::Unavailable { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_crashing_actor_is_restarted_until_its_restart_limit() {
+    let host = host().await;
+    let key = ActorKey::new("ns", "crash");
+    let mut s = spec("flaky", json!({"panicRate": 1.0}));
+    s.restart_policy = RestartPolicySpec {
+        policy: RestartPolicy::OnFailure,
+        max_restarts: 2,
+        window: "1m".into(),
+        ..Default::default()
+    };
+    s.restart_policy.backoff.initial = "10ms".into();
+    s.restart_policy.backoff.max = "20ms".into();
+    host.upsert(key.clone(), s, Some(1)).await;
+    for _ in 0..3 {
+        let _ = host.tell(&key, json!(1)).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    let st = phase_becomes(&host, &key, ActorPhase::Failed).await;
+    assert_eq!(st.restarts, 2);
+    assert_eq!(st.conditions[0].reason, "RestartLimitExceeded");
+    assert!(st.last_error.unwrap().contains("crashed"));
+}
+
+#[tokio::test]
+async fn the_circuit_breaker_pauses_the_actor_and_an_edit_closes_it() {
+    let host = host().await;
+    let key = ActorKey::new("ns", "cb");
+    let mut s = spec("flaky", json!({"failureRate": 1.0}));
+    s.circuit_breaker = Some(CircuitBreakerSpec {
+        consecutive_failures: 3,
+    });
+    host.upsert(key.clone(), s.clone(), Some(1)).await;
+    for _ in 0..3 {
+        let _ = host.ask(&key, json!(1), Duration::from_secs(1)).await;
+    }
+    let st = phase_becomes(&host, &key, ActorPhase::Paused).await;
+    let circuit = st.conditions.iter().find(|c| c.type_ == "CircuitOpen").unwrap();
+    assert!(circuit.status);
+    assert!(matches!(
+        host.tell(&key, json!(1)).await,
+        Err(DeliveryError::Paused(_))
+    ));
+    s.config = json!({"failureRate": 0.0}).as_object().cloned();
+    host.upsert(key.clone(), s, Some(2)).await;
+    phase_becomes(&host, &key, ActorPhase::Running).await;
+    assert_eq!(
+        host.ask(&key, json!("ok"), Duration::from_secs(1)).await.unwrap(),
+        json!("ok")
+    );
+}
+
+#[tokio::test]
+async fn pausing_stops_the_actor_and_refuses_messages_until_resumed() {
+    let host = host().await;
+    let key = ActorKey::new("ns", "p");
+    let mut s = spec("counter", json!({}));
+    host.upsert(key.clone(), s.clone(), Some(1)).await;
+    s.paused = true;
+    host.upsert(key.clone(), s.clone(), Some(2)).await;
+    phase_becomes(&host, &key, ActorPhase::Paused).await;
+    assert!(matches!(
+        host.tell(&key, json!(1)).await,
+        Err(DeliveryError::Paused(_))
+    ));
+    s.paused = false;
+    host.upsert(key.clone(), s, Some(3)).await;
+    phase_becomes(&host, &key, ActorPhase::Running).await;
+    assert!(host.tell(&key, json!(1)).await.is_ok());
+}
+
+#[tokio::test]
+async fn schedules_and_triggers_deliver_ticks() {
+    let host = host().await;
+    let key = ActorKey::new("ns", "s");
+    let mut s = spec("scheduled", json!({}));
+    s.schedule = Some("every 50ms".into());
+    host.upsert(key.clone(), s.clone(), Some(1)).await;
+    tokio::time::sleep(Duration::from_millis(280)).await;
+    let ticks = host.ask(&key, json!({}), Duration::from_secs(1)).await.unwrap()["ticks"]
+        .as_u64()
+        .unwrap();
+    assert!((3..=7).contains(&ticks), "{ticks} ticks in 280 ms at 50 ms");
+
+    let key = ActorKey::new("ns", "t");
+    let mut s = spec("scheduled", json!({}));
+    host.upsert(key.clone(), s.clone(), Some(1)).await;
+    s.trigger = Some("first".into());
+    host.upsert(key.clone(), s.clone(), Some(2)).await;
+    host.upsert(key.clone(), s.clone(), Some(2)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let v = host.ask(&key, json!({}), Duration::from_secs(1)).await.unwrap();
+    assert_eq!(v["ticks"], 1, "one trigger change, one tick");
+}
+
+#[tokio::test]
+async fn a_full_mailbox_rejects_with_mailbox_full() {
+    let config = HostConfig {
+        mailbox_capacity: 2,
+        ..Default::default()
+    };
+    let host = Host::start(config, builtin::registry(), Metrics::new())
+        .await
+        .unwrap();
+    let key = ActorKey::new("ns", "slow");
+    host.upsert(key.clone(), spec("flaky", json!({"latencyMs": 200})), Some(1))
+        .await;
+    let mut results = Vec::new();
+    for _ in 0..5 {
+        results.push(host.tell(&key, json!(1)).await);
+    }
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, Err(DeliveryError::Full { .. }))),
+        "{results:?}"
+    );
+}
+
+#[tokio::test]
+async fn fencing_stops_every_actor_and_lifting_it_starts_them_again() {
+    let host = host().await;
+    let key = ActorKey::new("ns", "f");
+    host.upsert(key.clone(), spec("echo", json!({})), Some(1)).await;
+    host.set_fenced(true).await;
+    let s = phase_becomes(&host, &key, ActorPhase::Pending).await;
+    assert_eq!(s.conditions[0].reason, "LeaseLost");
+    assert!(host.tell(&key, json!(1)).await.is_err());
+    host.set_fenced(false).await;
+    phase_becomes(&host, &key, ActorPhase::Running).await;
+    assert_eq!(
+        host.ask(&key, json!(7), Duration::from_secs(1)).await.unwrap(),
+        json!(7)
+    );
+}
+
+async fn passivating_host(after: Duration) -> Arc<Host> {
+    let config = HostConfig {
+        passivate_after: Some(after),
+        ..Default::default()
+    };
+    Host::start(config, builtin::registry(), Metrics::new())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_assigned_actor_gets_its_ractor_task_only_with_its_first_message() {
+    let host = host().await;
+    let key = ActorKey::new("ns", "lazy");
+    host.upsert(key.clone(), spec("counter", json!({})), Some(1))
+        .await;
+    phase_becomes(&host, &key, ActorPhase::Running).await;
+    assert!(!host.is_active(&key));
+    host.tell(&key, json!(1)).await.unwrap();
+    assert!(host.is_active(&key));
+}
+
+#[tokio::test]
+async fn an_idle_actor_is_passivated_and_keeps_its_state() {
+    let host = passivating_host(Duration::from_millis(40)).await;
+    let key = ActorKey::new("ns", "idle");
+    host.upsert(key.clone(), spec("counter", json!({})), Some(1))
+        .await;
+    host.tell(&key, json!(5)).await.unwrap();
+    assert!(host.is_active(&key));
+    for _ in 0..100 {
+        if !host.is_active(&key) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!host.is_active(&key), "idle for 1 s with a 40 ms limit");
+    let v = host.ask(&key, json!(1), Duration::from_secs(1)).await.unwrap();
+    assert_eq!(v, json!({"value": 6}), "state survives passivation");
+}
+
+#[tokio::test]
+async fn no_message_is_lost_or_doubled_while_actors_passivate_and_reactivate() {
+    let host = passivating_host(Duration::from_millis(2)).await;
+    let keys: Vec<_> = (0..4).map(|i| ActorKey::new("ns", format!("c{i}"))).collect();
+    for k in &keys {
+        host.upsert(k.clone(), spec("counter", json!({})), Some(1)).await;
+    }
+    let mut senders = Vec::new();
+    for k in keys.clone() {
+        let host = host.clone();
+        senders.push(tokio::spawn(async move {
+            for i in 0..2000 {
+                host.tell(&k, json!(1)).await.unwrap();
+                if i % 97 == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    for k in &keys {
+        let v = host.ask(k, json!("get"), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(v, json!({"value": 2000}), "{k}");
+    }
+}
+
+#[tokio::test]
+async fn removing_an_actor_stops_it_and_forgets_it() {
+    let host = host().await;
+    let key = ActorKey::new("ns", "r");
+    host.upsert(key.clone(), spec("echo", json!({})), Some(1)).await;
+    host.remove(&key).await;
+    assert!(!host.is_hosted(&key));
+    assert!(matches!(
+        host.tell(&key, json!(1)).await,
+        Err(DeliveryError::NotHere(_))
+    ));
+}
