@@ -28,6 +28,11 @@ pub fn registry() -> Registry {
             std::env::var(k).ok()
         })?))
     });
+    r.register("witness", |init| {
+        Ok(Box::new(crate::witness::Witness::start(init, |k| {
+            std::env::var(k).ok()
+        })?))
+    });
     r
 }
 

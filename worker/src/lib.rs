@@ -18,3 +18,4 @@ pub mod run;
 pub mod schedule;
 pub mod status;
 pub mod supervision;
+pub mod witness;
