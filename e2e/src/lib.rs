@@ -7,7 +7,11 @@
 //!   served as CRDs with schemas generated from k8s-openapi;
 //! - [`node`]: a node agent playing the Deployment controller and the kubelet, running each pod
 //!   as a local process on its own loopback address.
+//!
+//! and the library of the chaos suite ([`chaos`]: fault plan, single-activation checker, fault
+//! injection), whose test is `tests/chaos.rs`.
 
+pub mod chaos;
 pub mod front;
 pub mod install;
 pub mod node;

@@ -1,6 +1,6 @@
 //! The node agent's own HTTP API (loopback only): list pods, kill a pod's containers (a crash:
-//! they restart in place), delete a pod (node loss: the Deployment gets a new pod with a new
-//! name and address).
+//! they restart in place), pause them (SIGSTOP, then SIGCONT after a while: a suspended VM),
+//! delete a pod (node loss: the Deployment gets a new pod with a new name and address).
 
 use std::{sync::Arc, time::Duration};
 
@@ -21,6 +21,7 @@ pub async fn serve(node: Arc<Node>) -> anyhow::Result<()> {
         .route("/healthz", get(|| async { "ok" }))
         .route("/pods", get(list_pods))
         .route("/pods/{namespace}/{name}/kill", post(kill_pod))
+        .route("/pods/{namespace}/{name}/pause", post(pause_pod))
         .route("/pods/{namespace}/{name}", delete(delete_pod))
         .with_state(node);
     let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -45,6 +46,31 @@ async fn kill_pod(State(node): State<Arc<Node>>, Path((ns, name)): Path<(String,
             pod.kill_containers();
             tracing::info!(namespace = %ns, pod = %name, "killed the pod's containers on request");
             (StatusCode::ACCEPTED, "killed\n").into_response()
+        }
+        None => not_found(&ns, &name),
+    }
+}
+
+#[derive(Deserialize)]
+struct PauseQuery {
+    /// How long the containers stay frozen, in milliseconds (at most 10 minutes).
+    millis: u64,
+}
+
+async fn pause_pod(
+    State(node): State<Arc<Node>>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<PauseQuery>,
+) -> Response {
+    if q.millis > 600_000 {
+        return (StatusCode::BAD_REQUEST, "millis: at most 600000\n").into_response();
+    }
+    let state = node.state.lock().await;
+    match state.pods.get(&(ns.clone(), name.clone())) {
+        Some(pod) => {
+            let pids = pod.pause(Duration::from_millis(q.millis));
+            tracing::info!(namespace = %ns, pod = %name, ?pids, millis = q.millis, "paused the pod's containers on request");
+            (StatusCode::ACCEPTED, "paused\n").into_response()
         }
         None => not_found(&ns, &name),
     }

@@ -186,6 +186,28 @@ impl Pod {
         }
     }
 
+    /// Freezes every container with SIGSTOP and thaws it with SIGCONT after `hold`, as a VM
+    /// suspension or a stalled container would (the chaos suite's pause fault). The thaw is
+    /// scheduled here, so that it happens even if the caller goes away. Returns the pids frozen.
+    pub fn pause(&self, hold: Duration) -> Vec<u32> {
+        let pids: Vec<u32> = self
+            .containers
+            .iter()
+            .filter_map(|c| c.lock().expect("status lock").pid)
+            .collect();
+        for &pid in &pids {
+            signal_group(pid, libc::SIGSTOP);
+        }
+        let thaw = pids.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            for pid in thaw {
+                signal_group(pid, libc::SIGCONT);
+            }
+        });
+        pids
+    }
+
     /// Terminates the pod: SIGTERM, then SIGKILL after `grace`. Resolves when every container
     /// process is gone.
     pub fn terminate(&mut self, grace: Duration) -> impl std::future::Future<Output = ()> + use<> {
