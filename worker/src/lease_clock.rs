@@ -58,6 +58,13 @@ impl LeaseClock {
         Self::default()
     }
 
+    /// A proof that never runs out, for a host without membership (tests, embedding).
+    pub fn unbounded() -> Self {
+        Self {
+            valid_until: AtomicU64::new(u64::MAX),
+        }
+    }
+
     /// A renewal that started at `started` succeeded: the proof now runs to
     /// `started + duration − margin` (never backwards: a slow answer to an older request does not
     /// shorten a newer proof).

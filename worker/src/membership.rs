@@ -2,13 +2,11 @@
 //!
 //! The Lease is named after the pod and labelled with pool and revision; its
 //! `troupe.dev/address` annotation tells other workers (and the operator) where this worker's API
-//! is. If the worker cannot renew it for `duration - margin`, it stops every actor before the
-//! lease can expire, so that once the operator re-places them, no actor runs twice.
+//! is. Every success extends the worker's proof of a live lease ([`crate::lease_clock`]); when the
+//! proof runs out (renewals failing, or the process paused) nothing runs and the host fences, so
+//! that once the operator re-places the actors, no actor runs twice.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::{
     api::coordination::v1::Lease, apimachinery::pkg::apis::meta::v1::MicroTime, jiff::Timestamp,
@@ -20,7 +18,7 @@ use kube::{
 use serde_json::json;
 use troupe_crds::labels;
 
-use crate::host::Host;
+use crate::{host::Host, lease_clock::BootInstant};
 
 /// The annotation holding `ip:port` of the worker's API.
 pub const ADDRESS_ANNOTATION: &str = "troupe.dev/address";
@@ -36,16 +34,9 @@ pub struct LeaseConfig {
     pub address: String,
     pub duration: Duration,
     pub renew_every: Duration,
-    /// Fence this long before the lease would expire.
+    /// Stop running actors this long before the lease could expire: time to stop them (see
+    /// [`crate::lease_clock`]).
     pub margin: Duration,
-}
-
-/// Whether the worker must fence, given when it last renewed.
-pub fn must_fence(last_renewed: Option<Instant>, now: Instant, cfg: &LeaseConfig) -> bool {
-    match last_renewed {
-        None => true,
-        Some(t) => now.duration_since(t) + cfg.margin >= cfg.duration,
-    }
 }
 
 fn lease_body(cfg: &LeaseConfig, acquired: &MicroTime) -> serde_json::Value {
@@ -67,21 +58,29 @@ fn lease_body(cfg: &LeaseConfig, acquired: &MicroTime) -> serde_json::Value {
     })
 }
 
-/// Renews the lease forever, fencing the host when renewals fail for too long.
+/// Renews the lease forever. Each success extends the worker's proof ([`LeaseClock`]) from the
+/// moment its request was sent; when the proof runs out the host is fenced; after a fence, the
+/// first success asks for a fresh list of assignments (`relist`), which lifts the fence.
 pub async fn run(
     client: Client,
     host: Arc<Host>,
     cfg: LeaseConfig,
     acquired: tokio::sync::watch::Sender<bool>,
+    relist: tokio::sync::watch::Sender<u64>,
 ) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
+    let clock = host.config().lease.clone();
     let acquired_at = MicroTime(Timestamp::now());
-    let mut last_ok: Option<Instant> = None;
     let mut tick = tokio::time::interval(cfg.renew_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // A thawed process gets here with its proof long gone: fence before anything else.
+        if !clock.is_live() {
+            host.fence("the lease proof ran out").await;
+        }
         let body = lease_body(&cfg, &acquired_at);
+        let sent = BootInstant::now();
         let result = tokio::time::timeout(
             cfg.renew_every,
             api.patch(
@@ -94,10 +93,10 @@ pub async fn run(
         match result {
             Ok(Ok(_)) => {
                 host.metrics().lease_renewals.with_label_values(&["ok"]).inc();
-                last_ok = Some(Instant::now());
+                clock.renewed(sent, cfg.duration, cfg.margin);
                 acquired.send_replace(true);
-                if host.is_fenced() {
-                    host.set_fenced(false).await;
+                if host.is_fenced() && clock.is_live() {
+                    relist.send_replace(host.fence_generation());
                 }
             }
             Ok(Err(e)) => {
@@ -112,8 +111,20 @@ pub async fn run(
                 tracing::warn!("lease renewal timed out");
             }
         }
-        if must_fence(last_ok, Instant::now(), &cfg) && !host.is_fenced() {
-            host.set_fenced(true).await;
+        if !clock.is_live() {
+            host.fence("the lease could not be renewed in time").await;
+        }
+    }
+}
+
+/// Stops every actor when the proof runs out between two renewals (a renewal that hangs up to
+/// its timeout must not leave actors running past the proof), checking as often as renewals run.
+pub async fn watchdog(host: Arc<Host>, every: Duration) {
+    let clock = host.config().lease.clone();
+    loop {
+        tokio::time::sleep(clock.remaining().clamp(Duration::from_millis(10), every)).await;
+        if !clock.is_live() && !host.is_fenced() {
+            host.fence("the lease proof ran out").await;
         }
     }
 }
@@ -142,17 +153,6 @@ mod tests {
             renew_every: Duration::from_secs(2),
             margin: Duration::from_secs(3),
         }
-    }
-
-    #[test]
-    fn a_worker_fences_before_its_lease_can_expire() {
-        let now = Instant::now();
-        assert!(must_fence(None, now, &cfg()), "no lease yet: no actors");
-        assert!(!must_fence(Some(now - Duration::from_secs(6)), now, &cfg()));
-        assert!(
-            must_fence(Some(now - Duration::from_secs(7)), now, &cfg()),
-            "7 s + 3 s margin reaches the 10 s lease"
-        );
     }
 
     #[test]

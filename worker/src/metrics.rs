@@ -16,6 +16,10 @@ pub struct Metrics {
     pub restarts: IntCounterVec,
     pub breaker_trips: IntCounterVec,
     pub lease_renewals: IntCounterVec,
+    /// Times the worker fenced (stopped every actor for want of a proven lease).
+    pub fences: prometheus::IntCounter,
+    /// Deliveries refused because the lease proof had run out, by kind (message, tick).
+    pub stale_deliveries: IntCounterVec,
     pub status_writes: IntCounterVec,
     /// When this worker process started (Unix seconds): rates over its whole life need it.
     pub start_time: prometheus::Gauge,
@@ -78,6 +82,19 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let fences = prometheus::IntCounter::new(
+            "troupe_worker_fences_total",
+            "Times the worker stopped every actor because it could not prove its lease",
+        )
+        .expect("valid metric");
+        let stale_deliveries = IntCounterVec::new(
+            Opts::new(
+                "troupe_worker_stale_deliveries_refused_total",
+                "Messages and ticks not delivered because the lease proof had run out",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
         let status_writes = IntCounterVec::new(
             Opts::new(
                 "troupe_worker_status_writes_total",
@@ -106,6 +123,8 @@ impl Metrics {
             Box::new(restarts.clone()),
             Box::new(breaker_trips.clone()),
             Box::new(lease_renewals.clone()),
+            Box::new(fences.clone()),
+            Box::new(stale_deliveries.clone()),
             Box::new(status_writes.clone()),
         ] {
             registry.register(c).expect("metric registered once");
@@ -119,6 +138,8 @@ impl Metrics {
             restarts,
             breaker_trips,
             lease_renewals,
+            fences,
+            stale_deliveries,
             status_writes,
             start_time,
         }

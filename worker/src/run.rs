@@ -14,9 +14,10 @@ use crate::{
     assignments,
     behavior::Registry,
     host::{Host, HostConfig},
+    lease_clock::LeaseClock,
     membership::{self, LeaseConfig},
     metrics::Metrics,
-    status,
+    status::{self, KubeClaimer},
 };
 
 /// Everything a worker needs to know; the operator sets it through the pod's env.
@@ -60,6 +61,10 @@ pub struct WorkerConfig {
     /// state is kept). 0s: never.
     #[arg(long, env = "TROUPE_PASSIVATE_AFTER", default_value = "60s", value_parser = parse_duration)]
     pub passivate_after: Duration,
+    /// How long an actor may take to finish its current message when stopped before it is
+    /// aborted. Fencing must fit in the lease margin (renew period + 1 s), so keep it short.
+    #[arg(long, env = "TROUPE_STOP_DEADLINE", default_value = "500ms", value_parser = parse_duration)]
+    pub stop_deadline: Duration,
     /// On SIGTERM, how long mailboxes may drain before actors are stopped.
     #[arg(long, env = "TROUPE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -94,10 +99,17 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
         block_timeout: cfg.mailbox_block_timeout,
         batch: 64,
         passivate_after: (!cfg.passivate_after.is_zero()).then_some(cfg.passivate_after),
+        lease: Arc::new(LeaseClock::new()),
+        stop_deadline: cfg.stop_deadline,
     };
     let host = Host::start(host_cfg, registry, Metrics::new()).await?;
-    // No actor runs before this worker holds its lease.
-    host.set_fenced(true).await;
+    // No actor runs before this worker holds its lease and has read its assignments under it.
+    host.fence("starting: the lease is not held yet").await;
+    host.set_claimer(Arc::new(KubeClaimer {
+        client: client.clone(),
+        pod: cfg.pod.clone(),
+        revision: cfg.revision.clone(),
+    }));
     let forwarder = Arc::new(Forwarder::new(
         Some(client.clone()),
         cfg.token.clone(),
@@ -141,10 +153,18 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
         margin: cfg.lease_renew + Duration::from_secs(1),
     };
     let (leased_tx, mut leased) = tokio::sync::watch::channel(false);
+    let (relist_tx, relist_rx) = tokio::sync::watch::channel(0u64);
     let lease = tokio::spawn(tracing::Instrument::instrument(
-        membership::run(client.clone(), host.clone(), lease_cfg.clone(), leased_tx),
+        membership::run(
+            client.clone(),
+            host.clone(),
+            lease_cfg.clone(),
+            leased_tx,
+            relist_tx,
+        ),
         tracing::info_span!("lease", pod = %cfg.pod),
     ));
+    let watchdog = tokio::spawn(membership::watchdog(host.clone(), cfg.lease_renew));
     let (synced_tx, mut synced) = tokio::sync::watch::channel(false);
     let watch = tokio::spawn(tracing::Instrument::instrument(
         assignments::run(
@@ -153,6 +173,7 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
             cfg.namespace.clone(),
             cfg.pod.clone(),
             synced_tx,
+            relist_rx,
         ),
         tracing::info_span!("assignments", pod = %cfg.pod),
     ));
@@ -195,6 +216,7 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
     let mut written = Default::default();
     status::flush(&client, &host, &mut written, Duration::ZERO).await;
     lease.abort();
+    watchdog.abort();
     membership::release(client.clone(), &lease_cfg).await;
     let _ = stop_api.send(());
     let _ = api.await;

@@ -13,15 +13,16 @@ use std::{
 
 use futures::StreamExt;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use kube::ResourceExt;
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
 };
 use serde_json::{Value, json};
-use troupe_crds::Actor;
+use troupe_crds::{Actor, labels};
 
 use crate::{
-    host::{ActorKey, Host, RuntimeStatus},
+    host::{ActorKey, Claim, Claimer, Departure, Host, RuntimeStatus},
     membership::FIELD_MANAGER,
 };
 
@@ -53,6 +54,7 @@ pub fn status_patch(s: &RuntimeStatus, pod: &str, revision: &str) -> Value {
         "kind": "Actor",
         "status": {
             "phase": s.phase,
+            "epoch": s.epoch,
             "worker": pod,
             "revision": revision,
             "restarts": s.restarts,
@@ -66,22 +68,154 @@ pub fn status_patch(s: &RuntimeStatus, pod: &str, revision: &str) -> Value {
     })
 }
 
-/// The status of an actor this worker stopped because it was unassigned: phase Migrating tells
-/// the operator the actor no longer runs here.
-pub fn departed_patch() -> Value {
+/// The confirmation that this worker stopped an actor it was assigned under `epoch`: phase
+/// Migrating, with the worker and epoch that the operator checks against the assignment it
+/// ended, and the Actor's version as a precondition (`None`: unconditional).
+pub fn departed_patch(name: &str, pod: &str, epoch: u64, resource_version: Option<&str>) -> Value {
     let now = time(chrono::Utc::now());
     json!({
         "apiVersion": "troupe.dev/v1alpha1",
         "kind": "Actor",
+        "metadata": {"name": name, "resourceVersion": resource_version},
         "status": {
             "phase": "Migrating",
+            "worker": pod,
+            "epoch": epoch,
             "lastTransitionTime": now,
             "conditions": [{
                 "type": "Ready", "status": "False", "reason": "Unassigned",
-                "message": "stopped on its previous worker; moving", "lastTransitionTime": now,
+                "message": format!("stopped on worker {pod}; moving"), "lastTransitionTime": now,
             }]
         }
     })
+}
+
+/// The claim of an assignment: this worker starts the actor under `epoch`, if the Actor is
+/// still at `resource_version`.
+pub fn claim_patch(
+    name: &str,
+    pod: &str,
+    revision: &str,
+    epoch: u64,
+    resource_version: Option<&str>,
+) -> Value {
+    let now = time(chrono::Utc::now());
+    json!({
+        "apiVersion": "troupe.dev/v1alpha1",
+        "kind": "Actor",
+        "metadata": {"name": name, "resourceVersion": resource_version},
+        "status": {
+            "phase": "Starting",
+            "worker": pod,
+            "revision": revision,
+            "epoch": epoch,
+            "lastTransitionTime": now,
+            "conditions": [{
+                "type": "Ready", "status": "False", "reason": "Starting",
+                "message": format!("starting on worker {pod}"), "lastTransitionTime": now,
+            }]
+        }
+    })
+}
+
+/// The epoch an Actor's assignment carries (0: none).
+fn epoch_of(a: &Actor) -> u64 {
+    a.annotations()
+        .get(labels::EPOCH)
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether `a` is assigned to `pod` under `epoch`.
+fn assigned_to(a: &Actor, pod: &str, epoch: u64) -> bool {
+    a.labels().get(labels::WORKER).map(String::as_str) == Some(pod) && epoch_of(a) == epoch
+}
+
+/// Writes a status patch conditional on the version in it; on a conflict, reads the Actor again
+/// and, while `still` holds for it, retries with its new version. `Ok(false)`: `still` no longer
+/// holds (or the actor is gone), nothing written.
+async fn conditional_write(
+    api: &Api<Actor>,
+    name: &str,
+    mut resource_version: Option<String>,
+    patch: impl Fn(Option<&str>) -> Value,
+    still: impl Fn(&Actor) -> bool,
+) -> Result<bool, kube::Error> {
+    for _ in 0..5 {
+        if resource_version.is_none() {
+            match api.get_opt(name).await? {
+                Some(a) if still(&a) => resource_version = a.resource_version(),
+                _ => return Ok(false),
+            }
+        }
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match api
+            .patch_status(name, &params, &Patch::Apply(patch(resource_version.as_deref())))
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 409 => resource_version = None,
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(kube::Error::Api(
+        kube::core::Status::failure("the actor kept changing under the write", "Conflict")
+            .with_code(409)
+            .boxed(),
+    ))
+}
+
+/// Claims assignments through the Kubernetes API (see [`crate::host::Claimer`]).
+pub struct KubeClaimer {
+    pub client: Client,
+    pub pod: String,
+    pub revision: String,
+}
+
+#[async_trait::async_trait]
+impl Claimer for KubeClaimer {
+    async fn claim(&self, key: &ActorKey, epoch: u64, resource_version: Option<&str>) -> Claim {
+        let api: Api<Actor> = Api::namespaced(self.client.clone(), &key.namespace);
+        let (pod, revision) = (self.pod.as_str(), self.revision.as_str());
+        let written = conditional_write(
+            &api,
+            &key.name,
+            resource_version.map(str::to_string),
+            |rv| claim_patch(&key.name, pod, revision, epoch, rv),
+            |a| assigned_to(a, pod, epoch) && a.metadata.deletion_timestamp.is_none(),
+        )
+        .await;
+        match written {
+            Ok(true) => Claim::Won,
+            Ok(false) => Claim::Lost(format!(
+                "the actor is no longer assigned to {pod} under epoch {epoch}"
+            )),
+            Err(e) => Claim::Failed(e.to_string()),
+        }
+    }
+}
+
+/// Confirms a departure; false when it must be tried again.
+async fn confirm(client: &Client, pod: &str, d: &Departure) -> bool {
+    let api: Api<Actor> = Api::namespaced(client.clone(), &d.key.namespace);
+    // Moot once the actor has a newer assignment (or is back here under the same one).
+    let still = |a: &Actor| epoch_of(a) == d.epoch && !a.labels().contains_key(labels::WORKER);
+    match conditional_write(
+        &api,
+        &d.key.name,
+        d.resource_version.clone(),
+        |rv| departed_patch(&d.key.name, pod, d.epoch, rv),
+        still,
+    )
+    .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(actor = %d.key, error = %e, "confirming a departure failed; retrying");
+            false
+        }
+    }
 }
 
 /// Whether `now` must be written, given what was written last and when.
@@ -123,25 +257,24 @@ pub async fn flush(
     counter_every: Duration,
 ) {
     // Confirm departures first: the operator waits for them to place the actors elsewhere.
-    for key in host.take_departed() {
-        if host.is_hosted(&key) {
-            continue;
+    let pod = host.config().pod.clone();
+    let departed = host.take_departed();
+    let confirmed: Vec<_> = futures::stream::iter(departed)
+        .map(|d| {
+            let pod = pod.clone();
+            async move {
+                let ok = host.is_hosted(&d.key) || confirm(client, &pod, &d).await;
+                (d, ok)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for (d, ok) in confirmed {
+        written.remove(&d.key);
+        if !ok {
+            host.retry_departure(d);
         }
-        let api: Api<Actor> = Api::namespaced(client.clone(), &key.namespace);
-        let patch = departed_patch();
-        match api
-            .patch_status(
-                &key.name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => tracing::warn!(actor = %key, error = %e, "confirming a departure failed"),
-        }
-        written.remove(&key);
     }
     let snapshot = host.snapshot();
     let live: std::collections::HashSet<_> = snapshot.iter().map(|(k, _)| k.clone()).collect();
@@ -193,6 +326,7 @@ mod tests {
     fn status(processed: u64) -> RuntimeStatus {
         RuntimeStatus {
             phase: ActorPhase::Running,
+            epoch: 3,
             restarts: 0,
             messages_processed: processed,
             last_error: None,
@@ -257,6 +391,7 @@ mod tests {
         let p = status_patch(&status(3), "w-1", "abc");
         let st = p["status"].as_object().unwrap();
         assert_eq!(st["phase"], "Running");
+        assert_eq!(st["epoch"], 3, "the status names the epoch the actor runs under");
         assert_eq!(st["messagesProcessed"], 3);
         assert_eq!(
             (st["worker"].as_str(), st["revision"].as_str()),
@@ -273,5 +408,25 @@ mod tests {
         );
         assert_eq!(st["conditions"][0]["type"], "Ready");
         assert_eq!(st["conditions"][0]["status"], "True");
+    }
+
+    #[test]
+    fn a_departure_names_the_worker_and_epoch_and_is_conditional_on_what_the_worker_saw() {
+        let p = departed_patch("a", "w-1", 7, Some("42"));
+        assert_eq!(p["metadata"]["resourceVersion"], "42");
+        assert_eq!(p["status"]["phase"], "Migrating");
+        assert_eq!(p["status"]["worker"], "w-1");
+        assert_eq!(p["status"]["epoch"], 7);
+    }
+
+    #[test]
+    fn a_claim_is_conditional_on_the_version_the_assignment_was_read_at() {
+        let p = claim_patch("a", "w-1", "r1", 7, Some("42"));
+        assert_eq!(p["metadata"]["resourceVersion"], "42");
+        assert_eq!(p["status"]["phase"], "Starting");
+        assert_eq!(
+            (&p["status"]["worker"], &p["status"]["epoch"]),
+            (&json!("w-1"), &json!(7))
+        );
     }
 }

@@ -75,6 +75,8 @@ pub(super) struct HostedArgs {
     pub(super) slot: Arc<Slot>,
     pub(super) idle_clock: Arc<AtomicU64>,
     pub(super) host: Weak<Host>,
+    /// Asked before every message and tick: nothing runs without a proven lease.
+    pub(super) lease: Arc<LeaseClock>,
 }
 
 pub(super) struct HostedState {
@@ -112,6 +114,21 @@ impl HostedState {
         drop(s);
         self.passivated = true;
         myself.stop(Some("passivated".into()));
+    }
+
+    /// Whether the lease is still proven; if not, counts the refused delivery and asks the host
+    /// to fence. A worker thawed after a pause takes this path before anything else runs.
+    fn lease_proven(&self, kind: &str) -> bool {
+        if self.args.lease.is_live() {
+            return true;
+        }
+        self.args
+            .metrics
+            .stale_deliveries
+            .with_label_values(&[kind])
+            .inc();
+        let _ = self.args.events.send(HostEvent::LeaseExpired);
+        false
     }
 
     fn record(&mut self, result: &Result<(), String>) -> bool {
@@ -186,6 +203,9 @@ impl RactorActor for HostedActor {
                 return Ok(());
             }
             HostedMsg::Tick => {
+                if !state.lease_proven("tick") {
+                    return Ok(());
+                }
                 let r = state.args.behavior.tick(&state.args.ctx).await.map_err(|e| e.0);
                 if let Err(e) = &r {
                     tracing::warn!(actor = %state.args.key, error = %e, "tick failed");
@@ -196,7 +216,19 @@ impl RactorActor for HostedActor {
                 let mut batch = std::mem::take(&mut state.batch_buf);
                 state.args.mailbox.take_batch(state.args.batch, &mut batch);
                 let mut opened = false;
+                let mut stale = false;
                 for env in batch.drain(..) {
+                    if !stale && !state.lease_proven("message") {
+                        stale = true;
+                    }
+                    if stale {
+                        if let Some(reply) = env.reply {
+                            let _ = reply.send(Err(
+                                "the worker could not prove its lease; the message was not handled".into(),
+                            ));
+                        }
+                        continue;
+                    }
                     if opened {
                         if let Some(reply) = env.reply {
                             let _ = reply.send(Err("the actor's circuit breaker opened".into()));
@@ -212,7 +244,7 @@ impl RactorActor for HostedActor {
                     opened = state.record(&outcome);
                 }
                 state.batch_buf = batch;
-                if !opened && !state.args.mailbox.is_empty() {
+                if !opened && !stale && !state.args.mailbox.is_empty() {
                     myself.cast(HostedMsg::Wake)?;
                 }
             }

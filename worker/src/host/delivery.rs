@@ -8,18 +8,7 @@ impl Host {
         let slot = self
             .slot(key)
             .ok_or_else(|| DeliveryError::NotHere(key.clone()))?;
-        let s = slot.lock();
-        match s.phase {
-            ActorPhase::Paused => return Err(DeliveryError::Paused(key.clone())),
-            ActorPhase::Failed | ActorPhase::Pending => {
-                return Err(DeliveryError::Unavailable {
-                    key: key.clone(),
-                    why: format!("{:?}: {}", s.phase, s.ready_reason.1),
-                });
-            }
-            _ => {}
-        }
-        drop(s);
+        self.check(&slot)?;
         Ok(slot)
     }
 
@@ -78,6 +67,8 @@ impl Host {
         self.tell_slot(&slot, body).await
     }
 
+    /// Whether the actor takes messages now: not paused, failed or pending, and the worker can
+    /// prove its lease (a message accepted by a fenced worker could only be lost).
     pub(super) fn check(&self, slot: &Slot) -> Result<(), DeliveryError> {
         let s = slot.lock();
         match s.phase {
@@ -85,6 +76,10 @@ impl Host {
             ActorPhase::Failed | ActorPhase::Pending => Err(DeliveryError::Unavailable {
                 key: slot.key.clone(),
                 why: format!("{:?}: {}", s.phase, s.ready_reason.1),
+            }),
+            _ if self.is_fenced() || !self.config.lease.is_live() => Err(DeliveryError::Unavailable {
+                key: slot.key.clone(),
+                why: "the worker cannot prove its lease right now".into(),
             }),
             _ => Ok(()),
         }

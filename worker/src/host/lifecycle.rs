@@ -4,9 +4,20 @@
 use super::*;
 
 impl Host {
-    /// Applies an assigned actor's spec: starts it, restarts it with a changed spec, pauses or
-    /// resumes it, reschedules it, or delivers a tick when `trigger` changed.
+    /// Applies an assigned actor's spec (without epoch or version: tests and embedding).
     pub async fn upsert(&self, key: ActorKey, spec: ActorSpec, generation: Option<i64>) {
+        self.assign(key, Assignment::of(spec, generation)).await
+    }
+
+    /// Applies an assignment: claims and starts the actor, restarts it with a changed spec or a
+    /// new epoch, pauses or resumes it, reschedules it, or delivers a tick when `trigger` changed.
+    pub async fn assign(&self, key: ActorKey, assignment: Assignment) {
+        let Assignment {
+            spec,
+            generation,
+            epoch,
+            resource_version,
+        } = assignment;
         let existing = self.slot(&key);
         let Some(slot) = existing else {
             let slot = Arc::new(Slot {
@@ -23,6 +34,10 @@ impl Host {
                     published_phase: None,
                     spec,
                     generation,
+                    epoch,
+                    resource_version,
+                    claimed: false,
+                    claiming: false,
                     phase: ActorPhase::Starting,
                     since: Utc::now(),
                     started_at: None,
@@ -58,6 +73,17 @@ impl Host {
             let edited = generation != s.generation;
             s.spec = spec;
             s.generation = generation;
+            s.resource_version = resource_version;
+            // A new epoch is a new assignment (the actor left and came back, perhaps unseen):
+            // it must be claimed again, and runs under the new epoch.
+            let reassigned = epoch != s.epoch;
+            if reassigned {
+                s.epoch = epoch;
+                s.claimed = false;
+                s.claiming = false;
+                s.phase = ActorPhase::Starting;
+            }
+            let runtime_changed = runtime_changed || reassigned;
             // Any edit closes an open circuit: the user has looked at the actor.
             if edited && s.circuit_open.is_some() {
                 s.circuit_open = None;
@@ -81,22 +107,46 @@ impl Host {
         }
     }
 
-    /// Stops and forgets an actor that is no longer assigned here.
-    pub async fn remove(&self, key: &ActorKey) {
+    /// Stops and forgets an actor that is no longer assigned here; `resource_version` is the
+    /// Actor's version as this worker saw it leave. Its departure is confirmed only once it has
+    /// really stopped.
+    pub async fn remove(&self, key: &ActorKey, resource_version: Option<String>) {
         let slot = self.slots.write().unwrap_or_else(|e| e.into_inner()).remove(key);
         if let Some(slot) = slot {
-            self.stop_actor(&slot, "unassigned").await;
+            let stopped = self.stop_actor(&slot, "unassigned").await;
             slot.mailbox.close("the actor left this worker");
+            if !stopped {
+                // A behaviour that never yields cannot be aborted: the actor may still be
+                // running, so its departure is not confirmed and it is not placed elsewhere.
+                tracing::error!(actor = %key, "the actor did not stop; its departure stays unconfirmed");
+                return;
+            }
+            let epoch = slot.lock().epoch;
             self.departed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(key.clone());
+                .push(Departure {
+                    key: key.clone(),
+                    epoch,
+                    resource_version,
+                });
         }
     }
 
     /// Actors that left this worker since the last call: stopped, confirmation not yet written.
-    pub fn take_departed(&self) -> Vec<ActorKey> {
+    pub fn take_departed(&self) -> Vec<Departure> {
         std::mem::take(&mut *self.departed.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A departure whose confirmation could not be written: tried again with the next batch,
+    /// unless the actor came back meanwhile.
+    pub fn retry_departure(&self, departure: Departure) {
+        if !self.is_hosted(&departure.key) {
+            self.departed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(departure);
+        }
     }
 
     /// Brings an actor to what its spec and the host's state say: running, paused or fenced.
@@ -130,6 +180,14 @@ impl Host {
             return;
         }
         if !running && slot.lock().phase != ActorPhase::Failed {
+            if !slot.lock().claimed {
+                // Without a claimer (tests, embedding) there is nobody to claim from.
+                if self.claimer.read().unwrap_or_else(|e| e.into_inner()).is_some() {
+                    self.begin_claim(slot);
+                    return;
+                }
+                slot.lock().claimed = true;
+            }
             self.start_actor(slot).await;
         } else if !running && slot.lock().phase == ActorPhase::Failed {
             // A failed actor stays failed until its spec changes (handled by upsert).
@@ -145,10 +203,77 @@ impl Host {
         s.ready_reason = (reason.to_string(), message.to_string());
     }
 
+    /// Claims the assignment (once per assignment and after every fence); the actor starts when
+    /// the claim comes back won.
+    fn begin_claim(&self, slot: &Arc<Slot>) {
+        let (epoch, version, incarnation) = {
+            let mut s = slot.lock();
+            if s.claiming {
+                return;
+            }
+            s.claiming = true;
+            (s.epoch, s.resource_version.clone(), s.incarnation)
+        };
+        self.set_phase(
+            slot,
+            ActorPhase::Starting,
+            "Claiming",
+            "recording this worker as the actor's only host",
+        );
+        let Some(claimer) = self.claimer.read().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return;
+        };
+        let events = self.events.clone();
+        let key = slot.key.clone();
+        tokio::spawn(async move {
+            let outcome = claimer.claim(&key, epoch, version.as_deref()).await;
+            let _ = events.send(HostEvent::Claimed {
+                key,
+                incarnation,
+                outcome,
+            });
+        });
+    }
+
+    /// A claim came back: start on a win; on a loss, the assignment is gone (the watch removes
+    /// it); on a failure, try again after a pause.
+    pub(super) async fn claimed(&self, key: ActorKey, incarnation: u64, outcome: Claim) {
+        let Some(slot) = self.slot(&key) else { return };
+        {
+            let mut s = slot.lock();
+            if s.incarnation != incarnation || !s.claiming {
+                return;
+            }
+            s.claiming = false;
+            s.claimed = outcome == Claim::Won;
+        }
+        match outcome {
+            Claim::Won => self.reconcile(&slot).await,
+            Claim::Lost(why) => {
+                tracing::info!(actor = %key, %why, "claim lost: the actor is no longer assigned here");
+                self.set_phase(&slot, ActorPhase::Pending, "Reassigned", &why);
+            }
+            Claim::Failed(why) => {
+                tracing::warn!(actor = %key, %why, "claiming the actor failed; retrying");
+                self.set_phase(&slot, ActorPhase::Starting, "Claiming", &why);
+                let events = self.events.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = events.send(HostEvent::Restart { key, incarnation });
+                });
+            }
+        }
+    }
+
     pub(super) async fn start_actor(&self, slot: &Arc<Slot>) {
-        let (spec, key) = {
+        // Building a behaviour may have effects of its own: not without a live lease.
+        if !self.config.lease.is_live() {
+            let _ = self.events.send(HostEvent::LeaseExpired);
+            return;
+        }
+        let (spec, key, epoch) = {
             let s = slot.lock();
-            (s.spec.clone(), slot.key.clone())
+            (s.spec.clone(), slot.key.clone(), s.epoch)
         };
         let config = spec.config.clone().unwrap_or_default();
         let behavior = match self.registry.build(
@@ -156,7 +281,7 @@ impl Host {
             &ActorInit {
                 namespace: &key.namespace,
                 name: &key.name,
-                epoch: 0,
+                epoch,
                 config: &config,
             },
         ) {
@@ -227,7 +352,7 @@ impl Host {
                 name: key.name.clone(),
                 pool: self.config.pool.clone(),
                 revision: self.config.revision.clone(),
-                epoch: 0,
+                epoch: s.epoch,
                 router: Arc::new(HostRouter {
                     host: self.me.clone(),
                 }),
@@ -248,6 +373,7 @@ impl Host {
             slot: slot.clone(),
             idle_clock: self.idle_clock.clone(),
             host: self.me.clone(),
+            lease: self.config.lease.clone(),
         };
         // Instant spawn: the actor takes messages at once while its (infallible) pre_start runs,
         // instead of the caller waiting for a cross-thread hand-off per activation.
@@ -271,26 +397,42 @@ impl Host {
     }
 
     /// Stops the actor's Ractor actor (if running), letting its current message finish.
-    pub(super) async fn stop_actor(&self, slot: &Slot, why: &str) {
+    /// Stops the actor: its current message may finish within the stop deadline, then it is
+    /// aborted. Returns whether it really ended (false only for a behaviour that blocks its
+    /// thread and so cannot be aborted).
+    pub(super) async fn stop_actor(&self, slot: &Slot, why: &str) -> bool {
         let (actor, schedule) = {
             let mut s = slot.lock();
             s.incarnation += 1;
             s.parked = None;
+            s.claiming = false;
             (s.actor.take(), s.schedule.take())
         };
         if let Some(t) = schedule {
             t.abort();
         }
-        if let Some(actor) = actor {
-            self.by_id
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&actor.get_id());
-            let _ = actor
-                .get_cell()
-                .stop_and_wait(Some(why.to_string()), Some(Duration::from_secs(10)))
-                .await;
-            tracing::info!(actor = %slot.key, %why, "actor stopped");
+        let Some(actor) = actor else { return true };
+        self.by_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&actor.get_id());
+        let deadline = self.config.stop_deadline;
+        let cell = actor.get_cell();
+        if cell
+            .stop_and_wait(Some(why.to_string()), Some(deadline))
+            .await
+            .is_ok()
+        {
+            tracing::debug!(actor = %slot.key, %why, "actor stopped");
+            return true;
+        }
+        tracing::warn!(actor = %slot.key, %why, ?deadline, "the actor did not stop in time; aborting it");
+        match cell.kill_and_wait(Some(deadline)).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(actor = %slot.key, error = %e, "the actor could not be aborted");
+                false
+            }
         }
     }
 
@@ -360,6 +502,16 @@ impl Host {
                     self.handle_stop(&slot, incarnation, failed, why).await;
                 }
             }
+            HostEvent::LeaseExpired => {
+                if !self.is_fenced() {
+                    self.fence("an actor found the lease proof run out").await;
+                }
+            }
+            HostEvent::Claimed {
+                key,
+                incarnation,
+                outcome,
+            } => self.claimed(key, incarnation, outcome).await,
             HostEvent::Restart { key, incarnation } => {
                 let Some(slot) = self.slot(&key) else { return };
                 let current = {

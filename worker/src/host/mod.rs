@@ -5,6 +5,12 @@
 //! desired state (assigned Actors, from the Kubernetes watch), restarts failed actors per their
 //! restart policy, opens circuit breakers, delivers ticks, and keeps the runtime status that the
 //! status writer publishes.
+//!
+//! Single activation: nothing runs without the worker's proof of a live lease
+//! ([`LeaseClock`], asked at every delivery); an assignment runs only once its claim (a write to
+//! the Actor's status conditional on the version the assignment was read at) succeeded; after a
+//! fence nothing restarts until the lease is renewed and the assignments are listed afresh
+//! ([`Host::lift_fence`]). See docs/architecture.md for the whole protocol.
 
 use std::{
     collections::HashMap,
@@ -23,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use troupe_crds::{ActorPhase, ActorSpec, MailboxFullPolicy};
 
 mod actor;
+mod claim;
 mod delivery;
 mod fence;
 mod lifecycle;
@@ -32,12 +39,14 @@ mod tests;
 
 use crate::{
     behavior::{ActorInit, Behavior, Context, Registry, Router},
+    lease_clock::LeaseClock,
     mailbox::{Envelope, Mailbox, Pushed, SendError},
     metrics::Metrics,
     schedule::Schedule,
     supervision::{CircuitBreaker, Decision, RestartTracker},
 };
 use actor::{HostedActor, HostedArgs, Supervisor};
+pub use claim::{Claim, Claimer};
 use delivery::HostRouter;
 
 /// An actor's namespace and name.
@@ -77,6 +86,12 @@ pub struct HostConfig {
     /// An actor idle this long is passivated: its Ractor actor stops and its behaviour (with its
     /// state) waits in the host until the next message or tick. `None`: never.
     pub passivate_after: Option<Duration>,
+    /// The proof of a live lease that every delivery asks for. The default never runs out: a
+    /// host without membership (tests, embedding) is always live.
+    pub lease: Arc<LeaseClock>,
+    /// How long an actor may take to stop (finish its current message) before it is aborted.
+    /// Fencing must fit in the lease margin, so this is short.
+    pub stop_deadline: Duration,
 }
 
 impl Default for HostConfig {
@@ -90,6 +105,8 @@ impl Default for HostConfig {
             block_timeout: Duration::from_secs(1),
             batch: 64,
             passivate_after: Some(Duration::from_secs(60)),
+            lease: Arc::new(LeaseClock::unbounded()),
+            stop_deadline: Duration::from_millis(500),
         }
     }
 }
@@ -124,6 +141,8 @@ pub struct ConditionState {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RuntimeStatus {
     pub phase: ActorPhase,
+    /// The epoch of the assignment the actor runs under here.
+    pub epoch: u64,
     pub restarts: i32,
     pub messages_processed: u64,
     pub last_error: Option<String>,
@@ -182,11 +201,61 @@ enum HostEvent {
         key: ActorKey,
         incarnation: u64,
     },
+    /// An actor found the lease proof run out at a delivery: fence now.
+    LeaseExpired,
+    /// A claim of an assignment came back.
+    Claimed {
+        key: ActorKey,
+        incarnation: u64,
+        outcome: Claim,
+    },
+}
+
+/// An actor assigned to this worker, as the watch of its assignments read it.
+#[derive(Clone, Debug)]
+pub struct Assignment {
+    pub spec: ActorSpec,
+    pub generation: Option<i64>,
+    /// The assignment's epoch (annotation `troupe.dev/epoch`; 0 when there is none).
+    pub epoch: u64,
+    /// The Actor's resourceVersion when read: the claim's precondition.
+    pub resource_version: Option<String>,
+}
+
+impl Assignment {
+    /// An assignment without epoch or version (tests, embedding).
+    pub fn of(spec: ActorSpec, generation: Option<i64>) -> Self {
+        Self {
+            spec,
+            generation,
+            epoch: 0,
+            resource_version: None,
+        }
+    }
+}
+
+/// An actor that left this worker: stopped, its departure still to be confirmed in its status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Departure {
+    pub key: ActorKey,
+    /// The epoch of the assignment that ended.
+    pub epoch: u64,
+    /// The Actor's version when this worker saw it leave: the confirmation is written on
+    /// condition that nothing changed since (a newer assignment makes it moot).
+    pub resource_version: Option<String>,
 }
 
 struct SlotState {
     spec: ActorSpec,
     generation: Option<i64>,
+    /// The epoch of the assignment, and the Actor's version it was last seen at.
+    epoch: u64,
+    resource_version: Option<String>,
+    /// Whether this worker's claim of the assignment succeeded (reset by a fence: the lease was
+    /// lost, so the assignment may have moved and must be claimed again).
+    claimed: bool,
+    /// A claim is in flight.
+    claiming: bool,
     phase: ActorPhase,
     since: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
@@ -238,10 +307,13 @@ pub struct Host {
     events: mpsc::UnboundedSender<HostEvent>,
     supervisor: ActorCell,
     router: RwLock<Option<Arc<dyn Router>>>,
+    claimer: RwLock<Option<Arc<dyn Claimer>>>,
     fenced: AtomicBool,
+    /// Bumped at every fence; a fence is lifted only by a list of assignments made for it.
+    fence_generation: AtomicU64,
     /// Actors stopped because they left this worker, whose stop is still to be confirmed in
     /// their status (phase Migrating), so the operator can place them elsewhere.
-    departed: Mutex<Vec<ActorKey>>,
+    departed: Mutex<Vec<Departure>>,
     /// Ticks once per passivation period: a coarse clock that actors copy without reading time.
     idle_clock: Arc<AtomicU64>,
     me: Weak<Host>,
@@ -267,7 +339,9 @@ impl Host {
             events: tx,
             supervisor: supervisor.get_cell(),
             router: RwLock::new(None),
+            claimer: RwLock::new(None),
             fenced: AtomicBool::new(false),
+            fence_generation: AtomicU64::new(0),
             idle_clock: Arc::new(AtomicU64::new(0)),
             departed: Mutex::new(Vec::new()),
             me: me.clone(),
@@ -288,6 +362,11 @@ impl Host {
     /// Sets where actors' `ctx.tell` goes for actors not hosted here.
     pub fn set_router(&self, router: Arc<dyn Router>) {
         *self.router.write().unwrap_or_else(|e| e.into_inner()) = Some(router);
+    }
+
+    /// Sets how assignments are claimed before they start (unset: claims always succeed).
+    pub fn set_claimer(&self, claimer: Arc<dyn Claimer>) {
+        *self.claimer.write().unwrap_or_else(|e| e.into_inner()) = Some(claimer);
     }
 
     pub fn config(&self) -> &HostConfig {

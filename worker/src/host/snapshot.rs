@@ -38,6 +38,7 @@ impl Host {
                 }
                 let status = RuntimeStatus {
                     phase: s.phase,
+                    epoch: s.epoch,
                     restarts: s.restarts,
                     messages_processed: slot.processed.load(Ordering::Relaxed),
                     last_error: s.last_error.clone(),

@@ -4,7 +4,7 @@ use serde_json::json;
 use troupe_crds::{CircuitBreakerSpec, RestartPolicy, RestartPolicySpec};
 
 use super::*;
-use crate::builtin;
+use crate::{builtin, lease_clock::BootInstant};
 
 fn spec(behavior: &str, config: Value) -> ActorSpec {
     ActorSpec {
@@ -185,20 +185,228 @@ async fn a_full_mailbox_rejects_with_mailbox_full() {
 }
 
 #[tokio::test]
-async fn fencing_stops_every_actor_and_lifting_it_starts_them_again() {
+async fn fencing_stops_every_actor_and_only_a_list_made_for_that_fence_lifts_it() {
     let host = host().await;
     let key = ActorKey::new("ns", "f");
     host.upsert(key.clone(), spec("echo", json!({})), Some(1)).await;
-    host.set_fenced(true).await;
+    phase_becomes(&host, &key, ActorPhase::Running).await;
+    host.fence("test").await;
     let s = phase_becomes(&host, &key, ActorPhase::Pending).await;
     assert_eq!(s.conditions[0].reason, "LeaseLost");
     assert!(host.tell(&key, json!(1)).await.is_err());
-    host.set_fenced(false).await;
+    let first = host.fence_generation();
+    host.fence("again").await;
+    assert_eq!(
+        host.fence_generation(),
+        first,
+        "fencing a fenced host changes nothing"
+    );
+    assert!(
+        !host.lift_fence(first - 1).await,
+        "a list made for an older fence"
+    );
+    assert!(host.is_fenced());
+    assert!(host.lift_fence(first).await);
     phase_becomes(&host, &key, ActorPhase::Running).await;
     assert_eq!(
         host.ask(&key, json!(7), Duration::from_secs(1)).await.unwrap(),
         json!(7)
     );
+}
+
+/// A behaviour that records every tick and message with the moment it ran.
+struct Recorder(Arc<Mutex<Vec<BootInstant>>>);
+
+#[async_trait::async_trait]
+impl Behavior for Recorder {
+    async fn handle(&mut self, _: &Context, _: Value) -> Result<Value, crate::behavior::ActorError> {
+        self.0.lock().unwrap().push(BootInstant::now());
+        Ok(json!("ok"))
+    }
+
+    async fn tick(&mut self, _: &Context) -> Result<(), crate::behavior::ActorError> {
+        self.0.lock().unwrap().push(BootInstant::now());
+        Ok(())
+    }
+}
+
+async fn recording_host(lease: Arc<LeaseClock>) -> (Arc<Host>, Arc<Mutex<Vec<BootInstant>>>) {
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let mut registry = Registry::new();
+    let r = runs.clone();
+    registry.register("recorder", move |_| Ok(Box::new(Recorder(r.clone()))));
+    let config = HostConfig {
+        lease,
+        ..Default::default()
+    };
+    let host = Host::start(config, registry, Metrics::new()).await.unwrap();
+    (host, runs)
+}
+
+#[tokio::test]
+async fn nothing_runs_once_the_lease_proof_has_run_out_not_even_before_the_fence() {
+    let lease = Arc::new(LeaseClock::new());
+    let renewed = BootInstant::now();
+    lease.renewed(renewed, Duration::from_millis(400), Duration::ZERO);
+    let until = renewed.saturating_add(Duration::from_millis(400));
+    let (host, runs) = recording_host(lease).await;
+    let key = ActorKey::new("ns", "ticker");
+    let mut s = spec("recorder", json!({}));
+    s.schedule = Some("every 10ms".into());
+    host.upsert(key.clone(), s, Some(1)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let runs = runs.lock().unwrap().clone();
+    assert!(
+        runs.len() >= 5,
+        "it ticked while the lease was proven: {}",
+        runs.len()
+    );
+    assert!(
+        runs.iter().all(|t| *t < until),
+        "a tick ran {:?} after the proof ran out",
+        runs.iter().map(|t| t.duration_since(until)).max()
+    );
+    assert!(host.is_fenced(), "the first refused delivery fenced the host");
+    assert!(
+        host.tell(&key, json!(1)).await.is_err(),
+        "no message is accepted without a proof"
+    );
+    assert!(
+        host.metrics()
+            .render()
+            .contains("troupe_worker_stale_deliveries_refused_total"),
+        "refusals are counted"
+    );
+}
+
+/// Claims decided by the test; counts how many were asked.
+struct ScriptedClaims {
+    outcome: Mutex<Claim>,
+    asked: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Claimer for ScriptedClaims {
+    async fn claim(&self, _: &ActorKey, _: u64, _: Option<&str>) -> Claim {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        self.outcome.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn an_assignment_starts_only_once_its_claim_is_won_and_is_claimed_again_after_a_fence() {
+    let (host, runs) = recording_host(Arc::new(LeaseClock::unbounded())).await;
+    let claims = Arc::new(ScriptedClaims {
+        outcome: Mutex::new(Claim::Lost("moved to w2".into())),
+        asked: AtomicU64::new(0),
+    });
+    host.set_claimer(claims.clone());
+    let key = ActorKey::new("ns", "claimed");
+    let mut s = spec("recorder", json!({}));
+    s.schedule = Some("every 10ms".into());
+    host.assign(
+        key.clone(),
+        Assignment {
+            spec: s.clone(),
+            generation: Some(1),
+            epoch: 4,
+            resource_version: Some("10".into()),
+        },
+    )
+    .await;
+    let st = phase_becomes(&host, &key, ActorPhase::Pending).await;
+    assert_eq!(st.conditions[0].reason, "Reassigned");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(runs.lock().unwrap().is_empty(), "a lost claim never runs");
+
+    // Reassigned here under a new epoch: claimed again, won, started.
+    *claims.outcome.lock().unwrap() = Claim::Won;
+    host.assign(
+        key.clone(),
+        Assignment {
+            spec: s,
+            generation: Some(1),
+            epoch: 5,
+            resource_version: Some("11".into()),
+        },
+    )
+    .await;
+    let st = phase_becomes(&host, &key, ActorPhase::Running).await;
+    assert_eq!(st.epoch, 5);
+    let asked = claims.asked.load(Ordering::SeqCst);
+    assert_eq!(asked, 2);
+
+    host.fence("test").await;
+    assert!(host.lift_fence(host.fence_generation()).await);
+    phase_becomes(&host, &key, ActorPhase::Running).await;
+    assert_eq!(
+        claims.asked.load(Ordering::SeqCst),
+        3,
+        "a fence forgets the claim"
+    );
+}
+
+/// Answers after `0` whatever happens: a handler that does not finish in time.
+struct Slow(Duration);
+
+#[async_trait::async_trait]
+impl Behavior for Slow {
+    async fn handle(&mut self, _: &Context, _: Value) -> Result<Value, crate::behavior::ActorError> {
+        tokio::time::sleep(self.0).await;
+        Ok(json!("late"))
+    }
+}
+
+#[tokio::test]
+async fn an_actor_that_does_not_stop_in_time_is_aborted_and_only_then_its_departure_confirmed() {
+    let mut registry = Registry::new();
+    registry.register("slow", |_| Ok(Box::new(Slow(Duration::from_secs(30)))));
+    let config = HostConfig {
+        stop_deadline: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let host = Host::start(config, registry, Metrics::new()).await.unwrap();
+    let key = ActorKey::new("ns", "slow");
+    host.assign(
+        key.clone(),
+        Assignment {
+            spec: spec("slow", json!({})),
+            generation: Some(1),
+            epoch: 9,
+            resource_version: Some("5".into()),
+        },
+    )
+    .await;
+    phase_becomes(&host, &key, ActorPhase::Running).await;
+    host.tell(&key, json!(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    host.remove(&key, Some("6".into())).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the stop waited for the 30 s handler: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        host.take_departed(),
+        vec![Departure {
+            key,
+            epoch: 9,
+            resource_version: Some("6".into())
+        }]
+    );
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_leaves_no_actor_said_to_be_running() {
+    let host = host().await;
+    let key = ActorKey::new("ns", "s");
+    host.upsert(key.clone(), spec("counter", json!({})), Some(1))
+        .await;
+    phase_becomes(&host, &key, ActorPhase::Running).await;
+    host.shutdown(Duration::from_millis(100)).await;
+    let st = phase_becomes(&host, &key, ActorPhase::Pending).await;
+    assert_eq!(st.conditions[0].reason, "WorkerStopped");
 }
 
 async fn passivating_host(after: Duration) -> Arc<Host> {
@@ -275,7 +483,7 @@ async fn removing_an_actor_stops_it_and_forgets_it() {
     let host = host().await;
     let key = ActorKey::new("ns", "r");
     host.upsert(key.clone(), spec("echo", json!({})), Some(1)).await;
-    host.remove(&key).await;
+    host.remove(&key, None).await;
     assert!(!host.is_hosted(&key));
     assert!(matches!(
         host.tell(&key, json!(1)).await,

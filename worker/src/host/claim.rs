@@ -1,0 +1,29 @@
+//! Claims: before an assignment first runs on this worker (and again after any fence), the
+//! worker records in the Actor's status that it runs the actor under the assignment's epoch, on
+//! condition that the Actor is still at the version the assignment was read at.
+//!
+//! The condition is what makes a late decision harmless. The operator moves an actor with a
+//! write conditional on the version it decided from; the claim is conditional on the version the
+//! worker saw. Both are compare-and-swap operations on the same object, so of "the operator moves
+//! the actor away" and "the worker starts it" at most one happens from any one version: a worker
+//! whose lease came back while the operator was failing it over never starts an actor that the
+//! operator has meanwhile given to another worker.
+
+use super::ActorKey;
+
+/// The outcome of a claim.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// The status now says this worker runs the actor under the assignment's epoch.
+    Won,
+    /// The assignment is no longer this worker's (moved, deleted, a newer epoch): do not start.
+    Lost(String),
+    /// The claim could not be written (API unreachable): try again later, do not start.
+    Failed(String),
+}
+
+/// Writes claims; the worker's is [`crate::status::KubeClaimer`].
+#[async_trait::async_trait]
+pub trait Claimer: Send + Sync {
+    async fn claim(&self, key: &ActorKey, epoch: u64, resource_version: Option<&str>) -> Claim;
+}
