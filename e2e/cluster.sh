@@ -6,6 +6,11 @@
 #   e2e/cluster.sh status   what runs, where
 #   e2e/cluster.sh env      print `export KUBECONFIG=…` for a shell
 #   e2e/cluster.sh restart-operator   stop and start the operator process
+#   e2e/cluster.sh start-operator     start the operator if it does not run (after a kill -9)
+#   e2e/cluster.sh restart-apiserver  stop (SIGTERM, SIGKILL after 5 s) and start the API server
+#   e2e/cluster.sh restart-etcd       stop and start etcd
+#   e2e/cluster.sh start-second-operator | stop-second-operator
+#                                     a follower replica of the operator (leader-election faults)
 #
 # Configurable by env, so that two runs can coexist:
 #   TROUPE_CLUSTER_DIR (default .local/cluster in the repo), TROUPE_ETCD_PORT (23790),
@@ -29,6 +34,7 @@ NODE_PORT=${TROUPE_NODE_PORT:-28081}
 OPERATOR_PORT=${TROUPE_OPERATOR_PORT:-$((NODE_PORT + 1))}
 PROM_PORT=${TROUPE_PROMETHEUS_PORT:-$((NODE_PORT + 2))}
 AM_PORT=${TROUPE_ALERTMANAGER_PORT:-$((NODE_PORT + 3))}
+SECOND_OPERATOR_PORT=${TROUPE_SECOND_OPERATOR_PORT:-$((NODE_PORT + 4))}
 POD_SUBNET=${TROUPE_POD_SUBNET:-127.10}
 PROFILE_DIR=${TROUPE_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debug}
 
@@ -143,23 +149,17 @@ EOF
 
 localcp() { echo "$PROFILE_DIR/troupe-localcp"; }
 
-cmd_up() {
-  local t0=$SECONDS
-  BIN=$("$REPO/e2e/tools/install.sh" all | tail -n 1)
-  export PATH=$BIN:$PATH
-  [ -x "$(localcp)" ] || (cd "$REPO" && cargo build -q --workspace --bins)
-  [ -x "$(localcp)" ] || die "$(localcp) is missing: run cargo build"
-  save_ports
-  make_certs
-  write_kubeconfigs
-  check_ports
+tools_bin() { "$REPO/e2e/tools/install.sh" all | tail -n 1; }
 
+start_etcd() {
   start etcd "$BIN/etcd" --name troupe-local --data-dir "$DIR/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-cluster "troupe-local=http://127.0.0.1:$ETCD_PEER_PORT" --log-level warn
   wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+}
 
+start_apiserver() {
   start apiserver "$BIN/apiextensions-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" --secure-port "$API_PORT" --bind-address 127.0.0.1 \
     --tls-cert-file "$CERTS/server.crt" --tls-private-key-file "$CERTS/server.key" \
@@ -171,6 +171,21 @@ cmd_up() {
   # /healthz plus a served CRD list is what "ready" means for this server.
   wait_for apiserver 90 curl -sf --cacert "$CERTS/ca.crt" --cert "$CERTS/admin.crt" --key "$CERTS/admin.key" \
     "https://127.0.0.1:$API_PORT/apis/apiextensions.k8s.io/v1/customresourcedefinitions?limit=1"
+}
+
+cmd_up() {
+  local t0=$SECONDS
+  BIN=$("$REPO/e2e/tools/install.sh" all | tail -n 1)
+  export PATH=$BIN:$PATH
+  [ -x "$(localcp)" ] || (cd "$REPO" && cargo build -q --workspace --bins)
+  [ -x "$(localcp)" ] || die "$(localcp) is missing: run cargo build"
+  save_ports
+  make_certs
+  write_kubeconfigs
+  check_ports
+
+  start_etcd
+  start_apiserver
 
   "$(localcp)" --admin-kubeconfig "$ADMIN_KUBECONFIG" stand-ins --etcd "http://127.0.0.1:$ETCD_PORT" \
     >>"$LOGS/stand-ins.log" 2>&1 || { tail -n 20 "$LOGS/stand-ins.log" >&2; die "installing the stand-in CRDs failed"; }
@@ -255,6 +270,16 @@ start_operator() {
   wait_for operator 30 curl -sf "http://127.0.0.1:$OPERATOR_PORT/readyz"
 }
 
+# A second replica, configured as the first, that waits for leadership (hung-leader faults).
+start_second_operator() {
+  [ -x "$PROFILE_DIR/troupe-operator" ] || die "$PROFILE_DIR/troupe-operator is missing: run cargo build"
+  start operator-second env KUBECONFIG="$ADMIN_KUBECONFIG" RUST_LOG="${RUST_LOG:-info,kube=warn}" POD_NAME=troupe-operator-second \
+    "$PROFILE_DIR/troupe-operator" --listen "127.0.0.1:$SECOND_OPERATOR_PORT" \
+    --worker-env "KUBECONFIG=$ADMIN_KUBECONFIG" --worker-env TROUPE_LEASE_DURATION=6s \
+    --worker-env TROUPE_LEASE_RENEW=1s --worker-env RUST_LOG=info,kube=warn $(monitoring_flags)
+  wait_for operator-second 30 curl -sf "http://127.0.0.1:$SECOND_OPERATOR_PORT/readyz"
+}
+
 monitoring_flags() {
   if [ -s "$DIR/alert-token" ]; then
     echo "--prometheus-url http://127.0.0.1:$PROM_PORT --alert-token-file $DIR/alert-token"
@@ -275,6 +300,7 @@ stop() { # name
 }
 
 cmd_down() {
+  stop operator-second
   stop operator
   stop node
   # Pods are started in their own process groups by the node agent; make sure none outlives it.
@@ -308,5 +334,10 @@ case "${1:-}" in
   env) echo "export KUBECONFIG=$KUBECONFIG_PATH"; echo "export PATH=${TROUPE_CACHE:-$HOME/.cache/troupe}/bin:\$PATH" ;;
   clean) cmd_down; rm -rf "$DIR" ;;
   restart-operator) stop operator; start_operator ;;
-  *) echo "usage: $0 up|down|status|env|clean|restart-operator" >&2; exit 2 ;;
+  start-operator) start_operator ;;
+  restart-apiserver) BIN=$(tools_bin); stop apiserver; start_apiserver ;;
+  restart-etcd) BIN=$(tools_bin); stop etcd; start_etcd ;;
+  start-second-operator) start_second_operator ;;
+  stop-second-operator) stop operator-second ;;
+  *) echo "usage: $0 up|down|status|env|clean|restart-operator|start-operator|restart-apiserver|restart-etcd|start-second-operator|stop-second-operator" >&2; exit 2 ;;
 esac

@@ -1,0 +1,659 @@
+//! The chaos suite: proves or disproves from the outside that every actor is active on exactly
+//! one worker at a time, through the faults of issue #10.
+//!
+//! A pool of default workers runs `witness` actors ticking every 200 ms; each records every
+//! activation, tick, message and stop in one shared append-only file, and the checker
+//! (`troupe_e2e::chaos::checker`) reads it in file order. Faults are drawn from a seed; after
+//! each one the test waits until every actor is Running on exactly one live worker whose process
+//! really runs it (the checker's single open activation in a live process) and whose status
+//! names it, and records how long that took.
+//!
+//! - `single_activation_holds_through_worker_faults` (in `make e2e`): 60 actors, 3 workers, one
+//!   fault each of pause, partition, crash and pod deletion; faults of one worker only, so it
+//!   can run beside the other tests.
+//! - `chaos_long_every_fault_class` (`make chaos`, ignored otherwise): 300 actors, 5 workers,
+//!   every fault class, on a control plane of its own (it restarts the API server, etcd and the
+//!   operator).
+//!
+//! Env: `TROUPE_CHAOS_SEED` (default random, printed), `TROUPE_CHAOS_ACTORS`,
+//! `TROUPE_CHAOS_WORKERS`, `TROUPE_CHAOS_FAULTS` (how many), `TROUPE_CHAOS_KINDS` (a comma list
+//! of fault names), `TROUPE_CHAOS_CHECK_EPOCHS=0` (skip the epoch rule),
+//! `TROUPE_CHAOS_WORKER_BIN` (the worker binary; default this build's). See docs/reliability.md.
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use common::TestEnv;
+use kube::{Api, ResourceExt, api::ListParams};
+use serde_json::json;
+use troupe_crds::{Actor, ActorPhase};
+use troupe_e2e::chaos::{
+    FaultKind, FaultOutcome, PlannedFault, Tally,
+    checker::{Checker, Options, WitnessFile},
+    faults::{self, ControlPlane, NodeAgent, PodView, ProxyHub},
+    plan,
+};
+
+/// The workers' lease on the local control plane (`--worker-env` in cluster.sh).
+const LEASE: Duration = Duration::from_secs(6);
+/// "A few seconds" past the lease within which every actor must be Running again.
+const GRACE: Duration = Duration::from_secs(10);
+/// How long after a fault ends the test waits for recovery before it counts actors as lost.
+const RECOVERY_BOUND: Duration = Duration::from_secs(120);
+/// Time for stale executions of a thawed or healed worker to show in the file after recovery.
+const SETTLE: Duration = Duration::from_secs(3);
+
+struct Settings {
+    seed: u64,
+    actors: usize,
+    workers: usize,
+    faults: usize,
+    kinds: Vec<FaultKind>,
+    check_epochs: bool,
+}
+
+impl Settings {
+    fn from_env(actors: usize, workers: usize, faults: usize, kinds: &[FaultKind]) -> Settings {
+        let num = |name: &str, default: usize| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v}: not a number")))
+                .unwrap_or(default)
+        };
+        let kinds = match std::env::var("TROUPE_CHAOS_KINDS") {
+            Ok(list) if !list.trim().is_empty() => list
+                .split(',')
+                .map(|k| k.parse().unwrap_or_else(|e| panic!("TROUPE_CHAOS_KINDS: {e}")))
+                .collect(),
+            _ => kinds.to_vec(),
+        };
+        Settings {
+            seed: std::env::var("TROUPE_CHAOS_SEED")
+                .ok()
+                .map(|v| v.parse().expect("TROUPE_CHAOS_SEED: a number"))
+                .unwrap_or_else(rand::random),
+            actors: num("TROUPE_CHAOS_ACTORS", actors),
+            workers: num("TROUPE_CHAOS_WORKERS", workers),
+            faults: num("TROUPE_CHAOS_FAULTS", faults),
+            kinds,
+            check_epochs: std::env::var("TROUPE_CHAOS_CHECK_EPOCHS").map_or(true, |v| v != "0"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn single_activation_holds_through_worker_faults() {
+    let s = Settings::from_env(
+        60,
+        3,
+        4,
+        &[
+            FaultKind::ProcessPause,
+            FaultKind::Partition,
+            FaultKind::ContainerCrash,
+            FaultKind::PodDeletion,
+        ],
+    );
+    run("chaos-short", s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "the long chaos run restarts the operator, API server and etcd: `make chaos` runs it on a control plane of its own"]
+async fn chaos_long_every_fault_class() {
+    let s = Settings::from_env(300, 5, 18, &FaultKind::ALL);
+    run("chaos-long", s).await;
+}
+
+/// Everything a run touches.
+struct Run {
+    env: TestEnv,
+    s: Settings,
+    cp: ControlPlane,
+    node: NodeAgent,
+    hub: ProxyHub,
+    actors: Api<Actor>,
+    chaos_dir: PathBuf,
+    witness: WitnessFile,
+    checker: Checker,
+    faketime: Option<PathBuf>,
+}
+
+/// One look at the world: actor name → (phase, status.worker), and the namespace's pods.
+struct Snapshot {
+    actors: BTreeMap<String, (Option<ActorPhase>, String)>,
+    pods: Vec<PodView>,
+}
+
+impl Run {
+    async fn snapshot(&self) -> Option<Snapshot> {
+        let list = self.actors.list(&ListParams::default()).await.ok()?;
+        let pods = self.node.pods(&self.env.namespace).await.ok()?;
+        let actors = list
+            .items
+            .iter()
+            .map(|a| {
+                let st = a.status.clone().unwrap_or_default();
+                (a.name_any(), (st.phase, st.worker.unwrap_or_default()))
+            })
+            .collect();
+        Some(Snapshot { actors, pods })
+    }
+
+    fn feed(&mut self) {
+        self.witness
+            .read_new(&mut self.checker)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.witness.path().display()));
+    }
+
+    /// What keeps the world from being right: every actor Running on exactly one live worker
+    /// whose process runs it (one open activation among live processes, in that pod) and whose
+    /// status names it. Empty when all is well.
+    fn problems(&self, snap: &Snapshot) -> Vec<String> {
+        let live: BTreeMap<&str, u32> = snap
+            .pods
+            .iter()
+            .filter(|p| !p.terminating)
+            .filter_map(|p| {
+                p.pid
+                    .filter(|pid| faults::alive(*pid))
+                    .map(|pid| (p.name.as_str(), pid))
+            })
+            .collect();
+        let live_pids: BTreeSet<u32> = live.values().copied().collect();
+        let mut out = Vec::new();
+        if snap.actors.len() != self.s.actors {
+            out.push(format!(
+                "{} actors listed, {} expected",
+                snap.actors.len(),
+                self.s.actors
+            ));
+        }
+        for (name, (phase, worker)) in &snap.actors {
+            if *phase != Some(ActorPhase::Running) {
+                out.push(format!("{name}: phase {phase:?} (worker {worker:?})"));
+                continue;
+            }
+            if !live.contains_key(worker.as_str()) {
+                out.push(format!(
+                    "{name}: Running on {worker:?}, which is not a live worker"
+                ));
+                continue;
+            }
+            let key = (self.env.namespace.clone(), name.clone());
+            let open: Vec<String> = self
+                .checker
+                .actors
+                .get(&key)
+                .map(|a| {
+                    a.open_in(&live_pids)
+                        .iter()
+                        .map(|o| format!("{}@{}", o.id, o.pod))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let runs_it = open.len() == 1 && open[0].ends_with(&format!("@{worker}"));
+            if !runs_it {
+                out.push(format!(
+                    "{name}: status says {worker}, open activations in live processes: {open:?}"
+                ));
+            }
+        }
+        out
+    }
+
+    /// Waits until there are no problems; returns when that happened, or the last problems.
+    /// `slow_at`: when to count the actors still not right (the "lease + a few seconds" rule).
+    async fn wait_recovered(
+        &mut self,
+        bound: Instant,
+        slow_at: Option<Instant>,
+    ) -> (Result<Instant, Vec<String>>, usize) {
+        let mut slow = None;
+        let mut last = vec!["no snapshot yet".to_string()];
+        loop {
+            self.feed();
+            if let Some(snap) = self.snapshot().await {
+                last = self.problems(&snap);
+                if last.is_empty() {
+                    return (Ok(Instant::now()), slow.unwrap_or(0));
+                }
+                if slow.is_none() && slow_at.is_some_and(|t| Instant::now() >= t) {
+                    let actors: BTreeSet<&str> = last.iter().filter_map(|p| p.split(':').next()).collect();
+                    slow = Some(actors.len());
+                }
+            }
+            if Instant::now() >= bound {
+                return (Err(last), slow.unwrap_or(0));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn live_workers(&self) -> Vec<String> {
+        let mut pods: Vec<String> = self
+            .node
+            .pods(&self.env.namespace)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| !p.terminating && p.pid.is_some())
+            .map(|p| p.name)
+            .collect();
+        pods.sort();
+        pods
+    }
+
+    /// Injects `f` and heals it; returns (injected at, healed at, target) or why it was skipped.
+    async fn inject(&mut self, f: &PlannedFault) -> Result<(Instant, Instant, String), String> {
+        let workers = self.live_workers().await;
+        let target = workers
+            .get(f.target % workers.len().max(1))
+            .cloned()
+            .unwrap_or_default();
+        let ns = self.env.namespace.clone();
+        let fail = |what: &str, e: anyhow::Error| -> ! { panic!("injecting {} ({what}): {e:#}", f.kind) };
+        match f.kind {
+            FaultKind::ContainerCrash => {
+                let t = Instant::now();
+                self.node
+                    .kill(&ns, &target)
+                    .await
+                    .unwrap_or_else(|e| fail("kill", e));
+                Ok((t, t, target))
+            }
+            FaultKind::PodDeletion => {
+                let t = Instant::now();
+                self.node
+                    .delete(&ns, &target)
+                    .await
+                    .unwrap_or_else(|e| fail("delete", e));
+                Ok((t, t, target))
+            }
+            FaultKind::ProcessPause => {
+                let t = Instant::now();
+                self.node
+                    .pause(&ns, &target, f.hold)
+                    .await
+                    .unwrap_or_else(|e| fail("pause", e));
+                self.idle(f.hold).await;
+                Ok((t, Instant::now(), target))
+            }
+            FaultKind::Partition => {
+                let t = Instant::now();
+                assert!(
+                    self.hub.cut(&target),
+                    "{target} has no proxy: {:?}",
+                    self.hub.pods()
+                );
+                self.idle(f.hold).await;
+                self.hub.heal(&target);
+                Ok((t, Instant::now(), target))
+            }
+            FaultKind::ClockSkew => {
+                if self.faketime.is_none() {
+                    return Err("libfaketime is not installed (apt-get install libfaketime)".into());
+                }
+                let offset = format!("{:+}m", f.skew_minutes);
+                let t = Instant::now();
+                faults::set_clock_offset(&self.chaos_dir, &target, &offset).unwrap();
+                self.expect_skewed_lines(&target, f.skew_minutes).await;
+                self.idle(f.hold).await;
+                faults::set_clock_offset(&self.chaos_dir, &target, "+0").unwrap();
+                Ok((t, Instant::now(), target))
+            }
+            FaultKind::OperatorKill => {
+                // Node loss first, so that the operator is killed while it moves actors.
+                let before = self.snapshot().await.map(|s| s.actors).unwrap_or_default();
+                let on_target: Vec<String> = before
+                    .iter()
+                    .filter(|(_, (_, w))| *w == target)
+                    .map(|(a, _)| a.clone())
+                    .collect();
+                let t = Instant::now();
+                self.node
+                    .delete(&ns, &target)
+                    .await
+                    .unwrap_or_else(|e| fail("delete", e));
+                let deadline = Instant::now() + LEASE + GRACE;
+                while Instant::now() < deadline {
+                    let moving = self.snapshot().await.is_some_and(|s| {
+                        on_target.iter().any(|a| {
+                            s.actors
+                                .get(a)
+                                .is_some_and(|(p, w)| *w != target || *p != Some(ActorPhase::Running))
+                        })
+                    });
+                    if moving {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let pid = self.cp.pid("operator").expect("the operator runs");
+                faults::signal_group(pid, libc::SIGKILL);
+                self.idle(Duration::from_secs(1)).await;
+                self.cp
+                    .run("start-operator")
+                    .await
+                    .unwrap_or_else(|e| fail("start", e));
+                Ok((t, Instant::now(), target))
+            }
+            FaultKind::HungLeader => {
+                self.cp
+                    .run("start-second-operator")
+                    .await
+                    .unwrap_or_else(|e| fail("second replica", e));
+                let waiting = Instant::now() + Duration::from_secs(30);
+                while !self.cp.log("operator-second").contains("waiting for leadership") {
+                    assert!(
+                        Instant::now() < waiting,
+                        "the second replica never waited for leadership"
+                    );
+                    self.idle(Duration::from_millis(200)).await;
+                }
+                let pid = self.cp.pid("operator").expect("the operator runs");
+                let t = Instant::now();
+                faults::signal_group(pid, libc::SIGSTOP);
+                self.idle(f.hold).await;
+                faults::signal_group(pid, libc::SIGCONT);
+                // A leader that lost its lease must stop; give it the follower's renew period.
+                let exit_by = Instant::now() + Duration::from_secs(20);
+                while faults::alive(pid) && Instant::now() < exit_by {
+                    self.idle(Duration::from_millis(200)).await;
+                }
+                if faults::alive(pid) {
+                    eprintln!("[chaos] the thawed leader (pid {pid}) still runs 20 s after SIGCONT");
+                }
+                self.cp
+                    .run("stop-second-operator")
+                    .await
+                    .unwrap_or_else(|e| fail("stop second", e));
+                if faults::alive(pid) {
+                    self.cp
+                        .run("restart-operator")
+                        .await
+                        .unwrap_or_else(|e| fail("restart", e));
+                } else {
+                    self.cp
+                        .run("start-operator")
+                        .await
+                        .unwrap_or_else(|e| fail("start", e));
+                }
+                Ok((t, Instant::now(), String::new()))
+            }
+            FaultKind::ApiServerRestart => {
+                let t = Instant::now();
+                self.cp
+                    .run("restart-apiserver")
+                    .await
+                    .unwrap_or_else(|e| fail("restart", e));
+                Ok((t, Instant::now(), String::new()))
+            }
+            FaultKind::EtcdRestart => {
+                let t = Instant::now();
+                self.cp
+                    .run("restart-etcd")
+                    .await
+                    .unwrap_or_else(|e| fail("restart", e));
+                Ok((t, Instant::now(), String::new()))
+            }
+        }
+    }
+
+    /// Sleeps while reading the witness file, so that no history is lost between checks.
+    async fn idle(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            self.feed();
+            tokio::time::sleep((end - Instant::now()).min(Duration::from_millis(500))).await;
+        }
+    }
+
+    /// The skew must show in the witness lines of `pod` within a few seconds, or the fault did
+    /// not happen (libfaketime not loaded) and the run would prove nothing about it.
+    async fn expect_skewed_lines(&mut self, pod: &str, minutes: i64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let needle = format!("\"pod\":\"{pod}\"");
+        loop {
+            let text = std::fs::read(self.witness.path()).unwrap_or_default();
+            let tail = String::from_utf8_lossy(&text[text.len().saturating_sub(256 * 1024)..]).into_owned();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
+            let skewed = tail
+                .lines()
+                .rev()
+                .filter(|l| l.contains(&needle))
+                .take(50)
+                .any(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v["wallMs"].as_i64())
+                        .is_some_and(|w| {
+                            ((w - now) / 60_000 - minutes).abs() <= 1 && (w - now).abs() > 60_000
+                        })
+                });
+            if skewed {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker {pod} does not show a {minutes:+} min clock in its witness lines: is libfaketime loaded?"
+            );
+            self.idle(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+fn pool_manifest(run: &Run, worker_bin: &str) -> String {
+    let mut env = vec![
+        json!({"name": "TROUPE_WITNESS_FILE", "value": run.witness.path().display().to_string()}),
+        json!({"name": "CHAOS_CONTROL", "value": run.hub.control.to_string()}),
+        json!({"name": "CHAOS_KUBECONFIG", "value": run.cp.admin_kubeconfig().display().to_string()}),
+        json!({"name": "CHAOS_DIR", "value": run.chaos_dir.display().to_string()}),
+        json!({"name": "CHAOS_WORKER_BIN", "value": worker_bin}),
+    ];
+    if let Some(lib) = &run.faketime {
+        env.push(json!({"name": "CHAOS_FAKETIME_LIB", "value": lib.display().to_string()}));
+    }
+    json!({
+        "apiVersion": "troupe.dev/v1alpha1",
+        "kind": "ActorPool",
+        "metadata": {"name": "chaos"},
+        "spec": {
+            "replicas": run.s.workers,
+            "template": {"spec": {
+                "terminationGracePeriodSeconds": 10,
+                "containers": [{
+                    "name": "worker",
+                    "image": "troupe/worker:0.1.0",
+                    "command": ["/bin/sh", "-c", faults::worker_wrapper()],
+                    "env": env,
+                }],
+            }},
+        },
+    })
+    .to_string()
+}
+
+fn actors_manifest(n: usize) -> String {
+    let items: Vec<_> = (0..n)
+        .map(|i| {
+            json!({
+                "apiVersion": "troupe.dev/v1alpha1",
+                "kind": "Actor",
+                "metadata": {"name": format!("w{i:03}")},
+                "spec": {"pool": "chaos", "behavior": "witness", "schedule": "every 200ms"},
+            })
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
+}
+
+async fn run(test: &str, s: Settings) {
+    let env = TestEnv::new(test).await;
+    let cluster_dir =
+        PathBuf::from(std::env::var("TROUPE_CLUSTER_DIR").expect("TROUPE_CLUSTER_DIR (make e2e sets it)"));
+    let cp = ControlPlane::new(&cluster_dir);
+    let chaos_dir = cluster_dir.join("chaos").join(&env.namespace);
+    std::fs::create_dir_all(&chaos_dir).unwrap();
+    let hub = ProxyHub::start(cp.apiserver().unwrap()).await.unwrap();
+    let worker_bin = std::env::var("TROUPE_CHAOS_WORKER_BIN").unwrap_or_else(|_| {
+        let exe = std::env::current_exe().unwrap();
+        let bin_dir = exe.parent().and_then(|d| d.parent()).unwrap();
+        bin_dir.join("troupe-worker").display().to_string()
+    });
+    let faketime = faults::faketime_lib();
+    let plan = plan(s.seed, &s.kinds, s.faults);
+    eprintln!(
+        "[chaos] seed {} (TROUPE_CHAOS_SEED={} reproduces the plan): {} actors, {} workers, {} faults: {}",
+        s.seed,
+        s.seed,
+        s.actors,
+        s.workers,
+        plan.len(),
+        plan.iter().map(|f| f.kind.name()).collect::<Vec<_>>().join(", ")
+    );
+    if faketime.is_none() && s.kinds.contains(&FaultKind::ClockSkew) {
+        eprintln!(
+            "[chaos] !!!!! libfaketime is NOT installed: every clock-skew fault is SKIPPED (apt-get install libfaketime) !!!!!"
+        );
+    }
+    let mut run = Run {
+        actors: Api::namespaced(env.client.clone(), &env.namespace),
+        witness: WitnessFile::new(chaos_dir.join("witness.jsonl")),
+        checker: Checker::new(Options {
+            check_epochs: s.check_epochs,
+        }),
+        env,
+        s,
+        cp,
+        node: NodeAgent::new(std::env::var("TROUPE_NODE_URL").unwrap()),
+        hub,
+        chaos_dir,
+        faketime,
+    };
+    eprintln!("[chaos] witness file: {}", run.witness.path().display());
+
+    let started = Instant::now();
+    let (ok, out) = run.env.apply(&pool_manifest(&run, &worker_bin));
+    assert!(ok, "{out}");
+    let (ok, out) = run.env.apply(&actors_manifest(run.s.actors));
+    assert!(ok, "{out}");
+    let (ready, _) = run
+        .wait_recovered(Instant::now() + Duration::from_secs(180), None)
+        .await;
+    if let Err(problems) = ready {
+        panic!(
+            "the actors never all ran before any fault ({} problems): {:#?}",
+            problems.len(),
+            &problems[..problems.len().min(20)]
+        );
+    }
+    eprintln!(
+        "[chaos] {} actors Running on {} workers after {:.1} s",
+        run.s.actors,
+        run.s.workers,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        run.checker.violations.is_empty(),
+        "violations before any fault:\n{}",
+        run.checker.report(20)
+    );
+
+    let mut tally = Tally::default();
+    let mut seen = 0;
+    for (i, f) in plan.iter().enumerate() {
+        let outcome = match run.inject(f).await {
+            Err(why) => {
+                eprintln!("[chaos] #{i} {} SKIPPED: {why}", f.kind);
+                FaultOutcome {
+                    kind: f.kind,
+                    recovery: None,
+                    stale_executions: 0,
+                    doubled_actors: 0,
+                    other_violations: 0,
+                    slow_actors: 0,
+                    lost_actors: 0,
+                    skipped: Some(why),
+                }
+            }
+            Ok((injected, healed, target)) => {
+                let (recovered, slow) = run
+                    .wait_recovered(healed + RECOVERY_BOUND, Some(healed + LEASE + GRACE))
+                    .await;
+                run.idle(SETTLE).await;
+                let new = &run.checker.violations[seen..];
+                seen = run.checker.violations.len();
+                let stale = new.iter().filter(|v| v.is_stale_execution()).count();
+                let doubled: BTreeSet<_> = new
+                    .iter()
+                    .filter(|v| v.is_stale_execution())
+                    .filter_map(|v| v.actor())
+                    .collect();
+                let (recovery, lost) = match &recovered {
+                    Ok(at) => (Some(*at - injected), 0),
+                    Err(problems) => {
+                        eprintln!(
+                            "[chaos] #{i} {} not recovered {} s after it ended: {:#?}",
+                            f.kind,
+                            RECOVERY_BOUND.as_secs(),
+                            &problems[..problems.len().min(20)]
+                        );
+                        let actors: BTreeSet<&str> =
+                            problems.iter().filter_map(|p| p.split(':').next()).collect();
+                        (None, actors.len())
+                    }
+                };
+                eprintln!(
+                    "[chaos] #{i} {} on {} (hold {} s): recovered in {}; {} stale executions in {} actors, {} other violations, {} actors slow",
+                    f.kind,
+                    if target.is_empty() { "-" } else { &target },
+                    f.hold.as_secs(),
+                    recovery.map_or("never".into(), |d| format!("{:.1} s", d.as_secs_f64())),
+                    stale,
+                    doubled.len(),
+                    new.len() - stale,
+                    slow
+                );
+                FaultOutcome {
+                    kind: f.kind,
+                    recovery,
+                    stale_executions: stale,
+                    doubled_actors: doubled.len(),
+                    other_violations: new.len() - stale,
+                    slow_actors: slow,
+                    lost_actors: lost,
+                    skipped: None,
+                }
+            }
+        };
+        tally.outcomes.push(outcome);
+    }
+    run.feed();
+    let doubled_overall = run.checker.doubled_actors().len();
+    eprintln!(
+        "[chaos] seed {}: {} actors, {} workers; {} of {} actors ran stale at least once\n{}\n{}",
+        run.s.seed,
+        run.s.actors,
+        run.s.workers,
+        doubled_overall,
+        run.s.actors,
+        tally.table(),
+        run.checker.report(0)
+    );
+    if tally.failed() || !run.checker.violations.is_empty() {
+        panic!(
+            "single activation did not hold (seed {}):\n{}\n{}",
+            run.s.seed,
+            tally.table(),
+            run.checker.report(20)
+        );
+    }
+}
