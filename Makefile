@@ -12,6 +12,10 @@ DEV_ENV  := TROUPE_CLUSTER_DIR=$(CURDIR)/.local/cluster
 TEST_ENV := TROUPE_CLUSTER_DIR=$(CURDIR)/.local/test-cluster TROUPE_ETCD_PORT=33790 \
             TROUPE_APISERVER_PORT=36443 TROUPE_FRONT_PORT=38080 TROUPE_NODE_PORT=38081 \
             TROUPE_POD_SUBNET=127.20
+# The long chaos run restarts the operator, API server and etcd: it gets a control plane of its own.
+CHAOS_ENV := TROUPE_CLUSTER_DIR=$(CURDIR)/.local/chaos-cluster TROUPE_ETCD_PORT=43790 \
+            TROUPE_APISERVER_PORT=46443 TROUPE_FRONT_PORT=48080 TROUPE_NODE_PORT=48081 \
+            TROUPE_POD_SUBNET=127.30
 NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo yes)
 
 .PHONY: help
@@ -74,6 +78,18 @@ e2e: tools build ## End-to-end suite against a fresh local control plane of its 
 	  if [ "$(NEXTEST)" = yes ]; then cargo nextest run -p troupe-e2e --profile e2e --no-fail-fast || status=$$?; \
 	  else cargo test -p troupe-e2e --test '*' --no-fail-fast -- --test-threads 2 || status=$$?; fi; \
 	  $(TEST_ENV) e2e/cluster.sh down; exit $$status
+
+.PHONY: chaos
+chaos: tools build ## The long chaos run (300 actors, 5 workers, every fault class) on a fresh control plane of its own; TROUPE_CHAOS_SEED=… reproduces one
+	@$(CHAOS_ENV) e2e/cluster.sh clean >/dev/null 2>&1 || true
+	@$(CHAOS_ENV) e2e/cluster.sh up
+	@set -o pipefail; status=0; \
+	  export TROUPE_KUBECONFIG=$(CURDIR)/.local/chaos-cluster/kubeconfig TROUPE_NODE_URL=http://127.0.0.1:48081 \
+	         TROUPE_CLUSTER_DIR=$(CURDIR)/.local/chaos-cluster; \
+	  if [ "$(NEXTEST)" = yes ]; then cargo nextest run -p troupe-e2e --profile e2e --run-ignored only --no-capture \
+	      -E 'binary(chaos) & test(chaos_long)' || status=$$?; \
+	  else cargo test -p troupe-e2e --test chaos -- --ignored --nocapture chaos_long || status=$$?; fi; \
+	  $(CHAOS_ENV) e2e/cluster.sh down; exit $$status
 
 .PHONY: test
 test: tools build unit e2e ## Set up and pass every test: unit tests, then the end-to-end suite
