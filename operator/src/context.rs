@@ -34,6 +34,8 @@ pub struct Context {
     pub analyzer: Analyzer,
     pub worker_access: crate::worker_access::WorkerAccess,
     pub services: crate::service::HeadlessServices,
+    /// When each worker lease's renewal was last seen changing, on this process's clock.
+    pub leases_seen: crate::membership::LeaseObserver,
     /// Pools this process wrote, by uid: the resourceVersion it read before writing.
     written: OwnWrites,
     /// The core/v1 resources the API server serves (asked once).
@@ -66,6 +68,7 @@ impl Context {
             analyzer: Analyzer::new(prometheus_url),
             worker_access: Default::default(),
             services: Default::default(),
+            leases_seen: Default::default(),
             core_v1: Default::default(),
             written: Default::default(),
             alerts: Mutex::new(HashMap::new()),
@@ -160,6 +163,8 @@ pub struct Metrics {
     pub placements: IntCounter,
     pub moves: IntCounter,
     pub failovers: IntCounter,
+    /// Placement writes refused because the actor changed since the decision was made.
+    pub conflicts: IntCounter,
     pub unplaced: IntGauge,
     /// Aborted rollouts and rollbacks of promoted revisions, by kind (analysis, alert,
     /// deadline, manual).
@@ -211,6 +216,11 @@ impl Metrics {
         let failovers = IntCounter::new(
             "troupe_operator_failovers_total",
             "Actors re-placed after their worker's lease ended",
+        )
+        .expect("valid metric");
+        let conflicts = IntCounter::new(
+            "troupe_operator_placement_conflicts_total",
+            "Placement writes refused because the actor changed under the decision (decided again)",
         )
         .expect("valid metric");
         let unplaced = IntGauge::new("troupe_operator_unplaced_actors", "Actors without a worker")
@@ -288,6 +298,7 @@ impl Metrics {
             Box::new(placements.clone()),
             Box::new(moves.clone()),
             Box::new(failovers.clone()),
+            Box::new(conflicts.clone()),
             Box::new(unplaced.clone()),
         ] {
             registry.register(c).expect("metric registered once");
@@ -300,6 +311,7 @@ impl Metrics {
             placements,
             moves,
             failovers,
+            conflicts,
             unplaced,
             rollbacks,
             promotions,

@@ -1,14 +1,31 @@
-//! Live workers, from their Leases: a worker is live while its lease's renewTime plus its
-//! duration is in the future. An expired or deleted lease means the worker is gone.
+//! Live workers, from their Leases, judged on the operator's own clock.
+//!
+//! A worker is live while the operator has seen its lease's `renewTime` change within the lease
+//! duration plus a grace — the time is the operator's monotonic clock at the moment it saw the
+//! change, never the worker's wall clock written in the lease — as Kubernetes' node lifecycle
+//! controller judges node leases. A worker whose clock is minutes off is judged like any other,
+//! and since a renewal can only be seen after the worker sent it, the worker's own proof (which
+//! runs from the moment it sent the renewal, minus a margin) always ends first. A lease seen for
+//! the first time counts as renewed then: an operator that just started waits a full lease before
+//! it fails anything over. A deleted lease (a worker that shut down after stopping its actors)
+//! ends at once.
 
-use k8s_openapi::{
-    api::coordination::v1::Lease,
-    jiff::{SignedDuration, Timestamp},
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
 };
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::ResourceExt;
 use troupe_crds::labels;
 
 /// The lease annotation where a worker publishes its API address.
 pub const ADDRESS_ANNOTATION: &str = "troupe.dev/address";
+
+/// Added to a lease's duration before its worker counts as gone: room for the two clocks to run
+/// at slightly different rates and for the watch to bring a renewal.
+pub const GRACE: Duration = Duration::from_secs(1);
 
 /// A worker with a live lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,48 +36,86 @@ pub struct LiveWorker {
     pub address: Option<String>,
 }
 
-/// When the lease expires, if it is a worker lease at all.
-pub fn expiry(lease: &Lease) -> Option<Timestamp> {
-    let spec = lease.spec.as_ref()?;
-    spec.holder_identity.as_ref()?;
-    let renewed = spec.renew_time.as_ref()?.0;
-    let secs = spec.lease_duration_seconds.unwrap_or(0).max(0) as i64;
-    renewed.checked_add(SignedDuration::from_secs(secs)).ok()
+/// When this operator saw each lease's `renewTime` change, by (namespace, name).
+#[derive(Debug, Default)]
+pub struct LeaseObserver {
+    seen: Mutex<HashMap<(String, String), Seen>>,
 }
 
-/// The live workers of `pool` among `leases` (all of one namespace).
+#[derive(Clone, Debug)]
+struct Seen {
+    renew_time: Option<String>,
+    holder: Option<String>,
+    changed_at: Instant,
+}
+
+impl LeaseObserver {
+    /// Records what `lease` shows at `now` and returns when its renewal last changed.
+    pub fn observe(&self, lease: &Lease, now: Instant) -> Instant {
+        let key = (lease.namespace().unwrap_or_default(), lease.name_any());
+        let spec = lease.spec.as_ref();
+        let renew_time = spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0.to_string());
+        let holder = spec.and_then(|s| s.holder_identity.clone());
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = seen.entry(key).or_insert_with(|| Seen {
+            renew_time: renew_time.clone(),
+            holder: holder.clone(),
+            changed_at: now,
+        });
+        if entry.renew_time != renew_time || entry.holder != holder {
+            *entry = Seen {
+                renew_time,
+                holder,
+                changed_at: now,
+            };
+        }
+        entry.changed_at
+    }
+
+    /// Whether `lease` is live at `now`: held, and renewed (as this operator saw it) within its
+    /// duration plus [`GRACE`].
+    pub fn is_live(&self, lease: &Lease, now: Instant) -> bool {
+        let changed_at = self.observe(lease, now);
+        let Some(spec) = lease.spec.as_ref() else {
+            return false;
+        };
+        if spec.holder_identity.as_deref().is_none_or(str::is_empty) || spec.renew_time.is_none() {
+            return false;
+        }
+        let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
+        now.saturating_duration_since(changed_at) < duration + GRACE
+    }
+
+    /// Forgets leases not in `present` (deleted ones), so the map does not grow without bound.
+    pub fn retain(&self, present: &std::collections::BTreeSet<(String, String)>) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| present.contains(k));
+    }
+}
+
+/// The pool a lease belongs to, if it is a worker lease.
+fn pool_of(lease: &Lease) -> Option<&str> {
+    lease.labels().get(labels::POOL).map(String::as_str)
+}
+
+/// The live workers of `pool` among `leases` (all of one namespace), judged at `now`.
 pub fn live_workers<'a>(
     leases: impl IntoIterator<Item = &'a Lease>,
     pool: &str,
-    now: Timestamp,
+    observer: &LeaseObserver,
+    now: Instant,
 ) -> Vec<LiveWorker> {
     let mut out: Vec<LiveWorker> = leases
         .into_iter()
-        .filter(|l| {
-            l.metadata
-                .labels
-                .as_ref()
-                .and_then(|m| m.get(labels::POOL))
-                .map(String::as_str)
-                == Some(pool)
-        })
+        .filter(|l| pool_of(l) == Some(pool))
         .filter(|l| l.metadata.deletion_timestamp.is_none())
-        .filter(|l| expiry(l).is_some_and(|e| e > now))
+        .filter(|l| observer.is_live(l, now))
         .map(|l| LiveWorker {
-            name: l.metadata.name.clone().unwrap_or_default(),
-            revision: l
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|m| m.get(labels::REVISION))
-                .cloned()
-                .unwrap_or_default(),
-            address: l
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|m| m.get(ADDRESS_ANNOTATION))
-                .cloned(),
+            name: l.name_any(),
+            revision: l.labels().get(labels::REVISION).cloned().unwrap_or_default(),
+            address: l.annotations().get(ADDRESS_ANNOTATION).cloned(),
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -74,21 +129,54 @@ mod tests {
 
     fn lease(name: &str, pool: &str, renewed: &str, secs: i32) -> Lease {
         serde_json::from_value(json!({
-            "metadata": {"name": name, "labels": {"troupe.dev/pool": pool, "troupe.dev/revision": "r1"}},
+            "metadata": {"name": name, "namespace": "ns", "labels": {"troupe.dev/pool": pool, "troupe.dev/revision": "r1"}},
             "spec": {"holderIdentity": name, "renewTime": renewed, "leaseDurationSeconds": secs}
         }))
         .unwrap()
     }
 
+    const T0: &str = "2026-01-01T00:00:00.000000Z";
+    const T1: &str = "2026-01-01T00:00:01.000000Z";
+
     #[test]
-    fn only_unexpired_leases_of_the_pool_are_live_workers() {
-        let now: Timestamp = "2026-01-01T00:00:10Z".parse().unwrap();
+    fn a_worker_is_live_until_the_operator_has_not_seen_a_renewal_for_the_duration_plus_grace() {
+        let observer = LeaseObserver::default();
+        let start = Instant::now();
+        let l = lease("w", "p", T0, 10);
+        assert!(observer.is_live(&l, start), "first seen: counts as renewed now");
+        assert!(observer.is_live(&l, start + Duration::from_secs(10)));
+        assert!(!observer.is_live(&l, start + Duration::from_secs(11)));
+        // A renewal seen late brings it back from that moment on.
+        let renewed = lease("w", "p", T1, 10);
+        assert!(observer.is_live(&renewed, start + Duration::from_secs(12)));
+        assert!(observer.is_live(&renewed, start + Duration::from_secs(22)));
+        assert!(!observer.is_live(&renewed, start + Duration::from_secs(23)));
+    }
+
+    #[test]
+    fn the_workers_wall_clock_does_not_matter() {
+        // A renewTime hours in the past or the future is only a value that changes.
+        let observer = LeaseObserver::default();
+        let start = Instant::now();
+        let past = lease("w", "p", "2020-01-01T00:00:00.000000Z", 10);
+        let future = lease("v", "p", "2030-01-01T00:00:00.000000Z", 10);
+        assert!(observer.is_live(&past, start));
+        assert!(observer.is_live(&future, start));
+        assert!(!observer.is_live(&future, start + Duration::from_secs(11)));
+    }
+
+    #[test]
+    fn only_held_leases_of_the_pool_are_live_workers() {
+        let observer = LeaseObserver::default();
+        let now = Instant::now();
+        let mut released = lease("w-released", "p", T0, 10);
+        released.spec.as_mut().unwrap().holder_identity = None;
         let leases = [
-            lease("w-ok", "p", "2026-01-01T00:00:05.000000Z", 10),
-            lease("w-expired", "p", "2026-01-01T00:00:00.000000Z", 10),
-            lease("w-other-pool", "q", "2026-01-01T00:00:09.000000Z", 10),
+            lease("w-ok", "p", T0, 10),
+            released,
+            lease("w-other-pool", "q", T0, 10),
         ];
-        let live = live_workers(&leases, "p", now);
+        let live = live_workers(&leases, "p", &observer, now);
         assert_eq!(
             live,
             vec![LiveWorker {

@@ -13,7 +13,7 @@ use troupe_crds::{Actor, labels};
 
 use crate::{
     context::{Context, MANAGER},
-    pool_controller::{is_manual, merge_params, pending_because},
+    placement::{is_manual, merge_params, pending_because},
 };
 
 /// One pass over every actor whose pool is missing.

@@ -10,7 +10,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::StreamExt;
 use k8s_openapi::{
     api::{apps::v1::Deployment, coordination::v1::Lease},
     jiff::Timestamp,
@@ -30,8 +29,8 @@ use crate::{
     analysis::Revision,
     context::{Context, MANAGER},
     deployment::{build_deployment, deployment_name},
-    membership::live_workers,
-    placement::{WorkerSlot, place},
+    membership::{LiveWorker, live_workers},
+    placement::{Step, WorkerSlot, apply_steps, merge_params, plan, worker_of, write::publish},
     revision::revision_of,
     revisions::{Workers, canary_actors, plan_workers},
     rollout::{Command, Observed, Rollout, advance, analysis_due, canary_steps},
@@ -56,6 +55,8 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("reading a worker's lease: {0}")]
+    ReadLease(#[source] kube::Error),
     #[error("writing the pool status: {0}")]
     WriteStatus(#[source] kube::Error),
 }
@@ -70,6 +71,7 @@ impl Error {
             Error::WriteSpec(_) => "write-spec",
             Error::WriteActor { .. } => "write-actor",
             Error::WriteStatus(_) => "write-status",
+            Error::ReadLease(_) => "read-lease",
         }
     }
 }
@@ -79,299 +81,6 @@ pub const WRITES_IN_FLIGHT: usize = 32;
 
 /// How often a pool is looked at even when nothing changed (lease expiry is a non-event).
 pub const RESYNC: Duration = Duration::from_secs(2);
-
-/// Whether the actor already says it is Pending with condition Placed=False for `reason`.
-pub fn pending_because(a: &Actor, reason: &str) -> bool {
-    a.status.as_ref().is_some_and(|s| {
-        s.phase == Some(ActorPhase::Pending)
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == "Placed" && c.reason == reason)
-    })
-}
-
-/// Placed by hand (`troupe.dev/placement: manual`): the operator does not move it.
-pub fn is_manual(a: &Actor) -> bool {
-    a.annotations().get(labels::PLACEMENT).map(String::as_str) == Some("manual")
-}
-
-fn worker_of(a: &Actor) -> Option<String> {
-    a.labels().get(labels::WORKER).cloned()
-}
-
-/// Parameters of a JSON merge patch under the operator's field manager (label removal: a merge
-/// patch removes a label whoever set it, where an apply only drops what the operator owns).
-pub fn merge_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    }
-}
-
-/// One move the placement asks for.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Label the actor with its worker (it has none).
-    Assign {
-        actor: String,
-        worker: String,
-        failover: bool,
-    },
-    /// Take the actor from a live worker; it is assigned once that worker confirmed the stop.
-    Release { actor: String, from: String },
-    /// Take the actor from a dead worker (its lease ended): nothing runs it any more.
-    Orphan { actor: String, from: String },
-    /// No live worker has room.
-    Unplaceable { actor: String },
-}
-
-/// Decides the steps that bring the pool's actors toward a placement on `live` workers.
-///
-/// Never two activations: an actor leaves a live worker in two steps (release, then assign once
-/// the old worker confirmed with phase Migrating), and leaves a dead worker only once its lease
-/// has ended.
-pub fn plan(actors: &[&Actor], live: &BTreeSet<String>, eligible: &[WorkerSlot]) -> Vec<Step> {
-    // An actor counts as on its worker while labelled; a released actor not yet confirmed
-    // stays "in transit" and is left alone.
-    let mut current: BTreeMap<String, Option<String>> = BTreeMap::new();
-    let mut in_transit = BTreeSet::new();
-    let mut lost_in_transit = BTreeSet::new();
-    let mut steps = Vec::new();
-    for a in actors {
-        let name = a.name_any();
-        match worker_of(a) {
-            Some(w) if live.contains(&w) => {
-                current.insert(name, Some(w));
-            }
-            Some(w) => {
-                steps.push(Step::Orphan {
-                    actor: name.clone(),
-                    from: w,
-                });
-                current.insert(name, None);
-            }
-            None => {
-                let status = a.status.as_ref();
-                let previous = status.and_then(|s| s.worker.clone());
-                let confirmed = status.and_then(|s| s.phase) == Some(ActorPhase::Migrating);
-                match previous {
-                    Some(p) if live.contains(&p) && !confirmed => {
-                        in_transit.insert(name.clone());
-                    }
-                    // Released from a worker that died before confirming: a failover.
-                    Some(_) if !confirmed => {
-                        lost_in_transit.insert(name.clone());
-                    }
-                    _ => {}
-                }
-                // Counted as homeless either way, so the placement reserves a worker for it and
-                // does not release more actors to fill that worker.
-                current.insert(name, None);
-            }
-        }
-    }
-    let placement = place(&current, eligible);
-    let orphaned: BTreeSet<String> = steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Orphan { actor, .. } => Some(actor.clone()),
-            _ => None,
-        })
-        .collect();
-    for (actor, target) in placement {
-        let now = current.get(&actor).cloned().flatten();
-        match (now, target) {
-            (Some(a), Some(b)) if a == b => {}
-            (Some(a), Some(_)) => steps.push(Step::Release { actor, from: a }),
-            (Some(a), None) => steps.push(Step::Release { actor, from: a }),
-            // Released but its old worker has not confirmed the stop yet: assigned next time.
-            (None, Some(_)) if in_transit.contains(&actor) => {}
-            (None, Some(b)) => {
-                let failover = orphaned.contains(&actor) || lost_in_transit.contains(&actor);
-                steps.push(Step::Assign {
-                    actor,
-                    worker: b,
-                    failover,
-                });
-            }
-            (None, None) if in_transit.contains(&actor) => {}
-            (None, None) => steps.push(Step::Unplaceable { actor }),
-        }
-    }
-    steps
-}
-
-/// One actor's steps with what the last one overwrites dropped: an orphan assigned in the same
-/// pass needs no separate "worker lost" write (the assignment rewrites status and label, and the
-/// dead worker's lease has ended), which halves the writes of a failover.
-pub fn coalesce(mut steps: Vec<Step>) -> Vec<Step> {
-    if let [Step::Orphan { .. }, Step::Assign { .. }] = steps.as_slice() {
-        steps.remove(0);
-    }
-    steps
-}
-
-fn actor_status_patch(
-    phase: ActorPhase,
-    worker: Option<&str>,
-    revision: Option<&str>,
-    placed: (bool, &str, &str),
-    generation: Option<i64>,
-) -> Value {
-    let now = Timestamp::now();
-    json!({
-        "apiVersion": "troupe.dev/v1alpha1",
-        "kind": "Actor",
-        "status": {
-            "phase": phase,
-            "worker": worker,
-            "revision": revision,
-            "lastTransitionTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
-            "conditions": [{
-                "type": "Placed",
-                "status": if placed.0 { "True" } else { "False" },
-                "reason": placed.1,
-                "message": placed.2,
-                "lastTransitionTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
-                "observedGeneration": generation,
-            }]
-        }
-    })
-}
-
-/// Publishes an Event; a failure is logged, never fatal (Events are best effort).
-async fn publish(ctx: &Context, event: Event, regarding: &k8s_openapi::api::core::v1::ObjectReference) {
-    if let Err(e) = ctx.recorder.publish(&event, regarding).await {
-        tracing::debug!(error = %e, "publishing an event failed");
-    }
-}
-
-async fn event(ctx: &Context, actor: &Actor, type_: EventType, reason: &str, action: &str, note: String) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: None,
-    };
-    publish(ctx, event, &actor.object_ref(&())).await;
-}
-
-async fn apply_step(
-    ctx: &Context,
-    ns: &str,
-    pool: &str,
-    revision_of_worker: &BTreeMap<String, String>,
-    actor: &Actor,
-    step: &Step,
-) -> Result<(), Error> {
-    let api: Api<Actor> = Api::namespaced(ctx.client.clone(), ns);
-    let name = actor.name_any();
-    let wrap = |source| Error::WriteActor {
-        actor: format!("{ns}/{name}"),
-        source,
-    };
-    let generation = actor.metadata.generation;
-    // Placement writes are a status apply, then the worker label (order matters, see Release).
-    let write = |phase: ActorPhase,
-                 worker: Option<&str>,
-                 revision: Option<&str>,
-                 placed: (bool, &str, &str),
-                 label: Option<&str>| {
-        let status = actor_status_patch(phase, worker, revision, placed, generation);
-        let label = json!({"metadata": {"labels": {labels::WORKER: label}}});
-        let (api, name) = (&api, &name);
-        async move {
-            api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(status))
-                .await?;
-            api.patch(name, &merge_params(), &Patch::Merge(label)).await
-        }
-    };
-    match step {
-        Step::Assign { worker, failover, .. } => {
-            let revision = revision_of_worker.get(worker).map(String::as_str);
-            let message = format!("placed on worker {worker}");
-            // A new actor (no status yet) gets only its label: its worker writes where it runs
-            // when it starts it. One write instead of two is what keeps 1,000 new actors within
-            // seconds (docs/benchmarks.md). An actor with a past (Pending, moved, orphaned) gets
-            // its status rewritten too, so that no stale reason outlives the placement.
-            if actor.status.is_none() {
-                let label = json!({"metadata": {"labels": {labels::WORKER: worker}}});
-                api.patch(&name, &merge_params(), &Patch::Merge(label))
-                    .await
-                    .map_err(wrap)?;
-                ctx.metrics.placements.inc();
-                return Ok(());
-            }
-            write(
-                ActorPhase::Placed,
-                Some(worker),
-                revision,
-                (true, "Placed", &message),
-                Some(worker),
-            )
-            .await
-            .map_err(wrap)?;
-            ctx.metrics.placements.inc();
-            if *failover {
-                ctx.metrics.failovers.inc();
-                let note = format!("its worker's lease ended; {message}");
-                event(ctx, actor, EventType::Warning, "FailedOver", "Place", note).await;
-            }
-            // A plain placement gets no Event of its own (its Placed condition says it): one
-            // Event per actor would be a quarter of all writes when thousands are placed. The
-            // pool gets one summary Event per reconcile instead.
-        }
-        Step::Release { from, .. } => {
-            // Status first, label second: the old worker's confirmation (phase Migrating) can
-            // then only come after this write. Pending, not Migrating: Migrating is the old
-            // worker's word that it stopped the actor.
-            let message = format!("moving off worker {from} (pool {pool} rebalanced or rolled)");
-            write(
-                ActorPhase::Pending,
-                Some(from),
-                None,
-                (false, "Moving", &message),
-                None,
-            )
-            .await
-            .map_err(wrap)?;
-            ctx.metrics.moves.inc();
-            event(ctx, actor, EventType::Normal, "Moving", "Move", message).await;
-        }
-        Step::Orphan { from, .. } => {
-            let message = format!("worker {from} is gone (its lease ended); waiting for a live worker");
-            write(
-                ActorPhase::Pending,
-                None,
-                None,
-                (false, "WorkerLost", &message),
-                None,
-            )
-            .await
-            .map_err(wrap)?;
-        }
-        Step::Unplaceable { .. } => {
-            if !pending_because(actor, "NoWorker") {
-                let message = format!(
-                    "no live worker of pool {pool} has room (workers starting, scaled to zero, or at actorsPerWorker capacity)"
-                );
-                // Not placed: no label to keep or set.
-                write(
-                    ActorPhase::Pending,
-                    None,
-                    None,
-                    (false, "NoWorker", &message),
-                    None,
-                )
-                .await
-                .map_err(wrap)?;
-                event(ctx, actor, EventType::Warning, "NoWorker", "Place", message).await;
-            }
-        }
-    }
-    Ok(())
-}
 
 /// The command set by annotation on the pool, if any (promote wins over retry over abort only
 /// if several are set at once, which kubectl users rarely do).
@@ -468,6 +177,53 @@ async fn undo(ctx: &Context, pool: &ActorPool, ns: &str, previous: Option<&str>)
     Ok(())
 }
 
+/// The pool's live workers, judged on the operator's clock. A worker that looks gone while
+/// actors are still labelled with it is read again straight from the API server before its
+/// actors are failed over, so that a stalled or lagging Lease watch can never make live workers
+/// look dead (and fail a whole pool over at once).
+async fn observe_workers(
+    ctx: &Context,
+    ns: &str,
+    pool: &str,
+    actors: &[Arc<Actor>],
+) -> Result<Vec<LiveWorker>, Error> {
+    let now = Instant::now();
+    let mut leases: BTreeMap<String, Arc<Lease>> = ctx
+        .leases
+        .state()
+        .into_iter()
+        .filter(|l| l.namespace().as_deref() == Some(ns))
+        .map(|l| (l.name_any(), l))
+        .collect();
+    let live = live_workers(leases.values().map(|l| l.as_ref()), pool, &ctx.leases_seen, now);
+    let live_names: BTreeSet<&str> = live.iter().map(|w| w.name.as_str()).collect();
+    let suspects: BTreeSet<String> = actors
+        .iter()
+        .filter_map(|a| worker_of(a))
+        .filter(|w| !live_names.contains(w.as_str()))
+        .collect();
+    if suspects.is_empty() {
+        return Ok(live);
+    }
+    let api: Api<Lease> = Api::namespaced(ctx.client.clone(), ns);
+    for worker in suspects {
+        match api.get_opt(&worker).await.map_err(Error::ReadLease)? {
+            Some(fresh) => {
+                leases.insert(worker, Arc::new(fresh));
+            }
+            None => {
+                leases.remove(&worker);
+            }
+        }
+    }
+    Ok(live_workers(
+        leases.values().map(|l| l.as_ref()),
+        pool,
+        &ctx.leases_seen,
+        Instant::now(),
+    ))
+}
+
 /// Reconciles one pool: rollout, Deployments, placement, status.
 pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
@@ -501,21 +257,6 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
 
-    // Membership.
-    let leases: Vec<Arc<Lease>> = ctx
-        .leases
-        .state()
-        .into_iter()
-        .filter(|l| l.namespace().as_deref() == Some(&ns))
-        .collect();
-    let live = live_workers(leases.iter().map(|l| l.as_ref()), &name, now);
-    let live_names: BTreeSet<String> = live.iter().map(|w| w.name.clone()).collect();
-    let revision_of_worker: BTreeMap<String, String> = live
-        .iter()
-        .map(|w| (w.name.clone(), w.revision.clone()))
-        .collect();
-    let workers_of = |rev: &str| live.iter().filter(|w| w.revision == rev).collect::<Vec<_>>();
-
     // The pool's actors.
     let actors: Vec<Arc<Actor>> = ctx
         .actors
@@ -527,6 +268,15 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
                 && a.metadata.deletion_timestamp.is_none()
         })
         .collect();
+
+    // Membership, on the operator's own clock.
+    let live = observe_workers(&ctx, &ns, &name, &actors).await?;
+    let live_names: BTreeSet<String> = live.iter().map(|w| w.name.clone()).collect();
+    let revision_of_worker: BTreeMap<String, String> = live
+        .iter()
+        .map(|w| (w.name.clone(), w.revision.clone()))
+        .collect();
+    let workers_of = |rev: &str| live.iter().filter(|w| w.revision == rev).collect::<Vec<_>>();
 
     // Rollout: what was observed, then the state machine.
     let groups_now = Groups::of(&current, &target, &actors, &revision_of_worker);
@@ -614,6 +364,9 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         .map(|d| (rev_of(d), d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)))
         .collect();
     let worker_plan = plan_workers(&pool, next, &target, &existing, now);
+    // A Deployment the API server refuses is reported (condition WorkersDeployed=False, with the
+    // server's message) and retried, but placement goes on: failover never waits for it.
+    let mut deploy_error: Option<Error> = None;
     for (rev, &want) in &worker_plan {
         let found = owned.iter().find(|d| rev_of(d) == *rev);
         match want {
@@ -632,25 +385,28 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
                                 .as_ref()
                                 .and_then(|a| a.get(labels::TEMPLATE))
                 });
-                if !unchanged {
-                    deployments
+                if !unchanged
+                    && let Err(e) = deployments
                         .patch(
                             &deployment_name(&name, &target),
                             &PatchParams::apply(MANAGER).force(),
                             &Patch::Apply(&deploy),
                         )
                         .await
-                        .map_err(Error::ApplyDeployment)?;
+                {
+                    deploy_error.get_or_insert(Error::ApplyDeployment(e));
                 }
             }
             Workers::Scale(replicas) => {
                 let Some(d) = found else { continue };
                 if d.spec.as_ref().and_then(|s| s.replicas) != Some(replicas) {
                     let patch = json!({"spec": {"replicas": replicas}});
-                    deployments
+                    if let Err(e) = deployments
                         .patch(&d.name_any(), &merge_params(), &Patch::Merge(patch))
                         .await
-                        .map_err(Error::ScaleDeployment)?;
+                    {
+                        deploy_error.get_or_insert(Error::ScaleDeployment(e));
+                    }
                 }
             }
             Workers::Retire => {
@@ -666,7 +422,9 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
                     {
                         Ok(_) => {}
                         Err(kube::Error::Api(e)) if e.code == 404 => {}
-                        Err(e) => return Err(Error::RetireDeployment(e)),
+                        Err(e) => {
+                            deploy_error.get_or_insert(Error::RetireDeployment(e));
+                        }
                     }
                 }
             }
@@ -701,7 +459,7 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         .iter()
         .filter(|s| matches!(s, Step::Assign { failover: false, .. }))
         .count();
-    let first_error = apply_steps(&ctx, &ns, &name, &actors, steps, &revision_of_worker).await;
+    let (first_error, conflicts) = apply_steps(&ctx, &ns, &name, &actors, steps, &revision_of_worker).await;
     if placed > 0 {
         let note = format!("placed {placed} actors on live workers (each Actor's status names its worker)");
         pool_event(&ctx, &pool, &target, false, "Placed", note).await;
@@ -754,6 +512,29 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         )
     };
     let (p_status, p_reason, p_message) = decision.progressing.clone();
+    let deployed = match &deploy_error {
+        None => (
+            true,
+            "Deployed",
+            "every revision's Deployment is as planned".to_string(),
+        ),
+        Some(e) => (false, "DeploymentRejected", e.to_string()),
+    };
+    let newly_rejected = deploy_error.is_some()
+        && !status.conditions.iter().any(|c| {
+            c.type_ == "WorkersDeployed" && c.reason == "DeploymentRejected" && c.message == deployed.2
+        });
+    if newly_rejected {
+        pool_event(
+            &ctx,
+            &pool,
+            &target,
+            true,
+            "DeploymentRejected",
+            deployed.2.clone(),
+        )
+        .await;
+    }
     let cond =
         |type_: &str, ok: bool, reason: &str, message: &str, prev: &[troupe_crds::common::Condition]| {
             let same = prev
@@ -782,6 +563,7 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         "conditions": [
             cond("Available", available, reason, &message, &status.conditions),
             cond("Progressing", p_status, p_reason, &p_message, &status.conditions),
+            cond("WorkersDeployed", deployed.0, deployed.1, &deployed.2, &status.conditions),
         ],
     });
     for (k, v) in fields.as_object().into_iter().flatten() {
@@ -857,8 +639,10 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         ctx.wrote(&pool, &after);
     }
     tracing::debug!(pool = %name, took = ?started.elapsed(), "pool reconciled");
-    match first_error.or(access_error) {
+    match first_error.or(deploy_error).or(access_error) {
         Some(e) => Err(e),
+        // Actors that changed under the decision are decided again from a fresh copy, soon.
+        None if conflicts > 0 => Ok(Action::requeue(Duration::from_millis(200))),
         None => Ok(Action::requeue(RESYNC)),
     }
 }
@@ -937,59 +721,6 @@ impl Groups {
     }
 }
 
-/// Applies placement steps: each actor's steps in order (an orphan is unlabelled before it is
-/// assigned), actors in parallel, a bounded number of writes in flight. Returns the first error.
-async fn apply_steps(
-    ctx: &Arc<Context>,
-    ns: &str,
-    pool: &str,
-    actors: &[Arc<Actor>],
-    steps: Vec<Step>,
-    revision_of_worker: &BTreeMap<String, String>,
-) -> Option<Error> {
-    let by_name: BTreeMap<String, Arc<Actor>> = actors.iter().map(|a| (a.name_any(), a.clone())).collect();
-    let mut per_actor: BTreeMap<String, (Arc<Actor>, Vec<Step>)> = BTreeMap::new();
-    for step in steps {
-        let actor = match &step {
-            Step::Assign { actor, .. }
-            | Step::Release { actor, .. }
-            | Step::Orphan { actor, .. }
-            | Step::Unplaceable { actor } => actor.clone(),
-        };
-        if let Some(a) = by_name.get(&actor) {
-            per_actor
-                .entry(actor)
-                .or_insert_with(|| (a.clone(), Vec::new()))
-                .1
-                .push(step);
-        }
-    }
-    let revisions = Arc::new(revision_of_worker.clone());
-    let per_actor = per_actor
-        .into_values()
-        .map(|(actor, steps)| (actor, coalesce(steps)));
-    let results: Vec<Result<(), Error>> = futures::stream::iter(per_actor)
-        .map(|(actor, steps)| {
-            let (ctx, ns, pool, revisions) =
-                (ctx.clone(), ns.to_string(), pool.to_string(), revisions.clone());
-            async move {
-                for step in &steps {
-                    apply_step(&ctx, &ns, &pool, &revisions, &actor, step).await?;
-                }
-                Ok(())
-            }
-        })
-        .buffer_unordered(WRITES_IN_FLIGHT)
-        .collect()
-        .await;
-    let mut first_error = None;
-    for e in results.into_iter().filter_map(Result::err) {
-        tracing::warn!(%pool, error = %e, "placement step failed");
-        first_error.get_or_insert(e);
-    }
-    first_error
-}
-
 /// Logs and counts a failed reconcile and retries soon.
 pub fn error_policy(pool: Arc<ActorPool>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(pool = %pool.name_any(), namespace = ?pool.namespace(), %error, "pool reconcile failed");
@@ -998,173 +729,4 @@ pub fn error_policy(pool: Arc<ActorPool>, error: &Error, ctx: Arc<Context>) -> A
         .with_label_values(&["pool", error.step()])
         .inc();
     Action::requeue(Duration::from_secs(2))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn actor(name: &str, worker: Option<&str>, status: Value) -> Actor {
-        let mut a: Actor = serde_json::from_value(json!({
-            "apiVersion": "troupe.dev/v1alpha1", "kind": "Actor",
-            "metadata": {"name": name, "namespace": "ns"},
-            "spec": {"pool": "p", "behavior": "echo"},
-            "status": status
-        }))
-        .unwrap();
-        if let Some(w) = worker {
-            a.metadata.labels = Some([(labels::WORKER.to_string(), w.to_string())].into());
-        }
-        a
-    }
-
-    fn slots(names: &[&str]) -> Vec<WorkerSlot> {
-        names
-            .iter()
-            .map(|n| WorkerSlot {
-                name: n.to_string(),
-                capacity: 100,
-            })
-            .collect()
-    }
-
-    fn live(names: &[&str]) -> BTreeSet<String> {
-        names.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn new_actors_are_assigned_to_live_workers() {
-        let a = actor("a", None, json!({}));
-        let steps = plan(&[&a], &live(&["w1"]), &slots(&["w1"]));
-        assert_eq!(
-            steps,
-            vec![Step::Assign {
-                actor: "a".into(),
-                worker: "w1".into(),
-                failover: false
-            }]
-        );
-    }
-
-    #[test]
-    fn actors_of_a_dead_worker_are_orphaned_and_failed_over_in_one_pass() {
-        let a = actor("a", Some("dead"), json!({"worker": "dead", "phase": "Running"}));
-        let steps = plan(&[&a], &live(&["w1"]), &slots(&["w1"]));
-        assert_eq!(
-            steps,
-            vec![
-                Step::Orphan {
-                    actor: "a".into(),
-                    from: "dead".into()
-                },
-                Step::Assign {
-                    actor: "a".into(),
-                    worker: "w1".into(),
-                    failover: true
-                }
-            ]
-        );
-    }
-
-    #[test]
-    fn an_orphan_assigned_in_the_same_pass_costs_only_the_assignment() {
-        let a = actor("a", Some("dead"), json!({"worker": "dead", "phase": "Running"}));
-        let steps = coalesce(plan(&[&a], &live(&["w1"]), &slots(&["w1"])));
-        assert_eq!(
-            steps,
-            vec![Step::Assign {
-                actor: "a".into(),
-                worker: "w1".into(),
-                failover: true
-            }]
-        );
-        // Without room elsewhere the orphan is still taken off its dead worker.
-        let steps = coalesce(plan(&[&a], &live(&[]), &[]));
-        assert!(matches!(steps[0], Step::Orphan { .. }));
-    }
-
-    #[test]
-    fn a_move_between_live_workers_waits_for_the_old_worker_to_confirm() {
-        // Two actors on w1, w2 joins: one must move, and first it is only released.
-        let a = actor("a", Some("w1"), json!({"worker": "w1", "phase": "Running"}));
-        let b = actor("b", Some("w1"), json!({"worker": "w1", "phase": "Running"}));
-        let steps = plan(&[&a, &b], &live(&["w1", "w2"]), &slots(&["w1", "w2"]));
-        assert_eq!(
-            steps,
-            vec![Step::Release {
-                actor: "b".into(),
-                from: "w1".into()
-            }]
-        );
-        // Released, not yet confirmed: left alone.
-        let b = actor("b", None, json!({"worker": "w1", "phase": "Migrating"}));
-        let b_waiting = actor("b", None, json!({"worker": "w1", "phase": "Pending"}));
-        assert_eq!(
-            plan(&[&a, &b_waiting], &live(&["w1", "w2"]), &slots(&["w1", "w2"])),
-            vec![]
-        );
-        // Confirmed (the old worker wrote Migrating): assigned to the new worker.
-        let steps = plan(&[&a, &b], &live(&["w1", "w2"]), &slots(&["w1", "w2"]));
-        assert_eq!(
-            steps,
-            vec![Step::Assign {
-                actor: "b".into(),
-                worker: "w2".into(),
-                failover: false
-            }]
-        );
-    }
-
-    #[test]
-    fn actors_in_transit_reserve_their_place_so_no_extra_actor_is_released() {
-        // 4 on w1 and 4 on w2, w3 joined; two were released from each and are not confirmed yet.
-        let mut all = Vec::new();
-        for i in 0..4 {
-            all.push(actor(
-                &format!("a{i}"),
-                Some("w1"),
-                json!({"worker": "w1", "phase": "Running"}),
-            ));
-            all.push(actor(
-                &format!("b{i}"),
-                Some("w2"),
-                json!({"worker": "w2", "phase": "Running"}),
-            ));
-        }
-        for (n, w) in [("a8", "w1"), ("a9", "w1"), ("b8", "w2"), ("b9", "w2")] {
-            all.push(actor(n, None, json!({"worker": w, "phase": "Pending"})));
-        }
-        let refs: Vec<&Actor> = all.iter().collect();
-        assert!(plan(&refs, &live(&["w1", "w2", "w3"]), &slots(&["w1", "w2", "w3"])).is_empty());
-    }
-
-    #[test]
-    fn an_actor_released_by_a_worker_that_then_died_is_failed_over() {
-        let a = actor("a", None, json!({"worker": "dead", "phase": "Pending"}));
-        let steps = plan(&[&a], &live(&["w1"]), &slots(&["w1"]));
-        assert_eq!(
-            steps,
-            vec![Step::Assign {
-                actor: "a".into(),
-                worker: "w1".into(),
-                failover: true
-            }]
-        );
-    }
-
-    #[test]
-    fn without_workers_actors_are_unplaceable_not_lost() {
-        let a = actor("a", None, json!({}));
-        assert_eq!(
-            plan(&[&a], &live(&[]), &[]),
-            vec![Step::Unplaceable { actor: "a".into() }]
-        );
-    }
-
-    #[test]
-    fn a_settled_pool_needs_no_step() {
-        let a = actor("a", Some("w1"), json!({"worker": "w1", "phase": "Running"}));
-        let b = actor("b", Some("w2"), json!({"worker": "w2", "phase": "Running"}));
-        assert!(plan(&[&a, &b], &live(&["w1", "w2"]), &slots(&["w1", "w2"])).is_empty());
-    }
 }

@@ -1,0 +1,295 @@
+//! Writing placement steps: each a status apply and a label write, each conditional on the
+//! version the decision (or the previous write) saw. A conflict means the actor changed under
+//! the decision — a worker claimed or confirmed, a stale cache — and it is decided again from a
+//! fresh copy instead of being overwritten.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::events::{Event, EventType},
+};
+use serde_json::{Value, json};
+use troupe_crds::{Actor, ActorPhase, labels};
+
+use super::plan::{Step, coalesce, pending_because};
+use crate::{
+    context::{Context, MANAGER},
+    pool_controller::{Error, WRITES_IN_FLIGHT},
+};
+
+/// Parameters of a JSON merge patch under the operator's field manager (label removal: a merge
+/// patch removes a label whoever set it, where an apply only drops what the operator owns).
+pub fn merge_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// The operator's placement fields of an Actor's status, as a server-side apply conditional on
+/// `resource_version` (the version the decision was made from).
+pub fn actor_status_patch(
+    phase: ActorPhase,
+    placement: (Option<&str>, Option<&str>, Option<u64>),
+    placed: (bool, &str, &str),
+    generation: Option<i64>,
+    resource_version: Option<&str>,
+) -> Value {
+    let (worker, revision, epoch) = placement;
+    let now = Timestamp::now();
+    let mut status = json!({
+        "apiVersion": "troupe.dev/v1alpha1",
+        "kind": "Actor",
+        "metadata": {"resourceVersion": resource_version},
+        "status": {
+            "phase": phase,
+            "worker": worker,
+            "revision": revision,
+            "lastTransitionTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+            "conditions": [{
+                "type": "Placed",
+                "status": if placed.0 { "True" } else { "False" },
+                "reason": placed.1,
+                "message": placed.2,
+                "lastTransitionTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+                "observedGeneration": generation,
+            }]
+        }
+    });
+    if let Some(e) = epoch {
+        status["status"]["epoch"] = json!(e);
+    }
+    status
+}
+
+/// The assignment itself, in one write conditional on `resource_version`: the worker label
+/// (`None` removes it) and, with an assignment, its epoch.
+pub fn assignment_patch(worker: Option<&str>, epoch: Option<u64>, resource_version: Option<&str>) -> Value {
+    let mut patch = json!({"metadata": {
+        "resourceVersion": resource_version,
+        "labels": {labels::WORKER: worker},
+    }});
+    if let Some(e) = epoch {
+        patch["metadata"]["annotations"] = json!({labels::EPOCH: e.to_string()});
+    }
+    patch
+}
+
+/// Publishes an Event; a failure is logged, never fatal (Events are best effort).
+pub async fn publish(ctx: &Context, event: Event, regarding: &k8s_openapi::api::core::v1::ObjectReference) {
+    if let Err(e) = ctx.recorder.publish(&event, regarding).await {
+        tracing::debug!(error = %e, "publishing an event failed");
+    }
+}
+
+pub async fn event(ctx: &Context, actor: &Actor, type_: EventType, reason: &str, action: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    publish(ctx, event, &actor.object_ref(&())).await;
+}
+
+/// What became of one actor's steps.
+enum Applied {
+    Done,
+    /// The actor changed since the snapshot (409): decided again from a fresh copy.
+    Conflict,
+}
+
+/// Applies one actor's steps in order, each write conditional on the version the previous one
+/// left (the first on the snapshot's), so that nothing is written from a stale copy.
+async fn apply_actor_steps(
+    ctx: &Context,
+    ns: &str,
+    pool: &str,
+    revision_of_worker: &BTreeMap<String, String>,
+    actor: &Actor,
+    steps: &[Step],
+) -> Result<Applied, Error> {
+    let api: Api<Actor> = Api::namespaced(ctx.client.clone(), ns);
+    let name = actor.name_any();
+    let wrap = |source| Error::WriteActor {
+        actor: format!("{ns}/{name}"),
+        source,
+    };
+    let mut version = actor.resource_version();
+    let generation = actor.metadata.generation;
+    for step in steps {
+        // Status first, then the label: the worker acts on the label, so whatever it does
+        // (start, confirm a stop) comes after the status that explains it.
+        let status = |phase, placement, placed: (bool, &str, &str), version: &Option<String>| {
+            actor_status_patch(phase, placement, placed, generation, version.as_deref())
+        };
+        let mut writes: Vec<(bool, Value)> = Vec::new();
+        match step {
+            Step::Assign { worker, epoch, .. } => {
+                let revision = revision_of_worker.get(worker).map(String::as_str);
+                let message = format!("placed on worker {worker}");
+                // A new actor (no status yet) gets only its label and epoch: its worker writes
+                // where it runs when it claims it. One write instead of two is what keeps 1,000
+                // new actors within seconds (docs/benchmarks.md). An actor with a past (Pending,
+                // moved, orphaned) gets its status rewritten too, so that no stale reason
+                // outlives the placement.
+                if actor.status.is_some() {
+                    let placement = (Some(worker.as_str()), revision, Some(*epoch));
+                    writes.push((
+                        true,
+                        status(ActorPhase::Placed, placement, (true, "Placed", &message), &None),
+                    ));
+                }
+                writes.push((false, assignment_patch(Some(worker), Some(*epoch), None)));
+            }
+            Step::Release { from, .. } => {
+                // Pending, not Migrating: Migrating is the old worker's word that it stopped it.
+                let message = format!("moving off worker {from} (pool {pool} rebalanced or rolled)");
+                let placement = (Some(from.as_str()), None, None);
+                writes.push((
+                    true,
+                    status(ActorPhase::Pending, placement, (false, "Moving", &message), &None),
+                ));
+                writes.push((false, assignment_patch(None, None, None)));
+            }
+            Step::Orphan { from, .. } => {
+                let message = format!("worker {from} is gone (its lease ended); waiting for a live worker");
+                writes.push((
+                    true,
+                    status(
+                        ActorPhase::Pending,
+                        (None, None, None),
+                        (false, "WorkerLost", &message),
+                        &None,
+                    ),
+                ));
+                writes.push((false, assignment_patch(None, None, None)));
+            }
+            Step::Unplaceable { .. } => {
+                if pending_because(actor, "NoWorker") {
+                    continue;
+                }
+                let message = format!(
+                    "no live worker of pool {pool} has room (workers starting, scaled to zero, or at actorsPerWorker capacity)"
+                );
+                writes.push((
+                    true,
+                    status(
+                        ActorPhase::Pending,
+                        (None, None, None),
+                        (false, "NoWorker", &message),
+                        &None,
+                    ),
+                ));
+            }
+        }
+        for (is_status, mut body) in writes {
+            body["metadata"]["resourceVersion"] = json!(version);
+            let result = if is_status {
+                api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(body))
+                    .await
+            } else {
+                api.patch(&name, &merge_params(), &Patch::Merge(body)).await
+            };
+            match result {
+                Ok(after) => version = after.resource_version(),
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    ctx.metrics.conflicts.inc();
+                    return Ok(Applied::Conflict);
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Applied::Done),
+                Err(e) => return Err(wrap(e)),
+            }
+        }
+        after_step(ctx, actor, step).await;
+    }
+    Ok(Applied::Done)
+}
+
+/// Metrics and Events of a step that was written.
+async fn after_step(ctx: &Context, actor: &Actor, step: &Step) {
+    match step {
+        Step::Assign { worker, failover, .. } => {
+            ctx.metrics.placements.inc();
+            if *failover {
+                ctx.metrics.failovers.inc();
+                let note = format!("its worker's lease ended; placed on worker {worker}");
+                event(ctx, actor, EventType::Warning, "FailedOver", "Place", note).await;
+            }
+            // A plain placement gets no Event of its own (its Placed condition says it): one
+            // Event per actor would be a quarter of all writes when thousands are placed. The
+            // pool gets one summary Event per reconcile instead.
+        }
+        Step::Release { from, .. } => {
+            ctx.metrics.moves.inc();
+            let note = format!("moving off worker {from}");
+            event(ctx, actor, EventType::Normal, "Moving", "Move", note).await;
+        }
+        Step::Orphan { .. } => {}
+        Step::Unplaceable { .. } => {
+            let note = "no live worker of its pool has room".to_string();
+            event(ctx, actor, EventType::Warning, "NoWorker", "Place", note).await;
+        }
+    }
+}
+
+/// Applies placement steps: each actor's steps in order (an orphan is unlabelled before it is
+/// assigned), actors in parallel, a bounded number of writes in flight. Returns the first error
+/// and how many actors had changed since the snapshot (to be decided again soon).
+pub async fn apply_steps(
+    ctx: &Arc<Context>,
+    ns: &str,
+    pool: &str,
+    actors: &[Arc<Actor>],
+    steps: Vec<Step>,
+    revision_of_worker: &BTreeMap<String, String>,
+) -> (Option<Error>, usize) {
+    let by_name: BTreeMap<String, Arc<Actor>> = actors.iter().map(|a| (a.name_any(), a.clone())).collect();
+    let mut per_actor: BTreeMap<String, (Arc<Actor>, Vec<Step>)> = BTreeMap::new();
+    for step in steps {
+        let actor = match &step {
+            Step::Assign { actor, .. }
+            | Step::Release { actor, .. }
+            | Step::Orphan { actor, .. }
+            | Step::Unplaceable { actor } => actor.clone(),
+        };
+        if let Some(a) = by_name.get(&actor) {
+            per_actor
+                .entry(actor)
+                .or_insert_with(|| (a.clone(), Vec::new()))
+                .1
+                .push(step);
+        }
+    }
+    let revisions = Arc::new(revision_of_worker.clone());
+    let per_actor = per_actor
+        .into_values()
+        .map(|(actor, steps)| (actor, coalesce(steps)));
+    let results: Vec<Result<Applied, Error>> = futures::stream::iter(per_actor)
+        .map(|(actor, steps)| {
+            let (ctx, ns, pool, revisions) =
+                (ctx.clone(), ns.to_string(), pool.to_string(), revisions.clone());
+            async move { apply_actor_steps(&ctx, &ns, &pool, &revisions, &actor, &steps).await }
+        })
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut first_error = None;
+    let mut conflicts = 0;
+    for r in results {
+        match r {
+            Ok(Applied::Done) => {}
+            Ok(Applied::Conflict) => conflicts += 1,
+            Err(e) => {
+                tracing::warn!(%pool, error = %e, "placement step failed");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    (first_error, conflicts)
+}
