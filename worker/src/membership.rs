@@ -91,6 +91,12 @@ pub async fn run(
         )
         .await;
         match result {
+            Ok(Ok(_)) if BootInstant::now().duration_since(sent) > cfg.renew_every => {
+                // Answered only after a pause: the request may have reached the API server
+                // arbitrarily late, after the operator gave up on this worker. It proves nothing.
+                host.metrics().lease_renewals.with_label_values(&["late"]).inc();
+                tracing::warn!("a lease renewal was answered too late to count");
+            }
             Ok(Ok(_)) => {
                 host.metrics().lease_renewals.with_label_values(&["ok"]).inc();
                 clock.renewed(sent, cfg.duration, cfg.margin);
