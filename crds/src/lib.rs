@@ -18,6 +18,7 @@ pub mod actor;
 pub mod common;
 pub mod duration;
 pub mod generate;
+pub mod lease_clock;
 pub mod pool;
 
 pub use actor::{

@@ -97,7 +97,7 @@ pub async fn receive(State(sink): State<Arc<AlertSink>>, headers: HeaderMap, bod
             .inc();
         return answer(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
     }
-    if !sink.leader.load(Ordering::SeqCst) {
+    if !sink.leader.load(Ordering::SeqCst) || !sink.ctx.leading() {
         return answer(
             StatusCode::SERVICE_UNAVAILABLE,
             "this replica is not the leader; Alertmanager retries",

@@ -34,6 +34,8 @@ pub struct Context {
     pub analyzer: Analyzer,
     pub worker_access: crate::worker_access::WorkerAccess,
     pub services: crate::service::HeadlessServices,
+    /// This replica's proof of leadership: nothing is written without it (see `leader.rs`).
+    pub leadership: Arc<troupe_crds::lease_clock::LeaseClock>,
     /// When each worker lease's renewal was last seen changing, on this process's clock.
     pub leases_seen: crate::membership::LeaseObserver,
     /// Pools this process wrote, by uid: the resourceVersion it read before writing.
@@ -69,6 +71,7 @@ impl Context {
             worker_access: Default::default(),
             services: Default::default(),
             leases_seen: Default::default(),
+            leadership: Default::default(),
             core_v1: Default::default(),
             written: Default::default(),
             alerts: Mutex::new(HashMap::new()),
@@ -82,6 +85,12 @@ impl Context {
         use kube::ResourceExt;
         self.written
             .wrote(read.uid(), read.resource_version(), after.resource_version());
+    }
+
+    /// Whether this replica may write now: it leads, and has proven it recently enough that no
+    /// other replica can have taken over.
+    pub fn leading(&self) -> bool {
+        self.leadership.is_live()
     }
 
     /// Whether `pool` is the copy this process read before its last change to it.

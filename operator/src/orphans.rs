@@ -18,6 +18,9 @@ use crate::{
 
 /// One pass over every actor whose pool is missing.
 pub async fn sweep(ctx: &Context) {
+    if !ctx.leading() {
+        return;
+    }
     let pools: std::collections::BTreeSet<(String, String)> = ctx
         .pools
         .state()

@@ -237,6 +237,11 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
     if pool.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    // A replica that cannot prove its leadership (paused, cut off) writes nothing: another may
+    // lead by now.
+    if !ctx.leading() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let target = revision_of(&pool.spec.template);
     let now = Timestamp::now();
     // A pool we wrote whose cached copy is still the one we read then: deciding again from it
@@ -459,6 +464,9 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         .iter()
         .filter(|s| matches!(s, Step::Assign { failover: false, .. }))
         .count();
+    if !ctx.leading() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let (first_error, conflicts) = apply_steps(&ctx, &ns, &name, &actors, steps, &revision_of_worker).await;
     if placed > 0 {
         let note = format!("placed {placed} actors on live workers (each Actor's status names its worker)");

@@ -189,13 +189,13 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
     health.ready.store(true, std::sync::atomic::Ordering::SeqCst);
 
     // Only the leader reconciles; a follower waits here with warm caches.
-    let election = Election {
-        namespace: cfg.namespace.clone(),
-        name: cfg.leader_lease.clone(),
-        identity: cfg.instance.clone(),
-        duration: Duration::from_secs(15),
-        renew: Duration::from_secs(2),
-    };
+    let election = Election::new(
+        cfg.namespace.clone(),
+        cfg.leader_lease.clone(),
+        cfg.instance.clone(),
+        (Duration::from_secs(15), Duration::from_secs(2)),
+        ctx.leadership.clone(),
+    );
     election.acquire(&client).await;
     leader.store(true, std::sync::atomic::Ordering::SeqCst);
     let lost = {
@@ -236,7 +236,9 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
         .run(pool_controller::reconcile, pool_controller::error_policy, ctx)
         .for_each(|_| async {})
         .await;
-    if !term_requested_by_signal() {
+    if term_requested_by_signal() {
+        election.release(&client).await;
+    } else {
         // Leadership lost: stop, so that the restarted process comes back as a follower.
         anyhow::bail!("lost leadership of lease {}/{}", cfg.namespace, cfg.leader_lease);
     }

@@ -10,7 +10,8 @@ pub mod assignments;
 pub mod behavior;
 pub mod builtin;
 pub mod host;
-pub mod lease_clock;
+/// The proof of a live lease (shared with the operator's leadership).
+pub use troupe_crds::lease_clock;
 pub mod mailbox;
 pub mod membership;
 pub mod metrics;

@@ -1,4 +1,5 @@
-//! The worker's proof that it still holds its lease, judged on its own clock.
+//! A holder's proof that it still holds its lease, judged on its own clock: the worker's
+//! membership lease and the operator's leadership lease both use it.
 //!
 //! A renewal that *started* at `t` and succeeded proves the lease until `t + duration` at the
 //! earliest on any observer's clock: the operator cannot have seen the new `renewTime` before the
