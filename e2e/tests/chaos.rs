@@ -419,38 +419,42 @@ impl Run {
         }
     }
 
-    /// The skew must show in the witness lines of `pod` within a few seconds, or the fault did
-    /// not happen (libfaketime not loaded) and the run would prove nothing about it.
+    /// The skew must show in the witness lines `pod` writes from now on, or the fault did not
+    /// happen (libfaketime not loaded) and the run would prove nothing about it. A worker that
+    /// runs no actor at the moment writes no line: that is said, not failed.
     async fn expect_skewed_lines(&mut self, pod: &str, minutes: i64) {
+        let from = std::fs::metadata(self.witness.path()).map_or(0, |m| m.len() as usize);
         let deadline = Instant::now() + Duration::from_secs(10);
         let needle = format!("\"pod\":\"{pod}\"");
         loop {
             let text = std::fs::read(self.witness.path()).unwrap_or_default();
-            let tail = String::from_utf8_lossy(&text[text.len().saturating_sub(256 * 1024)..]).into_owned();
+            let new = String::from_utf8_lossy(&text[from.min(text.len())..]).into_owned();
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_millis() as i64;
-            let skewed = tail
+            let walls: Vec<i64> = new
                 .lines()
-                .rev()
                 .filter(|l| l.contains(&needle))
-                .take(50)
-                .any(|l| {
-                    serde_json::from_str::<serde_json::Value>(l)
-                        .ok()
-                        .and_then(|v| v["wallMs"].as_i64())
-                        .is_some_and(|w| {
-                            ((w - now) / 60_000 - minutes).abs() <= 1 && (w - now).abs() > 60_000
-                        })
-                });
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["wallMs"].as_i64())
+                .collect();
+            // libfaketime re-reads the clock file at most every second: look at the last lines.
+            let skewed = walls.iter().rev().take(20).any(|w| {
+                let off = w - now;
+                off.abs() > 60_000 && (off / 60_000 - minutes).abs() <= 1
+            });
             if skewed {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "worker {pod} does not show a {minutes:+} min clock in its witness lines: is libfaketime loaded?"
-            );
+            if Instant::now() >= deadline {
+                assert!(
+                    walls.is_empty(),
+                    "worker {pod} wrote {} witness lines but none shows a {minutes:+} min clock: is libfaketime loaded?",
+                    walls.len()
+                );
+                eprintln!("[chaos] worker {pod} runs no actor now: its {minutes:+} min clock cannot be seen");
+                return;
+            }
             self.idle(Duration::from_millis(300)).await;
         }
     }
