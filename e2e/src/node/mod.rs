@@ -10,8 +10,10 @@
 pub mod api;
 pub mod deployment;
 pub mod gc;
+pub mod launch;
 pub mod pod;
 pub mod probe;
+mod supervise;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

@@ -1,0 +1,286 @@
+//! How a container process is started: the local executable an image maps to, its args, and
+//! its env as a kubelet would build it (downward API, Secrets, ConfigMaps).
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Container, EnvVar};
+
+use super::pod::{PodSpec, RuntimeConfig};
+
+/// How a container process is started: the executable an image maps to, args, env, files.
+#[derive(Clone, Debug)]
+pub(super) struct Launch {
+    pub(super) program: Result<PathBuf, String>,
+    pub(super) args: Vec<String>,
+    pub(super) env: Result<Vec<(String, String)>, String>,
+    pub(super) workdir: PathBuf,
+    pub(super) log: PathBuf,
+    pub(super) pid_file: PathBuf,
+}
+
+/// `registry/path/name:tag@digest` → `name`.
+pub fn image_short_name(image: &str) -> &str {
+    let no_digest = image.split('@').next().unwrap_or(image);
+    let last = no_digest.rsplit('/').next().unwrap_or(no_digest);
+    last.split(':').next().unwrap_or(last)
+}
+
+/// The executable an image runs: an explicit mapping, else `<bin_dir>/troupe-<name>` (or
+/// `<bin_dir>/<name>` when the name already starts with `troupe-`).
+pub fn resolve_image(image: &str, rt: &RuntimeConfig) -> Result<PathBuf, String> {
+    let without_tag = image.split('@').next().unwrap_or(image);
+    let repo = match without_tag.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => without_tag,
+    };
+    if let Some(p) = rt.image_map.get(image).or_else(|| rt.image_map.get(repo)) {
+        return Ok(p.clone());
+    }
+    let name = image_short_name(image);
+    let file = if name.starts_with("troupe-") {
+        name.to_string()
+    } else {
+        format!("troupe-{name}")
+    };
+    let path = rt.bin_dir.join(file);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "image {image:?}: no local binary {} (see docs/local-control-plane.md)",
+            path.display()
+        ))
+    }
+}
+
+impl Launch {
+    pub(super) fn prepare(pod: &PodSpec, c: &Container, rt: &RuntimeConfig) -> Launch {
+        let image = c.image.clone().unwrap_or_default();
+        let entrypoint = resolve_image(&image, rt);
+        // command replaces the image's entrypoint, args its (empty) CMD. A command naming the
+        // image's own binary (by name or absolute path in the image) runs the mapped binary.
+        let (program, mut args) = match c.command.as_deref() {
+            Some([first, rest @ ..]) => {
+                let base = Path::new(first)
+                    .file_name()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or(first);
+                let program = match &entrypoint {
+                    Ok(p) if p.file_name().and_then(|s| s.to_str()) == Some(base) => Ok(p.clone()),
+                    _ => Ok(PathBuf::from(first)),
+                };
+                (program, rest.to_vec())
+            }
+            _ => (entrypoint, Vec::new()),
+        };
+        args.extend(c.args.clone().unwrap_or_default());
+        let workdir = rt.state_dir.join(&pod.namespace).join(&pod.name).join(&c.name);
+        Launch {
+            program,
+            args: args
+                .iter()
+                .map(|a| expand_vars(a, &c.env.clone().unwrap_or_default()))
+                .collect(),
+            env: container_env(pod, c, rt),
+            log: rt
+                .logs_dir
+                .join(format!("{}_{}_{}.log", pod.namespace, pod.name, c.name)),
+            pid_file: rt
+                .state_dir
+                .join(format!("{}_{}_{}.pid", pod.namespace, pod.name, c.name)),
+            workdir,
+        }
+    }
+}
+
+/// `$(VAR)` in args, as the kubelet expands them from the container's plain env values.
+fn expand_vars(arg: &str, env: &[EnvVar]) -> String {
+    let mut out = arg.to_string();
+    for e in env {
+        if let Some(v) = &e.value {
+            out = out.replace(&format!("$({})", e.name), v);
+        }
+    }
+    out
+}
+
+/// The container's environment: what a real pod gets from the downward API (POD_NAME,
+/// POD_NAMESPACE, POD_IP, HOSTNAME), then the template's env with `fieldRef` and
+/// `secretKeyRef` resolved (secrets from `<state_dir>/secrets/<ns>/<name>/<key>`).
+fn container_env(pod: &PodSpec, c: &Container, rt: &RuntimeConfig) -> Result<Vec<(String, String)>, String> {
+    let mut env = vec![
+        ("POD_NAME".to_string(), pod.name.clone()),
+        ("POD_NAMESPACE".to_string(), pod.namespace.clone()),
+        ("POD_IP".to_string(), pod.ip.clone()),
+        ("HOSTNAME".to_string(), pod.name.clone()),
+        ("PATH".to_string(), std::env::var("PATH").unwrap_or_default()),
+    ];
+    for e in c.env.clone().unwrap_or_default() {
+        let value = if let Some(v) = e.value {
+            v
+        } else if let Some(from) = e.value_from {
+            if let Some(f) = from.field_ref {
+                field_value(pod, &f.field_path)
+                    .ok_or_else(|| format!("env {}: unsupported fieldPath {}", e.name, f.field_path))?
+            } else if let Some(s) = from.secret_key_ref {
+                let path = rt
+                    .state_dir
+                    .join("secrets")
+                    .join(&pod.namespace)
+                    .join(&s.name)
+                    .join(&s.key);
+                match std::fs::read_to_string(&path) {
+                    Ok(v) => v,
+                    Err(_) if s.optional == Some(true) => continue,
+                    Err(_) => {
+                        return Err(format!(
+                            "CreateContainerConfigError: secret {}/{} key {} not found",
+                            pod.namespace, s.name, s.key
+                        ));
+                    }
+                }
+            } else {
+                return Err(format!(
+                    "env {}: only value, fieldRef and secretKeyRef are supported here",
+                    e.name
+                ));
+            }
+        } else {
+            String::new()
+        };
+        env.retain(|(k, _)| k != &e.name);
+        env.push((e.name, value));
+    }
+    Ok(env)
+}
+
+fn field_value(pod: &PodSpec, path: &str) -> Option<String> {
+    match path {
+        "metadata.name" => Some(pod.name.clone()),
+        "metadata.namespace" => Some(pod.namespace.clone()),
+        "metadata.uid" => Some(pod.uid.clone()),
+        "status.podIP" | "status.hostIP" => Some(pod.ip.clone()),
+        "spec.nodeName" => Some("troupe-local-node".into()),
+        "spec.serviceAccountName" => Some("default".into()),
+        _ => {
+            let key = path.strip_prefix("metadata.labels['")?.strip_suffix("']")?;
+            pod.labels.get(key).cloned()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, time::Duration};
+
+    use super::*;
+
+    fn rt(bin_dir: &Path) -> RuntimeConfig {
+        RuntimeConfig {
+            bin_dir: bin_dir.to_path_buf(),
+            image_map: BTreeMap::new(),
+            state_dir: bin_dir.join("state"),
+            logs_dir: bin_dir.join("logs"),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(8),
+        }
+    }
+
+    #[test]
+    fn an_image_maps_to_the_local_binary_named_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("troupe-worker"), "").unwrap();
+        let rt = rt(dir.path());
+        assert_eq!(
+            resolve_image("troupe/worker:0.1.0", &rt).unwrap(),
+            dir.path().join("troupe-worker")
+        );
+        assert_eq!(
+            resolve_image("registry.example.com:5000/team/worker@sha256:abc", &rt).unwrap(),
+            dir.path().join("troupe-worker")
+        );
+        assert!(
+            resolve_image("nginx:1.27", &rt)
+                .unwrap_err()
+                .contains("no local binary")
+        );
+    }
+
+    #[test]
+    fn an_explicit_mapping_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rt = rt(dir.path());
+        rt.image_map.insert("example/sleeper".into(), "/bin/sleep".into());
+        assert_eq!(
+            resolve_image("example/sleeper:1", &rt).unwrap(),
+            PathBuf::from("/bin/sleep")
+        );
+    }
+
+    #[test]
+    fn downward_api_env_and_field_refs_resolve_like_a_kubelet() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = PodSpec {
+            namespace: "ns".into(),
+            name: "p-1".into(),
+            uid: "u".into(),
+            deployment: "d".into(),
+            template_hash: "h".into(),
+            ip: "127.0.10.2".into(),
+            labels: [("troupe.dev/pool".to_string(), "pool-a".to_string())].into(),
+            containers: vec![],
+            grace: Duration::from_secs(1),
+        };
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "w",
+            "env": [
+                {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "POOL", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['troupe.dev/pool']"}}},
+                {"name": "PLAIN", "value": "x"}
+            ]
+        }))
+        .unwrap();
+        let env: BTreeMap<_, _> = container_env(&pod, &c, &rt(dir.path()))
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(env["POD_NAME"], "p-1");
+        assert_eq!(env["POD_NAMESPACE"], "ns");
+        assert_eq!(env["POD_IP"], "127.0.10.2");
+        assert_eq!(env["MY_IP"], "127.0.10.2");
+        assert_eq!(env["POOL"], "pool-a");
+        assert_eq!(env["PLAIN"], "x");
+    }
+
+    #[test]
+    fn a_missing_secret_is_a_create_container_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = PodSpec {
+            namespace: "ns".into(),
+            name: "p".into(),
+            uid: "u".into(),
+            deployment: "d".into(),
+            template_hash: "h".into(),
+            ip: "127.0.10.2".into(),
+            labels: BTreeMap::new(),
+            containers: vec![],
+            grace: Duration::from_secs(1),
+        };
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "w",
+            "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "token"}}}]
+        }))
+        .unwrap();
+        let rt = rt(dir.path());
+        assert!(
+            container_env(&pod, &c, &rt)
+                .unwrap_err()
+                .starts_with("CreateContainerConfigError")
+        );
+        let secret = rt.state_dir.join("secrets/ns/s");
+        std::fs::create_dir_all(&secret).unwrap();
+        std::fs::write(secret.join("token"), "t0ken").unwrap();
+        let env = container_env(&pod, &c, &rt).unwrap();
+        assert!(env.contains(&("TOKEN".to_string(), "t0ken".to_string())));
+    }
+}
