@@ -228,6 +228,19 @@ pub enum ActorPhase {
     Migrating,
 }
 
+impl Actor {
+    /// The epoch of the actor's current (or, once released, last) assignment: the
+    /// `troupe.dev/epoch` annotation. `None` when there is none or it is not a number.
+    pub fn assignment_epoch(&self) -> Option<u64> {
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(crate::labels::EPOCH)?
+            .parse()
+            .ok()
+    }
+}
+
 impl ActorPhase {
     /// Every phase, in life order; used for counts by phase.
     pub const ALL: [ActorPhase; 7] = [

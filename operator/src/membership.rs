@@ -36,10 +36,21 @@ pub struct LiveWorker {
     pub address: Option<String>,
 }
 
+/// A lease not looked at for this long is gone (every live lease is looked at by every
+/// reconcile of its pool, every few seconds): its entry is dropped.
+const FORGET_AFTER: Duration = Duration::from_secs(600);
+
 /// When this operator saw each lease's `renewTime` change, by (namespace, name).
 #[derive(Debug, Default)]
 pub struct LeaseObserver {
-    seen: Mutex<HashMap<(String, String), Seen>>,
+    seen: Mutex<Observed>,
+}
+
+#[derive(Debug, Default)]
+struct Observed {
+    leases: HashMap<(String, String), Seen>,
+    /// When entries of deleted leases were last dropped.
+    pruned: Option<Instant>,
 }
 
 #[derive(Clone, Debug)]
@@ -47,6 +58,7 @@ struct Seen {
     renew_time: Option<String>,
     holder: Option<String>,
     changed_at: Instant,
+    looked_at: Instant,
 }
 
 impl LeaseObserver {
@@ -57,17 +69,23 @@ impl LeaseObserver {
         let renew_time = spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0.to_string());
         let holder = spec.and_then(|s| s.holder_identity.clone());
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = seen.entry(key).or_insert_with(|| Seen {
+        if seen
+            .pruned
+            .is_none_or(|t| now.saturating_duration_since(t) >= FORGET_AFTER)
+        {
+            seen.leases
+                .retain(|_, s| now.saturating_duration_since(s.looked_at) < FORGET_AFTER);
+            seen.pruned = Some(now);
+        }
+        let entry = seen.leases.entry(key).or_insert_with(|| Seen {
             renew_time: renew_time.clone(),
             holder: holder.clone(),
             changed_at: now,
+            looked_at: now,
         });
+        entry.looked_at = now;
         if entry.renew_time != renew_time || entry.holder != holder {
-            *entry = Seen {
-                renew_time,
-                holder,
-                changed_at: now,
-            };
+            (entry.renew_time, entry.holder, entry.changed_at) = (renew_time, holder, now);
         }
         entry.changed_at
     }
@@ -84,14 +102,6 @@ impl LeaseObserver {
         }
         let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
         now.saturating_duration_since(changed_at) < duration + GRACE
-    }
-
-    /// Forgets leases not in `present` (deleted ones), so the map does not grow without bound.
-    pub fn retain(&self, present: &std::collections::BTreeSet<(String, String)>) {
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|k, _| present.contains(k));
     }
 }
 

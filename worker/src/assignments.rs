@@ -26,11 +26,7 @@ pub fn assignment_of(a: &Actor) -> Assignment {
     Assignment {
         spec: a.spec.clone(),
         generation: a.metadata.generation,
-        epoch: a
-            .annotations()
-            .get(labels::EPOCH)
-            .and_then(|e| e.parse().ok())
-            .unwrap_or(0),
+        epoch: a.assignment_epoch().unwrap_or(0),
         resource_version: a.resource_version(),
     }
 }

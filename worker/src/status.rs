@@ -68,36 +68,13 @@ pub fn status_patch(s: &RuntimeStatus, pod: &str, revision: &str) -> Value {
     })
 }
 
-/// The confirmation that this worker stopped an actor it was assigned under `epoch`: phase
-/// Migrating, with the worker and epoch that the operator checks against the assignment it
-/// ended, and the Actor's version as a precondition (`None`: unconditional).
-pub fn departed_patch(name: &str, pod: &str, epoch: u64, resource_version: Option<&str>) -> Value {
-    let now = time(chrono::Utc::now());
-    json!({
-        "apiVersion": "troupe.dev/v1alpha1",
-        "kind": "Actor",
-        "metadata": {"name": name, "resourceVersion": resource_version},
-        "status": {
-            "phase": "Migrating",
-            "worker": pod,
-            "epoch": epoch,
-            "lastTransitionTime": now,
-            "conditions": [{
-                "type": "Ready", "status": "False", "reason": "Unassigned",
-                "message": format!("stopped on worker {pod}; moving"), "lastTransitionTime": now,
-            }]
-        }
-    })
-}
-
-/// The claim of an assignment: this worker starts the actor under `epoch`, if the Actor is
-/// still at `resource_version`.
-pub fn claim_patch(
+/// A phase change of the worker's own, conditional on the Actor's version (`None`:
+/// unconditional): phase, this worker, the epoch, and a `Ready=False` condition.
+fn transition_patch(
     name: &str,
-    pod: &str,
-    revision: &str,
-    epoch: u64,
     resource_version: Option<&str>,
+    (phase, pod, epoch): (&str, &str, u64),
+    (reason, message): (&str, String),
 ) -> Value {
     let now = time(chrono::Utc::now());
     json!({
@@ -105,30 +82,54 @@ pub fn claim_patch(
         "kind": "Actor",
         "metadata": {"name": name, "resourceVersion": resource_version},
         "status": {
-            "phase": "Starting",
+            "phase": phase,
             "worker": pod,
-            "revision": revision,
             "epoch": epoch,
             "lastTransitionTime": now,
             "conditions": [{
-                "type": "Ready", "status": "False", "reason": "Starting",
-                "message": format!("starting on worker {pod}"), "lastTransitionTime": now,
+                "type": "Ready", "status": "False", "reason": reason,
+                "message": message, "lastTransitionTime": now,
             }]
         }
     })
 }
 
-/// The epoch an Actor's assignment carries (0: none).
-fn epoch_of(a: &Actor) -> u64 {
-    a.annotations()
-        .get(labels::EPOCH)
-        .and_then(|e| e.parse().ok())
-        .unwrap_or(0)
+/// The confirmation that this worker stopped an actor it was assigned under `epoch`: phase
+/// Migrating, with the worker and epoch that the operator checks against the assignment it
+/// ended.
+pub fn departed_patch(name: &str, pod: &str, epoch: u64, resource_version: Option<&str>) -> Value {
+    let message = format!("stopped on worker {pod}; moving");
+    transition_patch(
+        name,
+        resource_version,
+        ("Migrating", pod, epoch),
+        ("Unassigned", message),
+    )
+}
+
+/// The claim of an assignment: this worker starts the actor under `epoch` on `revision`.
+pub fn claim_patch(
+    name: &str,
+    pod: &str,
+    revision: &str,
+    epoch: u64,
+    resource_version: Option<&str>,
+) -> Value {
+    let message = format!("starting on worker {pod}");
+    let mut patch = transition_patch(
+        name,
+        resource_version,
+        ("Starting", pod, epoch),
+        ("Starting", message),
+    );
+    patch["status"]["revision"] = json!(revision);
+    patch
 }
 
 /// Whether `a` is assigned to `pod` under `epoch`.
 fn assigned_to(a: &Actor, pod: &str, epoch: u64) -> bool {
-    a.labels().get(labels::WORKER).map(String::as_str) == Some(pod) && epoch_of(a) == epoch
+    a.labels().get(labels::WORKER).map(String::as_str) == Some(pod)
+        && a.assignment_epoch().unwrap_or(0) == epoch
 }
 
 /// Writes a status patch conditional on the version in it; on a conflict, reads the Actor again
@@ -200,7 +201,8 @@ impl Claimer for KubeClaimer {
 async fn confirm(client: &Client, pod: &str, d: &Departure) -> bool {
     let api: Api<Actor> = Api::namespaced(client.clone(), &d.key.namespace);
     // Moot once the actor has a newer assignment (or is back here under the same one).
-    let still = |a: &Actor| epoch_of(a) == d.epoch && !a.labels().contains_key(labels::WORKER);
+    let still =
+        |a: &Actor| a.assignment_epoch().unwrap_or(0) == d.epoch && !a.labels().contains_key(labels::WORKER);
     match conditional_write(
         &api,
         &d.key.name,

@@ -35,11 +35,7 @@ pub fn worker_of(a: &Actor) -> Option<String> {
 /// The highest epoch the actor has had: its annotation, or its status if that is higher (an
 /// annotation lost to a hand edit must not make an epoch count twice).
 pub fn epoch_of(a: &Actor) -> u64 {
-    let annotated = a
-        .annotations()
-        .get(labels::EPOCH)
-        .and_then(|e| e.parse::<u64>().ok())
-        .unwrap_or(0);
+    let annotated = a.assignment_epoch().unwrap_or(0);
     let reported = a
         .status
         .as_ref()
@@ -60,12 +56,8 @@ pub fn confirmed_departure(a: &Actor) -> bool {
     if status.phase != Some(ActorPhase::Migrating) {
         return false;
     }
-    match a
-        .annotations()
-        .get(labels::EPOCH)
-        .and_then(|e| e.parse::<i64>().ok())
-    {
-        Some(assigned) => status.epoch == Some(assigned),
+    match a.assignment_epoch() {
+        Some(assigned) => status.epoch.and_then(|e| u64::try_from(e).ok()) == Some(assigned),
         // Placed before epochs existed.
         None => true,
     }
