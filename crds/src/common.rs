@@ -23,6 +23,11 @@ pub mod labels {
     /// departure with it; anything the actor writes elsewhere can carry it so that a stale
     /// activation is refused.
     pub const EPOCH: &str = "troupe.dev/epoch";
+    /// On an Actor the operator took off a live worker: that worker's pod name, until the actor
+    /// is assigned again. The worker confirms the stop (phase Migrating); a worker process that
+    /// restarted under the same pod name never hosted the actor, so after each full read of its
+    /// assignments it lists the actors released from it and confirms the ones it does not host.
+    pub const RELEASED_FROM: &str = "troupe.dev/released-from";
     /// On an Actor, `manual`: the operator leaves its placement alone; the `WORKER` label set by
     /// hand decides where it runs (like a pod's nodeName). For debugging and tests.
     pub const PLACEMENT: &str = "troupe.dev/placement";

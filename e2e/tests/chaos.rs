@@ -87,12 +87,6 @@ impl Settings {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-// Known failure (issue #10, open): an actor released from a worker whose process then crashes
-// and restarts under the same pod name before confirming stays Pending forever (the new process
-// never confirms a departure it does not know of). It found 0 stale executions through pause,
-// partition, pod deletion and crash; it fails on that liveness hole depending on the seed, so it
-// is off in `make e2e` until the fix lands. Run it with `cargo nextest run --run-ignored all`.
-#[ignore = "known liveness failure after a container crash; see the comment above"]
 async fn single_activation_holds_through_worker_faults() {
     let s = Settings::from_env(
         60,

@@ -8,12 +8,11 @@ use kube::{
     api::{Patch, PatchParams},
     runtime::events::{Event, EventType},
 };
-use serde_json::json;
-use troupe_crds::{Actor, labels};
+use troupe_crds::{Actor, ActorPhase, labels};
 
 use crate::{
     context::{Context, MANAGER},
-    placement::{is_manual, merge_params, pending_because},
+    placement::{actor_status_patch, assignment_patch, is_manual, merge_params, pending_because, worker_of},
 };
 
 /// One pass over every actor whose pool is missing.
@@ -43,21 +42,30 @@ pub async fn sweep(ctx: &Context) {
         ctx.metrics.reconciles.with_label_values(&["actor"]).inc();
         let api: Api<Actor> = Api::namespaced(ctx.client.clone(), &ns);
         let message = format!("ActorPool {} does not exist in namespace {ns}", a.spec.pool);
-        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-        let status = json!({
-            "apiVersion": "troupe.dev/v1alpha1", "kind": "Actor",
-            "status": {
-                "phase": "Pending", "worker": null, "revision": null, "lastTransitionTime": now,
-                "conditions": [{"type": "Placed", "status": "False", "reason": "PoolNotFound", "message": message,
-                                "lastTransitionTime": now, "observedGeneration": a.metadata.generation}]
-            }
-        });
+        // Taken off its worker like any release: the worker stays named (status and
+        // `released-from`) until it confirms the stop, so a pool created again under the same
+        // name does not start the actor while the old worker may still run it. Each write is
+        // conditional on the version this decision was made from.
+        let worker = worker_of(&a);
         let result = async {
-            if labelled {
-                let unlabel = json!({"metadata": {"labels": {labels::WORKER: null}}});
-                api.patch(&a.name_any(), &merge_params(), &Patch::Merge(unlabel))
-                    .await?;
+            let mut version = a.resource_version();
+            if let Some(w) = worker.as_deref() {
+                let unlabel = assignment_patch(None, None, Some(w), version.as_deref());
+                version = api
+                    .patch(&a.name_any(), &merge_params(), &Patch::Merge(unlabel))
+                    .await?
+                    .resource_version();
             }
+            let worker = worker
+                .as_deref()
+                .or(a.status.as_ref().and_then(|s| s.worker.as_deref()));
+            let status = actor_status_patch(
+                ActorPhase::Pending,
+                (worker, None, None),
+                (false, "PoolNotFound", &message),
+                a.metadata.generation,
+                version.as_deref(),
+            );
             api.patch_status(
                 &a.name_any(),
                 &PatchParams::apply(MANAGER).force(),
@@ -77,6 +85,8 @@ pub async fn sweep(ctx: &Context) {
                 };
                 let _ = ctx.recorder.publish(&ev, &a.object_ref(&())).await;
             }
+            // Changed or deleted meanwhile: looked at again on the next pass.
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {}
             Err(e) => {
                 ctx.metrics
                     .errors

@@ -6,16 +6,17 @@
 //! cache), and only once that list is complete may the host lift the fence: what moved away while
 //! this worker could not prove its lease is then gone from the host before anything restarts.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use kube::{
     Api, Client, ResourceExt,
+    api::ListParams,
     runtime::{WatchStreamExt, watcher},
 };
-use troupe_crds::{Actor, labels};
+use troupe_crds::{Actor, ActorPhase, labels};
 
-use crate::host::{ActorKey, Assignment, Host};
+use crate::host::{ActorKey, Assignment, Departure, Host};
 
 fn key(a: &Actor) -> ActorKey {
     ActorKey::new(a.namespace().unwrap_or_default(), a.name_any())
@@ -89,6 +90,7 @@ pub async fn run(
                         }
                     }
                     synced.send_replace(true);
+                    tokio::spawn(confirm_released(api.clone(), host.clone(), pod.clone()));
                     if for_fence != 0 && host.is_fenced() {
                         host.lift_fence(for_fence).await;
                     }
@@ -96,5 +98,95 @@ pub async fn run(
                 Err(e) => tracing::warn!(error = %e, "watch of assigned actors failed; retrying"),
             }
         }
+    }
+}
+
+/// Whether this worker still owes the confirmation that it stopped `a`, released from it: not
+/// yet said (phase Migrating from this pod under the assignment's epoch) and not assigned since.
+fn owes_confirmation(a: &Actor, pod: &str) -> bool {
+    let epoch = a.assignment_epoch().unwrap_or(0);
+    let confirmed = a.status.as_ref().is_some_and(|s| {
+        s.phase == Some(ActorPhase::Migrating)
+            && s.worker.as_deref() == Some(pod)
+            && s.epoch.and_then(|e| u64::try_from(e).ok()).unwrap_or(0) == epoch
+    });
+    !confirmed && !a.labels().contains_key(labels::WORKER) && a.metadata.deletion_timestamp.is_none()
+}
+
+/// After a full read of the assignments: the actors released from this pod
+/// (`troupe.dev/released-from`) that it does not host are confirmed as stopped. The process that
+/// was asked to stop them may have died before it could say so (a container restart keeps the
+/// pod name, and with it a live lease), and the operator places them nowhere until someone does.
+/// Retried with backoff until the list succeeds.
+async fn confirm_released(api: Api<Actor>, host: Arc<Host>, pod: String) {
+    let params = ListParams::default().labels(&format!("{}={pod}", labels::RELEASED_FROM));
+    let mut wait = Duration::from_millis(500);
+    let released = loop {
+        match api.list(&params).await {
+            Ok(list) => break list.items,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing the actors released from this worker failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
+    for a in released.iter().filter(|a| owes_confirmation(a, &pod)) {
+        let departure = Departure {
+            key: key(a),
+            epoch: a.assignment_epoch().unwrap_or(0),
+            resource_version: a.resource_version(),
+        };
+        tracing::info!(actor = %departure.key, epoch = departure.epoch, "confirming the stop of an actor released from this pod that this process does not host");
+        host.retry_departure(departure);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn released(status: serde_json::Value, labels: serde_json::Value) -> Actor {
+        serde_json::from_value(json!({
+            "apiVersion": "troupe.dev/v1alpha1", "kind": "Actor",
+            "metadata": {"name": "a", "namespace": "ns", "labels": labels,
+                         "annotations": {labels::EPOCH: "4"}},
+            "spec": {"pool": "p", "behavior": "echo"},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_released_actor_not_yet_confirmed_is_owed_a_confirmation() {
+        let a = released(
+            json!({"phase": "Pending", "worker": "w-1", "epoch": 4}),
+            json!({labels::RELEASED_FROM: "w-1"}),
+        );
+        assert!(owes_confirmation(&a, "w-1"));
+    }
+
+    #[test]
+    fn a_confirmation_under_the_assignments_epoch_is_not_written_twice() {
+        let a = released(
+            json!({"phase": "Migrating", "worker": "w-1", "epoch": 4}),
+            json!({labels::RELEASED_FROM: "w-1"}),
+        );
+        assert!(!owes_confirmation(&a, "w-1"));
+        let older = released(
+            json!({"phase": "Migrating", "worker": "w-1", "epoch": 3}),
+            json!({labels::RELEASED_FROM: "w-1"}),
+        );
+        assert!(owes_confirmation(&older, "w-1"));
+    }
+
+    #[test]
+    fn an_actor_assigned_again_is_owed_nothing() {
+        let a = released(
+            json!({"phase": "Pending", "worker": "w-1", "epoch": 4}),
+            json!({labels::RELEASED_FROM: "w-1", labels::WORKER: "w-2"}),
+        );
+        assert!(!owes_confirmation(&a, "w-1"));
     }
 }

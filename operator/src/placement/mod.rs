@@ -10,4 +10,4 @@ pub mod write;
 
 pub use balance::{WorkerSlot, moves, place};
 pub use plan::{Step, coalesce, confirmed_departure, epoch_of, is_manual, pending_because, plan, worker_of};
-pub use write::{apply_steps, merge_params};
+pub use write::{actor_status_patch, apply_steps, assignment_patch, merge_params};

@@ -67,11 +67,17 @@ pub fn actor_status_patch(
 }
 
 /// The assignment itself, in one write conditional on `resource_version`: the worker label
-/// (`None` removes it) and, with an assignment, its epoch.
-pub fn assignment_patch(worker: Option<&str>, epoch: Option<u64>, resource_version: Option<&str>) -> Value {
+/// (`None` removes it), with an assignment its epoch, and `released_from` the live worker that
+/// must confirm the stop (removed by every other write).
+pub fn assignment_patch(
+    worker: Option<&str>,
+    epoch: Option<u64>,
+    released_from: Option<&str>,
+    resource_version: Option<&str>,
+) -> Value {
     let mut patch = json!({"metadata": {
         "resourceVersion": resource_version,
-        "labels": {labels::WORKER: worker},
+        "labels": {labels::WORKER: worker, labels::RELEASED_FROM: released_from},
     }});
     if let Some(e) = epoch {
         patch["metadata"]["annotations"] = json!({labels::EPOCH: e.to_string()});
@@ -145,7 +151,7 @@ async fn apply_actor_steps(
                         status(ActorPhase::Placed, placement, (true, "Placed", &message), &None),
                     ));
                 }
-                writes.push((false, assignment_patch(Some(worker), Some(*epoch), None)));
+                writes.push((false, assignment_patch(Some(worker), Some(*epoch), None, None)));
             }
             Step::Release { from, .. } => {
                 // Pending, not Migrating: Migrating is the old worker's word that it stopped it.
@@ -155,7 +161,7 @@ async fn apply_actor_steps(
                     true,
                     status(ActorPhase::Pending, placement, (false, "Moving", &message), &None),
                 ));
-                writes.push((false, assignment_patch(None, None, None)));
+                writes.push((false, assignment_patch(None, None, Some(from), None)));
             }
             Step::Orphan { from, .. } => {
                 let message = format!("worker {from} is gone (its lease ended); waiting for a live worker");
@@ -168,7 +174,7 @@ async fn apply_actor_steps(
                         &None,
                     ),
                 ));
-                writes.push((false, assignment_patch(None, None, None)));
+                writes.push((false, assignment_patch(None, None, None, None)));
             }
             Step::Unplaceable { .. } => {
                 if pending_because(actor, "NoWorker") {

@@ -138,8 +138,9 @@ impl Host {
         std::mem::take(&mut *self.departed.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// A departure whose confirmation could not be written: tried again with the next batch,
-    /// unless the actor came back meanwhile.
+    /// A departure whose confirmation is still owed — its write failed, or the actor was
+    /// released from this pod while another process ran it here — written with the next batch,
+    /// unless the actor is hosted here (it came back meanwhile).
     pub fn retry_departure(&self, departure: Departure) {
         if !self.is_hosted(&departure.key) {
             self.departed
