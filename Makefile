@@ -8,13 +8,15 @@ TOOLS := $(CACHE)/bin
 export PATH := $(TOOLS):$(HOME)/.cargo/bin:$(PATH)
 
 # The dev cluster and the test cluster use different folders and ports, so both can run at once.
+# Every port is below 32768: ports in the kernel's ephemeral range (32768–60999) can be taken at
+# random by any outgoing connection (the API server's own loopback client took 38080 once).
 DEV_ENV  := TROUPE_CLUSTER_DIR=$(CURDIR)/.local/cluster
-TEST_ENV := TROUPE_CLUSTER_DIR=$(CURDIR)/.local/test-cluster TROUPE_ETCD_PORT=33790 \
-            TROUPE_APISERVER_PORT=36443 TROUPE_FRONT_PORT=38080 TROUPE_NODE_PORT=38081 \
+TEST_ENV := TROUPE_CLUSTER_DIR=$(CURDIR)/.local/test-cluster TROUPE_ETCD_PORT=13790 \
+            TROUPE_APISERVER_PORT=16443 TROUPE_FRONT_PORT=18080 TROUPE_NODE_PORT=18081 \
             TROUPE_POD_SUBNET=127.20
 # The long chaos run restarts the operator, API server and etcd: it gets a control plane of its own.
-CHAOS_ENV := TROUPE_CLUSTER_DIR=$(CURDIR)/.local/chaos-cluster TROUPE_ETCD_PORT=43790 \
-            TROUPE_APISERVER_PORT=46443 TROUPE_FRONT_PORT=48080 TROUPE_NODE_PORT=48081 \
+CHAOS_ENV := TROUPE_CLUSTER_DIR=$(CURDIR)/.local/chaos-cluster TROUPE_ETCD_PORT=14790 \
+            TROUPE_APISERVER_PORT=17443 TROUPE_FRONT_PORT=19080 TROUPE_NODE_PORT=19081 \
             TROUPE_POD_SUBNET=127.30
 NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo yes)
 
@@ -71,9 +73,9 @@ endif
 .PHONY: e2e
 e2e: tools build ## End-to-end suite against a fresh local control plane of its own
 	@$(TEST_ENV) e2e/cluster.sh clean >/dev/null 2>&1 || true
-	@$(TEST_ENV) e2e/cluster.sh up
+	@$(TEST_ENV) e2e/cluster.sh up || { $(TEST_ENV) e2e/cluster.sh down; exit 1; }
 	@set -o pipefail; status=0; \
-	  export TROUPE_KUBECONFIG=$(CURDIR)/.local/test-cluster/kubeconfig TROUPE_NODE_URL=http://127.0.0.1:38081 \
+	  export TROUPE_KUBECONFIG=$(CURDIR)/.local/test-cluster/kubeconfig TROUPE_NODE_URL=http://127.0.0.1:18081 \
 	         TROUPE_CLUSTER_DIR=$(CURDIR)/.local/test-cluster; \
 	  if [ "$(NEXTEST)" = yes ]; then cargo nextest run -p troupe-e2e --profile e2e --no-fail-fast || status=$$?; \
 	  else cargo test -p troupe-e2e --test '*' --no-fail-fast -- --test-threads 2 || status=$$?; fi; \
@@ -82,9 +84,9 @@ e2e: tools build ## End-to-end suite against a fresh local control plane of its 
 .PHONY: chaos
 chaos: tools build ## The long chaos run (300 actors, 5 workers, every fault class) on a fresh control plane of its own; TROUPE_CHAOS_SEED=… reproduces one
 	@$(CHAOS_ENV) e2e/cluster.sh clean >/dev/null 2>&1 || true
-	@$(CHAOS_ENV) e2e/cluster.sh up
+	@$(CHAOS_ENV) e2e/cluster.sh up || { $(CHAOS_ENV) e2e/cluster.sh down; exit 1; }
 	@set -o pipefail; status=0; \
-	  export TROUPE_KUBECONFIG=$(CURDIR)/.local/chaos-cluster/kubeconfig TROUPE_NODE_URL=http://127.0.0.1:48081 \
+	  export TROUPE_KUBECONFIG=$(CURDIR)/.local/chaos-cluster/kubeconfig TROUPE_NODE_URL=http://127.0.0.1:19081 \
 	         TROUPE_CLUSTER_DIR=$(CURDIR)/.local/chaos-cluster; \
 	  if [ "$(NEXTEST)" = yes ]; then cargo nextest run -p troupe-e2e --profile e2e --run-ignored only --no-capture \
 	      -E 'binary(chaos) & test(chaos_long)' || status=$$?; \

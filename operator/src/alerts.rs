@@ -53,7 +53,6 @@ pub struct Alert {
 pub struct AlertSink {
     pub token: Option<String>,
     pub ctx: Arc<Context>,
-    pub poke: tokio::sync::mpsc::UnboundedSender<()>,
     pub leader: Arc<AtomicBool>,
 }
 
@@ -150,17 +149,16 @@ pub async fn receive(State(sink): State<Arc<AlertSink>>, headers: HeaderMap, bod
         };
         tracing::info!(namespace = %key.0, pool = %key.1, alert = %hit.name, "firing alert for a pool");
         matched.push(format!("{}/{}", key.0, key.1));
+        let pool_ref = kube::runtime::reflector::ObjectRef::new(&key.1).within(&key.0);
         sink.ctx
             .alerts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(key)
             .or_insert((hit, received));
+        sink.ctx.poke(pool_ref);
     }
     metrics.alert_deliveries.with_label_values(&["accepted"]).inc();
-    if !matched.is_empty() {
-        let _ = sink.poke.send(());
-    }
     (
         StatusCode::OK,
         Json(json!({"message": "accepted", "alerts": payload.alerts.len(), "pools": matched})),

@@ -451,6 +451,16 @@ pub fn judge_against_baseline(value: f64, baseline: f64, ratio: f64) -> Measurem
     }
 }
 
+/// A metric's threshold as text, its built-in default when it names none.
+pub fn threshold_of(m: &MetricSpec) -> String {
+    let threshold = m
+        .threshold
+        .clone()
+        .or_else(|| builtin_of(m).map(default_threshold))
+        .unwrap_or_default();
+    threshold_text(&threshold)
+}
+
 fn builtin_of(m: &MetricSpec) -> Option<BuiltinMetric> {
     m.template.or_else(|| {
         m.provider

@@ -44,6 +44,10 @@ pub struct Context {
     core_v1: tokio::sync::OnceCell<Vec<String>>,
     /// Firing alerts received by the webhook, by (namespace, pool), for the next reconcile.
     pub alerts: Mutex<HashMap<(String, String), (AlertHit, std::time::Instant)>>,
+    /// Analysis rounds in flight or finished, for the next reconcile of their pool.
+    pub rounds: crate::pool_controller::measure::Rounds,
+    /// Asks for a reconcile of one pool (something it waits for arrived).
+    poke: tokio::sync::mpsc::UnboundedSender<crate::run::PoolRef>,
 }
 
 impl Context {
@@ -53,6 +57,7 @@ impl Context {
         settings: WorkerSettings,
         instance: String,
         prometheus_url: Option<String>,
+        poke: tokio::sync::mpsc::UnboundedSender<crate::run::PoolRef>,
     ) -> Arc<Self> {
         let reporter = Reporter {
             controller: "troupe-operator".into(),
@@ -75,11 +80,18 @@ impl Context {
             core_v1: Default::default(),
             written: Default::default(),
             alerts: Mutex::new(HashMap::new()),
+            rounds: Default::default(),
+            poke,
         })
     }
 }
 
 impl Context {
+    /// Asks for a reconcile of `pool` soon.
+    pub fn poke(&self, pool: crate::run::PoolRef) {
+        let _ = self.poke.send(pool);
+    }
+
     /// Records a write to `read` that the server answered with `after`.
     pub fn wrote(&self, read: &ActorPool, after: &ActorPool) {
         use kube::ResourceExt;

@@ -9,7 +9,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    runtime::{Controller, WatchStreamExt, reflector, watcher},
+    runtime::{Controller, WatchStreamExt, reflector, reflector::ObjectRef, watcher},
 };
 use troupe_crds::{Actor, ActorPool, labels};
 
@@ -76,11 +76,26 @@ async fn check_crds(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A cache of `K` kept by a watch, and a stream of "something changed".
+/// A reference to the pool a change concerns.
+pub type PoolRef = ObjectRef<ActorPool>;
+
+/// The pool an object names: an Actor its `spec.pool`, a Lease or Deployment its pool label.
+fn pool_of_actor(a: &Actor) -> Option<PoolRef> {
+    Some(ObjectRef::new(&a.spec.pool).within(&a.namespace()?))
+}
+
+fn pool_of_labelled<K: kube::Resource>(o: &K) -> Option<PoolRef> {
+    let pool = o.labels().get(labels::POOL)?;
+    Some(ObjectRef::new(pool).within(&o.namespace()?))
+}
+
+/// A cache of `K` kept by a watch; every change (deletions included) is reported as the pool it
+/// concerns (`pool_of`), so that only that pool is reconciled.
 fn cache<K>(
     api: Api<K>,
     config: watcher::Config,
-    changed: tokio::sync::mpsc::UnboundedSender<()>,
+    changed: tokio::sync::mpsc::UnboundedSender<PoolRef>,
+    pool_of: fn(&K) -> Option<PoolRef>,
 ) -> reflector::Store<K>
 where
     K: kube::Resource<DynamicType = ()>
@@ -97,19 +112,46 @@ where
         // managedFields are never read here and are a large share of each cached object.
         .modify(|o| o.managed_fields_mut().clear())
         .reflect(writer)
-        .applied_objects();
+        .touched_objects();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(r) = stream.next().await {
             match r {
-                Ok(_) => {
-                    let _ = changed.send(());
+                Ok(o) => {
+                    if let Some(pool) = pool_of(&o) {
+                        let _ = changed.send(pool);
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "watch error; retrying"),
             }
         }
     });
     store
+}
+
+/// Turns reported changes into reconcile requests: the pools changed within 100 ms, each once.
+fn debounce(
+    mut changed: tokio::sync::mpsc::UnboundedReceiver<PoolRef>,
+    queue: prometheus::IntGauge,
+) -> impl futures::Stream<Item = PoolRef> + Send + 'static {
+    let (due_tx, mut due_rx) = tokio::sync::mpsc::channel::<PoolRef>(1024);
+    tokio::spawn(async move {
+        while let Some(first) = changed.recv().await {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut due = std::collections::HashSet::from([first]);
+            while let Ok(more) = changed.try_recv() {
+                due.insert(more);
+            }
+            // Each reconcile that starts takes one off.
+            queue.add(due.len() as i64);
+            for pool in due {
+                if due_tx.send(pool).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    futures::stream::poll_fn(move |cx| due_rx.poll_recv(cx))
 }
 
 pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
@@ -131,27 +173,32 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let (changed_tx, mut changed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (changed_tx, changed_rx) = tokio::sync::mpsc::unbounded_channel();
     let poke = changed_tx.clone();
     let actors = cache(
         Api::<Actor>::all(client.clone()),
         watcher::Config::default(),
         changed_tx.clone(),
+        pool_of_actor,
     );
     let leases = cache(
         Api::<Lease>::all(client.clone()),
         watcher::Config::default().labels(labels::POOL),
         changed_tx.clone(),
+        pool_of_labelled,
     );
+    // The controller watches pools itself; this cache serves the orphan sweep and the alerts.
     let pools = cache(
         Api::<ActorPool>::all(client.clone()),
         watcher::Config::default(),
         changed_tx.clone(),
+        |_| None,
     );
     let deployments = cache(
         Api::<Deployment>::all(client.clone()),
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER)),
         changed_tx,
+        pool_of_labelled,
     );
     let settings = WorkerSettings {
         token_secret: cfg.worker_token_secret.clone(),
@@ -164,6 +211,7 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
         settings,
         cfg.instance.clone(),
         cfg.prometheus_url.clone(),
+        poke,
     );
     let health = Arc::new(Health {
         ready: false.into(),
@@ -173,7 +221,6 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
     let sink = Arc::new(AlertSink {
         token: alert_token,
         ctx: ctx.clone(),
-        poke,
         leader: leader.clone(),
     });
     tokio::spawn(serve(cfg.listen, health.clone(), sink));
@@ -204,20 +251,9 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
     };
     tracing::info!("caches synced; reconciling");
 
-    // Any change to actors, leases or deployments reconciles every pool, at most every 100 ms.
-    let (trigger_tx, trigger_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let (queue, all_pools) = (ctx.metrics.queue_depth.clone(), pools.clone());
-    tokio::spawn(async move {
-        while changed_rx.recv().await.is_some() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            while changed_rx.try_recv().is_ok() {}
-            if trigger_tx.try_send(()).is_ok() {
-                // Every pool is now due; each reconcile that starts takes one off.
-                queue.set(all_pools.state().len() as i64);
-            }
-        }
-    });
-    let trigger = tokio_stream_from(trigger_rx);
+    // A change to an actor, lease or Deployment reconciles its pool (at most every 100 ms);
+    // every pool is also looked at every RESYNC (a lease expiring is a non-event).
+    let trigger = debounce(changed_rx, ctx.metrics.queue_depth.clone());
     tokio::spawn(orphans::run(ctx.clone(), Duration::from_secs(1)));
 
     let shutdown = async move {
@@ -231,7 +267,7 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
     };
     Controller::new(Api::<ActorPool>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Deployment>::all(client.clone()), watcher::Config::default())
-        .reconcile_all_on(trigger)
+        .reconcile_on(trigger)
         .graceful_shutdown_on(shutdown)
         .run(pool_controller::reconcile, pool_controller::error_policy, ctx)
         .for_each(|_| async {})
@@ -250,12 +286,6 @@ static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 
 fn term_requested_by_signal() -> bool {
     SIGNALLED.load(std::sync::atomic::Ordering::SeqCst)
-}
-
-fn tokio_stream_from(
-    mut rx: tokio::sync::mpsc::Receiver<()>,
-) -> impl futures::Stream<Item = ()> + Send + 'static {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// `RUST_LOG` filters; `TROUPE_LOG_JSON=true` for JSON lines.

@@ -2,11 +2,12 @@
 //! Actors on live workers, its rollout, and its status.
 //!
 //! One reconcile reads as its phases: observe (one snapshot of the pool's actors and live
-//! workers, `observe.rs`) → decide (the rollout state machine, `crate::rollout`, pure) → act
+//! workers, `observe.rs`; analysis rounds run beside it, `measure.rs`) → decide (the rollout state machine, `crate::rollout`, pure) → act
 //! (workers' identity and Deployments, `workers.rs`; placement, `place.rs`; one status write,
 //! `status.rs`; Events and metrics of the decision and command annotations, `commands.rs`).
 
 mod commands;
+pub mod measure;
 mod observe;
 mod place;
 mod status;
@@ -23,7 +24,7 @@ use crate::{
     rollout::{Observed, Rollout, advance},
 };
 use commands::{announce, clear_command, command_of, undo};
-use observe::{Groups, Snapshot, measure, take_alert};
+use observe::{Groups, Snapshot, take_alert};
 
 /// Why a pool reconcile failed; each variant names the step.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +108,7 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
 
     // Observe.
     let snap = Snapshot::observe(&ctx, &pool, &target, k8s_openapi::jiff::Timestamp::now()).await?;
-    let round = measure(&ctx, &pool, &snap, &current).await;
+    let round = measure::measure(&ctx, &pool, &snap, &current);
     let alert = take_alert(&ctx, &pool, &snap);
     let command = command_of(&pool);
 

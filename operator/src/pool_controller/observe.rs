@@ -13,12 +13,11 @@ use troupe_crds::{Actor, ActorPool};
 
 use super::Error;
 use crate::{
-    analysis::Revision,
     context::Context,
     membership::{LiveWorker, live_workers},
     placement::worker_of,
     revisions::canary_actors,
-    rollout::{AlertHit, Rollout, Round, analysis_due, canary_steps},
+    rollout::{AlertHit, Rollout},
 };
 
 /// What one reconcile knows of a pool's actors and workers.
@@ -126,38 +125,6 @@ async fn observe_workers(
     ))
 }
 
-/// A round of analysis measurements, when one is due: the judged revision against its metrics
-/// (and against the stable revision for ratio thresholds).
-pub(super) async fn measure(
-    ctx: &Context,
-    pool: &ActorPool,
-    snap: &Snapshot,
-    current: &Rollout,
-) -> Option<Round> {
-    let target = snap.target.as_str();
-    let rev = analysis_due(pool, current, target, snap.workers_of(target).len(), snap.now)?;
-    let only = current_step_metrics(pool, current, target);
-    let judged_workers = snap.workers_of(&rev);
-    let stable = current.stable.clone().filter(|s| *s != rev);
-    let stable_workers = stable.as_deref().map(|s| snap.workers_of(s)).unwrap_or_default();
-    let baseline = stable.as_deref().map(|name| Revision {
-        name,
-        workers: &stable_workers,
-    });
-    let judged = Revision {
-        name: &rev,
-        workers: &judged_workers,
-    };
-    let round = ctx.analyzer.measure(pool, judged, baseline, &only).await;
-    for r in &round.results {
-        ctx.metrics
-            .measurements
-            .with_label_values(&[&format!("{:?}", r.outcome)])
-            .inc();
-    }
-    Some(round)
-}
-
 /// The firing alert the webhook received for this pool, if the pool rolls back on alerts.
 pub(super) fn take_alert(ctx: &Context, pool: &ActorPool, snap: &Snapshot) -> Option<(AlertHit, Instant)> {
     if !pool.spec.rollback.as_ref().is_some_and(|r| r.on_alerts) {
@@ -167,18 +134,6 @@ pub(super) fn take_alert(ctx: &Context, pool: &ActorPool, snap: &Snapshot) -> Op
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&(snap.ns.clone(), snap.name.clone()))
-}
-
-/// The metric names an analysis step in progress restricts measurements to.
-fn current_step_metrics(pool: &ActorPool, r: &Rollout, target: &str) -> Vec<String> {
-    if !r.in_progress(target) {
-        return Vec::new();
-    }
-    r.step
-        .and_then(|i| canary_steps(pool).get(i as usize).cloned())
-        .and_then(|s| s.analysis)
-        .map(|a| a.metrics)
-        .unwrap_or_default()
 }
 
 /// Which actors go to the canary revision and which stay on stable.
