@@ -6,6 +6,8 @@ pub mod alerts;
 pub mod analysis;
 pub mod context;
 pub mod deployment;
+#[cfg(test)]
+pub mod fixtures;
 pub mod http;
 pub mod leader;
 pub mod membership;

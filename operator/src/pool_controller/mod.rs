@@ -11,6 +11,8 @@ pub mod measure;
 mod observe;
 mod place;
 mod status;
+#[cfg(test)]
+mod tests;
 mod workers;
 
 use std::{sync::Arc, time::Duration};

@@ -1,0 +1,1 @@
+//! Test fixtures shared by the operator's tests (builders, a mock API server).

@@ -1,0 +1,1 @@
+//! The write sequence of a pool reconcile, checked against a mock API server.
