@@ -126,3 +126,79 @@ pub fn free_form_object_schema(_: &mut SchemaGenerator) -> Schema {
 /// A standard condition type, `metav1.Condition`, re-exported so users of this crate need not
 /// depend on k8s-openapi for it.
 pub type Condition = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+/// A condition of `type_`: status `True` when `ok`, observed at `generation`, transitioned `now`.
+pub fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+    }
+}
+
+/// Sets `new` in `conditions`, replacing the condition of its type. The Kubernetes convention:
+/// `lastTransitionTime` changes only when the status does, so a new reason or message on the
+/// same status keeps the time of the last real transition.
+pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition) {
+    match conditions.iter_mut().find(|c| c.type_ == new.type_) {
+        Some(old) => {
+            if old.status == new.status {
+                new.last_transition_time = old.last_transition_time.clone();
+            }
+            *old = new;
+        }
+        None => conditions.push(new),
+    }
+}
+
+#[cfg(test)]
+mod condition_tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_while_its_status_stays_and_gets_a_new_one_when_it_changes() {
+        let mut conditions = Vec::new();
+        set_condition(
+            &mut conditions,
+            condition("Available", true, "Ready", "3 workers", Some(1), at(0)),
+        );
+        set_condition(
+            &mut conditions,
+            condition("Available", true, "Ready", "4 workers", Some(2), at(10)),
+        );
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].message, "4 workers");
+        assert_eq!(conditions[0].observed_generation, Some(2));
+        assert_eq!(
+            conditions[0].last_transition_time.0,
+            at(0),
+            "same status: no transition"
+        );
+        set_condition(
+            &mut conditions,
+            condition("Available", false, "Missing", "0 workers", Some(2), at(20)),
+        );
+        assert_eq!(conditions[0].last_transition_time.0, at(20));
+        assert_eq!(conditions[0].status, "False");
+        set_condition(
+            &mut conditions,
+            condition("Progressing", true, "Idle", "", None, at(30)),
+        );
+        assert_eq!(conditions.len(), 2, "other types are kept");
+    }
+}

@@ -29,6 +29,6 @@ pub use common::{GROUP, VERSION, labels};
 pub use pool::{
     AbortKind, AbortReason, ActorCounts, ActorPool, ActorPoolSpec, ActorPoolStatus, AlertRollbackSpec,
     AnalysisSpec, AnalysisStatus, AnalysisStep, BlueGreenStrategy, BuiltinMetric, CanaryStep, CanaryStrategy,
-    MailboxFullPolicy, MailboxSpec, MeasurementOutcome, MetricProvider, MetricResult, MetricSpec, PauseStep,
-    PoolPhase, PrometheusProvider, RolloutStrategy, Threshold, WorkerMetricProvider,
+    HandledCommand, MailboxFullPolicy, MailboxSpec, MeasurementOutcome, MetricProvider, MetricResult,
+    MetricSpec, PauseStep, PoolPhase, PrometheusProvider, RolloutStrategy, Threshold, WorkerMetricProvider,
 };

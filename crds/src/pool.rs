@@ -567,6 +567,16 @@ pub struct AnalysisStatus {
     pub results: Vec<MetricResult>,
 }
 
+/// A rollout command the operator acted on.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HandledCommand {
+    /// The annotation, e.g. `troupe.dev/promote`.
+    pub annotation: String,
+    /// Its value when acted on (`kubectl troupe` writes the time, so each command is unique).
+    pub value: String,
+}
+
 /// What the operator observes of the pool.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -621,10 +631,18 @@ pub struct ActorPoolStatus {
     /// Why the last rollout was aborted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort: Option<AbortReason>,
+    /// The last rollout command (annotation `troupe.dev/promote`, `abort` or `retry`) acted on,
+    /// with the annotation's value. A command still on the pool with this value was acted on
+    /// already (its removal did not land) and is only removed, never acted on twice. Cleared once
+    /// the annotation is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_command: Option<HandledCommand>,
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Standard conditions: Available, Progressing, SpecValid.
+    /// Standard conditions: Available (workers of the stable revision ready, every actor
+    /// placed), Progressing (a rollout is under way, or why it stopped), WorkersDeployed (the
+    /// API server accepted every worker Deployment, or its message).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -55,21 +55,19 @@ impl Rollout {
         }
     }
 
-    /// The status fields this rollout owns, as JSON for the status apply.
-    pub fn to_json(&self) -> serde_json::Value {
+    /// Writes the status fields this rollout owns into `s`.
+    pub fn apply_to(&self, s: &mut ActorPoolStatus) {
         let t = |x: &Option<Timestamp>| x.map(Time);
-        serde_json::json!({
-            "stableRevision": self.stable,
-            "canaryRevision": self.canary,
-            "canaryWeight": self.weight,
-            "currentStepIndex": self.step,
-            "stepStartedAt": t(&self.step_started_at),
-            "rolloutStartedAt": t(&self.rollout_started_at),
-            "promotedAt": t(&self.promoted_at),
-            "previousRevision": self.previous,
-            "abort": self.abort,
-            "analysis": self.analysis,
-        })
+        s.stable_revision = self.stable.clone();
+        s.canary_revision = self.canary.clone();
+        s.canary_weight = self.weight;
+        s.current_step_index = self.step;
+        s.step_started_at = t(&self.step_started_at);
+        s.rollout_started_at = t(&self.rollout_started_at);
+        s.promoted_at = t(&self.promoted_at);
+        s.previous_revision = self.previous.clone();
+        s.abort = self.abort.clone();
+        s.analysis = self.analysis.clone();
     }
 
     /// Whether a rollout of `target` is in progress.
@@ -509,6 +507,23 @@ impl Machine<'_> {
                 self.command_done = true;
             }
             Some(Command::Abort) => self.command_done = true,
+            // Nothing to promote: the template's revision is stable already, or was aborted
+            // (retry it first). Acted on (as a no-op) so that it does not linger and skip a
+            // pause of the next rollout.
+            Some(Command::Promote) if !self.r.in_progress(target) => {
+                let aborted = self.r.abort.as_ref().is_some_and(|a| a.revision == target);
+                if aborted || self.r.stable.as_deref() == Some(target) {
+                    let why = if aborted {
+                        format!(
+                            "revision {target} was aborted; retry it (troupe.dev/retry) to roll it out again"
+                        )
+                    } else {
+                        format!("no rollout in progress: revision {target} is stable already")
+                    };
+                    self.note(false, "PromoteIgnored", why);
+                    self.command_done = true;
+                }
+            }
             _ => {}
         }
         // 4. Measurements.

@@ -9,7 +9,7 @@ use kube::{
     runtime::events::{Event, EventType},
 };
 use serde_json::{Value, json};
-use troupe_crds::{ActorPool, labels};
+use troupe_crds::{ActorPool, HandledCommand, labels};
 
 use super::Error;
 use crate::{
@@ -20,18 +20,62 @@ use crate::{
     rollout::{AlertHit, Command, Decision},
 };
 
-/// The command set by annotation on the pool, if any (promote wins over retry over abort only
-/// if several are set at once, which kubectl users rarely do).
-pub(super) fn command_of(pool: &ActorPool) -> Option<(Command, &'static str)> {
+/// A rollout command set by annotation on the pool.
+pub(super) struct Given {
+    pub command: Command,
+    /// The annotation that gave it.
+    pub key: &'static str,
+    pub value: String,
+    /// Acted on already (the status records it) while its removal did not land: only removed.
+    pub handled: bool,
+}
+
+impl Given {
+    /// What the status records once the command is acted on.
+    pub fn record(&self) -> HandledCommand {
+        HandledCommand {
+            annotation: self.key.to_string(),
+            value: self.value.clone(),
+        }
+    }
+}
+
+/// The command set by annotation on the pool, if any (abort wins over promote over retry if
+/// several are set at once, which kubectl users rarely do).
+pub(super) fn command_of(pool: &ActorPool) -> Option<Given> {
     let a = pool.annotations();
+    let last = pool.status.as_ref().and_then(|s| s.last_command.as_ref());
     [
         (labels::ABORT, Command::Abort),
         (labels::PROMOTE, Command::Promote),
         (labels::RETRY, Command::Retry),
     ]
     .into_iter()
-    .find(|(key, _)| a.contains_key(*key))
-    .map(|(key, c)| (c, key))
+    .find_map(|(key, command)| {
+        let value = a.get(key)?.clone();
+        let handled = last.is_some_and(|l| l.annotation == key && l.value == value);
+        Some(Given {
+            command,
+            key,
+            value,
+            handled,
+        })
+    })
+}
+
+/// What the status records as the last command acted on: the command of this reconcile once
+/// acted on; the previous record while its annotation is still there; nothing once it is gone
+/// (so that the same value given again later is a new command).
+pub(super) fn last_command(
+    pool: &ActorPool,
+    given: Option<&Given>,
+    acted_on: bool,
+) -> Option<HandledCommand> {
+    match given {
+        Some(g) if acted_on || g.handled => Some(g.record()),
+        Some(_) => pool.status.as_ref().and_then(|s| s.last_command.clone()),
+        None => None,
+    }
 }
 
 /// An Event on the pool about `revision`: that revision's Deployment is the related object, so
@@ -178,13 +222,81 @@ pub(super) async fn announce(
     }
 }
 
-/// Removes a command annotation the decision acted on.
-pub(super) async fn clear_command(ctx: &Context, pool: &ActorPool, key: &str) -> Result<(), Error> {
-    let patch = json!({"metadata": {"annotations": {key: null}}});
-    let after = Api::<ActorPool>::namespaced(ctx.client.clone(), &pool.namespace().unwrap_or_default())
+/// Removes a command annotation the decision acted on (recorded in status first), on condition
+/// that the pool is still at `version` (the one after the status write): a command given again
+/// meanwhile stays, and is looked at by the next reconcile.
+pub(super) async fn clear_command(
+    ctx: &Context,
+    pool: &ActorPool,
+    key: &str,
+    version: Option<&str>,
+) -> Result<(), Error> {
+    let patch = json!({"metadata": {"resourceVersion": version, "annotations": {key: null}}});
+    let result = Api::<ActorPool>::namespaced(ctx.client.clone(), &pool.namespace().unwrap_or_default())
         .patch(&pool.name_any(), &merge_params(), &Patch::Merge(patch))
-        .await
-        .map_err(Error::WriteSpec)?;
-    ctx.wrote(pool, &after);
-    Ok(())
+        .await;
+    match result {
+        Ok(after) => {
+            ctx.wrote(pool, &after);
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(Error::WriteSpec(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(annotations: Value, last_command: Option<Value>) -> ActorPool {
+        serde_json::from_value(json!({
+            "apiVersion": "troupe.dev/v1alpha1", "kind": "ActorPool",
+            "metadata": {"name": "p", "namespace": "ns", "annotations": annotations},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "w", "image": "i"}]}}},
+            "status": {"lastCommand": last_command},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_command_whose_removal_did_not_land_is_recognised_and_not_acted_on_twice() {
+        let record = json!({"annotation": labels::PROMOTE, "value": "2026-11-22T10:00:00Z"});
+        let p = pool(json!({labels::PROMOTE: "2026-11-22T10:00:00Z"}), Some(record));
+        let given = command_of(&p).unwrap();
+        assert_eq!((given.command, given.handled), (Command::Promote, true));
+        // Still recorded while its annotation is there.
+        assert_eq!(last_command(&p, Some(&given), false), Some(given.record()));
+    }
+
+    #[test]
+    fn the_same_command_given_again_with_a_new_value_is_a_new_command() {
+        let record = json!({"annotation": labels::PROMOTE, "value": "2026-11-22T10:00:00Z"});
+        let p = pool(json!({labels::PROMOTE: "2026-11-22T10:05:00Z"}), Some(record));
+        let given = command_of(&p).unwrap();
+        assert!(!given.handled);
+        assert_eq!(
+            last_command(&p, Some(&given), true).map(|c| c.value),
+            Some("2026-11-22T10:05:00Z".into())
+        );
+    }
+
+    #[test]
+    fn the_record_of_a_command_is_cleared_once_its_annotation_is_gone() {
+        let record = json!({"annotation": labels::ABORT, "value": "x"});
+        let p = pool(json!({}), Some(record));
+        assert!(command_of(&p).is_none());
+        assert_eq!(last_command(&p, None, false), None);
+    }
+
+    #[test]
+    fn a_command_not_yet_acted_on_keeps_the_previous_record() {
+        let record = json!({"annotation": labels::ABORT, "value": "x"});
+        let p = pool(json!({labels::PROMOTE: "y"}), Some(record.clone()));
+        let given = command_of(&p).unwrap();
+        assert_eq!(
+            last_command(&p, Some(&given), false),
+            Some(serde_json::from_value(record).unwrap())
+        );
+    }
 }

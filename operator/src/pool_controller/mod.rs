@@ -25,8 +25,8 @@ use crate::{
     revision::revision_of,
     rollout::{Observed, Rollout, advance},
 };
-use commands::{announce, clear_command, command_of, undo};
-use observe::{Groups, Snapshot, take_alert};
+use commands::{announce, clear_command, command_of, last_command, undo};
+use observe::{Groups, Snapshot, forget_alert, peek_alert};
 
 /// Why a pool reconcile failed; each variant names the step.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +111,7 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
     // Observe.
     let snap = Snapshot::observe(&ctx, &pool, &target, k8s_openapi::jiff::Timestamp::now()).await?;
     let round = measure::measure(&ctx, &pool, &snap, &current);
-    let alert = take_alert(&ctx, &pool, &snap);
+    let alert = peek_alert(&ctx, &pool, &snap);
     let command = command_of(&pool);
 
     // Decide.
@@ -121,7 +121,8 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         target_workers: snap.workers_of(&target).len(),
         settled: Groups::of(&current, &snap).settled(&snap),
         round,
-        command: command.map(|c| c.0),
+        // A command acted on already (its removal did not land) is not acted on twice.
+        command: command.as_ref().filter(|g| !g.handled).map(|g| g.command),
         alert: alert.as_ref().map(|a| a.0.clone()),
     };
     let decision = advance(&pool, &current, &obs);
@@ -133,12 +134,25 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let placed = place::place_actors(&ctx, &pool, &snap, &decision.next).await;
-    status::write_status(&ctx, &pool, &status, &snap, &decision, &deployed, &placed).await?;
+    let acted_on = command.as_ref().is_some_and(|g| !g.handled) && decision.command_done;
+    let last_command = last_command(&pool, command.as_ref(), acted_on);
+    let outcome = status::Outcome {
+        snap: &snap,
+        decision: &decision,
+        workers: &deployed,
+        placed: &placed,
+        last_command,
+    };
+    let desired = status::desired_status(&pool, &status, outcome);
+    let version = status::write_status(&ctx, &pool, &status, desired, &target).await?;
+    if let Some(a) = &alert {
+        forget_alert(&ctx, &snap, a);
+    }
     announce(&ctx, &pool, &target, &decision, alert.as_ref()).await;
-    if let Some((_, key)) = command
-        && decision.command_done
+    if let Some(g) = command
+        && (acted_on || g.handled)
     {
-        clear_command(&ctx, &pool, key).await?;
+        clear_command(&ctx, &pool, g.key, version.as_deref()).await?;
     }
     tracing::debug!(pool = %snap.name, took = ?started.elapsed(), "pool reconciled");
     match placed.error.or(deployed.error).or(access_error) {

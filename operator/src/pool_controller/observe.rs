@@ -125,15 +125,30 @@ async fn observe_workers(
     ))
 }
 
-/// The firing alert the webhook received for this pool, if the pool rolls back on alerts.
-pub(super) fn take_alert(ctx: &Context, pool: &ActorPool, snap: &Snapshot) -> Option<(AlertHit, Instant)> {
+/// The firing alert the webhook received for this pool, if the pool rolls back on alerts. It
+/// stays in memory until the decision it leads to is written ([`forget_alert`]): a failed status
+/// write must not lose it.
+pub(super) fn peek_alert(ctx: &Context, pool: &ActorPool, snap: &Snapshot) -> Option<(AlertHit, Instant)> {
     if !pool.spec.rollback.as_ref().is_some_and(|r| r.on_alerts) {
         return None;
     }
     ctx.alerts
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .remove(&(snap.ns.clone(), snap.name.clone()))
+        .get(&(snap.ns.clone(), snap.name.clone()))
+        .cloned()
+}
+
+/// Drops the alert a written decision acted on (not one that arrived since).
+pub(super) fn forget_alert(ctx: &Context, snap: &Snapshot, acted_on: &(AlertHit, Instant)) {
+    let mut alerts = ctx.alerts.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (snap.ns.clone(), snap.name.clone());
+    if alerts
+        .get(&key)
+        .is_some_and(|(_, received)| *received == acted_on.1)
+    {
+        alerts.remove(&key);
+    }
 }
 
 /// Which actors go to the canary revision and which stay on stable.

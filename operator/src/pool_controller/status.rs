@@ -1,14 +1,19 @@
-//! The pool's status: built from what this reconcile saw and decided, written once, only when it
+//! The pool's status: built from what this reconcile saw and decided, typed (`ActorPoolStatus`),
+//! conditions through one helper that owns `lastTransitionTime`, written once, only when it
 //! changed.
 
 use std::collections::BTreeMap;
 
 use kube::{
-    Api,
+    Api, ResourceExt,
     api::{Patch, PatchParams},
 };
-use serde_json::{Value, json};
-use troupe_crds::{ActorPhase, ActorPool, ActorPoolStatus, PoolPhase, common::Condition, labels};
+use serde_json::json;
+use troupe_crds::{
+    ActorCounts, ActorPhase, ActorPool, ActorPoolStatus, HandledCommand, PoolPhase,
+    common::{condition, set_condition},
+    labels,
+};
 
 use super::{Error, commands::pool_event, observe::Snapshot, place::Placed, workers::WorkersApplied};
 use crate::{
@@ -16,16 +21,31 @@ use crate::{
     rollout::Decision,
 };
 
-/// Writes the pool's status if it differs from `status` (what the cache showed).
-pub(super) async fn write_status(
-    ctx: &Context,
-    pool: &ActorPool,
-    status: &ActorPoolStatus,
-    snap: &Snapshot,
-    decision: &Decision,
-    workers: &WorkersApplied,
-    placed: &Placed,
-) -> Result<(), Error> {
+/// Condition types and reasons of a pool's status.
+pub mod reasons {
+    pub const AVAILABLE: &str = "Available";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const WORKERS_DEPLOYED: &str = "WorkersDeployed";
+    pub const ALL_WORKERS_READY: &str = "AllWorkersReady";
+    pub const WORKERS_MISSING: &str = "WorkersMissing";
+    pub const DEPLOYED: &str = "Deployed";
+    pub const DEPLOYMENT_REJECTED: &str = "DeploymentRejected";
+}
+
+/// What this reconcile saw and did that the status reports.
+pub(super) struct Outcome<'a> {
+    pub snap: &'a Snapshot,
+    pub decision: &'a Decision,
+    pub workers: &'a WorkersApplied,
+    pub placed: &'a Placed,
+    /// The rollout command to record as acted on (see `commands::last_command`).
+    pub last_command: Option<HandledCommand>,
+}
+
+/// The pool's status after this reconcile (pure): `status` (what the cache showed) with the
+/// rollout's fields, counts and conditions of `o`.
+pub(super) fn desired_status(pool: &ActorPool, status: &ActorPoolStatus, o: Outcome<'_>) -> ActorPoolStatus {
+    let (snap, decision) = (o.snap, o.decision);
     let next = &decision.next;
     let (actors, name, now) = (&snap.actors, &snap.name, snap.now);
     let mut by_phase: BTreeMap<String, i32> = BTreeMap::new();
@@ -41,7 +61,7 @@ pub(super) async fn write_status(
     let stable_live = snap
         .workers_of(next.stable.as_deref().unwrap_or(&snap.target))
         .len() as i32;
-    let unplaced = placed.unplaced;
+    let unplaced = o.placed.unplaced;
     let workers_ok = stable_live >= pool.spec.replicas && unplaced == 0;
     let phase = match decision.phase {
         PoolPhase::Healthy if !workers_ok => PoolPhase::Degraded,
@@ -50,7 +70,7 @@ pub(super) async fn write_status(
     let available = ready_workers > 0 || pool.spec.replicas == 0;
     let (reason, message) = if workers_ok {
         (
-            "AllWorkersReady",
+            reasons::ALL_WORKERS_READY,
             format!(
                 "{stable_live} workers of the stable revision ready, {} actors",
                 actors.len()
@@ -58,7 +78,7 @@ pub(super) async fn write_status(
         )
     } else {
         (
-            "WorkersMissing",
+            reasons::WORKERS_MISSING,
             format!(
                 "{stable_live} of {} workers of the stable revision ready; {unplaced} actors without a worker",
                 pool.spec.replicas
@@ -66,84 +86,88 @@ pub(super) async fn write_status(
         )
     };
     let (p_status, p_reason, p_message) = decision.progressing.clone();
-    let deployed = match &workers.error {
+    let deployed = match &o.workers.error {
         None => (
             true,
-            "Deployed",
+            reasons::DEPLOYED,
             "every revision's Deployment is as planned".to_string(),
         ),
-        Some(e) => (false, "DeploymentRejected", e.to_string()),
+        Some(e) => (false, reasons::DEPLOYMENT_REJECTED, e.to_string()),
     };
-    let newly_rejected = workers.error.is_some()
-        && !status.conditions.iter().any(|c| {
-            c.type_ == "WorkersDeployed" && c.reason == "DeploymentRejected" && c.message == deployed.2
-        });
-    if newly_rejected {
-        pool_event(
-            ctx,
-            pool,
-            &snap.target,
-            true,
-            "DeploymentRejected",
-            deployed.2.clone(),
-        )
-        .await;
-    }
-    let cond = |type_: &str, ok: bool, reason: &str, message: &str, prev: &[Condition]| {
-        let same = prev
-            .iter()
-            .find(|c| c.type_ == type_)
-            .filter(|c| (c.status == "True") == ok && c.reason == reason && c.message == message);
-        match same {
-            Some(c) => serde_json::to_value(c).unwrap_or_default(),
-            None => json!({
-                "type": type_, "status": if ok { "True" } else { "False" },
-                "reason": reason, "message": message,
-                "lastTransitionTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
-                "observedGeneration": pool.metadata.generation,
-            }),
-        }
+    let generation = pool.metadata.generation;
+    let mut desired = status.clone();
+    next.apply_to(&mut desired);
+    desired.phase = Some(phase);
+    desired.replicas = o.workers.ready();
+    desired.desired_workers = o.workers.desired();
+    desired.ready_workers = ready_workers;
+    desired.selector = Some(format!("{}={name}", labels::POOL));
+    desired.actors = ActorCounts {
+        total: actors.len() as i32,
+        by_phase,
     };
-    let mut desired = next.to_json();
-    let fields = json!({
-        "phase": phase,
-        "replicas": workers.ready(),
-        "desiredWorkers": workers.desired(),
-        "readyWorkers": ready_workers,
-        "selector": format!("{}={name}", labels::POOL),
-        "actors": {"total": actors.len(), "byPhase": by_phase},
-        "observedGeneration": pool.metadata.generation,
-        "conditions": [
-            cond("Available", available, reason, &message, &status.conditions),
-            cond("Progressing", p_status, p_reason, &p_message, &status.conditions),
-            cond("WorkersDeployed", deployed.0, deployed.1, &deployed.2, &status.conditions),
-        ],
-    });
-    for (k, v) in fields.as_object().into_iter().flatten() {
-        desired[k] = v.clone();
+    desired.observed_generation = generation;
+    desired.last_command = o.last_command;
+    for c in [
+        condition(reasons::AVAILABLE, available, reason, message, generation, now),
+        condition(
+            reasons::PROGRESSING,
+            p_status,
+            p_reason,
+            p_message,
+            generation,
+            now,
+        ),
+        condition(
+            reasons::WORKERS_DEPLOYED,
+            deployed.0,
+            deployed.1,
+            deployed.2,
+            generation,
+            now,
+        ),
+    ] {
+        set_condition(&mut desired.conditions, c);
     }
-    strip_nulls(&mut desired);
-    let mut now_json = serde_json::to_value(status).unwrap_or_default();
-    strip_nulls(&mut now_json);
-    if desired != now_json {
-        let patch = json!({"apiVersion": "troupe.dev/v1alpha1", "kind": "ActorPool", "status": desired});
-        let after = Api::<ActorPool>::namespaced(ctx.client.clone(), &snap.ns)
-            .patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
-            .await
-            .map_err(Error::WriteStatus)?;
-        ctx.wrote(pool, &after);
-    }
-    Ok(())
+    desired
 }
 
-/// Drops null fields (recursively), so that a desired status compares equal to the stored one.
-fn strip_nulls(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            m.retain(|_, x| !x.is_null());
-            m.values_mut().for_each(strip_nulls);
-        }
-        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
-        _ => {}
+/// The message of a Deployment rejection `desired` reports that `status` did not.
+fn newly_rejected(status: &ActorPoolStatus, desired: &ActorPoolStatus) -> Option<String> {
+    let rejection = |s: &ActorPoolStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == reasons::WORKERS_DEPLOYED && c.reason == reasons::DEPLOYMENT_REJECTED)
+            .map(|c| c.message.clone())
+    };
+    rejection(desired).filter(|m| rejection(status).as_ref() != Some(m))
+}
+
+/// Writes `desired` if it differs from `status` (what the cache showed), with an Event for a
+/// Deployment newly rejected. Returns the pool's resourceVersion after it (the precondition of a
+/// later write in this reconcile).
+pub(super) async fn write_status(
+    ctx: &Context,
+    pool: &ActorPool,
+    status: &ActorPoolStatus,
+    desired: ActorPoolStatus,
+    target: &str,
+) -> Result<Option<String>, Error> {
+    if let Some(message) = newly_rejected(status, &desired) {
+        pool_event(ctx, pool, target, true, reasons::DEPLOYMENT_REJECTED, message).await;
     }
+    if desired == *status {
+        return Ok(pool.metadata.resource_version.clone());
+    }
+    let patch = json!({"apiVersion": "troupe.dev/v1alpha1", "kind": "ActorPool", "status": desired});
+    let after = Api::<ActorPool>::namespaced(ctx.client.clone(), &pool.namespace().unwrap_or_default())
+        .patch_status(
+            &pool.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(patch),
+        )
+        .await
+        .map_err(Error::WriteStatus)?;
+    ctx.wrote(pool, &after);
+    Ok(after.metadata.resource_version)
 }

@@ -466,3 +466,31 @@ fn blue_green_pre_promotion_analysis_holds_the_switch_until_a_round_passes() {
     assert_eq!(d.aborted.map(|a| a.0), Some(AbortKind::Analysis));
     assert_eq!(d.next.weight, None);
 }
+
+#[test]
+fn a_promote_with_no_rollout_in_progress_is_acted_on_as_a_no_op_and_does_not_skip_the_next_pause() {
+    let mut s = Sim::new(pool(
+        canary(json!([{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}])),
+        None,
+        None,
+    ));
+    // The template's revision is the stable one: nothing to promote.
+    let obs = Observed {
+        target: "old",
+        now: t(0),
+        target_workers: 4,
+        settled: true,
+        round: None,
+        command: Some(Command::Promote),
+        alert: None,
+    };
+    let d = advance(&s.pool, &s.r, &obs);
+    assert!(d.command_done, "the promote must be consumed, not left to linger");
+    assert!(d.notes.iter().any(|n| n.reason == "PromoteIgnored"));
+    assert_eq!(d.next, s.r, "a no-op promote changes nothing");
+    // The next rollout then stops at its pause as usual.
+    s.step(0);
+    s.step(1);
+    let d = s.step(1);
+    assert_eq!((d.next.step, d.phase), (Some(1), PoolPhase::Paused));
+}
