@@ -11,15 +11,20 @@
 
 use std::time::Duration;
 
+use http::StatusCode;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
-use troupe_crds::{Actor, ActorPool, labels};
+use troupe_crds::{Actor, ActorPhase, ActorPool, labels};
 
-use super::reconcile;
-use crate::fixtures::{
-    ActorFixture, Caches, Expected, LeaseFixture, PoolFixture, Reply, Stage, actor_path, deployment_of,
-    pool_status_path, run_scenario, test_context,
+use super::{Error, reconcile};
+use crate::{
+    deployment::deployment_name,
+    fixtures::{
+        ActorFixture, Caches, Expected, LEASE_SECONDS, LeaseFixture, PoolFixture, Reply, Stage, actor_path,
+        actor_status_path, deployment_of, deployment_path, last_renewal_seen, lease_path, pool_status_path,
+        run_scenario, test_context,
+    },
 };
 
 /// The discovery of core/v1, answered as a control plane without it answers.
@@ -43,6 +48,34 @@ fn assignment(actor: &Actor, worker: &str, epoch: u64, read_at: &str, answered_a
         "annotations": {labels::EPOCH: epoch.to_string()},
     }}))
     .reply(Reply::merged(actor, answered_at))
+}
+
+/// The operator's status apply of an actor, conditional on `read_at`, answered at `answered_at`.
+fn actor_status(
+    actor: &Actor,
+    what: &str,
+    read_at: &str,
+    status: Value,
+    placed: (&str, &str),
+    answered_at: &str,
+) -> Expected {
+    let name = actor.metadata.name.clone().unwrap_or_default();
+    let (placed_status, placed_reason) = (placed.0.to_string(), placed.1.to_string());
+    Expected::apply(&format!("{name}'s status: {what}"), actor_status_path(&name))
+        .body_includes(json!({
+            "apiVersion": "troupe.dev/v1alpha1", "kind": "Actor",
+            "metadata": {"resourceVersion": read_at},
+            "status": status,
+        }))
+        .body_with(move |body| {
+            let placed = condition(body, "Placed");
+            assert_eq!(
+                (placed["status"].as_str(), placed["reason"].as_str()),
+                (Some(placed_status.as_str()), Some(placed_reason.as_str())),
+                "{body}"
+            );
+        })
+        .reply(Reply::merged(actor, answered_at))
 }
 
 /// The pool's one status write (a forced apply of the status subresource).
@@ -135,4 +168,260 @@ async fn a_replica_that_cannot_prove_its_leadership_writes_nothing() {
         action.expect("not an error: it just waits"),
         Action::requeue(Duration::from_secs(1))
     );
+}
+
+#[tokio::test]
+async fn a_replica_that_loses_its_leadership_while_applying_a_deployment_places_no_actor() {
+    let pool = ActorPool::test("p");
+    let (ctx, server) = test_context(Caches {
+        pools: vec![pool.clone()],
+        actors: vec![Actor::test("a1").in_pool("p")],
+        leases: live_workers(&pool, 1),
+        deployments: vec![],
+    });
+    let leadership = ctx.leadership.clone();
+    let name = deployment_name("p", &pool.current_revision());
+    let script = vec![
+        no_core_v1(),
+        Expected::apply("the Deployment of the current revision", deployment_path(&name))
+            .then(move || leadership.revoke())
+            .reply(Reply::Echo(StatusCode::OK))
+            .into(),
+    ];
+    let action = run_scenario(ctx, server, script, |ctx| reconcile(pool.clone().into(), ctx)).await;
+    assert_eq!(
+        action.expect("not an error"),
+        Action::requeue(Duration::from_secs(1))
+    );
+}
+
+/// A pool of one live worker `w-1`, and `a1` on worker `w-gone`, whose lease is in the cache
+/// as renewed last [`LEASE_SECONDS`] + 5 s ago on the operator's clock: it looks expired.
+fn worker_looking_gone() -> (ActorPool, Actor, Lease, Caches) {
+    let pool = ActorPool::test("p");
+    let gone = Lease::test_worker("w-gone")
+        .pool("p")
+        .revision(&pool.current_revision());
+    let a1 = Actor::test("a1")
+        .on_worker("w-gone")
+        .epoch(2)
+        .phase(ActorPhase::Running, Some("w-gone"))
+        .version("21");
+    let mut leases = live_workers(&pool, 1);
+    leases.push(gone.clone());
+    let caches = Caches {
+        pools: vec![pool.clone()],
+        actors: vec![a1.clone()],
+        leases,
+        deployments: vec![deployment_of(&pool)],
+    };
+    (pool, a1, gone, caches)
+}
+
+fn looks_expired() -> Duration {
+    Duration::from_secs(LEASE_SECONDS as u64 + 5)
+}
+
+#[tokio::test]
+async fn an_actor_whose_workers_lease_looks_expired_fails_over_only_after_a_fresh_read_finds_the_lease_gone()
+{
+    let (pool, a1, gone, caches) = worker_looking_gone();
+    let (ctx, server) = test_context(caches);
+    last_renewal_seen(&ctx, &gone, looks_expired());
+    let rev = pool.current_revision();
+    let script = vec![
+        // Read before anything moves: a stalled Lease watch must never fail a pool over.
+        Expected::get("a fresh read of w-gone's lease", lease_path("w-gone"))
+            .reply(Reply::not_found())
+            .into(),
+        no_core_v1(),
+        // Status first (the worker acts on the label), both conditional, epoch above the old 2.
+        actor_status(
+            &a1,
+            "placed on w-1 under epoch 3",
+            "21",
+            json!({"phase": "Placed", "worker": "w-1", "revision": rev, "epoch": 3}),
+            ("True", "Placed"),
+            "22",
+        )
+        .into(),
+        assignment(&a1, "w-1", 3, "22", "23").into(),
+        Expected::event("Warning", "FailedOver", "a1").into(),
+        pool_status(&pool, |body| {
+            assert_eq!(body["status"]["readyWorkers"], 1, "w-gone is gone: {body}");
+        }),
+    ];
+    let action = run_scenario(ctx, server, script, |ctx| reconcile(pool.clone().into(), ctx)).await;
+    assert_eq!(
+        action.expect("the reconcile succeeds"),
+        Action::requeue(super::RESYNC)
+    );
+}
+
+#[tokio::test]
+async fn an_actor_stays_on_its_worker_when_the_fresh_read_shows_the_lease_renewed() {
+    let (pool, _a1, gone, caches) = worker_looking_gone();
+    let (ctx, server) = test_context(caches);
+    last_renewal_seen(&ctx, &gone, looks_expired());
+    // The cache lags: the API server has a renewal the watch has not brought.
+    let renewed = gone.clone().renewed_at("2026-01-01T00:00:09.000000Z");
+    let script = vec![
+        Expected::get("a fresh read of w-gone's lease", lease_path("w-gone"))
+            .reply(Reply::Object(serde_json::to_value(&renewed).expect("json")))
+            .into(),
+        no_core_v1(),
+        // No write to a1.
+        pool_status(&pool, |body| {
+            assert_eq!(body["status"]["readyWorkers"], 2, "w-gone is live: {body}");
+        }),
+    ];
+    let action = run_scenario(ctx, server, script, |ctx| reconcile(pool.clone().into(), ctx)).await;
+    assert_eq!(
+        action.expect("the reconcile succeeds"),
+        Action::requeue(super::RESYNC)
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_on_an_actor_write_is_not_retried_with_another_version_and_asks_for_a_reconcile_soon() {
+    let pool = ActorPool::test("p").replicas(2);
+    // a1 waited for a worker (it has a status, so it gets a status write first); a2 is new.
+    let a1 = Actor::test("a1").pending_because("NoWorker").version("31");
+    let a2 = Actor::test("a2").version("32");
+    let (ctx, server) = test_context(Caches {
+        pools: vec![pool.clone()],
+        actors: vec![a1.clone(), a2.clone()],
+        leases: live_workers(&pool, 2),
+        deployments: vec![deployment_of(&pool)],
+    });
+    let metrics = ctx.metrics.clone();
+    let rev = pool.current_revision();
+    let script = vec![
+        no_core_v1(),
+        Stage::interleaved(vec![
+            // a1 changed since the cache's copy (a worker wrote, a watch lags): refused, and its
+            // label is then not written at all — neither from the refused version nor another.
+            vec![
+                actor_status(
+                    &a1,
+                    "placed on w-1",
+                    "31",
+                    json!({"phase": "Placed", "worker": "w-1", "revision": rev, "epoch": 1}),
+                    ("True", "Placed"),
+                    "unused",
+                )
+                .reply(Reply::conflict()),
+            ],
+            // The other actors' writes go on.
+            vec![assignment(&a2, "w-2", 1, "32", "33")],
+        ]),
+        Expected::event("Normal", "Placed", "p").into(),
+        pool_status(&pool, |_| {}),
+    ];
+    let action = run_scenario(ctx, server, script, |ctx| reconcile(pool.clone().into(), ctx)).await;
+    assert_eq!(
+        action.expect("a conflict is not an error"),
+        Action::requeue(Duration::from_millis(200)),
+        "decided again soon, from a fresh copy"
+    );
+    assert_eq!((metrics.conflicts.get(), metrics.placements.get()), (1, 1));
+}
+
+#[tokio::test]
+async fn an_actor_taken_off_a_live_worker_is_marked_moving_then_unlabelled_as_released_from_it() {
+    // Three actors on w-1, none on w-2 (it just joined): the busiest worker gives one up.
+    let pool = ActorPool::test("p").replicas(2);
+    let actors: Vec<Actor> = [("a1", "11"), ("a2", "12"), ("a3", "13")]
+        .iter()
+        .map(|(n, rv)| {
+            Actor::test(n)
+                .on_worker("w-1")
+                .epoch(1)
+                .phase(ActorPhase::Running, Some("w-1"))
+                .version(rv)
+        })
+        .collect();
+    let (ctx, server) = test_context(Caches {
+        pools: vec![pool.clone()],
+        actors: actors.clone(),
+        leases: live_workers(&pool, 2),
+        deployments: vec![deployment_of(&pool)],
+    });
+    let a3 = &actors[2];
+    let script = vec![
+        no_core_v1(),
+        // First the status that explains the move (still naming w-1: it must confirm the stop)…
+        actor_status(
+            a3,
+            "Pending, moving off w-1",
+            "13",
+            json!({"phase": "Pending", "worker": "w-1", "revision": null}),
+            ("False", "Moving"),
+            "14",
+        )
+        .into(),
+        // …then the label goes, conditional on the version the status write left. The epoch
+        // annotation stays: w-1 confirms the stop under it.
+        Expected::merge_patch("the release of a3 from w-1", actor_path("a3"))
+            .body(json!({"metadata": {
+                "resourceVersion": "14",
+                "labels": {labels::WORKER: null, labels::RELEASED_FROM: "w-1"},
+            }}))
+            .reply(Reply::merged(a3, "15"))
+            .into(),
+        Expected::event("Normal", "Moving", "a3").into(),
+        // Not assigned to w-2 in the same reconcile: only once w-1 confirmed the stop.
+        pool_status(&pool, |_| {}),
+    ];
+    let action = run_scenario(ctx, server, script, |ctx| reconcile(pool.clone().into(), ctx)).await;
+    assert_eq!(
+        action.expect("the reconcile succeeds"),
+        Action::requeue(super::RESYNC)
+    );
+}
+
+#[tokio::test]
+async fn a_deployment_the_api_server_rejects_holds_up_no_placement_and_shows_in_the_pool_status() {
+    let pool = ActorPool::test("p");
+    let a1 = Actor::test("a1").version("61");
+    let (ctx, server) = test_context(Caches {
+        pools: vec![pool.clone()],
+        actors: vec![a1.clone()],
+        // A live worker of the current revision, from before: nothing to apply would be cached.
+        leases: live_workers(&pool, 1),
+        deployments: vec![],
+    });
+    let name = deployment_name("p", &pool.current_revision());
+    let script = vec![
+        no_core_v1(),
+        Expected::apply("the Deployment of the current revision", deployment_path(&name))
+            .body_includes(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "ownerReferences": [{"uid": "uid-p", "controller": true}]},
+                "spec": {"replicas": 1},
+            }))
+            .reply(Reply::Failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid"))
+            .into(),
+        assignment(&a1, "w-1", 1, "61", "62").into(),
+        Expected::event("Normal", "Placed", "p").into(),
+        Expected::event("Warning", "DeploymentRejected", "p").into(),
+        pool_status(&pool, |body| {
+            let deployed = condition(body, "WorkersDeployed");
+            assert_eq!(
+                (deployed["status"].as_str(), deployed["reason"].as_str()),
+                (Some("False"), Some("DeploymentRejected")),
+                "{body}"
+            );
+            let message = deployed["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("Invalid"),
+                "the condition carries the API server's answer: {message}"
+            );
+        }),
+    ];
+    let result = run_scenario(ctx, server, script, |ctx| reconcile(pool.clone().into(), ctx)).await;
+    match result {
+        Err(e @ Error::ApplyDeployment(_)) => assert_eq!(e.step(), "apply-deployment"),
+        other => panic!("expected the Deployment's rejection as the reconcile's error, got {other:?}"),
+    }
 }
