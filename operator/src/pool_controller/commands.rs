@@ -17,7 +17,7 @@ use crate::{
     deployment::deployment_name,
     placement::{merge_params, write::publish},
     revision::revision_of,
-    rollout::{AlertHit, Command, Decision},
+    rollout::{AlertHit, Command, Decision, Rollout},
 };
 
 /// A rollout command set by annotation on the pool.
@@ -111,13 +111,28 @@ pub(super) async fn pool_event(
     publish(ctx, event, &pool.object_ref(&())).await;
 }
 
-/// `troupe.dev/undo`: the previous revision's template goes back into the spec.
-pub(super) async fn undo(
+/// `troupe.dev/undo`, as `kubectl rollout undo`: the template before the spec's current one goes
+/// back into the spec (the stable one during or after a rollout of another, else the previous
+/// stable). Whether it was asked (and done).
+pub(super) async fn undo_if_asked(
     ctx: &Context,
     pool: &ActorPool,
-    ns: &str,
-    previous: Option<&str>,
-) -> Result<(), Error> {
+    current: &Rollout,
+    target: &str,
+) -> Result<bool, Error> {
+    if !pool.annotations().contains_key(labels::UNDO) {
+        return Ok(false);
+    }
+    let back_to = match current.stable.as_deref() {
+        Some(stable) if stable != target => Some(stable),
+        _ => current.previous.as_deref(),
+    };
+    undo(ctx, pool, &pool.namespace().unwrap_or_default(), back_to).await?;
+    Ok(true)
+}
+
+/// `troupe.dev/undo`: the previous revision's template goes back into the spec.
+async fn undo(ctx: &Context, pool: &ActorPool, ns: &str, previous: Option<&str>) -> Result<(), Error> {
     let api: Api<ActorPool> = Api::namespaced(ctx.client.clone(), ns);
     let name = pool.name_any();
     let template = previous.and_then(|rev| {

@@ -18,14 +18,14 @@ mod workers;
 use std::{sync::Arc, time::Duration};
 
 use kube::{ResourceExt, runtime::controller::Action};
-use troupe_crds::{ActorPool, labels};
+use troupe_crds::ActorPool;
 
 use crate::{
     context::Context,
     revision::revision_of,
     rollout::{Observed, Rollout, advance},
 };
-use commands::{announce, clear_command, command_of, last_command, undo};
+use commands::{announce, clear_command, command_of, last_command, undo_if_asked};
 use observe::{Groups, Snapshot, forget_alert, peek_alert};
 
 /// Why a pool reconcile failed; each variant names the step.
@@ -79,32 +79,13 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
     let started = std::time::Instant::now();
     let _timer = ctx.metrics.duration.with_label_values(&["pool"]).start_timer();
     ctx.metrics.reconciles.with_label_values(&["pool"]).inc();
-    if ctx.metrics.queue_depth.get() > 0 {
-        ctx.metrics.queue_depth.dec();
-    }
-    if pool.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
-    // A replica that cannot prove its leadership (paused, cut off) writes nothing: another may
-    // lead by now.
-    if !ctx.leading() {
-        return Ok(Action::requeue(Duration::from_secs(1)));
-    }
-    // A pool we wrote whose cached copy is still the one we read then: deciding again from it
-    // would repeat the last decision (a measurement counted twice, an Event sent twice).
-    if ctx.is_stale(&pool) {
-        return Ok(Action::requeue(Duration::from_millis(200)));
+    if let Some(wait) = not_now(&ctx, &pool) {
+        return Ok(wait);
     }
     let target = revision_of(&pool.spec.template);
     let status = pool.status.clone().unwrap_or_default();
     let current = Rollout::from_status(&status);
-    if pool.annotations().contains_key(labels::UNDO) {
-        // As `kubectl rollout undo`: back to the template before the spec's current one.
-        let back_to = match current.stable.as_deref() {
-            Some(stable) if stable != target => Some(stable),
-            _ => current.previous.as_deref(),
-        };
-        undo(&ctx, &pool, &pool.namespace().unwrap_or_default(), back_to).await?;
+    if undo_if_asked(&ctx, &pool, &current, &target).await? {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
 
@@ -161,6 +142,27 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         None if placed.conflicts > 0 => Ok(Action::requeue(Duration::from_millis(200))),
         None => Ok(Action::requeue(RESYNC)),
     }
+}
+
+/// Why this replica must not reconcile `pool` now, as the wait that follows.
+fn not_now(ctx: &Context, pool: &ActorPool) -> Option<Action> {
+    if ctx.metrics.queue_depth.get() > 0 {
+        ctx.metrics.queue_depth.dec();
+    }
+    if pool.metadata.deletion_timestamp.is_some() {
+        return Some(Action::await_change());
+    }
+    // A replica that cannot prove its leadership (paused, cut off) writes nothing: another may
+    // lead by now.
+    if !ctx.leading() {
+        return Some(Action::requeue(Duration::from_secs(1)));
+    }
+    // A pool we wrote whose cached copy is still the one we read then: deciding again from it
+    // would repeat the last decision (a measurement counted twice, an Event sent twice).
+    if ctx.is_stale(pool) {
+        return Some(Action::requeue(Duration::from_millis(200)));
+    }
+    None
 }
 
 /// Logs and counts a failed reconcile and retries soon.
