@@ -15,13 +15,10 @@
 //!    actor on stable). A new template during a rollout restarts the rollout with the new
 //!    revision from its first step; actors on the replaced canary go back to stable first.
 
-use k8s_openapi::{
-    apimachinery::pkg::apis::meta::v1::Time,
-    jiff::{SignedDuration, Timestamp},
-};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use troupe_crds::{
-    AbortKind, AbortReason, ActorPool, ActorPoolStatus, AnalysisStatus, CanaryStep, MeasurementOutcome,
-    MetricResult, PoolPhase, duration::parse_duration,
+    AbortKind, AbortReason, ActorPool, ActorPoolStatus, AnalysisStatus, MeasurementOutcome, MetricResult,
+    PoolPhase,
 };
 
 /// The rollout part of a pool's status.
@@ -160,109 +157,6 @@ pub struct Decision {
     pub promoted: bool,
 }
 
-/// The canary steps in effect: the spec's, or one step moving every actor at once.
-pub fn canary_steps(pool: &ActorPool) -> Vec<CanaryStep> {
-    match pool.spec.strategy.as_ref().and_then(|s| s.canary.as_ref()) {
-        Some(c) => c.steps.clone(),
-        None => vec![CanaryStep {
-            set_weight: Some(100),
-            pause: None,
-            analysis: None,
-        }],
-    }
-}
-
-fn blue_green(pool: &ActorPool) -> Option<&troupe_crds::BlueGreenStrategy> {
-    pool.spec.strategy.as_ref().and_then(|s| s.blue_green.as_ref())
-}
-
-fn secs(text: Option<&str>, default: u64) -> SignedDuration {
-    let d = text
-        .and_then(|t| parse_duration(t).ok())
-        .unwrap_or(std::time::Duration::from_secs(default));
-    SignedDuration::try_from(d).unwrap_or(SignedDuration::ZERO)
-}
-
-/// How long a replaced or aborted revision's workers stay up.
-pub fn scale_down_delay(pool: &ActorPool) -> SignedDuration {
-    let s = pool.spec.strategy.as_ref();
-    let text = s
-        .and_then(|s| s.canary.as_ref().map(|c| c.scale_down_delay.as_str()))
-        .or_else(|| s.and_then(|s| s.blue_green.as_ref().map(|b| b.scale_down_delay.as_str())));
-    secs(text, 30)
-}
-
-fn progress_deadline(pool: &ActorPool) -> SignedDuration {
-    let text = pool
-        .spec
-        .strategy
-        .as_ref()
-        .and_then(|s| s.canary.as_ref())
-        .map(|c| c.progress_deadline.as_str());
-    secs(text, 600)
-}
-
-/// The rollback window: how long after a promotion an alert still rolls it back.
-pub fn rollback_window(pool: &ActorPool) -> SignedDuration {
-    secs(pool.spec.rollback.as_ref().map(|r| r.window.as_str()), 900)
-}
-
-/// The analysis interval.
-pub fn analysis_interval(pool: &ActorPool) -> SignedDuration {
-    secs(pool.spec.analysis.as_ref().map(|a| a.interval.as_str()), 10)
-}
-
-fn elapsed(since: Option<Timestamp>, now: Timestamp, d: SignedDuration) -> bool {
-    since.is_none_or(|s| now.duration_since(s) >= d)
-}
-
-/// Canary workers wanted at `weight` percent: the same share of the pool's workers, at least one.
-pub fn canary_replicas(replicas: i32, weight: i32) -> i32 {
-    ((replicas as i64 * weight.clamp(0, 100) as i64 + 99) / 100).max(1) as i32
-}
-
-/// Which revision, if any, is due a round of measurements now.
-pub fn analysis_due(
-    pool: &ActorPool,
-    r: &Rollout,
-    target: &str,
-    target_workers: usize,
-    now: Timestamp,
-) -> Option<String> {
-    pool.spec.analysis.as_ref()?;
-    let judged = if r.in_progress(target) {
-        match blue_green(pool) {
-            // Pre-promotion: the preview is measured once it is up.
-            Some(bg) => (bg.pre_promotion_analysis && r.step == Some(1) && target_workers > 0)
-                .then(|| target.to_string()),
-            // Canary: measured throughout, once it has actors or reaches an analysis step.
-            None => {
-                let steps = canary_steps(pool);
-                let at_analysis = r
-                    .step
-                    .and_then(|i| steps.get(i as usize))
-                    .is_some_and(|s| s.analysis.is_some());
-                (r.weight.unwrap_or(0) > 0 || at_analysis).then(|| target.to_string())
-            }
-        }
-    } else {
-        // Blue-green post-promotion analysis: while the old revision is still up.
-        let bg = blue_green(pool)?;
-        let promoted = r.promoted_at?;
-        (bg.post_promotion_analysis
-            && r.previous.is_some()
-            && r.stable.as_deref() == Some(target)
-            && !elapsed(Some(promoted), now, scale_down_delay(pool)))
-        .then(|| target.to_string())
-    }?;
-    let last = r
-        .analysis
-        .as_ref()
-        .filter(|a| a.revision == judged)
-        .and_then(|a| a.measured_at.as_ref().map(|t| t.0));
-    elapsed(last, now, analysis_interval(pool)).then_some(judged)
-}
-
 struct Machine<'a> {
     pool: &'a ActorPool,
     obs: &'a Observed<'a>,
@@ -387,83 +281,6 @@ impl Machine<'_> {
     }
 
     /// Counts a round of measurements; aborts (or rolls back) when a limit is passed.
-    fn account(&mut self, round: &Round) {
-        let Some(spec) = self.pool.spec.analysis.as_ref() else {
-            return;
-        };
-        let mut a = self
-            .r
-            .analysis
-            .take()
-            .filter(|a| a.revision == round.revision)
-            .unwrap_or_else(|| AnalysisStatus {
-                revision: round.revision.clone(),
-                ..Default::default()
-            });
-        a.measured_at = Some(Time(round.time));
-        a.results = round.results.clone();
-        let outcome = round.outcome();
-        match outcome {
-            MeasurementOutcome::Passed => {
-                a.successes += 1;
-                a.inconclusive = 0;
-            }
-            MeasurementOutcome::Failed => {
-                a.failures += 1;
-                a.inconclusive = 0;
-                a.first_failure_at.get_or_insert(Time(round.time));
-            }
-            MeasurementOutcome::Inconclusive => a.inconclusive += 1,
-        }
-        let failed = a.failures > spec.failure_limit;
-        let no_data = a.inconclusive > spec.inconclusive_limit;
-        let first_failure = a.first_failure_at.clone();
-        let inconclusive = a.inconclusive;
-        self.r.analysis = Some(a);
-        if !failed && !no_data {
-            return;
-        }
-        let mut reason = self.abort_reason(AbortKind::Analysis, &round.revision, String::new());
-        if failed {
-            let bad = round
-                .results
-                .iter()
-                .find(|r| r.outcome == MeasurementOutcome::Failed);
-            if let Some(bad) = bad {
-                reason.metric = Some(bad.name.clone());
-                reason.value = bad.value;
-                reason.threshold = Some(bad.threshold.clone());
-                reason.message = format!(
-                    "metric {} = {} broke its threshold {} ({} failed measurements, failureLimit {}): {}",
-                    bad.name,
-                    bad.value.map(|v| format!("{v:.4}")).unwrap_or_default(),
-                    bad.threshold,
-                    self.r.analysis.as_ref().map(|a| a.failures).unwrap_or(0),
-                    spec.failure_limit,
-                    bad.message
-                );
-            }
-            reason.detected_at = first_failure;
-        } else {
-            let why: Vec<String> = round
-                .results
-                .iter()
-                .filter(|r| r.outcome == MeasurementOutcome::Inconclusive)
-                .map(|r| format!("{}: {}", r.name, r.message))
-                .collect();
-            reason.message = format!(
-                "no data for {inconclusive} rounds in a row (inconclusiveLimit {}): {}",
-                spec.inconclusive_limit,
-                why.join("; ")
-            );
-        }
-        if self.r.in_progress(&round.revision) {
-            self.abort(reason);
-        } else if self.r.stable.as_deref() == Some(&round.revision) {
-            self.roll_back_promoted(reason);
-        }
-    }
-
     fn run(mut self) -> Decision {
         let obs = self.obs;
         let target = obs.target;
@@ -603,113 +420,6 @@ impl Machine<'_> {
         }
     }
 
-    /// Returns whether the rollout waits for a person.
-    fn canary_progress(&mut self) -> bool {
-        let steps = canary_steps(self.pool);
-        let replicas = self.pool.spec.replicas;
-        // Instant steps chain in one reconcile; each step at most once.
-        for _ in 0..=steps.len() {
-            let i = self.r.step.unwrap_or(0).max(0) as usize;
-            let Some(step) = steps.get(i) else {
-                self.promote();
-                return false;
-            };
-            if let Some(w) = step.set_weight {
-                let moved = self.r.weight == Some(w);
-                self.r.weight = Some(w);
-                let ready = w == 0 || self.obs.target_workers >= canary_replicas(replicas, w) as usize;
-                if moved && ready && self.obs.settled {
-                    self.next_step();
-                    continue;
-                }
-                self.wait_or_abort(&format!("moving {w}% of the actors to ready canary workers"));
-                return false;
-            }
-            if let Some(p) = &step.pause {
-                if self.take_promote() {
-                    self.next_step();
-                    continue;
-                }
-                match p.duration.as_deref() {
-                    Some(d) if elapsed(self.r.step_started_at, self.obs.now, secs(Some(d), 0)) => {
-                        self.next_step();
-                        continue;
-                    }
-                    Some(_) => return false,
-                    None => return true,
-                }
-            }
-            if let Some(a) = &step.analysis {
-                if self.take_promote() || self.pool.spec.analysis.is_none() {
-                    self.next_step();
-                    continue;
-                }
-                let count = a.count.unwrap_or(1);
-                let passed = self
-                    .r
-                    .analysis
-                    .as_ref()
-                    .filter(|s| Some(&s.revision) == self.r.canary.as_ref())
-                    .is_some_and(|s| s.successes >= count);
-                if passed {
-                    self.next_step();
-                    continue;
-                }
-                self.wait_or_abort(&format!("{count} passing analysis rounds"));
-                return false;
-            }
-            // A step with nothing set cannot pass the schema; skip it rather than stall.
-            self.next_step();
-        }
-        false
-    }
-
-    /// Blue-green: 0 = the new revision comes up in full; 1 = pre-promotion analysis and the
-    /// promotion wait; 2 = every actor switching. Returns whether it waits for a person.
-    fn blue_green_progress(&mut self, bg: &troupe_crds::BlueGreenStrategy) -> bool {
-        let replicas = self.pool.spec.replicas.max(1) as usize;
-        if self.r.step == Some(0) {
-            if self.obs.target_workers < replicas {
-                self.r.weight = Some(0);
-                self.wait_or_abort(&format!("{replicas} ready workers of the new revision"));
-                return false;
-            }
-            self.next_step();
-        }
-        if self.r.step == Some(1) {
-            let promote_now = self.take_promote();
-            let analysed = !bg.pre_promotion_analysis
-                || self.pool.spec.analysis.is_none()
-                || self
-                    .r
-                    .analysis
-                    .as_ref()
-                    .is_some_and(|a| Some(&a.revision) == self.r.canary.as_ref() && a.successes >= 1);
-            let delay = secs(bg.auto_promotion_delay.as_deref(), 0);
-            let due = bg.auto_promotion && elapsed(self.r.step_started_at, self.obs.now, delay);
-            if promote_now || (analysed && due) {
-                self.next_step();
-                self.r.weight = Some(100);
-                // "Settled" was about the old weight: the switch is judged next time.
-                return false;
-            } else {
-                if !analysed {
-                    self.wait_or_abort("a passing pre-promotion analysis");
-                }
-                return !bg.auto_promotion && analysed;
-            }
-        }
-        if self.r.step == Some(2) {
-            self.r.weight = Some(100);
-            if self.obs.settled {
-                self.promote();
-            } else {
-                self.wait_or_abort("switching every actor to the new revision");
-            }
-        }
-        false
-    }
-
     fn phase(&self, paused: bool) -> (PoolPhase, (bool, &'static str, String)) {
         let target = self.obs.target;
         if let Some(a) = self.r.abort.as_ref().filter(|a| a.revision == target)
@@ -791,5 +501,13 @@ pub fn advance(pool: &ActorPool, current: &Rollout, obs: &Observed) -> Decision 
     .run()
 }
 
+mod account;
+mod progress;
+mod settings;
 #[cfg(test)]
 mod tests;
+
+pub use settings::{
+    analysis_due, analysis_interval, canary_replicas, canary_steps, rollback_window, scale_down_delay,
+};
+use settings::{blue_green, elapsed, progress_deadline, secs};
