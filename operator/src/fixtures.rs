@@ -202,7 +202,12 @@ impl LeaseFixture for Lease {
 /// The Deployment of the pool's current revision exactly as the operator applies it (with the
 /// default [`WorkerSettings`]): in the cache, it makes the reconcile apply nothing.
 pub fn deployment_of(pool: &ActorPool) -> Deployment {
-    let mut d = build_deployment(pool, &pool.current_revision(), &WorkerSettings::default());
+    deployment_with(pool, &WorkerSettings::default())
+}
+
+/// [`deployment_of`] with these settings.
+pub fn deployment_with(pool: &ActorPool, settings: &WorkerSettings) -> Deployment {
+    let mut d = build_deployment(pool, &pool.current_revision(), settings);
     if let Some(spec) = d.spec.as_mut() {
         spec.replicas = Some(pool.spec.replicas);
     }
@@ -240,6 +245,11 @@ where
 /// A [`Context`] over `caches` whose client talks to the returned mock API server, leading (its
 /// leadership proof holds for a minute) with the default [`WorkerSettings`].
 pub fn test_context(caches: Caches) -> (Arc<Context>, ApiServer) {
+    test_context_with(caches, WorkerSettings::default())
+}
+
+/// [`test_context`] with these settings.
+pub fn test_context_with(caches: Caches, settings: WorkerSettings) -> (Arc<Context>, ApiServer) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, NS);
     let (poke, _) = tokio::sync::mpsc::unbounded_channel();
@@ -251,7 +261,7 @@ pub fn test_context(caches: Caches) -> (Arc<Context>, ApiServer) {
             store_of(caches.pools),
             store_of(caches.deployments),
         ),
-        WorkerSettings::default(),
+        settings,
         "test".into(),
         None,
         poke,

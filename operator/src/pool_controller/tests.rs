@@ -19,11 +19,11 @@ use troupe_crds::{Actor, ActorPhase, ActorPool, labels};
 
 use super::{Error, reconcile};
 use crate::{
-    deployment::deployment_name,
+    deployment::{WorkerSettings, deployment_name},
     fixtures::{
         ActorFixture, Caches, Expected, LEASE_SECONDS, LeaseFixture, PoolFixture, Reply, Stage, actor_path,
-        actor_status_path, deployment_of, deployment_path, last_renewal_seen, lease_path, pool_status_path,
-        run_scenario, test_context,
+        actor_status_path, deployment_of, deployment_path, deployment_with, last_renewal_seen, lease_path,
+        pool_status_path, run_scenario, test_context, test_context_with,
     },
 };
 
@@ -424,4 +424,163 @@ async fn a_deployment_the_api_server_rejects_holds_up_no_placement_and_shows_in_
         Err(e @ Error::ApplyDeployment(_)) => assert_eq!(e.step(), "apply-deployment"),
         other => panic!("expected the Deployment's rejection as the reconcile's error, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_pools_workers_identity_is_written_once_and_a_settled_pool_then_writes_nothing() {
+    let mut pool = ActorPool::test("p").replicas(2);
+    pool.spec.headless_service = true;
+    let settings = WorkerSettings {
+        worker_cluster_role: "troupe-worker".into(),
+        ..Default::default()
+    };
+    // Settled: each actor runs on a live worker, and the Deployment is as the pool asks.
+    let actors = vec![
+        Actor::test("a1")
+            .on_worker("w-1")
+            .epoch(1)
+            .phase(ActorPhase::Running, Some("w-1")),
+        Actor::test("a2")
+            .on_worker("w-2")
+            .epoch(1)
+            .phase(ActorPhase::Running, Some("w-2")),
+    ];
+    let (ctx, server) = test_context_with(
+        Caches {
+            pools: vec![pool.clone()],
+            actors,
+            leases: live_workers(&pool, 2),
+            deployments: vec![deployment_with(&pool, &settings)],
+        },
+        settings,
+    );
+    let resource = |name: &str, kind: &str| json!({"name": name, "singularName": "", "namespaced": true, "kind": kind, "verbs": ["get", "patch"]});
+    let core_v1 = json!({
+        "apiVersion": "v1", "kind": "APIResourceList", "groupVersion": "v1",
+        "resources": [resource("serviceaccounts", "ServiceAccount"), resource("services", "Service")],
+    });
+    let owned = json!({"metadata": {"ownerReferences": [{"uid": "uid-p", "controller": true}]}});
+    let written = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
+    let keep = written.clone();
+    let script = vec![
+        // The first reconcile: the workers' identity, then the status.
+        Expected::get("the discovery of core/v1", "/api/v1".into())
+            .reply(Reply::Object(core_v1))
+            .into(),
+        Expected::apply(
+            "the workers' ServiceAccount",
+            "/api/v1/namespaces/ns/serviceaccounts/p-worker".into(),
+        )
+        .body_includes(owned.clone())
+        .reply(Reply::Echo(StatusCode::OK))
+        .into(),
+        Expected::apply(
+            "the workers' RoleBinding",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/rolebindings/p-worker".into(),
+        )
+        .body_includes(json!({"roleRef": {"kind": "ClusterRole", "name": "troupe-worker"}}))
+        .body_includes(owned.clone())
+        .reply(Reply::Echo(StatusCode::OK))
+        .into(),
+        Expected::apply(
+            "the headless Service",
+            "/api/v1/namespaces/ns/services/p-workers".into(),
+        )
+        .body_includes(json!({"spec": {"clusterIP": "None", "selector": {labels::POOL: "p"}}}))
+        .body_includes(owned)
+        .reply(Reply::Echo(StatusCode::OK))
+        .into(),
+        pool_status(&pool, move |body| *keep.lock().unwrap() = body.clone()),
+        // The second reconcile, of the pool as that status write left it: nothing at all.
+    ];
+    let (first, second) = run_scenario(ctx, server, script, |ctx| async move {
+        let first = reconcile(pool.clone().into(), ctx.clone()).await;
+        let status = written.lock().unwrap()["status"].clone();
+        let mut after = pool.clone();
+        after.status = Some(serde_json::from_value(status).expect("the status written is a pool status"));
+        after.metadata.resource_version = Some("8".into());
+        let second = reconcile(after.into(), ctx).await;
+        (first, second)
+    })
+    .await;
+    assert_eq!(
+        first.expect("the first reconcile succeeds"),
+        Action::requeue(super::RESYNC)
+    );
+    assert_eq!(
+        second.expect("the second reconcile succeeds"),
+        Action::requeue(super::RESYNC)
+    );
+}
+
+/// What a reconcile that saw `a1`'s write refused (409) and `a2`'s succeed publishes about the
+/// pool: the note of its Placed Event.
+#[tokio::test]
+#[ignore = "bug: place.rs counts the assignments planned, not the ones written: an actor whose write was refused (409) is announced as placed"]
+async fn the_placed_event_counts_only_the_assignments_that_were_written() {
+    let pool = ActorPool::test("p").replicas(2);
+    let a1 = Actor::test("a1").version("31");
+    let a2 = Actor::test("a2").version("32");
+    let (ctx, server) = test_context(Caches {
+        pools: vec![pool.clone()],
+        actors: vec![a1.clone(), a2.clone()],
+        leases: live_workers(&pool, 2),
+        deployments: vec![deployment_of(&pool)],
+    });
+    let script = vec![
+        no_core_v1(),
+        Stage::interleaved(vec![
+            vec![assignment(&a1, "w-1", 1, "31", "unused").reply(Reply::conflict())],
+            vec![assignment(&a2, "w-2", 1, "32", "33")],
+        ]),
+        Expected::event("Normal", "Placed", "p")
+            .body_with(|body| {
+                let note = body["note"].as_str().unwrap_or_default();
+                assert!(
+                    note.starts_with("placed 1 actors "),
+                    "one assignment was written: {note}"
+                );
+            })
+            .into(),
+        pool_status(&pool, |_| {}),
+    ];
+    run_scenario(ctx, server, script, |ctx| reconcile(pool.clone().into(), ctx))
+        .await
+        .expect("the reconcile succeeds");
+}
+
+/// The Lease cache lags behind a worker's last renewal, which the fresh read brought; then the
+/// worker dies. What the cache shows is older than what was read, not a renewal.
+#[tokio::test]
+#[ignore = "bug: LeaseObserver counts any change of renewTime as a renewal, so a lagging cache (T0) after a fresh read (T1) looks renewed at every alternation: a dead worker never fails over while the Lease watch lags"]
+async fn a_lagging_lease_cache_does_not_count_as_a_renewal_after_a_fresh_read() {
+    let (pool, a1, gone, caches) = worker_looking_gone();
+    let (ctx, server) = test_context(caches);
+    let renewed = gone.clone().renewed_at("2026-01-01T00:00:09.000000Z");
+    // The operator saw the cache's renewal long ago, then the newer one in a fresh read a lease
+    // ago; the worker died right after that renewal, and the watch still lags.
+    last_renewal_seen(&ctx, &gone, Duration::from_secs(40));
+    last_renewal_seen(&ctx, &renewed, looks_expired());
+    let rev = pool.current_revision();
+    let script = vec![
+        Expected::get("a fresh read of w-gone's lease", lease_path("w-gone"))
+            .reply(Reply::Object(serde_json::to_value(&renewed).expect("json")))
+            .into(),
+        no_core_v1(),
+        actor_status(
+            &a1,
+            "placed on w-1 under epoch 3",
+            "21",
+            json!({"phase": "Placed", "worker": "w-1", "revision": rev, "epoch": 3}),
+            ("True", "Placed"),
+            "22",
+        )
+        .into(),
+        assignment(&a1, "w-1", 3, "22", "23").into(),
+        Expected::event("Warning", "FailedOver", "a1").into(),
+        pool_status(&pool, |_| {}),
+    ];
+    run_scenario(ctx, server, script, |ctx| reconcile(pool.clone().into(), ctx))
+        .await
+        .expect("the reconcile succeeds");
 }
