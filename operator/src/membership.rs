@@ -53,10 +53,16 @@ struct Observed {
     pruned: Option<Instant>,
 }
 
+/// How many of a lease's latest (renewTime, holder) values are remembered.
+const REMEMBERED: usize = 16;
+
 #[derive(Clone, Debug)]
 struct Seen {
-    renew_time: Option<String>,
-    holder: Option<String>,
+    /// The latest values seen, newest last. A renewal is a value not among them: a lagging
+    /// cache and a fresh read alternating between an old and a newer value are not renewals
+    /// (a dead worker would never fail over), and no value is ever compared by its order (a
+    /// worker's wall clock may go backwards).
+    recent: std::collections::VecDeque<(Option<String>, Option<String>)>,
     changed_at: Instant,
     looked_at: Instant,
 }
@@ -77,15 +83,19 @@ impl LeaseObserver {
                 .retain(|_, s| now.saturating_duration_since(s.looked_at) < FORGET_AFTER);
             seen.pruned = Some(now);
         }
+        let value = (renew_time, holder);
         let entry = seen.leases.entry(key).or_insert_with(|| Seen {
-            renew_time: renew_time.clone(),
-            holder: holder.clone(),
+            recent: [value.clone()].into(),
             changed_at: now,
             looked_at: now,
         });
         entry.looked_at = now;
-        if entry.renew_time != renew_time || entry.holder != holder {
-            (entry.renew_time, entry.holder, entry.changed_at) = (renew_time, holder, now);
+        if !entry.recent.contains(&value) {
+            if entry.recent.len() == REMEMBERED {
+                entry.recent.pop_front();
+            }
+            entry.recent.push_back(value);
+            entry.changed_at = now;
         }
         entry.changed_at
     }
@@ -161,6 +171,33 @@ mod tests {
         assert!(observer.is_live(&renewed, start + Duration::from_secs(12)));
         assert!(observer.is_live(&renewed, start + Duration::from_secs(22)));
         assert!(!observer.is_live(&renewed, start + Duration::from_secs(23)));
+    }
+
+    #[test]
+    fn a_lagging_cache_alternating_with_fresh_reads_does_not_look_like_renewals() {
+        let observer = LeaseObserver::default();
+        let start = Instant::now();
+        let (old, fresh) = (lease("w", "p", T0, 10), lease("w", "p", T1, 10));
+        assert!(observer.is_live(&old, start));
+        assert!(observer.is_live(&fresh, start + Duration::from_secs(1)));
+        // The worker died after T1; the cache still shows T0, a fresh read shows T1, and so on.
+        for s in 2..=11 {
+            let seen = if s % 2 == 0 { &old } else { &fresh };
+            observer.is_live(seen, start + Duration::from_secs(s));
+        }
+        assert!(!observer.is_live(&fresh, start + Duration::from_secs(12)));
+        assert!(!observer.is_live(&old, start + Duration::from_secs(12)));
+    }
+
+    #[test]
+    fn a_renewal_whose_wall_clock_went_backwards_still_counts() {
+        let observer = LeaseObserver::default();
+        let start = Instant::now();
+        assert!(observer.is_live(&lease("w", "p", T1, 10), start));
+        // The worker's clock was set back: an earlier-looking value, never seen, is a renewal.
+        let earlier = lease("w", "p", "2025-12-31T23:57:00.000000Z", 10);
+        assert!(observer.is_live(&earlier, start + Duration::from_secs(9)));
+        assert!(observer.is_live(&earlier, start + Duration::from_secs(19)));
     }
 
     #[test]
