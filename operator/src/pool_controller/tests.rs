@@ -6,8 +6,8 @@
 //! resourceVersion it was decided from; a status explains a label change before the worker acts
 //! on it; a worker that looks gone is read again before its actors fail over.
 //!
-//! Every scenario starts on a control plane that serves no core/v1 (as the local one): the
-//! reconcile asks once, and then writes no ServiceAccount or Service.
+//! Unless a scenario says otherwise, the control plane serves no core/v1 (as the local one
+//! does): the reconcile asks once, then writes no ServiceAccount or Service.
 
 use std::time::Duration;
 
@@ -387,7 +387,8 @@ async fn a_deployment_the_api_server_rejects_holds_up_no_placement_and_shows_in_
     let (ctx, server) = test_context(Caches {
         pools: vec![pool.clone()],
         actors: vec![a1.clone()],
-        // A live worker of the current revision, from before: nothing to apply would be cached.
+        // No Deployment in the cache, so the reconcile applies one; a worker of the revision is
+        // live all the same (its pod came from an earlier Deployment).
         leases: live_workers(&pool, 1),
         deployments: vec![],
     });
