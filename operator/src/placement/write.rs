@@ -105,7 +105,8 @@ pub async fn event(ctx: &Context, actor: &Actor, type_: EventType, reason: &str,
 
 /// What became of one actor's steps.
 enum Applied {
-    Done,
+    /// Written (or moot: the actor is gone); `placed` counts its plain placements written.
+    Done { placed: usize },
     /// The actor changed since the snapshot (409): decided again from a fresh copy.
     Conflict,
 }
@@ -128,6 +129,7 @@ async fn apply_actor_steps(
     };
     let mut version = actor.resource_version();
     let generation = actor.metadata.generation;
+    let mut placed = 0;
     for step in steps {
         // Status first, then the label: the worker acts on the label, so whatever it does
         // (start, confirm a stop) comes after the status that explains it.
@@ -208,13 +210,16 @@ async fn apply_actor_steps(
                     ctx.metrics.conflicts.inc();
                     return Ok(Applied::Conflict);
                 }
-                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Applied::Done),
+                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Applied::Done { placed }),
                 Err(e) => return Err(wrap(e)),
             }
         }
+        if matches!(step, Step::Assign { failover: false, .. }) {
+            placed += 1;
+        }
         after_step(ctx, actor, step).await;
     }
-    Ok(Applied::Done)
+    Ok(Applied::Done { placed })
 }
 
 /// Metrics and Events of a step that was written.
@@ -244,9 +249,19 @@ async fn after_step(ctx: &Context, actor: &Actor, step: &Step) {
     }
 }
 
+/// What applying a placement did.
+#[derive(Debug, Default)]
+pub struct StepsApplied {
+    /// The first write that failed (other than a conflict).
+    pub error: Option<Error>,
+    /// Actors that had changed since the snapshot (to be decided again soon).
+    pub conflicts: usize,
+    /// Plain placements (not failovers) written.
+    pub placed: usize,
+}
+
 /// Applies placement steps: each actor's steps in order (an orphan is unlabelled before it is
-/// assigned), actors in parallel, a bounded number of writes in flight. Returns the first error
-/// and how many actors had changed since the snapshot (to be decided again soon).
+/// assigned), actors in parallel, a bounded number of writes in flight.
 pub async fn apply_steps(
     ctx: &Arc<Context>,
     ns: &str,
@@ -254,7 +269,7 @@ pub async fn apply_steps(
     actors: &[Arc<Actor>],
     steps: Vec<Step>,
     revision_of_worker: &BTreeMap<String, String>,
-) -> (Option<Error>, usize) {
+) -> StepsApplied {
     let by_name: BTreeMap<String, Arc<Actor>> = actors.iter().map(|a| (a.name_any(), a.clone())).collect();
     let mut per_actor: BTreeMap<String, (Arc<Actor>, Vec<Step>)> = BTreeMap::new();
     for step in steps {
@@ -285,17 +300,16 @@ pub async fn apply_steps(
         .buffer_unordered(WRITES_IN_FLIGHT)
         .collect()
         .await;
-    let mut first_error = None;
-    let mut conflicts = 0;
+    let mut applied = StepsApplied::default();
     for r in results {
         match r {
-            Ok(Applied::Done) => {}
-            Ok(Applied::Conflict) => conflicts += 1,
+            Ok(Applied::Done { placed }) => applied.placed += placed,
+            Ok(Applied::Conflict) => applied.conflicts += 1,
             Err(e) => {
                 tracing::warn!(%pool, error = %e, "placement step failed");
-                first_error.get_or_insert(e);
+                applied.error.get_or_insert(e);
             }
         }
     }
-    (first_error, conflicts)
+    applied
 }

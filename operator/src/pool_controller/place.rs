@@ -56,11 +56,7 @@ pub(super) async fn place_actors(
         .iter()
         .filter(|s| matches!(s, Step::Unplaceable { .. }))
         .count();
-    let placed = steps
-        .iter()
-        .filter(|s| matches!(s, Step::Assign { failover: false, .. }))
-        .count();
-    let (error, conflicts) = apply_steps(
+    let applied = apply_steps(
         ctx,
         &snap.ns,
         &snap.name,
@@ -69,13 +65,17 @@ pub(super) async fn place_actors(
         &snap.revision_of_worker,
     )
     .await;
-    if placed > 0 {
-        let note = format!("placed {placed} actors on live workers (each Actor's status names its worker)");
+    // What was written, not what was planned: a refused write is decided again, not announced.
+    if applied.placed > 0 {
+        let note = format!(
+            "placed {} actors on live workers (each Actor's status names its worker)",
+            applied.placed
+        );
         pool_event(ctx, pool, &snap.target, false, "Placed", note).await;
     }
     Placed {
         unplaced,
-        conflicts,
-        error,
+        conflicts: applied.conflicts,
+        error: applied.error,
     }
 }

@@ -517,7 +517,6 @@ async fn a_pools_workers_identity_is_written_once_and_a_settled_pool_then_writes
 /// What a reconcile that saw `a1`'s write refused (409) and `a2`'s succeed publishes about the
 /// pool: the note of its Placed Event.
 #[tokio::test]
-#[ignore = "bug: place.rs counts the assignments planned, not the ones written: an actor whose write was refused (409) is announced as placed"]
 async fn the_placed_event_counts_only_the_assignments_that_were_written() {
     let pool = ActorPool::test("p").replicas(2);
     let a1 = Actor::test("a1").version("31");
