@@ -156,7 +156,14 @@ localcp() { echo "$PROFILE_DIR/troupe-localcp"; }
 
 tools_bin() { "$REPO/e2e/tools/install.sh" all | tail -n 1; }
 
+# Waits up to 10 s for a port to be free (a process just stopped may still be closing it).
+await_port() { # port
+  for _ in $(seq 1 100); do port_free "$1" && return 0; sleep 0.1; done
+  die "port $1 is still taken 10 s after its process was stopped"
+}
+
 start_etcd() {
+  await_port "$ETCD_PORT"; await_port "$ETCD_PEER_PORT"
   start etcd "$BIN/etcd" --name troupe-local --data-dir "$DIR/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
@@ -165,6 +172,7 @@ start_etcd() {
 }
 
 start_apiserver() {
+  await_port "$API_PORT"
   start apiserver "$BIN/apiextensions-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" --secure-port "$API_PORT" --bind-address 127.0.0.1 \
     --tls-cert-file "$CERTS/server.crt" --tls-private-key-file "$CERTS/server.key" \
@@ -297,8 +305,11 @@ stop() { # name
   local pid; pid=$(cat "$f")
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 50); do running "$1" || break; sleep 0.1; done
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    # SIGKILL is asynchronous: wait until the process is gone (or a zombie, which holds no
+    # sockets), so that a restart right after finds its ports free.
+    for _ in $(seq 1 50); do running "$1" || break; sleep 0.1; done
     log "stopped $1"
   fi
   rm -f "$f"
