@@ -60,6 +60,10 @@ pub async fn run(
                     if changed.is_err() {
                         return;
                     }
+                    if *relist.borrow_and_update() == for_fence {
+                        // This list already serves that fence: let it finish.
+                        continue;
+                    }
                     tracing::info!(generation = *relist.borrow(), "re-reading the assignments after a fence");
                     break;
                 }
@@ -91,13 +95,28 @@ pub async fn run(
                     }
                     synced.send_replace(true);
                     tokio::spawn(confirm_released(api.clone(), host.clone(), pod.clone()));
-                    if for_fence != 0 && host.is_fenced() {
-                        host.lift_fence(for_fence).await;
+                    if for_fence != 0
+                        && host.is_fenced()
+                        && !host.lift_fence(for_fence).await
+                        && host.is_fenced()
+                        && host.fence_generation() == for_fence
+                    {
+                        // The proof ran out while this list was read: it may predate a move
+                        // made meanwhile. Once the lease is renewed, list again for that fence.
+                        wait_for_proof(&host).await;
+                        break;
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "watch of assigned actors failed; retrying"),
             }
         }
+    }
+}
+
+/// Waits until the worker's lease proof is live again (the next renewal that succeeds).
+async fn wait_for_proof(host: &Host) {
+    while !host.config().lease.is_live() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -107,7 +107,10 @@ pub async fn run(
                 clock.renewed(sent, cfg.duration, cfg.margin);
                 acquired.send_replace(true);
                 if host.is_fenced() && clock.is_live() {
-                    relist.send_replace(host.fence_generation());
+                    // Once per fence: asking again at every renewal would restart a list still
+                    // in progress each second, and a slow API server would never finish one.
+                    let generation = host.fence_generation();
+                    relist.send_if_modified(|asked| std::mem::replace(asked, generation) != generation);
                 }
             }
             Ok(Err(e)) => {
