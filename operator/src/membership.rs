@@ -103,6 +103,11 @@ impl LeaseObserver {
     /// Whether `lease` is live at `now`: held, and renewed (as this operator saw it) within its
     /// duration plus [`GRACE`].
     pub fn is_live(&self, lease: &Lease, now: Instant) -> bool {
+        self.is_live_with(lease, now, Duration::ZERO)
+    }
+
+    /// As [`Self::is_live`], with `extra` patience on top of duration and grace.
+    pub fn is_live_with(&self, lease: &Lease, now: Instant, extra: Duration) -> bool {
         let changed_at = self.observe(lease, now);
         let Some(spec) = lease.spec.as_ref() else {
             return false;
@@ -110,9 +115,13 @@ impl LeaseObserver {
         if spec.holder_identity.as_deref().is_none_or(str::is_empty) || spec.renew_time.is_none() {
             return false;
         }
-        let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
-        now.saturating_duration_since(changed_at) < duration + GRACE
+        now.saturating_duration_since(changed_at) < duration_of(lease) + GRACE + extra
     }
+}
+
+fn duration_of(lease: &Lease) -> Duration {
+    let secs = lease.spec.as_ref().and_then(|s| s.lease_duration_seconds);
+    Duration::from_secs(secs.unwrap_or(0).max(0) as u64)
 }
 
 /// The pool a lease belongs to, if it is a worker lease.
@@ -121,23 +130,50 @@ fn pool_of(lease: &Lease) -> Option<&str> {
 }
 
 /// The live workers of `pool` among `leases` (all of one namespace), judged at `now`.
+///
+/// A brake on mass failover: when more than half of a pool's held leases look expired at once,
+/// the likelier cause is the control plane or the network (an API server or etcd restart leaves
+/// every worker unable to renew), not half the workers dying together; failing them all over
+/// would move every actor while each worker is about to renew. Those leases get one more lease
+/// duration of patience — later than the protocol needs, so still safe — as the node lifecycle
+/// controller stops evicting when a whole zone looks down.
 pub fn live_workers<'a>(
     leases: impl IntoIterator<Item = &'a Lease>,
     pool: &str,
     observer: &LeaseObserver,
     now: Instant,
 ) -> Vec<LiveWorker> {
-    let mut out: Vec<LiveWorker> = leases
+    let held: Vec<&Lease> = leases
         .into_iter()
         .filter(|l| pool_of(l) == Some(pool))
         .filter(|l| l.metadata.deletion_timestamp.is_none())
-        .filter(|l| observer.is_live(l, now))
-        .map(|l| LiveWorker {
+        .filter(|l| {
+            l.spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.as_deref())
+                .is_some_and(|h| !h.is_empty())
+        })
+        .collect();
+    let judged: Vec<(&Lease, bool)> = held.iter().map(|l| (*l, observer.is_live(l, now))).collect();
+    let expired = judged.iter().filter(|(_, live)| !live).count();
+    let braking = held.len() >= 2 && expired * 2 > held.len();
+    let mut out: Vec<LiveWorker> = judged
+        .into_iter()
+        .filter(|(l, live)| *live || (braking && observer.is_live_with(l, now, duration_of(l))))
+        .map(|(l, _)| LiveWorker {
             name: l.name_any(),
             revision: l.labels().get(labels::REVISION).cloned().unwrap_or_default(),
             address: l.annotations().get(ADDRESS_ANNOTATION).cloned(),
         })
         .collect();
+    if braking && out.len() > held.len() - expired {
+        tracing::warn!(
+            %pool,
+            expired,
+            workers = held.len(),
+            "most of the pool's workers stopped renewing at once: failover held for one more lease duration (a control-plane or network outage looks like this)"
+        );
+    }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
@@ -198,6 +234,50 @@ mod tests {
         let earlier = lease("w", "p", "2025-12-31T23:57:00.000000Z", 10);
         assert!(observer.is_live(&earlier, start + Duration::from_secs(9)));
         assert!(observer.is_live(&earlier, start + Duration::from_secs(19)));
+    }
+
+    #[test]
+    fn when_most_of_a_pool_stops_renewing_at_once_failover_waits_one_more_lease_duration() {
+        let observer = LeaseObserver::default();
+        let start = Instant::now();
+        let (a0, b0, c0) = (
+            lease("a", "p", T0, 10),
+            lease("b", "p", T0, 10),
+            lease("c", "p", T0, 10),
+        );
+        assert_eq!(live_workers([&a0, &b0, &c0], "p", &observer, start).len(), 3);
+        // Only `a` renews; `b` and `c` (two of three) go quiet together, as during an API
+        // server outage.
+        let a1 = lease("a", "p", T1, 10);
+        let names = |at: u64| -> Vec<String> {
+            live_workers([&a1, &b0, &c0], "p", &observer, start + Duration::from_secs(at))
+                .into_iter()
+                .map(|w| w.name)
+                .collect()
+        };
+        assert_eq!(names(5), ["a", "b", "c"]);
+        assert_eq!(
+            names(12),
+            ["a", "b", "c"],
+            "past duration + grace, but held by the brake"
+        );
+        assert_eq!(names(21), ["a"], "past one more duration: failed over");
+    }
+
+    #[test]
+    fn a_minority_of_workers_going_quiet_fails_over_at_duration_plus_grace() {
+        let observer = LeaseObserver::default();
+        let start = Instant::now();
+        let (a0, b0, c0) = (
+            lease("a", "p", T0, 10),
+            lease("b", "p", T0, 10),
+            lease("c", "p", T0, 10),
+        );
+        live_workers([&a0, &b0, &c0], "p", &observer, start);
+        let (a1, b1) = (lease("a", "p", T1, 10), lease("b", "p", T1, 10));
+        let live = live_workers([&a1, &b1, &c0], "p", &observer, start + Duration::from_secs(12));
+        let names: Vec<_> = live.into_iter().map(|w| w.name).collect();
+        assert_eq!(names, ["a", "b"]);
     }
 
     #[test]
