@@ -206,29 +206,53 @@ impl Run {
         out
     }
 
-    /// Waits until there are no problems; returns when that happened, or the last problems.
-    /// `slow_at`: when to count the actors still not right (the "lease + a few seconds" rule).
+    /// Waits until there are no problems; returns when that happened, or the last problems,
+    /// and how many actors were not right for longer than the limit in `slow` in one stretch (the
+    /// "nothing Pending for longer than the lease plus a few seconds" rule). A stretch starts at
+    /// the first snapshot that shows the actor not right — at `from` (the injection) for those
+    /// already wrong in the first one — and ends at the first that shows it right again; a
+    /// planned move of a second after a rebalance is not a slow actor, an actor left Pending is.
     async fn wait_recovered(
         &mut self,
         bound: Instant,
-        slow_at: Option<Instant>,
+        slow: Option<(Instant, Duration)>,
     ) -> (Result<Instant, Vec<String>>, usize) {
-        let mut slow = None;
+        let mut wrong_since: BTreeMap<String, Instant> = BTreeMap::new();
+        let mut slow_actors: BTreeSet<String> = BTreeSet::new();
+        let mut first = true;
         let mut last = vec!["no snapshot yet".to_string()];
         loop {
             self.feed();
             if let Some(snap) = self.snapshot().await {
+                let now = Instant::now();
                 last = self.problems(&snap);
-                if last.is_empty() {
-                    return (Ok(Instant::now()), slow.unwrap_or(0));
+                let wrong: BTreeSet<String> = last
+                    .iter()
+                    .filter_map(|p| p.split(':').next())
+                    .map(str::to_string)
+                    .collect();
+                if let Some((from, _)) = slow {
+                    let start = if first { from } else { now };
+                    for a in &wrong {
+                        wrong_since.entry(a.clone()).or_insert(start);
+                    }
                 }
-                if slow.is_none() && slow_at.is_some_and(|t| Instant::now() >= t) {
-                    let actors: BTreeSet<&str> = last.iter().filter_map(|p| p.split(':').next()).collect();
-                    slow = Some(actors.len());
+                first = false;
+                // Stretches that ended, or are still open, past the limit.
+                if let Some((_, limit)) = slow {
+                    wrong_since.retain(|a, since| {
+                        if now.duration_since(*since) > limit {
+                            slow_actors.insert(a.clone());
+                        }
+                        wrong.contains(a)
+                    });
+                }
+                if last.is_empty() {
+                    return (Ok(now), slow_actors.len());
                 }
             }
             if Instant::now() >= bound {
-                return (Err(last), slow.unwrap_or(0));
+                return (Err(last), slow_actors.len());
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -590,7 +614,7 @@ async fn run(test: &str, s: Settings) {
             }
             Ok((injected, healed, target)) => {
                 let (recovered, slow) = run
-                    .wait_recovered(healed + RECOVERY_BOUND, Some(healed + LEASE + GRACE))
+                    .wait_recovered(healed + RECOVERY_BOUND, Some((injected, LEASE + GRACE)))
                     .await;
                 run.idle(SETTLE).await;
                 let new = &run.checker.violations[seen..];
