@@ -278,6 +278,13 @@ pub async fn flush(
             host.retry_departure(d);
         }
     }
+    // A worker that cannot prove its lease, or has not re-read its assignments since a fence,
+    // says nothing about where actors run: its snapshot may be stale (after a pause they run
+    // elsewhere by now), and an unconditional write would overwrite the status of the worker
+    // that really runs them. Departures above are conditional, so they go on.
+    if host.is_fenced() || !host.config().lease.is_live() {
+        return;
+    }
     let snapshot = host.snapshot();
     let live: std::collections::HashSet<_> = snapshot.iter().map(|(k, _)| k.clone()).collect();
     written.retain(|k, _| live.contains(k));
