@@ -209,8 +209,8 @@ impl Run {
     /// Waits until there are no problems; returns when that happened, or the last problems,
     /// and how many actors were not right for longer than the limit in `slow` in one stretch (the
     /// "nothing Pending for longer than the lease plus a few seconds" rule). A stretch starts at
-    /// the first snapshot that shows the actor not right — at `from` (the injection) for those
-    /// already wrong in the first one — and ends at the first that shows it right again; a
+    /// the first snapshot that shows the actor not right — at `from` (the fault healed: the
+    /// outage itself is the fault) for those already wrong in the first one — and ends at the first that shows it right again; a
     /// planned move of a second after a rebalance is not a slow actor, an actor left Pending is.
     async fn wait_recovered(
         &mut self,
@@ -614,7 +614,7 @@ async fn run(test: &str, s: Settings) {
             }
             Ok((injected, healed, target)) => {
                 let (recovered, slow) = run
-                    .wait_recovered(healed + RECOVERY_BOUND, Some((injected, LEASE + GRACE)))
+                    .wait_recovered(healed + RECOVERY_BOUND, Some((healed, LEASE + GRACE)))
                     .await;
                 run.idle(SETTLE).await;
                 let new = &run.checker.violations[seen..];
