@@ -216,9 +216,10 @@ impl Run {
         &mut self,
         bound: Instant,
         slow: Option<(Instant, Duration)>,
-    ) -> (Result<Instant, Vec<String>>, usize) {
+    ) -> (Result<Instant, Vec<String>>, BTreeMap<String, String>) {
         let mut wrong_since: BTreeMap<String, Instant> = BTreeMap::new();
-        let mut slow_actors: BTreeSet<String> = BTreeSet::new();
+        // Slow actor → what was wrong with it when its stretch passed the limit.
+        let mut slow_actors: BTreeMap<String, String> = BTreeMap::new();
         let mut first = true;
         let mut last = vec!["no snapshot yet".to_string()];
         loop {
@@ -241,18 +242,21 @@ impl Run {
                 // Stretches that ended, or are still open, past the limit.
                 if let Some((_, limit)) = slow {
                     wrong_since.retain(|a, since| {
-                        if now.duration_since(*since) > limit {
-                            slow_actors.insert(a.clone());
+                        let stretch = now.duration_since(*since);
+                        if stretch > limit && !slow_actors.contains_key(a) {
+                            let why = last.iter().find(|p| p.split(':').next() == Some(a.as_str()));
+                            let why = why.cloned().unwrap_or_else(|| format!("{a}: right again"));
+                            slow_actors.insert(a.clone(), format!("{why} ({:.1} s)", stretch.as_secs_f64()));
                         }
                         wrong.contains(a)
                     });
                 }
                 if last.is_empty() {
-                    return (Ok(now), slow_actors.len());
+                    return (Ok(now), slow_actors);
                 }
             }
             if Instant::now() >= bound {
-                return (Err(last), slow_actors.len());
+                return (Err(last), slow_actors);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -613,9 +617,14 @@ async fn run(test: &str, s: Settings) {
                 }
             }
             Ok((injected, healed, target)) => {
-                let (recovered, slow) = run
+                let (recovered, slow_ones) = run
                     .wait_recovered(healed + RECOVERY_BOUND, Some((healed, LEASE + GRACE)))
                     .await;
+                let slow = slow_ones.len();
+                if slow > 0 {
+                    let samples: Vec<&String> = slow_ones.values().take(5).collect();
+                    eprintln!("[chaos] #{i} {}: slow actors, for example: {samples:#?}", f.kind);
+                }
                 run.idle(SETTLE).await;
                 let new = &run.checker.violations[seen..];
                 seen = run.checker.violations.len();
