@@ -245,10 +245,21 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
     );
     election.acquire(&client).await;
     leader.store(true, std::sync::atomic::Ordering::SeqCst);
-    let lost = {
-        let (election, client) = (election.clone(), client.clone());
-        tokio::spawn(async move { election.hold(&client).await })
-    };
+    // Leadership lost (its proof ran out: an API server outage, a pause) is not the end: every
+    // write already waits for the proof, so this replica keeps its warm caches and campaigns
+    // again as a follower instead of exiting and listing everything anew.
+    {
+        let (election, client, leader) = (election.clone(), client.clone(), leader.clone());
+        tokio::spawn(async move {
+            loop {
+                election.hold(&client).await;
+                leader.store(false, std::sync::atomic::Ordering::SeqCst);
+                tracing::warn!("lost leadership (its proof ran out); campaigning again");
+                election.acquire(&client).await;
+                leader.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
     tracing::info!("caches synced; reconciling");
 
     // A change to an actor, lease or Deployment reconciles its pool (at most every 100 ms);
@@ -260,9 +271,8 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
         tokio::select! {
-            _ = term.recv() => SIGNALLED.store(true, std::sync::atomic::Ordering::SeqCst),
-            _ = tokio::signal::ctrl_c() => SIGNALLED.store(true, std::sync::atomic::Ordering::SeqCst),
-            _ = lost => {}
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
     };
     Controller::new(Api::<ActorPool>::all(client.clone()), watcher::Config::default())
@@ -272,20 +282,9 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
         .run(pool_controller::reconcile, pool_controller::error_policy, ctx)
         .for_each(|_| async {})
         .await;
-    if term_requested_by_signal() {
-        election.release(&client).await;
-    } else {
-        // Leadership lost: stop, so that the restarted process comes back as a follower.
-        anyhow::bail!("lost leadership of lease {}/{}", cfg.namespace, cfg.leader_lease);
-    }
+    election.release(&client).await;
     tracing::info!("operator stopped");
     Ok(())
-}
-
-static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-fn term_requested_by_signal() -> bool {
-    SIGNALLED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// `RUST_LOG` filters; `TROUPE_LOG_JSON=true` for JSON lines.
