@@ -63,6 +63,19 @@ pub fn confirmed_departure(a: &Actor) -> bool {
     }
 }
 
+/// An assignment of the operator's own whose label write did not land: the operator stopped (or
+/// lost a race) between the status write (`Placed`, worker, new epoch) and the label write. The
+/// status then names a newer epoch than the annotation and no worker holds the label. That
+/// decision was only made once the previous assignment had ended, so the actor is free to place
+/// again (under an epoch above both); waiting for a confirmation would wait forever.
+pub fn assignment_unwritten(a: &Actor) -> bool {
+    let annotated = a.assignment_epoch().unwrap_or(0);
+    a.status.as_ref().is_some_and(|s| {
+        s.phase == Some(ActorPhase::Placed)
+            && s.epoch.and_then(|e| u64::try_from(e).ok()).unwrap_or(0) > annotated
+    })
+}
+
 /// One move the placement asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
@@ -112,7 +125,7 @@ pub fn plan(actors: &[&Actor], live: &BTreeSet<String>, eligible: &[WorkerSlot])
             None => {
                 let status = a.status.as_ref();
                 let previous = status.and_then(|s| s.worker.clone());
-                let confirmed = confirmed_departure(a);
+                let confirmed = confirmed_departure(a) || assignment_unwritten(a);
                 match previous {
                     Some(p) if live.contains(&p) && !confirmed => {
                         in_transit.insert(name.clone());
@@ -289,6 +302,33 @@ mod tests {
                 failover: false,
                 epoch: 1
             }]
+        );
+    }
+
+    #[test]
+    fn an_assignment_whose_label_write_never_landed_is_placed_again_under_a_newer_epoch() {
+        // The operator wrote Placed on w2 under epoch 5 and was killed before the label write;
+        // the annotation still says 4 (whose departure w1 had confirmed).
+        let mut a = actor("a", None, json!({"worker": "w2", "phase": "Placed", "epoch": 5}));
+        a.metadata.annotations = Some([(labels::EPOCH.to_string(), "4".to_string())].into());
+        let steps = plan(&[&a], &live(&["w1", "w2"]), &slots(&["w1", "w2"]));
+        assert!(
+            matches!(
+                steps.as_slice(),
+                [Step::Assign {
+                    epoch: 6,
+                    failover: false,
+                    ..
+                }]
+            ),
+            "{steps:?}"
+        );
+        // A release in progress (Pending, old worker named, epoch not newer) still waits.
+        let mut waiting = actor("a", None, json!({"worker": "w1", "phase": "Pending", "epoch": 4}));
+        waiting.metadata.annotations = Some([(labels::EPOCH.to_string(), "4".to_string())].into());
+        assert_eq!(
+            plan(&[&waiting], &live(&["w1", "w2"]), &slots(&["w1", "w2"])),
+            vec![]
         );
     }
 
