@@ -422,6 +422,18 @@ impl Run {
                     .run("restart-etcd")
                     .await
                     .unwrap_or_else(|e| fail("restart", e));
+                // The control plane is back when the API server serves a list again, which can
+                // be many seconds after etcd answers: until then every worker is fenced by
+                // design, and that is the outage, not the recovery.
+                let serving_by = Instant::now() + Duration::from_secs(60);
+                let probe = ListParams::default().limit(1);
+                while !matches!(
+                    tokio::time::timeout(Duration::from_secs(2), self.actors.list(&probe)).await,
+                    Ok(Ok(_))
+                ) && Instant::now() < serving_by
+                {
+                    self.idle(Duration::from_millis(200)).await;
+                }
                 Ok((t, Instant::now(), String::new()))
             }
         }
