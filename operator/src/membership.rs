@@ -32,6 +32,11 @@ pub const GRACE: Duration = Duration::from_secs(1);
 pub struct LiveWorker {
     pub name: String,
     pub revision: String,
+    /// Live without a lapse for at least two lease durations: actors may be moved onto it to
+    /// balance the pool. A worker that just came back (a container restarted in place after its
+    /// actors failed over) takes new and homeless actors at once, but is not refilled by moves
+    /// until then, so that the actors that just failed over are not moved a second time.
+    pub settled: bool,
     /// Where the worker's HTTP API listens (`host:port`, the lease's `troupe.dev/address`).
     pub address: Option<String>,
 }
@@ -65,6 +70,9 @@ struct Seen {
     recent: std::collections::VecDeque<(Option<String>, Option<String>)>,
     changed_at: Instant,
     looked_at: Instant,
+    /// Since when it has been live without a lapse (renewed after it lapsed; long ago for a
+    /// lease first seen).
+    live_since: Instant,
 }
 
 impl LeaseObserver {
@@ -88,6 +96,9 @@ impl LeaseObserver {
             recent: [value.clone()].into(),
             changed_at: now,
             looked_at: now,
+            // Only a lease that lapsed and came back is "just back"; one seen for the first time
+            // (a new worker, or every worker after an operator restart) counts as settled.
+            live_since: now.checked_sub(Duration::from_secs(3600)).unwrap_or(now),
         });
         entry.looked_at = now;
         if !entry.recent.contains(&value) {
@@ -95,9 +106,21 @@ impl LeaseObserver {
                 entry.recent.pop_front();
             }
             entry.recent.push_back(value);
+            if now.saturating_duration_since(entry.changed_at) >= duration_of(lease) + GRACE {
+                entry.live_since = now;
+            }
             entry.changed_at = now;
         }
         entry.changed_at
+    }
+
+    /// How long `lease` has been live without a lapse, as this operator saw it.
+    pub fn live_for(&self, lease: &Lease, now: Instant) -> Duration {
+        let key = (lease.namespace().unwrap_or_default(), lease.name_any());
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.leases
+            .get(&key)
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s.live_since))
     }
 
     /// Whether `lease` is live at `now`: held, and renewed (as this operator saw it) within its
@@ -163,6 +186,7 @@ pub fn live_workers<'a>(
         .map(|(l, _)| LiveWorker {
             name: l.name_any(),
             revision: l.labels().get(labels::REVISION).cloned().unwrap_or_default(),
+            settled: observer.live_for(l, now) >= duration_of(l) * 2,
             address: l.annotations().get(ADDRESS_ANNOTATION).cloned(),
         })
         .collect();
@@ -281,6 +305,36 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_back_from_a_lapse_is_not_settled_for_two_lease_durations_and_a_new_one_is() {
+        let observer = LeaseObserver::default();
+        let start = Instant::now();
+        let settled = |l: &Lease, at: u64| {
+            live_workers([l], "p", &observer, start + Duration::from_secs(at))
+                .first()
+                .map(|w| w.settled)
+        };
+        assert_eq!(
+            settled(&lease("w", "p", T0, 10), 0),
+            Some(true),
+            "first seen: settled"
+        );
+        assert_eq!(settled(&lease("w", "p", T0, 10), 12), None, "lapsed");
+        // Renewed after the lapse (a container restarted in place): live, not settled.
+        let back = lease("w", "p", T1, 10);
+        assert_eq!(settled(&back, 13), Some(false));
+        for (i, at) in [20u64, 27].into_iter().enumerate() {
+            let renewed = lease("w", "p", &format!("2026-01-01T00:01:0{i}.000000Z"), 10);
+            assert_eq!(settled(&renewed, at), Some(false));
+        }
+        let renewed = lease("w", "p", "2026-01-01T00:01:09.000000Z", 10);
+        assert_eq!(
+            settled(&renewed, 33),
+            Some(true),
+            "two lease durations after it came back"
+        );
+    }
+
+    #[test]
     fn the_workers_wall_clock_does_not_matter() {
         // A renewTime hours in the past or the future is only a value that changes.
         let observer = LeaseObserver::default();
@@ -309,6 +363,7 @@ mod tests {
             vec![LiveWorker {
                 name: "w-ok".into(),
                 revision: "r1".into(),
+                settled: true,
                 address: None,
             }]
         );

@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 pub struct WorkerSlot {
     pub name: String,
     pub capacity: usize,
+    /// Actors may be moved onto it to balance the pool (see `LiveWorker::settled`); homeless
+    /// actors are placed on it either way.
+    pub settled: bool,
 }
 
 /// The placement of every actor: `None` when no live worker has room.
@@ -97,6 +100,7 @@ mod tests {
             .map(|n| WorkerSlot {
                 name: n.to_string(),
                 capacity,
+                settled: true,
             })
             .collect()
     }

@@ -150,10 +150,19 @@ pub fn plan(actors: &[&Actor], live: &BTreeSet<String>, eligible: &[WorkerSlot])
             _ => None,
         })
         .collect();
+    // A move only to balance (from a worker of this group to one just back from a lapse) waits
+    // until that worker settled: the actors that just failed over are not moved twice in a row.
+    let unsettled: BTreeSet<&str> = eligible
+        .iter()
+        .filter(|w| !w.settled)
+        .map(|w| w.name.as_str())
+        .collect();
+    let in_group: BTreeSet<&str> = eligible.iter().map(|w| w.name.as_str()).collect();
     for (actor, target) in placement {
         let now = current.get(&actor).cloned().flatten();
         match (now, target) {
             (Some(a), Some(b)) if a == b => {}
+            (Some(a), Some(b)) if unsettled.contains(b.as_str()) && in_group.contains(a.as_str()) => {}
             (Some(a), Some(_)) => steps.push(Step::Release { actor, from: a }),
             (Some(a), None) => steps.push(Step::Release { actor, from: a }),
             // Released but its old worker has not confirmed the stop yet: assigned next time.
@@ -210,6 +219,7 @@ mod tests {
             .map(|n| WorkerSlot {
                 name: n.to_string(),
                 capacity: 100,
+                settled: true,
             })
             .collect()
     }
@@ -330,6 +340,29 @@ mod tests {
             plan(&[&waiting], &live(&["w1", "w2"]), &slots(&["w1", "w2"])),
             vec![]
         );
+    }
+
+    #[test]
+    fn no_actor_is_moved_onto_a_worker_just_back_from_a_lapse_but_homeless_ones_are_placed_on_it() {
+        let a = actor("a", Some("w1"), json!({"worker": "w1", "phase": "Running"}));
+        let b = actor("b", Some("w1"), json!({"worker": "w1", "phase": "Running"}));
+        let homeless = actor("c", None, json!({}));
+        let mut eligible = slots(&["w1", "w2"]);
+        eligible[1].settled = false;
+        let steps = plan(&[&a, &b, &homeless], &live(&["w1", "w2"]), &eligible);
+        assert!(
+            steps.iter().all(|s| !matches!(s, Step::Release { .. })),
+            "no balancing move onto w2 yet: {steps:?}"
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|s| matches!(s, Step::Assign { actor, worker, .. } if actor == "c" && worker == "w2"))
+        );
+        // Once settled, the pool is balanced as usual.
+        eligible[1].settled = true;
+        let steps = plan(&[&a, &b], &live(&["w1", "w2"]), &eligible);
+        assert!(matches!(steps.as_slice(), [Step::Release { .. }]), "{steps:?}");
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub(super) async fn place_actors(
             .map(|w| WorkerSlot {
                 name: w.name.clone(),
                 capacity,
+                settled: w.settled,
             })
             .collect()
     };
