@@ -239,6 +239,12 @@ impl Actor {
             .parse()
             .ok()
     }
+
+    /// The epoch the status reports (`status.epoch`: the last claim, confirmation or
+    /// placement written), if any.
+    pub fn reported_epoch(&self) -> Option<u64> {
+        self.status.as_ref()?.epoch.and_then(|e| u64::try_from(e).ok())
+    }
 }
 
 impl ActorPhase {

@@ -277,11 +277,7 @@ impl Analyzer {
         };
         let mut results = Vec::new();
         for m in metrics {
-            let threshold = m
-                .threshold
-                .clone()
-                .or_else(|| builtin_of(m).map(default_threshold))
-                .unwrap_or_default();
+            let threshold = threshold_in_effect(m);
             let value = self.value_of(pool, m, judged, &deltas, &threshold).await;
             let (mut outcome, value, mut message) = match value {
                 Ok(v) => {
@@ -313,10 +309,7 @@ impl Analyzer {
                 name: m.name.clone(),
                 outcome,
                 value,
-                threshold: match m.max_ratio_to_stable {
-                    Some(r) => format!("{} and <= {r}x stable", threshold_text(&threshold)),
-                    None => threshold_text(&threshold),
-                },
+                threshold: threshold_of(m),
                 message,
             });
         }
@@ -451,14 +444,21 @@ pub fn judge_against_baseline(value: f64, baseline: f64, ratio: f64) -> Measurem
     }
 }
 
-/// A metric's threshold as text, its built-in default when it names none.
-pub fn threshold_of(m: &MetricSpec) -> String {
-    let threshold = m
-        .threshold
+/// A metric's threshold: its own, or its built-in template's default.
+fn threshold_in_effect(m: &MetricSpec) -> Threshold {
+    m.threshold
         .clone()
         .or_else(|| builtin_of(m).map(default_threshold))
-        .unwrap_or_default();
-    threshold_text(&threshold)
+        .unwrap_or_default()
+}
+
+/// A metric's threshold as text, with its ratio to stable when it has one.
+pub fn threshold_of(m: &MetricSpec) -> String {
+    let text = threshold_text(&threshold_in_effect(m));
+    match m.max_ratio_to_stable {
+        Some(r) => format!("{text} and <= {r}x stable"),
+        None => text,
+    }
 }
 
 fn builtin_of(m: &MetricSpec) -> Option<BuiltinMetric> {

@@ -127,7 +127,7 @@ fn owes_confirmation(a: &Actor, pod: &str) -> bool {
     let confirmed = a.status.as_ref().is_some_and(|s| {
         s.phase == Some(ActorPhase::Migrating)
             && s.worker.as_deref() == Some(pod)
-            && s.epoch.and_then(|e| u64::try_from(e).ok()).unwrap_or(0) == epoch
+            && a.reported_epoch().unwrap_or(0) == epoch
     });
     !confirmed && !a.labels().contains_key(labels::WORKER) && a.metadata.deletion_timestamp.is_none()
 }

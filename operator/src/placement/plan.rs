@@ -36,13 +36,7 @@ pub fn worker_of(a: &Actor) -> Option<String> {
 /// annotation lost to a hand edit must not make an epoch count twice).
 pub fn epoch_of(a: &Actor) -> u64 {
     let annotated = a.assignment_epoch().unwrap_or(0);
-    let reported = a
-        .status
-        .as_ref()
-        .and_then(|s| s.epoch)
-        .and_then(|e| u64::try_from(e).ok())
-        .unwrap_or(0);
-    annotated.max(reported)
+    annotated.max(a.reported_epoch().unwrap_or(0))
 }
 
 /// Whether the worker the actor was released from has confirmed that it stopped it: phase
@@ -57,7 +51,7 @@ pub fn confirmed_departure(a: &Actor) -> bool {
         return false;
     }
     match a.assignment_epoch() {
-        Some(assigned) => status.epoch.and_then(|e| u64::try_from(e).ok()) == Some(assigned),
+        Some(assigned) => a.reported_epoch() == Some(assigned),
         // Placed before epochs existed.
         None => true,
     }
@@ -70,10 +64,10 @@ pub fn confirmed_departure(a: &Actor) -> bool {
 /// again (under an epoch above both); waiting for a confirmation would wait forever.
 pub fn assignment_unwritten(a: &Actor) -> bool {
     let annotated = a.assignment_epoch().unwrap_or(0);
-    a.status.as_ref().is_some_and(|s| {
-        s.phase == Some(ActorPhase::Placed)
-            && s.epoch.and_then(|e| u64::try_from(e).ok()).unwrap_or(0) > annotated
-    })
+    a.status
+        .as_ref()
+        .is_some_and(|s| s.phase == Some(ActorPhase::Placed))
+        && a.reported_epoch().unwrap_or(0) > annotated
 }
 
 /// One move the placement asks for.
