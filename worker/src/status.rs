@@ -107,22 +107,18 @@ pub fn departed_patch(name: &str, pod: &str, epoch: u64, resource_version: Optio
     )
 }
 
-/// The claim of an assignment: this worker starts the actor under `epoch` on `revision`.
+/// The claim of an assignment: this worker runs the actor under `running.epoch` on `revision`,
+/// from now on (the status the actor has once started, so that the claim is also the start's
+/// status write), on condition that the Actor is still at `resource_version`.
 pub fn claim_patch(
     name: &str,
+    running: &RuntimeStatus,
     pod: &str,
     revision: &str,
-    epoch: u64,
     resource_version: Option<&str>,
 ) -> Value {
-    let message = format!("starting on worker {pod}");
-    let mut patch = transition_patch(
-        name,
-        resource_version,
-        ("Starting", pod, epoch),
-        ("Starting", message),
-    );
-    patch["status"]["revision"] = json!(revision);
+    let mut patch = status_patch(running, pod, revision);
+    patch["metadata"] = json!({"name": name, "resourceVersion": resource_version});
     patch
 }
 
@@ -176,14 +172,20 @@ pub struct KubeClaimer {
 
 #[async_trait::async_trait]
 impl Claimer for KubeClaimer {
-    async fn claim(&self, key: &ActorKey, epoch: u64, resource_version: Option<&str>) -> Claim {
+    async fn claim(
+        &self,
+        key: &ActorKey,
+        epoch: u64,
+        resource_version: Option<&str>,
+        running: &RuntimeStatus,
+    ) -> Claim {
         let api: Api<Actor> = Api::namespaced(self.client.clone(), &key.namespace);
         let (pod, revision) = (self.pod.as_str(), self.revision.as_str());
         let written = conditional_write(
             &api,
             &key.name,
             resource_version.map(str::to_string),
-            |rv| claim_patch(&key.name, pod, revision, epoch, rv),
+            |rv| claim_patch(&key.name, running, pod, revision, rv),
             |a| assigned_to(a, pod, epoch) && a.metadata.deletion_timestamp.is_none(),
         )
         .await;
@@ -258,6 +260,10 @@ pub async fn flush(
     written: &mut HashMap<ActorKey, (RuntimeStatus, Instant)>,
     counter_every: Duration,
 ) {
+    // What won claims wrote is published already.
+    for (key, status) in host.take_claimed() {
+        written.insert(key, (status, Instant::now()));
+    }
     // Confirm departures first: the operator waits for them to place the actors elsewhere.
     let pod = host.config().pod.clone();
     let departed = host.take_departed();
@@ -430,9 +436,12 @@ mod tests {
 
     #[test]
     fn a_claim_is_conditional_on_the_version_the_assignment_was_read_at() {
-        let p = claim_patch("a", "w-1", "r1", 7, Some("42"));
+        let mut running = status(0);
+        running.epoch = 7;
+        let p = claim_patch("a", &running, "w-1", "r1", Some("42"));
         assert_eq!(p["metadata"]["resourceVersion"], "42");
-        assert_eq!(p["status"]["phase"], "Starting");
+        assert_eq!(p["status"]["phase"], "Running");
+        assert_eq!(p["status"]["revision"], "r1");
         assert_eq!(
             (&p["status"]["worker"], &p["status"]["epoch"]),
             (&json!("w-1"), &json!(7))

@@ -38,6 +38,7 @@ impl Host {
                     resource_version,
                     claimed: false,
                     claiming: false,
+                    claim: None,
                     phase: ActorPhase::Starting,
                     since: Utc::now(),
                     started_at: None,
@@ -81,6 +82,7 @@ impl Host {
                 s.epoch = epoch;
                 s.claimed = false;
                 s.claiming = false;
+                s.claim = None;
                 s.phase = ActorPhase::Starting;
             }
             let runtime_changed = runtime_changed || reassigned;
@@ -131,6 +133,11 @@ impl Host {
                     resource_version,
                 });
         }
+    }
+
+    /// Statuses that claims wrote since the last call, of actors that started as claimed.
+    pub fn take_claimed(&self) -> Vec<(ActorKey, RuntimeStatus)> {
+        std::mem::take(&mut *self.claim_statuses.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Actors that left this worker since the last call: stopped, confirmation not yet written.
@@ -207,13 +214,15 @@ impl Host {
     /// Claims the assignment (once per assignment and after every fence); the actor starts when
     /// the claim comes back won.
     fn begin_claim(&self, slot: &Arc<Slot>) {
-        let (epoch, version, incarnation) = {
+        let (epoch, version, incarnation, running) = {
             let mut s = slot.lock();
             if s.claiming {
                 return;
             }
             s.claiming = true;
-            (s.epoch, s.resource_version.clone(), s.incarnation)
+            let running = snapshot::running_status(slot, &s, Utc::now());
+            s.claim = Some(running.clone());
+            (s.epoch, s.resource_version.clone(), s.incarnation, running)
         };
         self.set_phase(
             slot,
@@ -227,7 +236,7 @@ impl Host {
         let events = self.events.clone();
         let key = slot.key.clone();
         tokio::spawn(async move {
-            let outcome = claimer.claim(&key, epoch, version.as_deref()).await;
+            let outcome = claimer.claim(&key, epoch, version.as_deref(), &running).await;
             let _ = events.send(HostEvent::Claimed {
                 key,
                 incarnation,
@@ -247,6 +256,9 @@ impl Host {
             }
             s.claiming = false;
             s.claimed = outcome == Claim::Won;
+            if !s.claimed {
+                s.claim = None;
+            }
         }
         match outcome {
             Claim::Won => self.reconcile(&slot).await,
@@ -272,9 +284,9 @@ impl Host {
             let _ = self.events.send(HostEvent::LeaseExpired);
             return;
         }
-        let (spec, key, epoch) = {
-            let s = slot.lock();
-            (s.spec.clone(), slot.key.clone(), s.epoch)
+        let (spec, key, epoch, claim) = {
+            let mut s = slot.lock();
+            (s.spec.clone(), slot.key.clone(), s.epoch, s.claim.take())
         };
         let config = spec.config.clone().unwrap_or_default();
         let behavior = match self.registry.build(
@@ -326,6 +338,11 @@ impl Host {
         });
         s.started = Instant::now();
         s.started_at = Some(Utc::now());
+        // Started as claimed: the claim's times are the start's, so the status the claim wrote
+        // is the one published and the status writer need not write it again.
+        if let Some(c) = &claim {
+            s.started_at = c.started_at;
+        }
         if let Some(schedule) = schedule {
             s.schedule = Some(spawn_schedule(self.me.clone(), schedule, key.clone()));
         }
@@ -335,7 +352,19 @@ impl Host {
             self.activate(slot, &mut s);
         }
         drop(s);
-        self.set_phase(slot, ActorPhase::Running, "Running", "the actor is running");
+        self.set_phase(
+            slot,
+            ActorPhase::Running,
+            snapshot::RUNNING.0,
+            snapshot::RUNNING.1,
+        );
+        if let Some(c) = claim {
+            slot.lock().since = c.last_transition;
+            self.claim_statuses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((key.clone(), c));
+        }
         tracing::debug!(actor = %key, behavior = %spec.behavior, "actor started");
     }
 
@@ -407,6 +436,7 @@ impl Host {
             s.incarnation += 1;
             s.parked = None;
             s.claiming = false;
+            s.claim = None;
             (s.actor.take(), s.schedule.take())
         };
         if let Some(t) = schedule {

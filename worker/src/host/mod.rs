@@ -256,6 +256,8 @@ struct SlotState {
     claimed: bool,
     /// A claim is in flight.
     claiming: bool,
+    /// The status the claim in flight (or just won) writes; taken by the start it allows.
+    claim: Option<RuntimeStatus>,
     phase: ActorPhase,
     since: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
@@ -314,6 +316,9 @@ pub struct Host {
     /// Actors stopped because they left this worker, whose stop is still to be confirmed in
     /// their status (phase Migrating), so the operator can place them elsewhere.
     departed: Mutex<Vec<Departure>>,
+    /// Statuses written by won claims of actors that then started as claimed: the status
+    /// writer's record of what is already published.
+    claim_statuses: Mutex<Vec<(ActorKey, RuntimeStatus)>>,
     /// Ticks once per passivation period: a coarse clock that actors copy without reading time.
     idle_clock: Arc<AtomicU64>,
     me: Weak<Host>,
@@ -344,6 +349,7 @@ impl Host {
             fence_generation: AtomicU64::new(0),
             idle_clock: Arc::new(AtomicU64::new(0)),
             departed: Mutex::new(Vec::new()),
+            claim_statuses: Mutex::new(Vec::new()),
             me: me.clone(),
         });
         if let Some(idle) = host.config.passivate_after {

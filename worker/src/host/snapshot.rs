@@ -14,41 +14,7 @@ impl Host {
                 let s = slot.lock();
                 *depth.entry(self.behavior_label(&s.spec.behavior)).or_default() += slot.mailbox.len() as i64;
                 *phases.entry(s.phase).or_default() += 1;
-                let mut conditions = vec![ConditionState {
-                    type_: "Ready",
-                    status: s.phase == ActorPhase::Running,
-                    reason: s.ready_reason.0.clone(),
-                    message: s.ready_reason.1.clone(),
-                }];
-                if s.spec.circuit_breaker.is_some() {
-                    conditions.push(ConditionState {
-                        type_: "CircuitOpen",
-                        status: s.circuit_open.is_some(),
-                        reason: if s.circuit_open.is_some() {
-                            "TooManyFailures"
-                        } else {
-                            "Closed"
-                        }
-                        .into(),
-                        message: s
-                            .circuit_open
-                            .clone()
-                            .unwrap_or_else(|| "the circuit is closed".into()),
-                    });
-                }
-                let status = RuntimeStatus {
-                    phase: s.phase,
-                    epoch: s.epoch,
-                    restarts: s.restarts,
-                    messages_processed: slot.processed.load(Ordering::Relaxed),
-                    last_error: s.last_error.clone(),
-                    last_transition: s.since,
-                    started_at: s.started_at,
-                    observed_generation: s.generation,
-                    conditions,
-                    published_phase: s.published_phase,
-                };
-                (slot.key.clone(), status)
+                (slot.key.clone(), runtime_status(slot, &s))
             })
             .collect();
         for (behavior, d) in depth {
@@ -66,3 +32,59 @@ impl Host {
         out
     }
 }
+
+/// The runtime status of one actor as its slot says.
+pub(super) fn runtime_status(slot: &Slot, s: &SlotState) -> RuntimeStatus {
+    let mut conditions = vec![ConditionState {
+        type_: "Ready",
+        status: s.phase == ActorPhase::Running,
+        reason: s.ready_reason.0.clone(),
+        message: s.ready_reason.1.clone(),
+    }];
+    if s.spec.circuit_breaker.is_some() {
+        conditions.push(ConditionState {
+            type_: "CircuitOpen",
+            status: s.circuit_open.is_some(),
+            reason: if s.circuit_open.is_some() {
+                "TooManyFailures"
+            } else {
+                "Closed"
+            }
+            .into(),
+            message: s
+                .circuit_open
+                .clone()
+                .unwrap_or_else(|| "the circuit is closed".into()),
+        });
+    }
+    RuntimeStatus {
+        phase: s.phase,
+        epoch: s.epoch,
+        restarts: s.restarts,
+        messages_processed: slot.processed.load(Ordering::Relaxed),
+        last_error: s.last_error.clone(),
+        last_transition: s.since,
+        started_at: s.started_at,
+        observed_generation: s.generation,
+        conditions,
+        published_phase: s.published_phase,
+    }
+}
+
+/// The status an actor will have once started at `at`: what its claim writes.
+pub(super) fn running_status(slot: &Slot, s: &SlotState, at: DateTime<Utc>) -> RuntimeStatus {
+    let mut status = runtime_status(slot, s);
+    status.phase = ActorPhase::Running;
+    status.last_transition = at;
+    status.started_at = Some(at);
+    status.conditions[0] = ConditionState {
+        type_: "Ready",
+        status: true,
+        reason: RUNNING.0.into(),
+        message: RUNNING.1.into(),
+    };
+    status
+}
+
+/// The Ready reason and message of a running actor.
+pub(super) const RUNNING: (&str, &str) = ("Running", "the actor is running");

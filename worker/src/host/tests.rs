@@ -287,7 +287,7 @@ struct ScriptedClaims {
 
 #[async_trait::async_trait]
 impl Claimer for ScriptedClaims {
-    async fn claim(&self, _: &ActorKey, _: u64, _: Option<&str>) -> Claim {
+    async fn claim(&self, _: &ActorKey, _: u64, _: Option<&str>, _: &RuntimeStatus) -> Claim {
         self.asked.fetch_add(1, Ordering::SeqCst);
         self.outcome.lock().unwrap().clone()
     }
@@ -343,6 +343,37 @@ async fn an_assignment_starts_only_once_its_claim_is_won_and_is_claimed_again_af
         claims.asked.load(Ordering::SeqCst),
         3,
         "a fence forgets the claim"
+    );
+}
+
+#[tokio::test]
+async fn a_won_claim_is_the_starts_status_write_so_nothing_is_written_after_it() {
+    let (host, _runs) = recording_host(Arc::new(LeaseClock::unbounded())).await;
+    host.set_claimer(Arc::new(ScriptedClaims {
+        outcome: Mutex::new(Claim::Won),
+        asked: AtomicU64::new(0),
+    }));
+    let key = ActorKey::new("ns", "one-write");
+    let assignment = Assignment {
+        spec: spec("recorder", json!({})),
+        generation: Some(3),
+        epoch: 9,
+        resource_version: Some("10".into()),
+    };
+    host.assign(key.clone(), assignment).await;
+    let running = phase_becomes(&host, &key, ActorPhase::Running).await;
+    let claimed = host.take_claimed();
+    assert_eq!(claimed.len(), 1, "the start reports the status its claim wrote");
+    let (claimed_key, written) = &claimed[0];
+    assert_eq!(claimed_key, &key);
+    assert_eq!((written.phase, written.epoch), (ActorPhase::Running, 9));
+    assert!(
+        !crate::status::needs_write(
+            Some(&(written.clone(), std::time::Instant::now())),
+            &running,
+            Duration::from_secs(10)
+        ),
+        "the running status is the claimed one: {written:?} vs {running:?}"
     );
 }
 
