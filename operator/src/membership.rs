@@ -73,6 +73,10 @@ struct Seen {
     /// Since when it has been live without a lapse (renewed after it lapsed; long ago for a
     /// lease first seen).
     live_since: Instant,
+    /// First seen with a renewTime long past on this operator's wall clock, and not renewed
+    /// since: the lease of a worker that died before this operator started. Used only to keep
+    /// such leases out of the brake's count, never to fail anything over sooner.
+    stale_when_first_seen: bool,
 }
 
 impl LeaseObserver {
@@ -91,6 +95,9 @@ impl LeaseObserver {
                 .retain(|_, s| now.saturating_duration_since(s.looked_at) < FORGET_AFTER);
             seen.pruned = Some(now);
         }
+        let stale_when_first_seen = spec
+            .and_then(|s| s.renew_time.as_ref())
+            .is_some_and(|t| long_past(&t.0, duration_of(lease)));
         let value = (renew_time, holder);
         let entry = seen.leases.entry(key).or_insert_with(|| Seen {
             recent: [value.clone()].into(),
@@ -99,6 +106,7 @@ impl LeaseObserver {
             // Only a lease that lapsed and came back is "just back"; one seen for the first time
             // (a new worker, or every worker after an operator restart) counts as settled.
             live_since: now.checked_sub(Duration::from_secs(3600)).unwrap_or(now),
+            stale_when_first_seen,
         });
         entry.looked_at = now;
         if !entry.recent.contains(&value) {
@@ -106,6 +114,7 @@ impl LeaseObserver {
                 entry.recent.pop_front();
             }
             entry.recent.push_back(value);
+            entry.stale_when_first_seen = false;
             if now.saturating_duration_since(entry.changed_at) >= duration_of(lease) + GRACE {
                 entry.live_since = now;
             }
@@ -121,6 +130,17 @@ impl LeaseObserver {
         seen.leases
             .get(&key)
             .map_or(Duration::ZERO, |s| now.saturating_duration_since(s.live_since))
+    }
+
+    /// Whether `lease` went quiet long ago: more than two lease durations and the grace since
+    /// its last renewal this operator saw, or dead already when this operator first saw it.
+    /// Such a lease tells nothing about an outage happening now.
+    pub fn long_quiet(&self, lease: &Lease, now: Instant) -> bool {
+        let changed_at = self.observe(lease, now);
+        let key = (lease.namespace().unwrap_or_default(), lease.name_any());
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = seen.leases.get(&key).is_some_and(|s| s.stale_when_first_seen);
+        stale || now.saturating_duration_since(changed_at) >= duration_of(lease) * 2 + GRACE
     }
 
     /// Whether `lease` is live at `now`: held, and renewed (as this operator saw it) within its
@@ -142,6 +162,18 @@ impl LeaseObserver {
     }
 }
 
+/// How far in the past, beyond its duration, a renewTime must be on this operator's wall clock
+/// for a lease first seen to count as long dead (for the brake only). Generous: clocks of
+/// workers may be off by minutes, and a worker that is alive renews within a second anyway.
+const LONG_PAST: Duration = Duration::from_secs(15 * 60);
+
+/// Whether a renewal at `renewed` (a worker's wall clock) of a lease of `duration` is long past
+/// on this operator's wall clock.
+fn long_past(renewed: &k8s_openapi::jiff::Timestamp, duration: Duration) -> bool {
+    let age = k8s_openapi::jiff::Timestamp::now().duration_since(*renewed);
+    age.is_positive() && age.unsigned_abs() > duration + LONG_PAST
+}
+
 fn duration_of(lease: &Lease) -> Duration {
     let secs = lease.spec.as_ref().and_then(|s| s.lease_duration_seconds);
     Duration::from_secs(secs.unwrap_or(0).max(0) as u64)
@@ -154,7 +186,9 @@ fn pool_of(lease: &Lease) -> Option<&str> {
 
 /// The live workers of `pool` among `leases` (all of one namespace), judged at `now`.
 ///
-/// A brake on mass failover: when more than half of a pool's held leases look expired at once,
+/// A brake on mass failover: when more than half of a pool's held leases look expired at once
+/// (counting only leases that were live lately: the lease of a worker that died long ago is not
+/// part of an outage happening now),
 /// the likelier cause is the control plane or the network (an API server or etcd restart leaves
 /// every worker unable to renew), not half the workers dying together; failing them all over
 /// would move every actor while each worker is about to renew. Those leases get one more lease
@@ -178,8 +212,13 @@ pub fn live_workers<'a>(
         })
         .collect();
     let judged: Vec<(&Lease, bool)> = held.iter().map(|l| (*l, observer.is_live(l, now))).collect();
-    let expired = judged.iter().filter(|(_, live)| !live).count();
-    let braking = held.len() >= 2 && expired * 2 > held.len();
+    let lately: Vec<bool> = judged
+        .iter()
+        .filter(|(l, live)| *live || !observer.long_quiet(l, now))
+        .map(|(_, live)| *live)
+        .collect();
+    let expired = lately.iter().filter(|live| !**live).count();
+    let braking = lately.len() >= 2 && expired * 2 > lately.len();
     let mut out: Vec<LiveWorker> = judged
         .into_iter()
         .filter(|(l, live)| *live || (braking && observer.is_live_with(l, now, duration_of(l))))
@@ -190,11 +229,11 @@ pub fn live_workers<'a>(
             address: l.annotations().get(ADDRESS_ANNOTATION).cloned(),
         })
         .collect();
-    if braking && out.len() > held.len() - expired {
+    if braking && out.len() > lately.len() - expired {
         tracing::warn!(
             %pool,
             expired,
-            workers = held.len(),
+            workers = lately.len(),
             "most of the pool's workers stopped renewing at once: failover held for one more lease duration (a control-plane or network outage looks like this)"
         );
     }
@@ -215,19 +254,24 @@ mod tests {
         .unwrap()
     }
 
-    const T0: &str = "2026-01-01T00:00:00.000000Z";
-    const T1: &str = "2026-01-01T00:00:01.000000Z";
+    /// A renewTime `secs` after the first call in this test binary, on this machine's wall
+    /// clock (a lease renewed long before the operator saw it is treated apart).
+    fn t(secs: i64) -> String {
+        static BASE: std::sync::LazyLock<k8s_openapi::jiff::Timestamp> =
+            std::sync::LazyLock::new(k8s_openapi::jiff::Timestamp::now);
+        (*BASE + k8s_openapi::jiff::SignedDuration::from_secs(secs)).to_string()
+    }
 
     #[test]
     fn a_worker_is_live_until_the_operator_has_not_seen_a_renewal_for_the_duration_plus_grace() {
         let observer = LeaseObserver::default();
         let start = Instant::now();
-        let l = lease("w", "p", T0, 10);
+        let l = lease("w", "p", &t(0), 10);
         assert!(observer.is_live(&l, start), "first seen: counts as renewed now");
         assert!(observer.is_live(&l, start + Duration::from_secs(10)));
         assert!(!observer.is_live(&l, start + Duration::from_secs(11)));
         // A renewal seen late brings it back from that moment on.
-        let renewed = lease("w", "p", T1, 10);
+        let renewed = lease("w", "p", &t(1), 10);
         assert!(observer.is_live(&renewed, start + Duration::from_secs(12)));
         assert!(observer.is_live(&renewed, start + Duration::from_secs(22)));
         assert!(!observer.is_live(&renewed, start + Duration::from_secs(23)));
@@ -237,10 +281,10 @@ mod tests {
     fn a_lagging_cache_alternating_with_fresh_reads_does_not_look_like_renewals() {
         let observer = LeaseObserver::default();
         let start = Instant::now();
-        let (old, fresh) = (lease("w", "p", T0, 10), lease("w", "p", T1, 10));
+        let (old, fresh) = (lease("w", "p", &t(0), 10), lease("w", "p", &t(1), 10));
         assert!(observer.is_live(&old, start));
         assert!(observer.is_live(&fresh, start + Duration::from_secs(1)));
-        // The worker died after T1; the cache still shows T0, a fresh read shows T1, and so on.
+        // The worker died after &t(1); the cache still shows &t(0), a fresh read shows &t(1), and so on.
         for s in 2..=11 {
             let seen = if s % 2 == 0 { &old } else { &fresh };
             observer.is_live(seen, start + Duration::from_secs(s));
@@ -253,9 +297,9 @@ mod tests {
     fn a_renewal_whose_wall_clock_went_backwards_still_counts() {
         let observer = LeaseObserver::default();
         let start = Instant::now();
-        assert!(observer.is_live(&lease("w", "p", T1, 10), start));
+        assert!(observer.is_live(&lease("w", "p", &t(1), 10), start));
         // The worker's clock was set back: an earlier-looking value, never seen, is a renewal.
-        let earlier = lease("w", "p", "2025-12-31T23:57:00.000000Z", 10);
+        let earlier = lease("w", "p", &t(-180), 10);
         assert!(observer.is_live(&earlier, start + Duration::from_secs(9)));
         assert!(observer.is_live(&earlier, start + Duration::from_secs(19)));
     }
@@ -265,16 +309,16 @@ mod tests {
         let observer = LeaseObserver::default();
         let start = Instant::now();
         let (a0, b0, c0) = (
-            lease("a", "p", T0, 10),
-            lease("b", "p", T0, 10),
-            lease("c", "p", T0, 10),
+            lease("a", "p", &t(0), 10),
+            lease("b", "p", &t(0), 10),
+            lease("c", "p", &t(0), 10),
         );
         assert_eq!(live_workers([&a0, &b0, &c0], "p", &observer, start).len(), 3);
         // Only `a` renews; `b` and `c` (two of three) go quiet together, as during an API
         // server outage.
-        let a1 = lease("a", "p", T1, 10);
         let names = |at: u64| -> Vec<String> {
-            live_workers([&a1, &b0, &c0], "p", &observer, start + Duration::from_secs(at))
+            let a = lease("a", "p", &t(at as i64), 10);
+            live_workers([&a, &b0, &c0], "p", &observer, start + Duration::from_secs(at))
                 .into_iter()
                 .map(|w| w.name)
                 .collect()
@@ -288,17 +332,92 @@ mod tests {
         assert_eq!(names(21), ["a"], "past one more duration: failed over");
     }
 
+    fn names(live: Vec<LiveWorker>) -> Vec<String> {
+        live.into_iter().map(|w| w.name).collect()
+    }
+
+    /// A renewTime `ago` before now on this machine's wall clock.
+    fn renewed_ago(ago: Duration) -> String {
+        (k8s_openapi::jiff::Timestamp::now() - ago).to_string()
+    }
+
+    #[test]
+    fn leases_of_workers_dead_long_ago_do_not_turn_one_death_into_a_braked_mass_failover() {
+        let observer = LeaseObserver::default();
+        let start = Instant::now();
+        // Three workers crashed long ago, their leases never released; two workers are live.
+        let dead: Vec<Lease> = (0..3)
+            .map(|i| lease(&format!("dead-{i}"), "p", &t(0), 10))
+            .collect();
+        let (a0, b0) = (lease("a", "p", &t(0), 10), lease("b", "p", &t(0), 10));
+        let at = |s: u64| start + Duration::from_secs(s);
+        live_workers(dead.iter().chain([&a0, &b0]), "p", &observer, at(0));
+        // The dead ones went quiet for good; `a` and `b` renew.
+        let mut s = 1;
+        while s <= 40 {
+            let renewed = t(s as i64);
+            let (a, b) = (lease("a", "p", &renewed, 10), lease("b", "p", &renewed, 10));
+            live_workers(dead.iter().chain([&a, &b]), "p", &observer, at(s));
+            s += 3;
+        }
+        // Now `b` dies: one of two live workers, not four of five.
+        let a = lease("a", "p", &t(59), 10);
+        let b = lease("b", "p", &t(40), 10);
+        for s in [45, 50] {
+            live_workers(dead.iter().chain([&a, &b]), "p", &observer, at(s));
+        }
+        let a = lease("a", "p", &t(61), 10);
+        assert_eq!(
+            names(live_workers(dead.iter().chain([&a, &b]), "p", &observer, at(52))),
+            ["a"],
+            "failed over at duration + grace, no brake"
+        );
+    }
+
+    #[test]
+    fn after_an_operator_restart_leases_dead_before_it_started_do_not_engage_the_brake() {
+        let observer = LeaseObserver::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        // First sight: three leases renewed an hour ago (dead before this operator started),
+        // two renewed just now.
+        let dead: Vec<Lease> = (0..3)
+            .map(|i| {
+                lease(
+                    &format!("dead-{i}"),
+                    "p",
+                    &renewed_ago(Duration::from_secs(3600)),
+                    10,
+                )
+            })
+            .collect();
+        let now = renewed_ago(Duration::ZERO);
+        let (a, b) = (lease("a", "p", &now, 10), lease("b", "p", &now, 10));
+        assert_eq!(
+            names(live_workers(dead.iter().chain([&a, &b]), "p", &observer, at(0))),
+            ["a", "b", "dead-0", "dead-1", "dead-2"],
+            "a lease seen first counts as renewed then, whatever its renewTime says"
+        );
+        // `a` renews; `b` and the dead ones never do.
+        let a = lease("a", "p", &renewed_ago(Duration::from_millis(1)), 10);
+        assert_eq!(
+            names(live_workers(dead.iter().chain([&a, &b]), "p", &observer, at(11))),
+            ["a"],
+            "four of five quiet, but three were dead already: no brake"
+        );
+    }
+
     #[test]
     fn a_minority_of_workers_going_quiet_fails_over_at_duration_plus_grace() {
         let observer = LeaseObserver::default();
         let start = Instant::now();
         let (a0, b0, c0) = (
-            lease("a", "p", T0, 10),
-            lease("b", "p", T0, 10),
-            lease("c", "p", T0, 10),
+            lease("a", "p", &t(0), 10),
+            lease("b", "p", &t(0), 10),
+            lease("c", "p", &t(0), 10),
         );
         live_workers([&a0, &b0, &c0], "p", &observer, start);
-        let (a1, b1) = (lease("a", "p", T1, 10), lease("b", "p", T1, 10));
+        let (a1, b1) = (lease("a", "p", &t(1), 10), lease("b", "p", &t(1), 10));
         let live = live_workers([&a1, &b1, &c0], "p", &observer, start + Duration::from_secs(12));
         let names: Vec<_> = live.into_iter().map(|w| w.name).collect();
         assert_eq!(names, ["a", "b"]);
@@ -314,19 +433,19 @@ mod tests {
                 .map(|w| w.settled)
         };
         assert_eq!(
-            settled(&lease("w", "p", T0, 10), 0),
+            settled(&lease("w", "p", &t(0), 10), 0),
             Some(true),
             "first seen: settled"
         );
-        assert_eq!(settled(&lease("w", "p", T0, 10), 12), None, "lapsed");
+        assert_eq!(settled(&lease("w", "p", &t(0), 10), 12), None, "lapsed");
         // Renewed after the lapse (a container restarted in place): live, not settled.
-        let back = lease("w", "p", T1, 10);
+        let back = lease("w", "p", &t(1), 10);
         assert_eq!(settled(&back, 13), Some(false));
         for (i, at) in [20u64, 27].into_iter().enumerate() {
-            let renewed = lease("w", "p", &format!("2026-01-01T00:01:0{i}.000000Z"), 10);
+            let renewed = lease("w", "p", &t(60 + i as i64), 10);
             assert_eq!(settled(&renewed, at), Some(false));
         }
-        let renewed = lease("w", "p", "2026-01-01T00:01:09.000000Z", 10);
+        let renewed = lease("w", "p", &t(69), 10);
         assert_eq!(
             settled(&renewed, 33),
             Some(true),
@@ -350,12 +469,12 @@ mod tests {
     fn only_held_leases_of_the_pool_are_live_workers() {
         let observer = LeaseObserver::default();
         let now = Instant::now();
-        let mut released = lease("w-released", "p", T0, 10);
+        let mut released = lease("w-released", "p", &t(0), 10);
         released.spec.as_mut().unwrap().holder_identity = None;
         let leases = [
-            lease("w-ok", "p", T0, 10),
+            lease("w-ok", "p", &t(0), 10),
             released,
-            lease("w-other-pool", "q", T0, 10),
+            lease("w-other-pool", "q", &t(0), 10),
         ];
         let live = live_workers(&leases, "p", &observer, now);
         assert_eq!(
