@@ -17,7 +17,12 @@ use kube::{
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use troupe_crds::{Actor, ActorPool};
 
-use crate::{analysis::Analyzer, deployment::WorkerSettings, rollout::AlertHit};
+use crate::{
+    analysis::Analyzer,
+    deployment::WorkerSettings,
+    own_writes::{OwnCopies, OwnWrites},
+    rollout::AlertHit,
+};
 
 /// The operator's field manager for every write.
 pub const MANAGER: &str = "troupe-operator";
@@ -40,6 +45,8 @@ pub struct Context {
     pub leases_seen: crate::membership::LeaseObserver,
     /// Pools this process wrote, by uid: the resourceVersion it read before writing.
     written: OwnWrites,
+    /// Actors this process wrote, with their copies as written, until the cache shows them.
+    pub actor_writes: OwnCopies<Actor>,
     /// The core/v1 resources the API server serves (asked once).
     core_v1: tokio::sync::OnceCell<Vec<String>>,
     /// Firing alerts received by the webhook, by (namespace, pool), for the next reconcile.
@@ -79,6 +86,7 @@ impl Context {
             leadership: Default::default(),
             core_v1: Default::default(),
             written: Default::default(),
+            actor_writes: Default::default(),
             alerts: Mutex::new(HashMap::new()),
             rounds: Default::default(),
             poke,
@@ -127,50 +135,6 @@ impl Context {
             })
             .await;
         served.iter().any(|r| r == resource)
-    }
-}
-
-/// The objects this process changed, by uid, with the resourceVersion it read before: a cached
-/// copy with that version is stale (the watch has not brought the change yet), for at most
-/// `patience` — a watch that lags longer is not waited for.
-pub struct OwnWrites {
-    written: Mutex<HashMap<String, (String, std::time::Instant)>>,
-    patience: std::time::Duration,
-}
-
-impl Default for OwnWrites {
-    fn default() -> Self {
-        Self {
-            written: Mutex::default(),
-            patience: std::time::Duration::from_secs(5),
-        }
-    }
-}
-
-impl OwnWrites {
-    /// A write to the object `uid` read at version `read`, answered with version `after` (the
-    /// same version: the write changed nothing, so nothing is stale).
-    pub fn wrote(&self, uid: Option<String>, read: Option<String>, after: Option<String>) {
-        if let (Some(uid), Some(read)) = (uid, read)
-            && after.as_ref() != Some(&read)
-        {
-            let mut w = self.written.lock().unwrap_or_else(|e| e.into_inner());
-            w.insert(uid, (read, std::time::Instant::now()));
-        }
-    }
-
-    pub fn is_stale(&self, uid: Option<String>, version: Option<String>) -> bool {
-        let (Some(uid), Some(version)) = (uid, version) else {
-            return false;
-        };
-        let mut w = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        let stale = w
-            .get(&uid)
-            .is_some_and(|(read, at)| *read == version && at.elapsed() < self.patience);
-        if !stale {
-            w.remove(&uid);
-        }
-        stale
     }
 }
 
@@ -355,36 +319,5 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn some(s: &str) -> Option<String> {
-        Some(s.to_string())
-    }
-
-    #[test]
-    fn a_copy_read_before_our_own_change_is_stale_until_a_newer_one_arrives() {
-        let w = OwnWrites::default();
-        w.wrote(some("u"), some("10"), some("11"));
-        assert!(w.is_stale(some("u"), some("10")));
-        assert!(!w.is_stale(some("u"), some("11")), "the watch brought the change");
-        assert!(!w.is_stale(some("u"), some("10")), "forgotten once caught up");
-    }
-
-    #[test]
-    fn a_write_that_changed_nothing_or_a_lagging_watch_never_blocks() {
-        let w = OwnWrites::default();
-        w.wrote(some("u"), some("10"), some("10"));
-        assert!(!w.is_stale(some("u"), some("10")));
-        let impatient = OwnWrites {
-            patience: std::time::Duration::ZERO,
-            ..Default::default()
-        };
-        impatient.wrote(some("u"), some("10"), some("11"));
-        assert!(!impatient.is_stale(some("u"), some("10")));
     }
 }

@@ -161,6 +161,8 @@ fn decorate_worker(
     let mut env = vec![
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
+        // The worker's Lease names its pod as owner: deleted with the pod, not left behind.
+        field_env("POD_UID", "metadata.uid"),
         field_env("POD_IP", "status.podIP"),
         plain_env("TROUPE_POOL", name),
         plain_env("TROUPE_REVISION", revision),
@@ -335,6 +337,17 @@ mod tests {
                 .unwrap()
                 .field_path,
             "status.podIP"
+        );
+        assert_eq!(
+            e["POD_UID"]
+                .value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
+            "metadata.uid"
         );
         assert_eq!(e["TROUPE_MAILBOX_CAPACITY"].value.as_deref(), Some("10"));
         assert_eq!(e["TROUPE_MAILBOX_WHEN_FULL"].value.as_deref(), Some("DropOldest"));

@@ -12,6 +12,7 @@ pub mod http;
 pub mod leader;
 pub mod membership;
 pub mod orphans;
+pub mod own_writes;
 pub mod placement;
 pub mod pool_controller;
 pub mod revision;

@@ -39,6 +39,9 @@ pub struct LiveWorker {
     pub settled: bool,
     /// Where the worker's HTTP API listens (`host:port`, the lease's `troupe.dev/address`).
     pub address: Option<String>,
+    /// How long until the worker counts as gone unless it renews meanwhile: its pool is looked
+    /// at again then, so that a failover does not wait for the next periodic look.
+    pub lapses_in: Duration,
 }
 
 /// A lease not looked at for this long is gone (every live lease is looked at by every
@@ -151,14 +154,19 @@ impl LeaseObserver {
 
     /// As [`Self::is_live`], with `extra` patience on top of duration and grace.
     pub fn is_live_with(&self, lease: &Lease, now: Instant, extra: Duration) -> bool {
+        !self.lapses_in(lease, now, extra).is_zero()
+    }
+
+    /// How long `lease` stays live (with `extra` patience) unless renewed; zero once it is not.
+    pub fn lapses_in(&self, lease: &Lease, now: Instant, extra: Duration) -> Duration {
         let changed_at = self.observe(lease, now);
         let Some(spec) = lease.spec.as_ref() else {
-            return false;
+            return Duration::ZERO;
         };
         if spec.holder_identity.as_deref().is_none_or(str::is_empty) || spec.renew_time.is_none() {
-            return false;
+            return Duration::ZERO;
         }
-        now.saturating_duration_since(changed_at) < duration_of(lease) + GRACE + extra
+        (duration_of(lease) + GRACE + extra).saturating_sub(now.saturating_duration_since(changed_at))
     }
 }
 
@@ -222,7 +230,8 @@ pub fn live_workers<'a>(
     let mut out: Vec<LiveWorker> = judged
         .into_iter()
         .filter(|(l, live)| *live || (braking && observer.is_live_with(l, now, duration_of(l))))
-        .map(|(l, _)| LiveWorker {
+        .map(|(l, live)| LiveWorker {
+            lapses_in: observer.lapses_in(l, now, if live { Duration::ZERO } else { duration_of(l) }),
             name: l.name_any(),
             revision: l.labels().get(labels::REVISION).cloned().unwrap_or_default(),
             settled: observer.live_for(l, now) >= duration_of(l) * 2,
@@ -275,6 +284,17 @@ mod tests {
         assert!(observer.is_live(&renewed, start + Duration::from_secs(12)));
         assert!(observer.is_live(&renewed, start + Duration::from_secs(22)));
         assert!(!observer.is_live(&renewed, start + Duration::from_secs(23)));
+    }
+
+    #[test]
+    fn a_live_worker_says_when_it_would_lapse_so_its_pool_is_looked_at_then() {
+        let observer = LeaseObserver::default();
+        let start = Instant::now();
+        let l = lease("w", "p", &t(0), 10);
+        let lapse = |at: u64| live_workers([&l], "p", &observer, start + Duration::from_secs(at))[0].lapses_in;
+        assert_eq!(lapse(0), Duration::from_secs(11));
+        assert_eq!(lapse(4), Duration::from_secs(7));
+        assert!(live_workers([&l], "p", &observer, start + Duration::from_secs(11)).is_empty());
     }
 
     #[test]
@@ -480,6 +500,7 @@ mod tests {
         assert_eq!(
             live,
             vec![LiveWorker {
+                lapses_in: Duration::from_secs(11),
                 name: "w-ok".into(),
                 revision: "r1".into(),
                 settled: true,

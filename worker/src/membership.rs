@@ -29,6 +29,8 @@ pub const FIELD_MANAGER: &str = "troupe-worker";
 pub struct LeaseConfig {
     pub namespace: String,
     pub pod: String,
+    /// The pod's uid, when known: the Lease's owner, so that it goes with the pod.
+    pub pod_uid: Option<String>,
     pub pool: String,
     pub revision: String,
     pub address: String,
@@ -40,7 +42,7 @@ pub struct LeaseConfig {
 }
 
 fn lease_body(cfg: &LeaseConfig, acquired: &MicroTime) -> serde_json::Value {
-    json!({
+    let mut body = json!({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
         "metadata": {
@@ -55,7 +57,12 @@ fn lease_body(cfg: &LeaseConfig, acquired: &MicroTime) -> serde_json::Value {
             "acquireTime": acquired,
             "renewTime": MicroTime(Timestamp::now()),
         }
-    })
+    });
+    if let Some(uid) = &cfg.pod_uid {
+        body["metadata"]["ownerReferences"] =
+            json!([{"apiVersion": "v1", "kind": "Pod", "name": cfg.pod, "uid": uid}]);
+    }
+    body
 }
 
 /// Renews the lease forever. Each success extends the worker's proof ([`LeaseClock`]) from the
@@ -160,6 +167,7 @@ mod tests {
         LeaseConfig {
             namespace: "ns".into(),
             pod: "w-1".into(),
+            pod_uid: None,
             pool: "p".into(),
             revision: "r1".into(),
             address: "127.10.0.2:8080".into(),
@@ -181,5 +189,20 @@ mod tests {
         );
         assert_eq!(body["spec"]["holderIdentity"], "w-1");
         assert_eq!(body["spec"]["leaseDurationSeconds"], 10);
+        assert!(body["metadata"]["ownerReferences"].is_null());
+    }
+
+    #[test]
+    fn the_lease_is_owned_by_its_pod_so_it_goes_with_the_pod() {
+        let cfg = LeaseConfig {
+            pod_uid: Some("u-1".into()),
+            ..cfg()
+        };
+        let body = lease_body(&cfg, &MicroTime(Timestamp::now()));
+        let owner = &body["metadata"]["ownerReferences"][0];
+        assert_eq!(
+            (&owner["kind"], &owner["name"], &owner["uid"]),
+            (&json!("Pod"), &json!("w-1"), &json!("u-1"))
+        );
     }
 }

@@ -29,6 +29,10 @@ pub struct WorkerConfig {
     /// This pod's namespace, where its Actors and Lease live.
     #[arg(long, env = "POD_NAMESPACE")]
     pub namespace: String,
+    /// This pod's uid (downward API): the worker's Lease names the pod as its owner, so that
+    /// Kubernetes deletes the Lease with the pod.
+    #[arg(long, env = "POD_UID")]
+    pub pod_uid: Option<String>,
     /// This pod's IP (downward API); the API listens on it and other workers reach it there.
     #[arg(long, env = "POD_IP", default_value = "127.0.0.1")]
     pub pod_ip: String,
@@ -145,6 +149,7 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
     let lease_cfg = LeaseConfig {
         namespace: cfg.namespace.clone(),
         pod: cfg.pod.clone(),
+        pod_uid: cfg.pod_uid.clone().filter(|u| !u.is_empty()),
         pool: cfg.pool.clone(),
         revision: cfg.revision.clone(),
         address: listen.to_string(),

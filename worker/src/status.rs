@@ -296,7 +296,7 @@ pub async fn flush(
     written.retain(|k, _| live.contains(k));
     let changed: Vec<_> = snapshot
         .into_iter()
-        .filter(|(k, s)| needs_write(written.get(k), s, counter_every))
+        .filter(|(k, s)| s.publishable() && needs_write(written.get(k), s, counter_every))
         .collect();
     let (pod, revision) = (&host.config().pod, &host.config().revision);
     let results: Vec<_> = futures::stream::iter(changed)
@@ -355,6 +355,7 @@ mod tests {
                 message: "the actor is running".into(),
             }],
             published_phase: Some(ActorPhase::Running),
+            claimed: true,
         }
     }
 
@@ -432,6 +433,24 @@ mod tests {
         assert_eq!(p["status"]["phase"], "Migrating");
         assert_eq!(p["status"]["worker"], "w-1");
         assert_eq!(p["status"]["epoch"], 7);
+    }
+
+    #[test]
+    fn an_actor_is_published_only_once_claimed_unless_it_is_paused_or_failed() {
+        let mut s = status(0);
+        s.claimed = false;
+        for (phase, published) in [
+            (ActorPhase::Starting, false),
+            (ActorPhase::Pending, false),
+            (ActorPhase::Paused, true),
+            (ActorPhase::Failed, true),
+        ] {
+            s.phase = phase;
+            assert_eq!(s.publishable(), published, "{phase:?}");
+        }
+        s.claimed = true;
+        s.phase = ActorPhase::Starting;
+        assert!(s.publishable());
     }
 
     #[test]

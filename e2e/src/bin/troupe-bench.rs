@@ -161,8 +161,13 @@ async fn main() -> anyhow::Result<()> {
     let poll = Duration::from_millis((cli.actors as u64 / 10).max(100));
     let start = Instant::now();
     let mut running_at: BTreeMap<String, Instant> = BTreeMap::new();
+    // When each actor was first seen assigned (labelled with a worker): the operator's share.
+    let mut placed_at: BTreeMap<String, Instant> = BTreeMap::new();
     while running_at.len() < created_at.len() && start.elapsed() < Duration::from_secs(600) {
         for a in actors.list(&ListParams::default()).await?.items {
+            if a.labels().contains_key(troupe_crds::labels::WORKER) {
+                placed_at.entry(a.name_any()).or_insert_with(Instant::now);
+            }
             if a.status.as_ref().and_then(|s| s.phase) == Some(ActorPhase::Running) {
                 running_at.entry(a.name_any()).or_insert_with(Instant::now);
             }
@@ -182,6 +187,23 @@ async fn main() -> anyhow::Result<()> {
         pct(&lat, 0.99),
         pct(&lat, 1.0),
         poll.as_millis()
+    );
+    // Where the time went: the operator's placement, then the worker's start (its claim).
+    let split = |from: &BTreeMap<String, Instant>, to: &BTreeMap<String, Instant>| {
+        let mut d: Vec<f64> = from
+            .iter()
+            .filter_map(|(n, f)| to.get(n).map(|t| t.saturating_duration_since(*f).as_secs_f64()))
+            .collect();
+        d.sort_by(f64::total_cmp);
+        d
+    };
+    let (to_placed, to_running) = (split(&created_at, &placed_at), split(&placed_at, &running_at));
+    println!(
+        "  of which apply → placed p50 {:.2} s, p99 {:.2} s; placed → Running p50 {:.2} s, p99 {:.2} s",
+        pct(&to_placed, 0.5),
+        pct(&to_placed, 0.99),
+        pct(&to_running, 0.5),
+        pct(&to_running, 0.99)
     );
     if let Some(rss) = rss_mib(&cli.operator_pid_file) {
         println!("operator RSS with {} actors: {rss:.1} MiB", cli.actors);

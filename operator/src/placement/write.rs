@@ -130,6 +130,15 @@ async fn apply_actor_steps(
     let mut version = actor.resource_version();
     let generation = actor.metadata.generation;
     let mut placed = 0;
+    // The versions this sequence of writes went through, and the copy the last one returned.
+    let mut between = Vec::new();
+    let mut written: Option<Actor> = None;
+    let remember = |between: Vec<String>, written: Option<Actor>| {
+        if let Some(mut after) = written {
+            after.managed_fields_mut().clear();
+            ctx.actor_writes.wrote(actor, between, after);
+        }
+    };
     for step in steps {
         // Status first, then the label: the worker acts on the label, so whatever it does
         // (start, confirm a stop) comes after the status that explains it.
@@ -205,13 +214,22 @@ async fn apply_actor_steps(
                 api.patch(&name, &merge_params(), &Patch::Merge(body)).await
             };
             match result {
-                Ok(after) => version = after.resource_version(),
+                Ok(after) => {
+                    version = after.resource_version();
+                    if let Some(previous) = written.replace(after).and_then(|w| w.resource_version()) {
+                        between.push(previous);
+                    }
+                }
                 Err(kube::Error::Api(e)) if e.code == 409 => {
                     ctx.metrics.conflicts.inc();
+                    remember(between, written);
                     return Ok(Applied::Conflict);
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Applied::Done { placed }),
-                Err(e) => return Err(wrap(e)),
+                Err(e) => {
+                    remember(between, written);
+                    return Err(wrap(e));
+                }
             }
         }
         if matches!(step, Step::Assign { failover: false, .. }) {
@@ -219,6 +237,7 @@ async fn apply_actor_steps(
         }
         after_step(ctx, actor, step).await;
     }
+    remember(between, written);
     Ok(Applied::Done { placed })
 }
 

@@ -140,8 +140,15 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         Some(e) => Err(e),
         // Actors that changed under the decision are decided again from a fresh copy, soon.
         None if placed.conflicts > 0 => Ok(Action::requeue(Duration::from_millis(200))),
-        None => Ok(Action::requeue(RESYNC)),
+        // A lease running out is no event: looked at again when the first one would (a failover
+        // starts then, not up to RESYNC later), or after RESYNC.
+        None => Ok(Action::requeue(next_look(snap.next_lapse()))),
     }
+}
+
+/// When a pool is looked at again, given when its first live worker would lapse.
+fn next_look(next_lapse: Option<Duration>) -> Duration {
+    next_lapse.map_or(RESYNC, |lapse| (lapse + Duration::from_millis(20)).min(RESYNC))
 }
 
 /// Why this replica must not reconcile `pool` now, as the wait that follows.

@@ -53,6 +53,8 @@ impl Snapshot {
                     && a.spec.pool == name
                     && a.metadata.deletion_timestamp.is_none()
             })
+            // This process's own placement writes, where the watch has not brought them yet.
+            .map(|a| ctx.actor_writes.freshest(a))
             .collect();
         let live = observe_workers(ctx, &ns, &name, &actors).await?;
         let live_names = live.iter().map(|w| w.name.clone()).collect();
@@ -70,6 +72,11 @@ impl Snapshot {
             live_names,
             revision_of_worker,
         })
+    }
+
+    /// When the first of the live workers counts as gone unless it renews.
+    pub fn next_lapse(&self) -> Option<std::time::Duration> {
+        self.live.iter().map(|w| w.lapses_in).min()
     }
 
     /// The live workers of revision `rev`.

@@ -235,7 +235,9 @@ impl Host {
         };
         let events = self.events.clone();
         let key = slot.key.clone();
+        let in_flight = self.claims_in_flight.clone();
         tokio::spawn(async move {
+            let _permit = in_flight.acquire_owned().await;
             let outcome = claimer.claim(&key, epoch, version.as_deref(), &running).await;
             let _ = events.send(HostEvent::Claimed {
                 key,

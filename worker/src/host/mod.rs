@@ -152,6 +152,18 @@ pub struct RuntimeStatus {
     pub conditions: Vec<ConditionState>,
     /// The phase the API server last showed for the actor (another writer may have changed it).
     pub published_phase: Option<ActorPhase>,
+    /// Whether this worker claimed the assignment. Until it has, it says nothing about the
+    /// actor in its status: the claim is its first word (and may find the actor gone).
+    pub claimed: bool,
+}
+
+impl RuntimeStatus {
+    /// Whether the status writer publishes this status: not while the assignment is being
+    /// claimed (the claim writes the status; a write of "claiming" before it would be one more
+    /// write per start, unconditional, about an assignment that may be gone already).
+    pub fn publishable(&self) -> bool {
+        self.claimed || !matches!(self.phase, ActorPhase::Starting | ActorPhase::Pending)
+    }
 }
 
 /// A hosted actor, resolved once: sends skip the lookup by name. Valid while the actor stays on
@@ -299,6 +311,9 @@ impl Slot {
     }
 }
 
+/// How many claims a worker sends at once (as many as status writes: see `status::flush`).
+const CLAIMS_IN_FLIGHT: usize = 16;
+
 /// The host of one worker.
 pub struct Host {
     config: HostConfig,
@@ -310,6 +325,10 @@ pub struct Host {
     supervisor: ActorCell,
     router: RwLock<Option<Arc<dyn Router>>>,
     claimer: RwLock<Option<Arc<dyn Claimer>>>,
+    /// Bounds the claims in flight: hundreds of actors assigned at once (a new pool, a
+    /// failover) would otherwise send hundreds of writes at once to an API server that answers
+    /// them no sooner, and is slower for everyone meanwhile.
+    claims_in_flight: Arc<tokio::sync::Semaphore>,
     fenced: AtomicBool,
     /// Bumped at every fence; a fence is lifted only by a list of assignments made for it.
     fence_generation: AtomicU64,
@@ -345,6 +364,7 @@ impl Host {
             supervisor: supervisor.get_cell(),
             router: RwLock::new(None),
             claimer: RwLock::new(None),
+            claims_in_flight: Arc::new(tokio::sync::Semaphore::new(CLAIMS_IN_FLIGHT)),
             fenced: AtomicBool::new(false),
             fence_generation: AtomicU64::new(0),
             idle_clock: Arc::new(AtomicU64::new(0)),

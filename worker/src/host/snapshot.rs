@@ -68,6 +68,7 @@ pub(super) fn runtime_status(slot: &Slot, s: &SlotState) -> RuntimeStatus {
         observed_generation: s.generation,
         conditions,
         published_phase: s.published_phase,
+        claimed: s.claimed,
     }
 }
 
@@ -77,6 +78,7 @@ pub(super) fn running_status(slot: &Slot, s: &SlotState, at: DateTime<Utc>) -> R
     status.phase = ActorPhase::Running;
     status.last_transition = at;
     status.started_at = Some(at);
+    status.claimed = true;
     status.conditions[0] = ConditionState {
         type_: "Ready",
         status: true,
