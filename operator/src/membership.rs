@@ -291,7 +291,8 @@ mod tests {
         let observer = LeaseObserver::default();
         let start = Instant::now();
         let l = lease("w", "p", &t(0), 10);
-        let lapse = |at: u64| live_workers([&l], "p", &observer, start + Duration::from_secs(at))[0].lapses_in;
+        let lapse =
+            |at: u64| live_workers([&l], "p", &observer, start + Duration::from_secs(at))[0].lapses_in;
         assert_eq!(lapse(0), Duration::from_secs(11));
         assert_eq!(lapse(4), Duration::from_secs(7));
         assert!(live_workers([&l], "p", &observer, start + Duration::from_secs(11)).is_empty());

@@ -137,7 +137,8 @@ mod tests {
         }))
         .unwrap();
         if let Some(w) = worker {
-            a.labels_mut().insert(troupe_crds::labels::WORKER.into(), w.into());
+            a.labels_mut()
+                .insert(troupe_crds::labels::WORKER.into(), w.into());
         }
         a
     }
@@ -176,7 +177,10 @@ mod tests {
         for behind in ["1", "2"] {
             let seen = copies.freshest(Arc::new(actor(behind, None)));
             assert_eq!(seen.resource_version().as_deref(), Some("3"));
-            assert_eq!(seen.labels().get(troupe_crds::labels::WORKER).map(String::as_str), Some("w1"));
+            assert_eq!(
+                seen.labels().get(troupe_crds::labels::WORKER).map(String::as_str),
+                Some("w1")
+            );
         }
     }
 
