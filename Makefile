@@ -101,7 +101,9 @@ bench: ## Benchmarks, each beside a bare tokio baseline of the same run (record 
 	cargo bench -p troupe-worker --bench host
 
 .PHONY: bench-operator
-bench-operator: cluster-up ## Operator figures on the dev cluster: apply→Running p50/p99, steady-state writes, failover, RSS
+bench-operator: tools build ## Operator figures on a fresh dev cluster (its state is wiped first): apply→Running p50/p99, steady-state writes, failover, RSS
+	@$(DEV_ENV) e2e/cluster.sh clean >/dev/null 2>&1 || true
+	@$(DEV_ENV) e2e/cluster.sh up || { $(DEV_ENV) e2e/cluster.sh down; exit 1; }
 	$${CARGO_TARGET_DIR:-target}/debug/troupe-bench --kubeconfig .local/cluster/kubeconfig --admin-kubeconfig .local/cluster/admin.kubeconfig \
 	  --node-url http://127.0.0.1:28081 --operator-pid-file .local/cluster/pids/operator.pid --actors $${ACTORS:-1000} --workers 4
 

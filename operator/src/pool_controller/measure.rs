@@ -56,6 +56,7 @@ pub(super) fn measure(
     snap: &Snapshot,
     current: &Rollout,
 ) -> Option<Round> {
+    forget_deleted_pools(ctx);
     let target = snap.target.as_str();
     let revision = analysis_due(pool, current, target, snap.workers_of(target).len(), snap.now)?;
     let purpose = Purpose {
@@ -78,6 +79,12 @@ pub(super) fn measure(
     drop(rounds);
     spawn_round(ctx, pool, snap, current, key, purpose);
     None
+}
+
+/// Drops the rounds of pools deleted since: nothing would ever take them.
+fn forget_deleted_pools(ctx: &Context) {
+    let mut rounds = ctx.rounds.0.lock().unwrap_or_else(|e| e.into_inner());
+    rounds.retain(|(ns, name), _| ctx.pools.get(&ObjectRef::new(name).within(ns)).is_some());
 }
 
 fn spawn_round(
@@ -117,12 +124,16 @@ fn spawn_round(
                 .with_label_values(&[&format!("{:?}", r.outcome)])
                 .inc();
         }
-        ctx.rounds
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), State::Done(purpose, round));
-        ctx.poke(ObjectRef::new(&key.1).within(&key.0));
+        let pool_ref = ObjectRef::new(&key.1).within(&key.0);
+        let mut rounds = ctx.rounds.0.lock().unwrap_or_else(|e| e.into_inner());
+        // The pool may be gone by now (nothing would ever take the round): kept only if not.
+        if ctx.pools.get(&pool_ref).is_some() {
+            rounds.insert(key, State::Done(purpose, round));
+        } else {
+            rounds.remove(&key);
+        }
+        drop(rounds);
+        ctx.poke(pool_ref);
     });
 }
 

@@ -91,6 +91,7 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
 
     // Observe.
     let snap = Snapshot::observe(&ctx, &pool, &target, k8s_openapi::jiff::Timestamp::now()).await?;
+    let observed = started.elapsed();
     let round = measure::measure(&ctx, &pool, &snap, &current);
     let alert = peek_alert(&ctx, &pool, &snap);
     let command = command_of(&pool);
@@ -111,10 +112,12 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
     // Act.
     let access_error = workers::ensure_worker_access(&ctx, &pool).await;
     let deployed = workers::apply_workers(&ctx, &pool, &snap, &decision.next).await;
+    let workers_done = started.elapsed();
     if !ctx.leading() {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let placed = place::place_actors(&ctx, &pool, &snap, &decision.next).await;
+    let placed_done = started.elapsed();
     let acted_on = command.as_ref().is_some_and(|g| !g.handled) && decision.command_done;
     let last_command = last_command(&pool, command.as_ref(), acted_on);
     let outcome = status::Outcome {
@@ -135,7 +138,15 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
     {
         clear_command(&ctx, &pool, g.key, version.as_deref()).await?;
     }
-    tracing::debug!(pool = %snap.name, took = ?started.elapsed(), "pool reconciled");
+    tracing::debug!(
+        pool = %snap.name,
+        took = ?started.elapsed(),
+        ?observed,
+        ?workers_done,
+        ?placed_done,
+        placed = placed.placed,
+        "pool reconciled"
+    );
     match placed.error.or(deployed.error).or(access_error) {
         Some(e) => Err(e),
         // Actors that changed under the decision are decided again from a fresh copy, soon.

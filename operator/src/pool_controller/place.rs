@@ -23,6 +23,8 @@ pub(super) struct Placed {
     pub unplaced: usize,
     /// Actors that changed under the decision (decided again soon).
     pub conflicts: usize,
+    /// Plain placements written.
+    pub placed: usize,
     pub error: Option<Error>,
 }
 
@@ -77,6 +79,7 @@ pub(super) async fn place_actors(
     Placed {
         unplaced,
         conflicts: applied.conflicts,
+        placed: applied.placed,
         error: applied.error,
     }
 }
