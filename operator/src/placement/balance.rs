@@ -22,6 +22,17 @@ pub type Placement = BTreeMap<String, Option<String>>;
 
 /// Places `actors` (name → current worker, if any) on `workers`.
 pub fn place(actors: &BTreeMap<String, Option<String>>, workers: &[WorkerSlot]) -> Placement {
+    place_by_epoch(actors, workers, &BTreeMap::new())
+}
+
+/// As [`place`], with each actor's epoch (how many times it was assigned): to balance, the
+/// actors assigned the fewest times move first, so an actor that just failed over or moved is
+/// not moved again at once (another disruption of the same actor) while others never move.
+pub fn place_by_epoch(
+    actors: &BTreeMap<String, Option<String>>,
+    workers: &[WorkerSlot],
+    epochs: &BTreeMap<String, u64>,
+) -> Placement {
     let mut load: BTreeMap<&str, usize> = workers.iter().map(|w| (w.name.as_str(), 0)).collect();
     let cap: BTreeMap<&str, usize> = workers.iter().map(|w| (w.name.as_str(), w.capacity)).collect();
     let mut out: Placement = BTreeMap::new();
@@ -65,11 +76,17 @@ pub fn place(actors: &BTreeMap<String, Option<String>>, workers: &[WorkerSlot]) 
             if max_n <= min_n + 1 || max_w == min_w {
                 break;
             }
-            // The last actor (by name) of the busiest worker moves: deterministic.
+            // Of the busiest worker's actors, the one assigned the fewest times moves (the last
+            // by name among those): deterministic.
             let Some(actor) = out
                 .iter()
-                .rev()
-                .find(|(_, w)| w.as_deref() == Some(max_w.as_str()))
+                .filter(|(_, w)| w.as_deref() == Some(max_w.as_str()))
+                .max_by_key(|(a, _)| {
+                    (
+                        std::cmp::Reverse(epochs.get(*a).copied().unwrap_or(0)),
+                        a.as_str(),
+                    )
+                })
                 .map(|(a, _)| a.clone())
             else {
                 break;
@@ -169,6 +186,28 @@ mod tests {
         let after = place(&as_current(&first), &workers(&["w1", "w3"], 1000));
         assert_eq!(moves(&first, &after), on_w2);
         assert!(after.values().all(|w| w.as_deref() != Some("w2")));
+    }
+
+    #[test]
+    fn balancing_moves_the_actors_moved_least_and_leaves_one_that_just_failed_over() {
+        let w = workers(&["w1", "w2"], 1000);
+        let on_w1: BTreeMap<String, Option<String>> = ["a1", "a2", "a3"]
+            .iter()
+            .map(|a| (a.to_string(), Some("w1".to_string())))
+            .collect();
+        // a3 just failed over onto w1 (its fifth assignment); a1 and a2 never moved.
+        let epochs: BTreeMap<String, u64> = [("a1", 1), ("a2", 1), ("a3", 5)]
+            .iter()
+            .map(|(a, e)| (a.to_string(), *e))
+            .collect();
+        let p = place_by_epoch(&on_w1, &w, &epochs);
+        assert_eq!(moves(&on_w1, &p), 1);
+        assert_eq!(p["a3"].as_deref(), Some("w1"), "the actor that just moved stays");
+        assert_eq!(
+            p["a2"].as_deref(),
+            Some("w2"),
+            "the last by name among the least moved"
+        );
     }
 
     #[test]

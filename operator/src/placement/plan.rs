@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::ResourceExt;
 use troupe_crds::{Actor, ActorPhase, labels};
 
-use super::balance::{WorkerSlot, place};
+use super::balance::{WorkerSlot, place_by_epoch};
 
 /// Whether the actor already says it is Pending with condition Placed=False for `reason`.
 pub fn pending_because(a: &Actor, reason: &str) -> bool {
@@ -136,7 +136,7 @@ pub fn plan(actors: &[&Actor], live: &BTreeSet<String>, eligible: &[WorkerSlot])
             }
         }
     }
-    let placement = place(&current, eligible);
+    let placement = place_by_epoch(&current, eligible, &epochs);
     let orphaned: BTreeSet<String> = steps
         .iter()
         .filter_map(|s| match s {
