@@ -76,11 +76,11 @@ pub struct ActorSpec {
     #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"))]
     pub behavior: String,
 
-    /// Free-form configuration handed to the actor when it starts. A change restarts the actor
-    /// with the new configuration.
+    /// Free-form configuration handed to the actor when it starts (an object, nested at most 64
+    /// levels deep). A change restarts the actor with the new configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::common::free_form_object_schema")]
-    pub config: Option<serde_json::Map<String, serde_json::Value>>,
+    pub config: Option<crate::ActorConfig>,
 
     /// Sends the actor a tick on a schedule: `every 30s` (units ms, s, m, h, d), a cron macro such
     /// as `@hourly`, or a cron expression with 5 to 7 fields (`0 */2 * * *`). Times are UTC.

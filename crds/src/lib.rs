@@ -16,6 +16,7 @@
 
 pub mod actor;
 pub mod common;
+pub mod config;
 pub mod duration;
 pub mod generate;
 pub mod lease_clock;
@@ -26,6 +27,7 @@ pub use actor::{
     RestartPolicySpec,
 };
 pub use common::{GROUP, VERSION, labels};
+pub use config::ActorConfig;
 pub use pool::{
     AbortKind, AbortReason, ActorCounts, ActorPool, ActorPoolSpec, ActorPoolStatus, AlertRollbackSpec,
     AnalysisSpec, AnalysisStatus, AnalysisStep, BlueGreenStrategy, BuiltinMetric, CanaryStep, CanaryStrategy,

@@ -290,16 +290,27 @@ impl Host {
             let mut s = slot.lock();
             (s.spec.clone(), slot.key.clone(), s.epoch, s.claim.take())
         };
-        let config = spec.config.clone().unwrap_or_default();
-        let behavior = match self.registry.build(
-            &spec.behavior,
-            &ActorInit {
-                namespace: &key.namespace,
-                name: &key.name,
-                epoch,
-                config: &config,
-            },
-        ) {
+        // Read here, not when the Actor was listed: a config no one can read fails this actor
+        // alone (see `troupe_crds::config`).
+        let config = spec
+            .config
+            .as_ref()
+            .map(troupe_crds::ActorConfig::parse)
+            .transpose()
+            .map(Option::unwrap_or_default)
+            .map_err(crate::behavior::BuildError::InvalidConfig);
+        let built = config.and_then(|config| {
+            self.registry.build(
+                &spec.behavior,
+                &ActorInit {
+                    namespace: &key.namespace,
+                    name: &key.name,
+                    epoch,
+                    config: &config,
+                },
+            )
+        });
+        let behavior = match built {
             Ok(b) => b,
             Err(e) => {
                 let mut s = slot.lock();

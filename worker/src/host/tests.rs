@@ -10,7 +10,10 @@ fn spec(behavior: &str, config: Value) -> ActorSpec {
     ActorSpec {
         pool: "p".into(),
         behavior: behavior.into(),
-        config: config.as_object().cloned(),
+        config: config
+            .as_object()
+            .cloned()
+            .map(troupe_crds::ActorConfig::from_map),
         schedule: None,
         paused: false,
         trigger: None,
@@ -49,6 +52,22 @@ async fn an_assigned_actor_runs_and_answers_asks_with_its_state() {
     let s = phase_becomes(&host, &key, ActorPhase::Running).await;
     assert_eq!(s.messages_processed, 2);
     assert_eq!(s.observed_generation, Some(1));
+}
+
+#[tokio::test]
+async fn a_config_nested_too_deep_fails_that_actor_alone_with_the_reason() {
+    let host = host().await;
+    let deep = format!("{}1{}", "{\"a\":".repeat(500), "}".repeat(500));
+    let mut bad = spec("echo", json!({}));
+    bad.config = Some(serde_json::from_str(&deep).unwrap());
+    let (bad_key, good_key) = (ActorKey::new("ns", "deep"), ActorKey::new("ns", "fine"));
+    host.upsert(bad_key.clone(), bad, Some(1)).await;
+    host.upsert(good_key.clone(), spec("counter", json!({"start": 1})), Some(1))
+        .await;
+    let s = phase_becomes(&host, &bad_key, ActorPhase::Failed).await;
+    assert_eq!(s.conditions[0].reason, "InvalidConfig");
+    assert!(s.last_error.unwrap().contains("500 levels deep"));
+    phase_becomes(&host, &good_key, ActorPhase::Running).await;
 }
 
 #[tokio::test]
@@ -108,7 +127,10 @@ async fn the_circuit_breaker_pauses_the_actor_and_an_edit_closes_it() {
         host.tell(&key, json!(1)).await,
         Err(DeliveryError::Paused(_))
     ));
-    s.config = json!({"failureRate": 0.0}).as_object().cloned();
+    s.config = json!({"failureRate": 0.0})
+        .as_object()
+        .cloned()
+        .map(troupe_crds::ActorConfig::from_map);
     host.upsert(key.clone(), s, Some(2)).await;
     phase_becomes(&host, &key, ActorPhase::Running).await;
     assert_eq!(
