@@ -1,11 +1,14 @@
 //! An actor's free-form config, kept as the JSON text the API server sent.
 //!
-//! Every Rust client (operator, workers, plugin) parses each watch event whole, and serde_json
-//! refuses a document nested deeper than 128 levels: had `config` been parsed into values, one
-//! Actor with a config nested deeper than that (the API server accepts up to 10,000 levels) would
-//! fail every list and watch of Actors, and with them every actor of the namespace. Kept as text,
-//! the config is skipped over without that limit; it is parsed only by the worker that starts
-//! the actor, where a config it cannot read fails that actor alone, with the reason.
+//! Every Rust client (operator, workers, plugin) parses API answers with serde_json, which
+//! refuses a document nested deeper than 128 levels; the API server accepts up to 10,000. Parsed
+//! into values, one Actor with a deeper config fails every read that includes it. Kept as text,
+//! the config is skipped over without that limit, and parsed only by the worker that starts the
+//! actor, where a config it cannot read fails that actor alone, with the reason.
+//!
+//! Not yet enough on its own: kube's `ObjectList` (every list, and so every watcher's initial
+//! list) is read through serde's buffering of flattened fields, which applies the limit again.
+//! Watch events and single reads are safe; lists are issue #14's next step (streaming lists).
 
 use std::fmt;
 
