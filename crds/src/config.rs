@@ -6,9 +6,10 @@
 //! the config is skipped over without that limit, and parsed only by the worker that starts the
 //! actor, where a config it cannot read fails that actor alone, with the reason.
 //!
-//! Not yet enough on its own: kube's `ObjectList` (every list, and so every watcher's initial
-//! list) is read through serde's buffering of flattened fields, which applies the limit again.
-//! Watch events and single reads are safe; lists are issue #14's next step (streaming lists).
+//! Not yet enough on its own, as found by an end-to-end run: kube reads a plain list
+//! (`ObjectList`) through serde's buffering of flattened fields, which applies the limit again;
+//! and every stored Actor carries `managedFields` whose `fieldsV1` mirror the config's nesting,
+//! read into a `serde_json::Value`. Issue #14 tracks the rest.
 
 use std::fmt;
 
