@@ -13,7 +13,7 @@
 //! whose lease came back while the operator was failing it over never starts an actor that the
 //! operator has meanwhile given to another worker.
 
-use super::{ActorKey, RuntimeStatus};
+use super::*;
 
 /// The outcome of a claim.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,4 +39,80 @@ pub trait Claimer: Send + Sync {
         resource_version: Option<&str>,
         running: &RuntimeStatus,
     ) -> Claim;
+}
+
+impl Host {
+    /// Statuses that claims wrote since the last call, of actors that started as claimed.
+    pub fn take_claimed(&self) -> Vec<(ActorKey, RuntimeStatus)> {
+        std::mem::take(&mut *self.claim_statuses.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Claims the assignment (once per assignment and after every fence); the actor starts when
+    /// the claim comes back won.
+    pub(super) fn begin_claim(&self, slot: &Arc<Slot>) {
+        let (epoch, version, incarnation, running) = {
+            let mut s = slot.lock();
+            if s.claiming {
+                return;
+            }
+            s.claiming = true;
+            let running = snapshot::running_status(slot, &s, Utc::now());
+            s.claim = Some(running.clone());
+            (s.epoch, s.resource_version.clone(), s.incarnation, running)
+        };
+        self.set_phase(
+            slot,
+            ActorPhase::Starting,
+            "Claiming",
+            "recording this worker as the actor's only host",
+        );
+        let Some(claimer) = self.claimer.read().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return;
+        };
+        let events = self.events.clone();
+        let key = slot.key.clone();
+        let in_flight = self.claims_in_flight.clone();
+        tokio::spawn(async move {
+            let _permit = in_flight.acquire_owned().await;
+            let outcome = claimer.claim(&key, epoch, version.as_deref(), &running).await;
+            let _ = events.send(HostEvent::Claimed {
+                key,
+                incarnation,
+                outcome,
+            });
+        });
+    }
+
+    /// A claim came back: start on a win; on a loss, the assignment is gone (the watch removes
+    /// it); on a failure, try again after a pause.
+    pub(super) async fn claimed(&self, key: ActorKey, incarnation: u64, outcome: Claim) {
+        let Some(slot) = self.slot(&key) else { return };
+        {
+            let mut s = slot.lock();
+            if s.incarnation != incarnation || !s.claiming {
+                return;
+            }
+            s.claiming = false;
+            s.claimed = outcome == Claim::Won;
+            if !s.claimed {
+                s.claim = None;
+            }
+        }
+        match outcome {
+            Claim::Won => self.reconcile(&slot).await,
+            Claim::Lost(why) => {
+                tracing::info!(actor = %key, %why, "claim lost: the actor is no longer assigned here");
+                self.set_phase(&slot, ActorPhase::Pending, "Reassigned", &why);
+            }
+            Claim::Failed(why) => {
+                tracing::warn!(actor = %key, %why, "claiming the actor failed; retrying");
+                self.set_phase(&slot, ActorPhase::Starting, "Claiming", &why);
+                let events = self.events.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = events.send(HostEvent::Restart { key, incarnation });
+                });
+            }
+        }
+    }
 }
