@@ -22,16 +22,18 @@ pub type Placement = BTreeMap<String, Option<String>>;
 
 /// Places `actors` (name → current worker, if any) on `workers`.
 pub fn place(actors: &BTreeMap<String, Option<String>>, workers: &[WorkerSlot]) -> Placement {
-    place_by_epoch(actors, workers, &BTreeMap::new())
+    place_by_age(actors, workers, &BTreeMap::new())
 }
 
-/// As [`place`], with each actor's epoch (how many times it was assigned): to balance, the
-/// actors assigned the fewest times move first, so an actor that just failed over or moved is
-/// not moved again at once (another disruption of the same actor) while others never move.
-pub fn place_by_epoch(
+/// As [`place`], with when each actor last started (Unix seconds; absent: not started yet): to
+/// balance, the actors started most recently move first. They have the least to lose (an actor
+/// that just failed over was restarted anyway, its in-memory state already gone), and a worker's
+/// death then disrupts only its own actors, even when the pod that replaces it joins after they
+/// failed over elsewhere: they are the ones moved on to it, not the survivors' long-running ones.
+pub fn place_by_age(
     actors: &BTreeMap<String, Option<String>>,
     workers: &[WorkerSlot],
-    epochs: &BTreeMap<String, u64>,
+    started: &BTreeMap<String, i64>,
 ) -> Placement {
     let mut load: BTreeMap<&str, usize> = workers.iter().map(|w| (w.name.as_str(), 0)).collect();
     let cap: BTreeMap<&str, usize> = workers.iter().map(|w| (w.name.as_str(), w.capacity)).collect();
@@ -76,17 +78,12 @@ pub fn place_by_epoch(
             if max_n <= min_n + 1 || max_w == min_w {
                 break;
             }
-            // Of the busiest worker's actors, the one assigned the fewest times moves (the last
-            // by name among those): deterministic.
+            // Of the busiest worker's actors, the one started last moves (the last by name among
+            // equals): deterministic.
             let Some(actor) = out
                 .iter()
                 .filter(|(_, w)| w.as_deref() == Some(max_w.as_str()))
-                .max_by_key(|(a, _)| {
-                    (
-                        std::cmp::Reverse(epochs.get(*a).copied().unwrap_or(0)),
-                        a.as_str(),
-                    )
-                })
+                .max_by_key(|(a, _)| (started.get(*a).copied().unwrap_or(i64::MAX), a.as_str()))
                 .map(|(a, _)| a.clone())
             else {
                 break;
@@ -189,25 +186,26 @@ mod tests {
     }
 
     #[test]
-    fn balancing_moves_the_actors_moved_least_and_leaves_one_that_just_failed_over() {
+    fn balancing_moves_the_actors_started_last_so_a_dead_workers_death_moves_only_its_own() {
         let w = workers(&["w1", "w2"], 1000);
-        let on_w1: BTreeMap<String, Option<String>> = ["a1", "a2", "a3"]
+        // w1 hosts its own a1 and a2 (running for an hour) and a3 and a4, which just failed
+        // over onto it; w2 is the pod that replaced the dead worker.
+        let on_w1: BTreeMap<String, Option<String>> = ["a1", "a2", "a3", "a4"]
             .iter()
             .map(|a| (a.to_string(), Some("w1".to_string())))
             .collect();
-        // a3 just failed over onto w1 (its fifth assignment); a1 and a2 never moved.
-        let epochs: BTreeMap<String, u64> = [("a1", 1), ("a2", 1), ("a3", 5)]
+        let started: BTreeMap<String, i64> = [("a1", 1_000), ("a2", 1_000), ("a3", 4_600), ("a4", 4_601)]
             .iter()
-            .map(|(a, e)| (a.to_string(), *e))
+            .map(|(a, t)| (a.to_string(), *t))
             .collect();
-        let p = place_by_epoch(&on_w1, &w, &epochs);
-        assert_eq!(moves(&on_w1, &p), 1);
-        assert_eq!(p["a3"].as_deref(), Some("w1"), "the actor that just moved stays");
+        let p = place_by_age(&on_w1, &w, &started);
+        assert_eq!(moves(&on_w1, &p), 2);
         assert_eq!(
-            p["a2"].as_deref(),
-            Some("w2"),
-            "the last by name among the least moved"
+            (p["a1"].as_deref(), p["a2"].as_deref()),
+            (Some("w1"), Some("w1")),
+            "the long-running actors stay"
         );
+        assert_eq!((p["a3"].as_deref(), p["a4"].as_deref()), (Some("w2"), Some("w2")));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::ResourceExt;
 use troupe_crds::{Actor, ActorPhase, labels};
 
-use super::balance::{WorkerSlot, place_by_epoch};
+use super::balance::{WorkerSlot, place_by_age};
 
 /// Whether the actor already says it is Pending with condition Placed=False for `reason`.
 pub fn pending_because(a: &Actor, reason: &str) -> bool {
@@ -136,7 +136,14 @@ pub fn plan(actors: &[&Actor], live: &BTreeSet<String>, eligible: &[WorkerSlot])
             }
         }
     }
-    let placement = place_by_epoch(&current, eligible, &epochs);
+    let started: BTreeMap<String, i64> = actors
+        .iter()
+        .filter_map(|a| {
+            let at = a.status.as_ref()?.started_at.as_ref()?;
+            Some((a.name_any(), at.0.as_second()))
+        })
+        .collect();
+    let placement = place_by_age(&current, eligible, &started);
     let orphaned: BTreeSet<String> = steps
         .iter()
         .filter_map(|s| match s {
