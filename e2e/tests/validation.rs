@@ -76,6 +76,28 @@ fn bad_manifests() -> Vec<(&'static str, String, &'static str)> {
             "analysis metric names must be unique",
         ),
         (
+            "an analysis interval of zero",
+            pool("  analysis:\n    interval: 0s\n    metrics: [{name: e, template: ErrorRate}]\n"),
+            "analysis interval must be between 1s and 24h",
+        ),
+        (
+            "an analysis interval below a second",
+            pool("  analysis:\n    interval: 500ms\n    metrics: [{name: e, template: ErrorRate}]\n"),
+            "analysis interval must be between 1s and 24h",
+        ),
+        (
+            "an analysis interval of centuries",
+            pool("  analysis:\n    interval: 1000000h\n    metrics: [{name: e, template: ErrorRate}]\n"),
+            "analysis interval must be between 1s and 24h",
+        ),
+        (
+            "an analysis step naming an undefined metric",
+            pool(
+                "  strategy:\n    canary:\n      steps: [{setWeight: 10}, {analysis: {metrics: [latency]}}]\n  analysis:\n    metrics: [{name: errors, template: ErrorRate}]\n",
+            ),
+            "every metric a canary analysis step names must be defined in spec.analysis.metrics",
+        ),
+        (
             "a block timeout without the Block policy",
             pool("  mailbox: {capacity: 10, whenFull: Reject, blockTimeout: 1s}\n"),
             "mailbox.blockTimeout only applies when mailbox.whenFull is Block",

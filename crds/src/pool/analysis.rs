@@ -13,9 +13,14 @@ use crate::common::DURATION_PATTERN;
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisSpec {
-    /// How often each metric is measured.
+    /// How often each metric is measured: from 1s to 24h. (A shorter interval would judge a
+    /// revision on a window with no data in it.)
     #[serde(default = "default_interval")]
-    #[schemars(pattern(DURATION_PATTERN))]
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "!self.matches('^([0-9]+(ms|s|m|h))+$') || (duration(self) >= duration('1s') && duration(self) <= duration('24h'))",
+         "message": "analysis interval must be between 1s and 24h"}
+    ]))]
     pub interval: String,
     /// Failed measurements tolerated; one more aborts the rollout.
     #[serde(default)]

@@ -76,6 +76,10 @@ pub use status::{
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.strategy) || !has(self.strategy.canary) || self.strategy.canary.steps.all(s, !has(s.analysis) || !has(s.analysis.metrics) || (has(self.analysis) && s.analysis.metrics.all(m, self.analysis.metrics.exists(d, d.name == m))))",
+     "message": "every metric a canary analysis step names must be defined in spec.analysis.metrics"}
+]))]
 pub struct ActorPoolSpec {
     /// How many worker pods the pool runs (per revision during a blue-green rollout). Works with
     /// `kubectl scale actorpool` and a HorizontalPodAutoscaler through the scale subresource.
