@@ -76,6 +76,11 @@ fn bad_manifests() -> Vec<(&'static str, String, &'static str)> {
             "analysis metric names must be unique",
         ),
         (
+            "a mailbox block timeout of days",
+            pool("  mailbox: {whenFull: Block, blockTimeout: 72h}\n"),
+            "mailbox.blockTimeout must be at most 10m",
+        ),
+        (
             "an analysis interval of zero",
             pool("  analysis:\n    interval: 0s\n    metrics: [{name: e, template: ErrorRate}]\n"),
             "analysis interval must be between 1s and 24h",

@@ -74,6 +74,68 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
 }
 
+impl WorkerConfig {
+    /// Refuses settings the worker cannot run with, naming the variable and the allowed range.
+    /// They come from the pod's env, which a pool's template can override: a zero period would
+    /// otherwise panic a timer, and a renew period as long as the lease would leave no proof.
+    pub fn check(&self) -> Result<(), String> {
+        let secs = Duration::from_secs;
+        let ms = Duration::from_millis;
+        let within = |name: &str, v: Duration, min: Duration, max: Duration| {
+            if v < min || v > max {
+                Err(format!(
+                    "{name}={v:?} is out of range: it must be between {min:?} and {max:?}"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        within("TROUPE_LEASE_DURATION", self.lease_duration, secs(2), secs(600))?;
+        // The proof ends `renew + 1 s` before the lease: at least a second of it must remain.
+        let renew_max = self.lease_duration.saturating_sub(secs(2)).max(ms(100));
+        within("TROUPE_LEASE_RENEW", self.lease_renew, ms(100), renew_max)?;
+        within("TROUPE_STATUS_EVERY", self.status_every, ms(10), secs(60))?;
+        within(
+            "TROUPE_STATUS_COUNTERS_EVERY",
+            self.status_counters_every,
+            ms(100),
+            secs(3600),
+        )?;
+        within(
+            "TROUPE_PASSIVATE_AFTER",
+            self.passivate_after,
+            Duration::ZERO,
+            secs(86_400),
+        )?;
+        // Fencing stops every actor within the margin (renew + 1 s).
+        within(
+            "TROUPE_STOP_DEADLINE",
+            self.stop_deadline,
+            ms(1),
+            self.lease_renew + secs(1),
+        )?;
+        within(
+            "TROUPE_DRAIN_TIMEOUT",
+            self.drain_timeout,
+            Duration::ZERO,
+            secs(600),
+        )?;
+        within(
+            "TROUPE_MAILBOX_BLOCK_TIMEOUT",
+            self.mailbox_block_timeout,
+            Duration::ZERO,
+            secs(600),
+        )?;
+        if !(1..=1_000_000).contains(&self.mailbox_capacity) {
+            return Err(format!(
+                "TROUPE_MAILBOX_CAPACITY={} is out of range: it must be between 1 and 1000000",
+                self.mailbox_capacity
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     troupe_crds::duration::parse_duration(s).map_err(|e| e.to_string())
 }
@@ -91,6 +153,8 @@ fn parse_policy(s: &str) -> Result<MailboxFullPolicy, String> {
 
 /// Runs a worker with `registry`'s behaviours until SIGTERM, then shuts down gracefully.
 pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
+    cfg.check()
+        .map_err(|e| anyhow::anyhow!("invalid worker settings: {e}"))?;
     let client = Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to the Kubernetes API: {e}"))?;
@@ -240,5 +304,46 @@ pub fn init_tracing() {
         builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        worker: WorkerConfig,
+    }
+
+    fn config(extra: &[&str]) -> WorkerConfig {
+        let base = ["worker", "--pod", "w", "--namespace", "ns", "--pool", "p"];
+        Cli::try_parse_from(base.iter().chain(extra)).unwrap().worker
+    }
+
+    #[test]
+    fn the_default_settings_pass_the_check() {
+        assert_eq!(config(&[]).check(), Ok(()));
+    }
+
+    #[test]
+    fn settings_that_would_panic_or_leave_no_lease_proof_are_refused_by_name() {
+        for (args, named) in [
+            (&["--lease-renew", "0s"][..], "TROUPE_LEASE_RENEW=0ns"),
+            (&["--status-every", "0s"][..], "TROUPE_STATUS_EVERY=0ns"),
+            (&["--lease-duration", "0s"][..], "TROUPE_LEASE_DURATION=0ns"),
+            (
+                &["--lease-duration", "4s", "--lease-renew", "3s"][..],
+                "TROUPE_LEASE_RENEW=3s",
+            ),
+            (&["--mailbox-capacity", "0"][..], "TROUPE_MAILBOX_CAPACITY=0"),
+            (&["--stop-deadline", "10s"][..], "TROUPE_STOP_DEADLINE=10s"),
+        ] {
+            let why = config(args).check().unwrap_err();
+            assert!(why.starts_with(named), "{args:?}: {why}");
+            assert!(why.contains("must be between"), "{why}");
+        }
     }
 }

@@ -150,9 +150,13 @@ pub struct MailboxSpec {
     /// (the sender waits up to `blockTimeout`, then gets 429).
     #[serde(default)]
     pub when_full: MailboxFullPolicy,
-    /// With `whenFull: Block`, how long a sender waits for room. Default 1s.
+    /// With `whenFull: Block`, how long a sender waits for room: at most 10m. Default 1s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(DURATION_PATTERN))]
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "!self.matches('^([0-9]+(ms|s|m|h))+$') || duration(self) <= duration('10m')",
+         "message": "mailbox.blockTimeout must be at most 10m"}
+    ]))]
     pub block_timeout: Option<String>,
 }
 
