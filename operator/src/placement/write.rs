@@ -235,14 +235,14 @@ async fn apply_actor_steps(
         if matches!(step, Step::Assign { failover: false, .. }) {
             placed += 1;
         }
-        after_step(ctx, actor, step).await;
+        after_step(ctx, actor, step, !revision_of_worker.is_empty()).await;
     }
     remember(between, written);
     Ok(Applied::Done { placed })
 }
 
-/// Metrics and Events of a step that was written.
-async fn after_step(ctx: &Context, actor: &Actor, step: &Step) {
+/// Metrics and Events of a step that was written; `any_live`: the pool has a live worker.
+async fn after_step(ctx: &Context, actor: &Actor, step: &Step, any_live: bool) {
     match step {
         Step::Assign { worker, failover, .. } => {
             ctx.metrics.placements.inc();
@@ -261,10 +261,13 @@ async fn after_step(ctx: &Context, actor: &Actor, step: &Step) {
             event(ctx, actor, EventType::Normal, "Moving", "Move", note).await;
         }
         Step::Orphan { .. } => {}
-        Step::Unplaceable { .. } => {
+        // Workers full, or gone: a Warning on each actor. No worker live at all (a new pool,
+        // or one scaled from zero, whose workers are starting) is normal: the pool says it once.
+        Step::Unplaceable { .. } if any_live => {
             let note = "no live worker of its pool has room".to_string();
             event(ctx, actor, EventType::Warning, "NoWorker", "Place", note).await;
         }
+        Step::Unplaceable { .. } => {}
     }
 }
 

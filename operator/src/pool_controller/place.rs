@@ -68,6 +68,11 @@ pub(super) async fn place_actors(
         &snap.revision_of_worker,
     )
     .await;
+    // Starting up is normal: said once per reconcile on the pool, not as a Warning per actor.
+    if unplaced > 0 && snap.live.is_empty() {
+        let note = format!("{unplaced} actors wait for the pool's workers to start");
+        pool_event(ctx, pool, &snap.target, false, "WaitingForWorkers", note).await;
+    }
     // What was written, not what was planned: a refused write is decided again, not announced.
     if applied.placed > 0 {
         let note = format!(

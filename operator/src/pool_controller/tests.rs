@@ -585,3 +585,50 @@ async fn a_lagging_lease_cache_does_not_count_as_a_renewal_after_a_fresh_read() 
         .await
         .expect("the reconcile succeeds");
 }
+
+/// A new pool's workers are starting: its actors are Pending (reason NoWorker) and the pool says
+/// once, as a Normal Event, that they wait; no Warning per actor (that read as failure).
+#[tokio::test]
+async fn actors_of_a_pool_whose_workers_are_starting_wait_with_one_normal_pool_event() {
+    let pool = ActorPool::test("p").replicas(2);
+    let a1 = Actor::test("a1").version("31");
+    let a2 = Actor::test("a2").version("32");
+    let (ctx, server) = test_context(Caches {
+        pools: vec![pool.clone()],
+        actors: vec![a1.clone(), a2.clone()],
+        leases: vec![],
+        deployments: vec![deployment_of(&pool)],
+    });
+    let pending = json!({"phase": "Pending"});
+    let script = vec![
+        no_core_v1(),
+        Stage::interleaved(vec![
+            vec![actor_status(
+                &a1,
+                "waiting",
+                "31",
+                pending.clone(),
+                ("False", "NoWorker"),
+                "33",
+            )],
+            vec![actor_status(
+                &a2,
+                "waiting",
+                "32",
+                pending,
+                ("False", "NoWorker"),
+                "34",
+            )],
+        ]),
+        Expected::event("Normal", "WaitingForWorkers", "p")
+            .body_with(|body| {
+                let note = body["note"].as_str().unwrap_or_default();
+                assert!(note.starts_with("2 actors wait"), "{note}");
+            })
+            .into(),
+        pool_status(&pool, |_| {}),
+    ];
+    run_scenario(ctx, server, script, |ctx| reconcile(pool.clone().into(), ctx))
+        .await
+        .expect("the reconcile succeeds");
+}
