@@ -304,6 +304,12 @@ mod tests {
         );
     }
 
+    /// The downward-API field an env variable is read from.
+    fn field_path<'a>(env: &'a BTreeMap<String, EnvVar>, name: &str) -> &'a str {
+        let from = env[name].value_from.as_ref().and_then(|v| v.field_ref.as_ref());
+        from.map_or("", |f| f.field_path.as_str())
+    }
+
     #[test]
     fn workers_get_downward_api_env_pool_settings_and_the_users_values_win() {
         let d = build_deployment(
@@ -316,39 +322,9 @@ mod tests {
             },
         );
         let e = env(&d);
-        assert_eq!(
-            e["POD_NAME"]
-                .value_from
-                .as_ref()
-                .unwrap()
-                .field_ref
-                .as_ref()
-                .unwrap()
-                .field_path,
-            "metadata.name"
-        );
-        assert_eq!(
-            e["POD_IP"]
-                .value_from
-                .as_ref()
-                .unwrap()
-                .field_ref
-                .as_ref()
-                .unwrap()
-                .field_path,
-            "status.podIP"
-        );
-        assert_eq!(
-            e["POD_UID"]
-                .value_from
-                .as_ref()
-                .unwrap()
-                .field_ref
-                .as_ref()
-                .unwrap()
-                .field_path,
-            "metadata.uid"
-        );
+        assert_eq!(field_path(&e, "POD_NAME"), "metadata.name");
+        assert_eq!(field_path(&e, "POD_IP"), "status.podIP");
+        assert_eq!(field_path(&e, "POD_UID"), "metadata.uid");
         assert_eq!(e["TROUPE_MAILBOX_CAPACITY"].value.as_deref(), Some("10"));
         assert_eq!(e["TROUPE_MAILBOX_WHEN_FULL"].value.as_deref(), Some("DropOldest"));
         assert_eq!(

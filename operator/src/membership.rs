@@ -82,13 +82,60 @@ struct Seen {
     stale_when_first_seen: bool,
 }
 
+/// What this operator has seen of one lease, as of one look at it.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation {
+    /// When its renewal last changed.
+    changed_at: Instant,
+    /// Since when it has been live without a lapse.
+    live_since: Instant,
+    /// Dead already when this operator first saw it, and not renewed since.
+    stale_when_first_seen: bool,
+    /// Held and renewed at least once (a holder and a renewTime).
+    held: bool,
+    /// Its duration.
+    duration: Duration,
+}
+
+impl Observation {
+    /// How long it stays live (with `extra` patience on top of duration and [`GRACE`]) unless
+    /// renewed; zero once it is not.
+    pub fn lapses_in(&self, now: Instant, extra: Duration) -> Duration {
+        if !self.held {
+            return Duration::ZERO;
+        }
+        (self.duration + GRACE + extra).saturating_sub(now.saturating_duration_since(self.changed_at))
+    }
+
+    /// Whether it is live: held, and renewed (as this operator saw it) within its duration plus
+    /// [`GRACE`].
+    pub fn is_live(&self, now: Instant) -> bool {
+        !self.lapses_in(now, Duration::ZERO).is_zero()
+    }
+
+    /// Whether it went quiet long ago: more than two durations and the grace since its last
+    /// renewal this operator saw, or dead already when this operator first saw it. Such a lease
+    /// tells nothing about an outage happening now.
+    pub fn long_quiet(&self, now: Instant) -> bool {
+        self.stale_when_first_seen
+            || now.saturating_duration_since(self.changed_at) >= self.duration * 2 + GRACE
+    }
+
+    /// Live without a lapse for at least two durations (see [`LiveWorker::settled`]).
+    pub fn settled(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.live_since) >= self.duration * 2
+    }
+}
+
 impl LeaseObserver {
-    /// Records what `lease` shows at `now` and returns when its renewal last changed.
-    pub fn observe(&self, lease: &Lease, now: Instant) -> Instant {
+    /// Records what `lease` shows at `now` and returns what this operator has seen of it.
+    pub fn observe(&self, lease: &Lease, now: Instant) -> Observation {
         let key = (lease.namespace().unwrap_or_default(), lease.name_any());
         let spec = lease.spec.as_ref();
-        let renew_time = spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0.to_string());
+        let duration = duration_of(lease);
+        let renewed_at = spec.and_then(|s| s.renew_time.as_ref());
         let holder = spec.and_then(|s| s.holder_identity.clone());
+        let held = holder.as_deref().is_some_and(|h| !h.is_empty()) && renewed_at.is_some();
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen
             .pruned
@@ -98,10 +145,7 @@ impl LeaseObserver {
                 .retain(|_, s| now.saturating_duration_since(s.looked_at) < FORGET_AFTER);
             seen.pruned = Some(now);
         }
-        let stale_when_first_seen = spec
-            .and_then(|s| s.renew_time.as_ref())
-            .is_some_and(|t| long_past(&t.0, duration_of(lease)));
-        let value = (renew_time, holder);
+        let value = (renewed_at.map(|t| t.0.to_string()), holder);
         let entry = seen.leases.entry(key).or_insert_with(|| Seen {
             recent: [value.clone()].into(),
             changed_at: now,
@@ -109,7 +153,7 @@ impl LeaseObserver {
             // Only a lease that lapsed and came back is "just back"; one seen for the first time
             // (a new worker, or every worker after an operator restart) counts as settled.
             live_since: now.checked_sub(Duration::from_secs(3600)).unwrap_or(now),
-            stale_when_first_seen,
+            stale_when_first_seen: renewed_at.is_some_and(|t| long_past(&t.0, duration)),
         });
         entry.looked_at = now;
         if !entry.recent.contains(&value) {
@@ -118,55 +162,23 @@ impl LeaseObserver {
             }
             entry.recent.push_back(value);
             entry.stale_when_first_seen = false;
-            if now.saturating_duration_since(entry.changed_at) >= duration_of(lease) + GRACE {
+            if now.saturating_duration_since(entry.changed_at) >= duration + GRACE {
                 entry.live_since = now;
             }
             entry.changed_at = now;
         }
-        entry.changed_at
-    }
-
-    /// How long `lease` has been live without a lapse, as this operator saw it.
-    pub fn live_for(&self, lease: &Lease, now: Instant) -> Duration {
-        let key = (lease.namespace().unwrap_or_default(), lease.name_any());
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.leases
-            .get(&key)
-            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s.live_since))
-    }
-
-    /// Whether `lease` went quiet long ago: more than two lease durations and the grace since
-    /// its last renewal this operator saw, or dead already when this operator first saw it.
-    /// Such a lease tells nothing about an outage happening now.
-    pub fn long_quiet(&self, lease: &Lease, now: Instant) -> bool {
-        let changed_at = self.observe(lease, now);
-        let key = (lease.namespace().unwrap_or_default(), lease.name_any());
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let stale = seen.leases.get(&key).is_some_and(|s| s.stale_when_first_seen);
-        stale || now.saturating_duration_since(changed_at) >= duration_of(lease) * 2 + GRACE
-    }
-
-    /// Whether `lease` is live at `now`: held, and renewed (as this operator saw it) within its
-    /// duration plus [`GRACE`].
-    pub fn is_live(&self, lease: &Lease, now: Instant) -> bool {
-        self.is_live_with(lease, now, Duration::ZERO)
-    }
-
-    /// As [`Self::is_live`], with `extra` patience on top of duration and grace.
-    pub fn is_live_with(&self, lease: &Lease, now: Instant, extra: Duration) -> bool {
-        !self.lapses_in(lease, now, extra).is_zero()
-    }
-
-    /// How long `lease` stays live (with `extra` patience) unless renewed; zero once it is not.
-    pub fn lapses_in(&self, lease: &Lease, now: Instant, extra: Duration) -> Duration {
-        let changed_at = self.observe(lease, now);
-        let Some(spec) = lease.spec.as_ref() else {
-            return Duration::ZERO;
-        };
-        if spec.holder_identity.as_deref().is_none_or(str::is_empty) || spec.renew_time.is_none() {
-            return Duration::ZERO;
+        Observation {
+            changed_at: entry.changed_at,
+            live_since: entry.live_since,
+            stale_when_first_seen: entry.stale_when_first_seen,
+            held,
+            duration,
         }
-        (duration_of(lease) + GRACE + extra).saturating_sub(now.saturating_duration_since(changed_at))
+    }
+
+    /// Whether `lease` is live at `now` (see [`Observation::is_live`]).
+    pub fn is_live(&self, lease: &Lease, now: Instant) -> bool {
+        self.observe(lease, now).is_live(now)
     }
 }
 
@@ -219,23 +231,34 @@ pub fn live_workers<'a>(
                 .is_some_and(|h| !h.is_empty())
         })
         .collect();
-    let judged: Vec<(&Lease, bool)> = held.iter().map(|l| (*l, observer.is_live(l, now))).collect();
+    // One look at each lease; everything below is judged from it.
+    let judged: Vec<(&Lease, Observation)> = held.iter().map(|l| (*l, observer.observe(l, now))).collect();
+    // Whether each lease that was live lately is live now (long-quiet leases do not count).
     let lately: Vec<bool> = judged
         .iter()
-        .filter(|(l, live)| *live || !observer.long_quiet(l, now))
-        .map(|(_, live)| *live)
+        .map(|(_, o)| o)
+        .filter(|o| o.is_live(now) || !o.long_quiet(now))
+        .map(|o| o.is_live(now))
         .collect();
     let expired = lately.iter().filter(|live| !**live).count();
     let braking = lately.len() >= 2 && expired * 2 > lately.len();
     let mut out: Vec<LiveWorker> = judged
         .into_iter()
-        .filter(|(l, live)| *live || (braking && observer.is_live_with(l, now, duration_of(l))))
-        .map(|(l, live)| LiveWorker {
-            lapses_in: observer.lapses_in(l, now, if live { Duration::ZERO } else { duration_of(l) }),
-            name: l.name_any(),
-            revision: l.labels().get(labels::REVISION).cloned().unwrap_or_default(),
-            settled: observer.live_for(l, now) >= duration_of(l) * 2,
-            address: l.annotations().get(ADDRESS_ANNOTATION).cloned(),
+        .filter_map(|(l, o)| {
+            // Braking gives an expired lease one more duration of patience.
+            let extra = match (o.is_live(now), braking) {
+                (true, _) => Duration::ZERO,
+                (false, true) => o.duration,
+                (false, false) => return None,
+            };
+            let lapses_in = o.lapses_in(now, extra);
+            (!lapses_in.is_zero()).then(|| LiveWorker {
+                lapses_in,
+                name: l.name_any(),
+                revision: l.labels().get(labels::REVISION).cloned().unwrap_or_default(),
+                settled: o.settled(now),
+                address: l.annotations().get(ADDRESS_ANNOTATION).cloned(),
+            })
         })
         .collect();
     if braking && out.len() > lately.len() - expired {
@@ -305,7 +328,7 @@ mod tests {
         let (old, fresh) = (lease("w", "p", &t(0), 10), lease("w", "p", &t(1), 10));
         assert!(observer.is_live(&old, start));
         assert!(observer.is_live(&fresh, start + Duration::from_secs(1)));
-        // The worker died after &t(1); the cache still shows &t(0), a fresh read shows &t(1), and so on.
+        // The worker died after t(1); the cache still shows t(0), a fresh read shows t(1), and so on.
         for s in 2..=11 {
             let seen = if s % 2 == 0 { &old } else { &fresh };
             observer.is_live(seen, start + Duration::from_secs(s));

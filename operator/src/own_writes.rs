@@ -103,24 +103,35 @@ impl<K: kube::Resource> OwnCopies<K> {
         );
     }
 
-    /// The freshest copy of `cached` this process knows: what it wrote, while the cache still
-    /// shows a version from before that write; otherwise the cached copy (and the record goes).
-    pub fn freshest(&self, cached: Arc<K>) -> Arc<K> {
-        let Some(uid) = cached.uid() else {
-            return cached;
-        };
+    /// The freshest copies of `cached` this process knows: for each, what it wrote, while the
+    /// cache still shows a version from before that write; otherwise the cached copy (and the
+    /// record goes). One lock for the whole snapshot; nothing to do when nothing was written.
+    pub fn freshest(&self, cached: Vec<Arc<K>>) -> Vec<Arc<K>> {
         let mut w = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(written) = w.get(&uid) else {
+        // Records past their patience go, those of deleted objects among them.
+        w.retain(|_, r| r.at.elapsed() < PATIENCE);
+        if w.is_empty() {
             return cached;
-        };
-        let behind = cached
-            .resource_version()
-            .is_some_and(|v| written.superseded.contains(&v));
-        if behind && written.at.elapsed() < PATIENCE {
-            return written.copy.clone();
         }
-        w.remove(&uid);
         cached
+            .into_iter()
+            .map(|c| {
+                let Some(uid) = c.meta().uid.as_deref() else {
+                    return c;
+                };
+                let Some(written) = w.get(uid) else { return c };
+                let behind = c
+                    .meta()
+                    .resource_version
+                    .as_ref()
+                    .is_some_and(|v| written.superseded.contains(v));
+                if behind {
+                    return written.copy.clone();
+                }
+                w.remove(uid);
+                c
+            })
+            .collect()
     }
 }
 
@@ -175,7 +186,7 @@ mod tests {
         let read = actor("1", None);
         copies.wrote(&read, vec!["2".into()], actor("3", Some("w1")));
         for behind in ["1", "2"] {
-            let seen = copies.freshest(Arc::new(actor(behind, None)));
+            let seen = copies.freshest(vec![Arc::new(actor(behind, None))]).remove(0);
             assert_eq!(seen.resource_version().as_deref(), Some("3"));
             assert_eq!(
                 seen.labels().get(troupe_crds::labels::WORKER).map(String::as_str),
@@ -189,10 +200,10 @@ mod tests {
         let copies = OwnCopies::default();
         copies.wrote(&actor("1", None), vec![], actor("2", Some("w1")));
         // A worker wrote after us: the cache is newer than our copy.
-        let newer = copies.freshest(Arc::new(actor("5", Some("w1"))));
+        let newer = copies.freshest(vec![Arc::new(actor("5", Some("w1")))]).remove(0);
         assert_eq!(newer.resource_version().as_deref(), Some("5"));
         // The record went with it: even a stale copy is now taken as it is.
-        let old = copies.freshest(Arc::new(actor("1", None)));
+        let old = copies.freshest(vec![Arc::new(actor("1", None))]).remove(0);
         assert_eq!(old.resource_version().as_deref(), Some("1"));
     }
 }

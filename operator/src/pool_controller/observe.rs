@@ -53,9 +53,9 @@ impl Snapshot {
                     && a.spec.pool == name
                     && a.metadata.deletion_timestamp.is_none()
             })
-            // This process's own placement writes, where the watch has not brought them yet.
-            .map(|a| ctx.actor_writes.freshest(a))
             .collect();
+        // This process's own placement writes, where the watch has not brought them yet.
+        let actors = ctx.actor_writes.freshest(actors);
         let live = observe_workers(ctx, &ns, &name, &actors).await?;
         let live_names = live.iter().map(|w| w.name.clone()).collect();
         let revision_of_worker = live
