@@ -71,13 +71,13 @@ else
 endif
 
 .PHONY: e2e
-e2e: tools build ## End-to-end suite against a fresh local control plane of its own
+e2e: tools build ## End-to-end suite against a fresh local control plane of its own (E2E_FILTER='test(name)' runs a subset)
 	@$(TEST_ENV) e2e/cluster.sh clean >/dev/null 2>&1 || true
 	@$(TEST_ENV) e2e/cluster.sh up || { $(TEST_ENV) e2e/cluster.sh down; exit 1; }
 	@set -o pipefail; status=0; \
 	  export TROUPE_KUBECONFIG=$(CURDIR)/.local/test-cluster/kubeconfig TROUPE_NODE_URL=http://127.0.0.1:18081 \
 	         TROUPE_CLUSTER_DIR=$(CURDIR)/.local/test-cluster; \
-	  if [ "$(NEXTEST)" = yes ]; then cargo nextest run -p troupe-e2e --profile e2e --no-fail-fast || status=$$?; \
+	  if [ "$(NEXTEST)" = yes ]; then cargo nextest run -p troupe-e2e --profile e2e --no-fail-fast $(if $(E2E_FILTER),-E '$(E2E_FILTER)') || status=$$?; \
 	  else cargo test -p troupe-e2e --test '*' --no-fail-fast -- --test-threads 2 || status=$$?; fi; \
 	  $(TEST_ENV) e2e/cluster.sh down; exit $$status
 
