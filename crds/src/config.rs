@@ -6,10 +6,9 @@
 //! the config is skipped over without that limit, and parsed only by the worker that starts the
 //! actor, where a config it cannot read fails that actor alone, with the reason.
 //!
-//! Not yet enough on its own, as found by an end-to-end run: kube reads a plain list
-//! (`ObjectList`) through serde's buffering of flattened fields, which applies the limit again;
-//! and every stored Actor carries `managedFields` whose `fieldsV1` mirror the config's nesting,
-//! read into a `serde_json::Value`. Issue #14 tracks the rest.
+//! The other half is in `troupe-client`: every stored Actor carries `managedFields` whose
+//! `fieldsV1` mirror the config's nesting, and the client every Troupe process uses cuts them out
+//! of the API server's answers before anything parses them.
 
 use std::fmt;
 

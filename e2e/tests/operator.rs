@@ -258,15 +258,38 @@ async fn pausing_and_deleting_actors_take_effect_and_bad_input_gets_a_reason() {
     );
     assert!(env.apply(&actors("p", ["weird".to_string()], "teleporter")).0);
     assert!(env.apply(&actors("nope", ["lost".to_string()], "echo")).0);
-    eventually("good Running, weird Failed, lost Pending", WAIT, || {
+    // A config nested 300 levels deep: the API server takes it (it allows 10,000), and serde_json
+    // refuses over 128 levels. It must fail this actor alone, not every list and watch of Actors
+    // in the operator, the workers and the plugin.
+    let deep = format!("{}1{}", r#"{"a":"#.repeat(300), "}".repeat(300));
+    let deep_actor = format!(
+        r#"{{"apiVersion":"troupe.dev/v1alpha1","kind":"Actor","metadata":{{"name":"deep"}},"spec":{{"pool":"p","behavior":"echo","config":{deep}}}}}"#
+    );
+    let (applied, out) = env.apply(&deep_actor);
+    assert!(applied, "{out}");
+    eventually("good Running, weird and deep Failed, lost Pending", WAIT, || {
         let p = placement(&env);
         let phase = |n: &str| p.get(n).map(|x| x.0.clone()).unwrap_or_default();
         std::future::ready(
-            (phase("good") == "Running" && phase("weird") == "Failed" && phase("lost") == "Pending")
+            (phase("good") == "Running"
+                && phase("weird") == "Failed"
+                && phase("deep") == "Failed"
+                && phase("lost") == "Pending")
                 .then_some(()),
         )
     })
     .await;
+    let deep = env.kubectl_json(&["get", "actor", "deep"])["status"].clone();
+    assert!(
+        deep["lastError"].as_str().unwrap().contains("300 levels deep"),
+        "{deep}"
+    );
+    let status = env.kubectl_troupe(&["status", "p"]);
+    assert!(
+        status.status.success(),
+        "the plugin reads the namespace despite the deep config: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let lost = env.kubectl_json(&["get", "actor", "lost"])["status"].clone();
     let placed = lost["conditions"]
         .as_array()

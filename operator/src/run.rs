@@ -109,8 +109,6 @@ where
     let (store, writer) = reflector::store();
     let stream = watcher(api, config)
         .default_backoff()
-        // managedFields are never read here and are a large share of each cached object.
-        .modify(|o| o.managed_fields_mut().clear())
         .reflect(writer)
         .touched_objects();
     tokio::spawn(async move {
@@ -155,7 +153,7 @@ fn debounce(
 }
 
 pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
-    let client = Client::try_default()
+    let client = troupe_client::client()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to the Kubernetes API: {e}"))?;
     check_crds(&client).await?;

@@ -6,7 +6,6 @@ use std::{
     time::Duration,
 };
 
-use kube::Client;
 use troupe_crds::MailboxFullPolicy;
 
 use crate::{
@@ -155,7 +154,7 @@ fn parse_policy(s: &str) -> Result<MailboxFullPolicy, String> {
 pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
     cfg.check()
         .map_err(|e| anyhow::anyhow!("invalid worker settings: {e}"))?;
-    let client = Client::try_default()
+    let client = troupe_client::client()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to the Kubernetes API: {e}"))?;
     let host_cfg = HostConfig {

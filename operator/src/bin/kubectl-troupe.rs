@@ -61,7 +61,7 @@ async fn main() {
 
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let client = Client::try_default().await?;
+    let client = troupe_client::client().await?;
     let ns = cli
         .namespace
         .clone()

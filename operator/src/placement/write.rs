@@ -134,8 +134,7 @@ async fn apply_actor_steps(
     let mut between = Vec::new();
     let mut written: Option<Actor> = None;
     let remember = |between: Vec<String>, written: Option<Actor>| {
-        if let Some(mut after) = written {
-            after.managed_fields_mut().clear();
+        if let Some(after) = written {
             ctx.actor_writes.wrote(actor, between, after);
         }
     };
