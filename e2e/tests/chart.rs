@@ -221,3 +221,140 @@ fn alert_rules_and_a_dashboard_ship_when_asked_and_not_by_default() {
         }
     }
 }
+
+/// The verbs a rule grants on `resource` of `group`, with its resourceNames (empty: any name).
+fn grants<'a>(role: &'a Value, group: &str, resource: &str) -> Vec<(Vec<&'a str>, Vec<&'a str>)> {
+    let strs = |v: &'a Value| -> Vec<&'a str> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    };
+    role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| strs(&r["apiGroups"]).contains(&group) && strs(&r["resources"]).contains(&resource))
+        .map(|r| (strs(&r["verbs"]), strs(&r["resourceNames"])))
+        .collect()
+}
+
+fn named<'a>(docs: &'a [Value], kind: &str, suffix: &str) -> &'a Value {
+    of_kind(docs, kind)
+        .into_iter()
+        .find(|d| d["metadata"]["name"].as_str().unwrap().ends_with(suffix))
+        .unwrap_or_else(|| panic!("no {kind} named *{suffix}"))
+}
+
+fn operator_args(docs: &[Value]) -> Vec<String> {
+    of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_operator_may_write_only_its_own_leader_election_lease() {
+    let docs = render(&[]);
+    let cluster = named(&docs, "ClusterRole", "-operator");
+    for (verbs, _) in grants(cluster, "coordination.k8s.io", "leases") {
+        assert_eq!(
+            verbs,
+            ["get", "list", "watch"],
+            "cluster-wide, Leases are read only"
+        );
+    }
+    let lease = operator_args(&docs)
+        .iter()
+        .find_map(|a| a.strip_prefix("--leader-lease=").map(str::to_string))
+        .expect("the chart names the leader-election Lease");
+    let role = named(&docs, "Role", "-operator-leader");
+    assert_eq!(
+        role["metadata"]["namespace"], "troupe-system",
+        "in the release namespace only"
+    );
+    let rules = grants(role, "coordination.k8s.io", "leases");
+    // create cannot be limited by name (RBAC authorizes it before the name is known).
+    assert!(rules.contains(&(vec!["create"], vec![])), "{rules:?}");
+    assert!(
+        rules.contains(&(vec!["update"], vec![lease.as_str()])),
+        "{rules:?}"
+    );
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    let binding = named(&docs, "RoleBinding", "-operator-leader");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["subjects"][0]["name"], "troupe");
+    // Another name for two releases in one namespace: the Role follows.
+    let docs = render(&["--set", "operator.leaderElectionLease=troupe-b"]);
+    assert!(operator_args(&docs).contains(&"--leader-lease=troupe-b".to_string()));
+    let role = named(&docs, "Role", "-operator-leader");
+    assert!(grants(role, "coordination.k8s.io", "leases").contains(&(vec!["update"], vec!["troupe-b"])));
+}
+
+#[test]
+fn workers_may_not_update_leases_nor_publish_events() {
+    let docs = render(&[]);
+    let worker = named(&docs, "ClusterRole", "-worker");
+    assert_eq!(
+        grants(worker, "coordination.k8s.io", "leases"),
+        [(vec!["get", "create", "patch", "delete"], vec![])]
+    );
+    assert_eq!(
+        grants(worker, "troupe.dev", "actors/status"),
+        [(vec!["patch"], vec![])]
+    );
+    assert!(grants(worker, "events.k8s.io", "events").is_empty());
+    assert_eq!(worker["rules"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn workers_run_under_a_custom_service_account_only_when_the_chart_allows_it() {
+    let flag = "--allow-custom-worker-service-account".to_string();
+    assert!(!operator_args(&render(&[])).contains(&flag));
+    let docs = render(&["--set", "workers.allowCustomServiceAccount=true"]);
+    assert!(operator_args(&docs).contains(&flag));
+}
+
+#[test]
+fn the_worker_admission_policy_ships_only_when_asked() {
+    let plain = render(&[]);
+    assert!(of_kind(&plain, "ValidatingAdmissionPolicy").is_empty());
+    assert!(of_kind(&plain, "ValidatingAdmissionPolicyBinding").is_empty());
+    let docs = render(&[
+        "--set",
+        "admissionPolicy.enabled=true",
+        "--set",
+        "admissionPolicy.validationActions={Warn,Audit}",
+    ]);
+    let policies: Vec<&str> = of_kind(&docs, "ValidatingAdmissionPolicy")
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(policies, ["troupe-worker-leases", "troupe-worker-actors"]);
+    let bindings = of_kind(&docs, "ValidatingAdmissionPolicyBinding");
+    assert_eq!(bindings.len(), 2);
+    for b in bindings {
+        assert!(policies.contains(&b["spec"]["policyName"].as_str().unwrap()));
+        assert_eq!(
+            b["spec"]["validationActions"],
+            serde_json::json!(["Warn", "Audit"])
+        );
+    }
+    for p in of_kind(&docs, "ValidatingAdmissionPolicy") {
+        assert_eq!(p["spec"]["failurePolicy"], "Fail");
+        let who = p["spec"]["matchConditions"][0]["expression"].as_str().unwrap();
+        assert!(
+            who.contains("!= 'system:serviceaccount:troupe-system:troupe'"),
+            "the operator's own account is left out: {who}"
+        );
+    }
+    let out = helm(&[
+        "lint",
+        "charts/troupe",
+        "--strict",
+        "--set",
+        "admissionPolicy.enabled=true",
+    ]);
+    assert!(out.contains("0 chart(s) failed"), "{out}");
+}

@@ -23,3 +23,5 @@ app.kubernetes.io/component: operator
 {{- end -}}
 
 {{- define "troupe.workerRole" -}}{{ include "troupe.fullname" . }}-worker{{- end -}}
+
+{{- define "troupe.leaderLease" -}}{{ required "operator.leaderElectionLease must name the leader-election Lease" .Values.operator.leaderElectionLease }}{{- end -}}
