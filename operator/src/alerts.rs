@@ -15,7 +15,7 @@ use std::{
 
 use axum::{
     Json,
-    body::Bytes,
+    body::Body,
     extract::State,
     http::{HeaderMap, StatusCode, header::AUTHORIZATION},
     response::{IntoResponse, Response},
@@ -50,6 +50,11 @@ pub struct Alert {
 
 /// What the webhook needs: the token, the pools, where to leave alerts, how to wake the
 /// controller, and whether this replica leads.
+/// The largest webhook body read, and only once the token matched. Alertmanager sends one
+/// group of alerts per call, about 1 KiB each: 1 MiB holds a group of several hundred alerts
+/// (set `max_alerts` on the receiver to stay below it); anything larger is answered 413.
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
+
 pub struct AlertSink {
     pub token: Option<String>,
     pub ctx: Arc<Context>,
@@ -77,7 +82,8 @@ pub fn pool_for<'a>(alert: &Alert, pools: &'a [Arc<ActorPool>]) -> Option<&'a Ar
     })
 }
 
-pub async fn receive(State(sink): State<Arc<AlertSink>>, headers: HeaderMap, body: Bytes) -> Response {
+/// Checks the token before a byte of the body is read, then reads at most [`MAX_PAYLOAD`].
+pub async fn receive(State(sink): State<Arc<AlertSink>>, headers: HeaderMap, body: Body) -> Response {
     let metrics = &sink.ctx.metrics;
     let Some(token) = sink.token.as_deref() else {
         return answer(
@@ -102,6 +108,23 @@ pub async fn receive(State(sink): State<Arc<AlertSink>>, headers: HeaderMap, bod
             "this replica is not the leader; Alertmanager retries",
         );
     }
+    let body = match troupe_net::read_request_body(&headers, body, MAX_PAYLOAD).await {
+        Ok(b) => b,
+        Err(e @ troupe_net::BodyError::TooLarge { .. }) => {
+            metrics.alert_deliveries.with_label_values(&["malformed"]).inc();
+            return answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the webhook payload is {e}: set max_alerts on the Alertmanager receiver"),
+            );
+        }
+        Err(e) => {
+            metrics.alert_deliveries.with_label_values(&["malformed"]).inc();
+            return answer(
+                StatusCode::BAD_REQUEST,
+                format!("reading the webhook payload: {e}"),
+            );
+        }
+    };
     let payload: Payload = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => {

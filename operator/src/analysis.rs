@@ -15,10 +15,44 @@ use std::{
 use k8s_openapi::jiff::Timestamp;
 use troupe_crds::{ActorPool, BuiltinMetric, MeasurementOutcome, MetricResult, MetricSpec, Threshold};
 
-use crate::{membership::LiveWorker, rollout::Round};
+use crate::{
+    address_allow::{AddressAllowList, NOT_ALLOWED},
+    membership::LiveWorker,
+    rollout::Round,
+};
 
 /// How long one HTTP request of a measurement may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// The largest Prometheus answer read. An instant query judged against a threshold returns a
+/// scalar or a few series (about 200 bytes each): 4 MiB is some 20,000 series, far more than
+/// any sensible analysis query, and the operator never holds more for one measurement.
+const PROMETHEUS_ANSWER_MAX: usize = 4 * 1024 * 1024;
+/// The largest worker `/metrics` page read. A worker exposes a few series per behaviour and
+/// outcome (about 60 lines for one behaviour); 4 MiB leaves room for hundreds of behaviours
+/// while a worker (or whatever a forged Lease points at) cannot make the operator buffer more.
+const WORKER_METRICS_MAX: usize = 4 * 1024 * 1024;
+
+/// Why a metric has no value. No data (nothing measured yet, a provider that did not answer)
+/// is Inconclusive; a setting or an answer that can never give a value is Failed.
+#[derive(Debug, PartialEq)]
+enum Unmeasured {
+    NoData(String),
+    Broken(String),
+}
+
+impl From<String> for Unmeasured {
+    fn from(why: String) -> Self {
+        Unmeasured::NoData(why)
+    }
+}
+
+impl Unmeasured {
+    fn message(&self) -> &str {
+        match self {
+            Unmeasured::NoData(m) | Unmeasured::Broken(m) => m,
+        }
+    }
+}
 
 /// The usual threshold of a built-in metric.
 pub fn default_threshold(m: BuiltinMetric) -> Threshold {
@@ -223,17 +257,22 @@ pub fn worker_value(m: BuiltinMetric, deltas: &[WorkerSample]) -> Result<f64, St
 pub struct Analyzer {
     http: reqwest::Client,
     prometheus_url: Option<String>,
+    /// The addresses a pool may name (the operator's own `--prometheus-url` is always allowed).
+    allow: AddressAllowList,
     samples: Mutex<HashMap<String, WorkerSample>>,
 }
 
 impl Analyzer {
-    pub fn new(prometheus_url: Option<String>) -> Self {
+    pub fn new(prometheus_url: Option<String>, allow: AddressAllowList) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .timeout(REQUEST_TIMEOUT)
+                // A redirect could lead anywhere the allow-list does not.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
             prometheus_url,
+            allow,
             samples: Mutex::new(HashMap::new()),
         }
     }
@@ -289,7 +328,8 @@ impl Analyzer {
                     };
                     (outcome, v.is_finite().then_some(v), message)
                 }
-                Err(why) => (MeasurementOutcome::Inconclusive, None, why),
+                Err(Unmeasured::NoData(why)) => (MeasurementOutcome::Inconclusive, None, why),
+                Err(Unmeasured::Broken(why)) => (MeasurementOutcome::Failed, None, why),
             };
             if let (Some(ratio), Some(b), Some(v), MeasurementOutcome::Passed) =
                 (m.max_ratio_to_stable, baseline, value, outcome)
@@ -302,7 +342,12 @@ impl Analyzer {
                             b.name
                         );
                     }
-                    Err(why) => message = format!("{message}; no stable baseline ({why}), threshold only"),
+                    Err(why) => {
+                        message = format!(
+                            "{message}; no stable baseline ({}), threshold only",
+                            why.message()
+                        )
+                    }
                 }
             }
             results.push(MetricResult {
@@ -310,7 +355,8 @@ impl Analyzer {
                 outcome,
                 value,
                 threshold: threshold_of(m),
-                message,
+                // Into the pool's status and Events: no configured credentials.
+                message: troupe_net::redact_urls_in(&message),
             });
         }
         Round {
@@ -328,17 +374,16 @@ impl Analyzer {
         rev: Revision<'_>,
         deltas: &[WorkerSample],
         threshold: &Threshold,
-    ) -> Result<f64, String> {
+    ) -> Result<f64, Unmeasured> {
         match (
             builtin_of(m),
             m.provider.as_ref().and_then(|p| p.prometheus.as_ref()),
         ) {
-            (Some(BuiltinMetric::HealthCheckFailures), _) => self.health(rev.workers).await,
-            (Some(b), _) if deltas.is_empty() => Err(format!(
-                "no live worker of revision {} could be read for {b:?}",
-                rev.name
-            )),
-            (Some(b), _) => worker_value(b, deltas),
+            (Some(BuiltinMetric::HealthCheckFailures), _) => Ok(self.health(rev.workers).await?),
+            (Some(b), _) if deltas.is_empty() => {
+                Err(format!("no live worker of revision {} could be read for {b:?}", rev.name).into())
+            }
+            (Some(b), _) => Ok(worker_value(b, deltas)?),
             (None, Some(p)) => {
                 let query = p
                     .query
@@ -348,32 +393,40 @@ impl Analyzer {
                         "{{namespace}}",
                         &pool.metadata.namespace.clone().unwrap_or_default(),
                     );
-                match p.address.as_deref().or(self.prometheus_url.as_deref()) {
-                    Some(addr) => self.prometheus(addr, &query, threshold).await,
-                    None => Err(
+                match (p.address.as_deref(), self.prometheus_url.as_deref()) {
+                    (Some(addr), _) if !self.allow.allows(addr) => Err(Unmeasured::Broken(format!(
+                        "Prometheus at {}: {NOT_ALLOWED}",
+                        troupe_net::redact_url(addr)
+                    ))),
+                    (Some(addr), _) | (None, Some(addr)) => self.prometheus(addr, &query, threshold).await,
+                    (None, None) => Err(
                         "no Prometheus address: set provider.prometheus.address or the operator's --prometheus-url"
+                            .to_string()
                             .into(),
                     ),
                 }
             }
-            (None, None) => Err("the metric has neither a template nor a provider".into()),
+            (None, None) => Err("the metric has neither a template nor a provider"
+                .to_string()
+                .into()),
         }
     }
 
     async fn scrape(&self, workers: &[&LiveWorker]) -> Vec<WorkerSample> {
         let reads = workers.iter().map(|w| async move {
             let addr = w.address.as_deref()?;
-            let text = self
+            let resp = self
                 .http
                 .get(format!("http://{addr}/metrics"))
                 .send()
                 .await
                 .ok()?
                 .error_for_status()
-                .ok()?
-                .text()
+                .ok()?;
+            let body = troupe_net::read_response_body(resp, WORKER_METRICS_MAX)
                 .await
                 .ok()?;
+            let text = String::from_utf8_lossy(&body);
             Some((w.name.clone(), WorkerSample::parse(&text, unix_now())))
         });
         let samples: Vec<_> = futures::future::join_all(reads)
@@ -407,7 +460,9 @@ impl Analyzer {
         Ok(failing as f64 / ok.len() as f64)
     }
 
-    async fn prometheus(&self, addr: &str, query: &str, threshold: &Threshold) -> Result<f64, String> {
+    /// Errors name the address without credentials or query (they reach the pool's status).
+    async fn prometheus(&self, addr: &str, query: &str, threshold: &Threshold) -> Result<f64, Unmeasured> {
+        let shown = troupe_net::redact_url(addr);
         let url = format!("{}/api/v1/query", addr.trim_end_matches('/'));
         let resp = self
             .http
@@ -415,15 +470,20 @@ impl Analyzer {
             .query(&[("query", query)])
             .send()
             .await
-            .map_err(|e| format!("Prometheus at {addr} could not be reached: {e}"))?;
+            .map_err(|e| format!("Prometheus at {shown} could not be reached: {}", e.without_url()))?;
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("reading Prometheus' answer: {e}"))?;
+        let body = match troupe_net::read_response_body(resp, PROMETHEUS_ANSWER_MAX).await {
+            Ok(b) => b,
+            Err(e @ troupe_net::BodyError::TooLarge { .. }) => {
+                return Err(Unmeasured::Broken(format!(
+                    "Prometheus at {shown} answered with a body {e}: the query must return a scalar or a few series"
+                )));
+            }
+            Err(e) => return Err(format!("reading the answer of Prometheus at {shown}: {e}").into()),
+        };
         let json: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| format!("Prometheus answered {status} with no JSON: {e}"))?;
-        prometheus_value(&json, threshold)
+            .map_err(|e| format!("Prometheus at {shown} answered {status} with no JSON: {e}"))?;
+        Ok(prometheus_value(&json, threshold)?)
     }
 }
 
@@ -623,3 +683,6 @@ troupe_worker_message_duration_seconds_bucket{behavior="flaky",pool="p",revision
         assert!(prometheus_value(&bad, &max).unwrap_err().contains("parse error"));
     }
 }
+
+#[cfg(test)]
+mod limits_tests;

@@ -63,7 +63,7 @@ impl Context {
         stores: (Store<Actor>, Store<Lease>, Store<ActorPool>, Store<Deployment>),
         settings: WorkerSettings,
         instance: String,
-        prometheus_url: Option<String>,
+        analyzer: Analyzer,
         poke: tokio::sync::mpsc::UnboundedSender<crate::run::PoolRef>,
     ) -> Arc<Self> {
         let reporter = Reporter {
@@ -79,7 +79,7 @@ impl Context {
             deployments: stores.3,
             settings,
             metrics: Metrics::new(),
-            analyzer: Analyzer::new(prometheus_url),
+            analyzer,
             worker_access: Default::default(),
             services: Default::default(),
             leases_seen: Default::default(),

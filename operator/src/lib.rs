@@ -2,6 +2,7 @@
 //! one live worker (membership by Lease), fails actors over when a worker's lease ends, and
 //! writes pool and actor status. Rollouts (canary, blue-green, analysis, alerts) build on this.
 
+pub mod address_allow;
 pub mod alerts;
 pub mod analysis;
 pub mod context;

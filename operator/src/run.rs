@@ -52,6 +52,16 @@ pub struct OperatorConfig {
     /// The Prometheus server for analysis metrics whose provider names no address.
     #[arg(long, env = "TROUPE_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
+    /// The Prometheus addresses a pool's analysis may name (repeatable; the env var takes a
+    /// comma-separated list): `host`, `host:port`, `*.domain` or a URL prefix. Unset: any
+    /// address (a tenant who may write a pool can then make the operator fetch any URL its
+    /// network reaches). An address not allowed is never fetched: its measurement is Failed.
+    #[arg(
+        long = "analysis-address-allow",
+        env = "TROUPE_ANALYSIS_ADDRESS_ALLOW",
+        value_delimiter = ','
+    )]
+    pub analysis_address_allow: Vec<String>,
     /// A file holding the bearer token Alertmanager must send to `POST /v1/alerts`. Unset: the
     /// webhook answers 503 (there is no default token).
     #[arg(long, env = "TROUPE_ALERT_TOKEN_FILE")]
@@ -171,6 +181,8 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let analysis_allow = crate::address_allow::AddressAllowList::new(&cfg.analysis_address_allow)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (changed_tx, changed_rx) = tokio::sync::mpsc::unbounded_channel();
     let poke = changed_tx.clone();
     let actors = cache(
@@ -208,7 +220,7 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
         (actors.clone(), leases.clone(), pools.clone(), deployments.clone()),
         settings,
         cfg.instance.clone(),
-        cfg.prometheus_url.clone(),
+        crate::analysis::Analyzer::new(cfg.prometheus_url.clone(), analysis_allow),
         poke,
     );
     let health = Arc::new(Health {
