@@ -26,7 +26,7 @@ use std::{
 
 use axum::{
     Router,
-    body::Bytes,
+    body::{Body, Bytes},
     extract::{Path, Query, Request, State},
     http::{HeaderMap, StatusCode, header},
     middleware::{self, Next},
@@ -44,13 +44,50 @@ use crate::{
     behavior::{ActorError, Router as ActorRouter},
     host::{ActorKey, DeliveryError, Host},
     membership::ADDRESS_ANNOTATION,
+    peer,
 };
 
 /// Marks a request one worker forwarded to another, so it is never forwarded twice.
 const FORWARDED: &str = "x-troupe-forwarded";
 
-/// Largest message body accepted.
+/// Largest message body accepted (read only once the token matched; 413 beyond).
 pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The longest an ask may wait for its answer (`?timeout=`, default 5 s).
+pub const MAX_ASK_TIMEOUT: Duration = Duration::from_secs(60);
+/// A request may take this much longer than what it waits for (an ask's timeout, a blocked
+/// mailbox): reading a body of at most 1 MiB and a forward to another worker fit in it.
+const REQUEST_MARGIN: Duration = Duration::from_secs(10);
+/// A client must send a request's headers within this, and an idle kept-alive connection is
+/// closed after it. Clients are other workers, the operator's scrapes and probes, and callers
+/// of the message API, all sending whole requests at once: 10 s allows a slow network.
+const HEADER_READ: Duration = Duration::from_secs(10);
+/// Open connections: callers keep connections alive, and each idle one costs little (a task and
+/// a small buffer, some 16 KiB); 1024 is far above the fan-in of a pool and bounds that to 16 MiB.
+const MAX_CONNECTIONS: usize = 1024;
+/// Requests handled at once. A message body is buffered (at most 1 MiB, after the token was
+/// checked), so this bounds what a burst can hold to 256 MiB; an ask or a tell that waits on a
+/// full mailbox holds its slot, and 256 is eight times the benchmark's concurrency of 32.
+const MAX_IN_FLIGHT: usize = 256;
+/// On shutdown (after the mailboxes drained), how long answers in flight may take to go out.
+const DRAIN: Duration = Duration::from_secs(5);
+/// How long connecting to another worker may take: it is on the pod network (milliseconds);
+/// one that does not accept within 2 s is gone, and the caller is better told so.
+const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The largest answer read from another worker: four times the largest message.
+const FORWARDED_ANSWER_MAX: usize = 4 * MAX_BODY;
+
+/// The limits of the worker's server. A request waits at most the longest ask or, when the
+/// mailbox policy is Block, `block_timeout` for room; it gets [`REQUEST_MARGIN`] more.
+pub fn limits(block_timeout: Duration) -> troupe_net::Limits {
+    troupe_net::Limits {
+        header_read: HEADER_READ,
+        request: MAX_ASK_TIMEOUT.max(block_timeout) + REQUEST_MARGIN,
+        connections: MAX_CONNECTIONS,
+        in_flight: MAX_IN_FLIGHT,
+        drain: DRAIN,
+    }
+}
 
 /// What the API serves from.
 pub struct ApiState {
@@ -151,6 +188,21 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         .into_response()
 }
 
+/// The message body, read only now (after the token was checked) and at most [`MAX_BODY`].
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    troupe_net::read_request_body(headers, body, MAX_BODY)
+        .await
+        .map_err(|e| match e {
+            troupe_net::BodyError::TooLarge { .. } => error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("message larger than {MAX_BODY} bytes"),
+            ),
+            troupe_net::BodyError::Failed(why) => {
+                error(StatusCode::BAD_REQUEST, format!("reading the body: {why}"))
+            }
+        })
+}
+
 fn parse_body(body: &Bytes) -> Result<Value, Response> {
     if body.len() > MAX_BODY {
         return Err(error(
@@ -171,8 +223,12 @@ async fn tell(
     State(state): State<Arc<ApiState>>,
     Path((namespace, name)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let body = match read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let msg = match parse_body(&body) {
         Ok(m) => m,
         Err(r) => return r,
@@ -195,15 +251,19 @@ async fn ask(
     Path((namespace, name)): Path<(String, String)>,
     Query(q): Query<AskQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let body = match read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let msg = match parse_body(&body) {
         Ok(m) => m,
         Err(r) => return r,
     };
     let timeout = match q.timeout.as_deref().map(troupe_crds::duration::parse_duration) {
         None => Duration::from_secs(5),
-        Some(Ok(d)) => d.min(Duration::from_secs(60)),
+        Some(Ok(d)) => d.min(MAX_ASK_TIMEOUT),
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("timeout: {e}")),
     };
     if !state.ready.load(Ordering::SeqCst) {
@@ -242,7 +302,11 @@ impl Forwarder {
         Self {
             client,
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(65))
+                // The longest ask, and a little more for the hop.
+                .timeout(MAX_ASK_TIMEOUT + Duration::from_secs(5))
+                .connect_timeout(FORWARD_CONNECT_TIMEOUT)
+                // The token goes to the worker the Lease names, and nowhere it redirects to.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("an HTTP client builds"),
             token,
@@ -318,6 +382,17 @@ impl Forwarder {
                     format!("worker {worker} of actor {key} is gone; it is moving"),
                 )
             })?;
+        // The pool's token goes only to a worker of the actor's pool, at a plain address.
+        let lease_pool = lease.metadata.labels.as_ref().and_then(|l| l.get(labels::POOL));
+        if lease_pool != Some(&actor.spec.pool) {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the Lease of worker {worker} is not of pool {}: not forwarding to it",
+                    actor.spec.pool
+                ),
+            ));
+        }
         let addr = lease
             .metadata
             .annotations
@@ -330,6 +405,12 @@ impl Forwarder {
                     format!("worker {worker} has no address yet"),
                 )
             })?;
+        peer::check_address(&addr).map_err(|why| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("worker {worker}: {why}; not forwarding to it"),
+            )
+        })?;
         self.addresses
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -345,16 +426,10 @@ impl Forwarder {
         body: &[u8],
         timeout: Option<&str>,
     ) -> Result<(StatusCode, Bytes), String> {
-        let mut url = format!(
-            "http://{addr}/v1/namespaces/{}/actors/{}/{verb}",
-            key.namespace, key.name
-        );
-        if let Some(t) = timeout {
-            url.push_str(&format!("?timeout={t}"));
-        }
+        let url = peer::message_url(addr, key, verb, timeout)?;
         let mut req = self
             .http
-            .post(&url)
+            .post(url)
             .header(FORWARDED, "1")
             .header(header::CONTENT_TYPE, "application/json")
             .body(body.to_vec());
@@ -364,17 +439,23 @@ impl Forwarder {
         let resp = req
             .send()
             .await
-            .map_err(|e| format!("forwarding to {addr}: {e}"))?;
+            .map_err(|e| format!("forwarding to {addr}: {}", e.without_url()))?;
         let code = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-        let bytes = resp
-            .bytes()
+        let bytes = troupe_net::read_response_body(resp, FORWARDED_ANSWER_MAX)
             .await
-            .map_err(|e| format!("forwarding to {addr}: {e}"))?;
+            .map_err(|e| format!("the answer of worker {addr}: {e}"))?;
         Ok((code, bytes))
     }
 
     /// Passes a request on and returns the hosting worker's answer as is.
     pub async fn forward(&self, key: &ActorKey, verb: &str, body: &[u8], timeout: Option<&str>) -> Response {
+        // A name no actor can have is never looked up (nor put in a URL).
+        if let Err(why) = peer::check_key(key) {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("actor {key} does not exist: {why}"),
+            );
+        }
         let addr = match self.locate(key).await {
             Ok(a) => a,
             Err(r) => return r,
@@ -390,6 +471,7 @@ impl Forwarder {
 impl ActorRouter for Forwarder {
     async fn tell(&self, namespace: &str, actor: &str, msg: Value) -> Result<(), ActorError> {
         let key = ActorKey::new(namespace, actor);
+        peer::check_key(&key).map_err(|why| ActorError::new(format!("cannot reach {key}: {why}")))?;
         let addr = self
             .locate(&key)
             .await
@@ -521,3 +603,6 @@ mod tests {
         assert!(!token_matches("abc", &h));
     }
 }
+
+#[cfg(test)]
+mod socket_tests;

@@ -15,6 +15,7 @@ pub use troupe_crds::lease_clock;
 pub mod mailbox;
 pub mod membership;
 pub mod metrics;
+pub mod peer;
 pub mod run;
 pub mod schedule;
 pub mod status;

@@ -201,13 +201,10 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
     tracing::info!(%listen, pod = %cfg.pod, pool = %cfg.pool, revision = %cfg.revision, "worker API listening");
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let app = router(state.clone());
-    let api = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = api_stopped.await;
-            })
-            .await
-    });
+    let limits = crate::api::limits(cfg.mailbox_block_timeout);
+    let api = tokio::spawn(troupe_net::serve(listener, app, limits, async {
+        let _ = api_stopped.await;
+    }));
 
     let lease_cfg = LeaseConfig {
         namespace: cfg.namespace.clone(),

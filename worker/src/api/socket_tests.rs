@@ -1,0 +1,165 @@
+//! The worker's API on a real socket: the token is checked before the body is read, bodies and
+//! forwarded answers are bounded, and the token is never sent to an address that is not plain.
+
+use std::{
+    net::SocketAddr,
+    sync::atomic::AtomicUsize,
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+use super::*;
+use crate::{builtin, host::HostConfig, metrics::Metrics};
+
+const TOKEN: &str = "pool-token";
+
+/// The worker's API on a free port, with `routes` for actors hosted elsewhere.
+async fn start(routes: HashMap<ActorKey, String>) -> SocketAddr {
+    let host = Host::start(HostConfig::default(), builtin::registry(), Metrics::new())
+        .await
+        .unwrap();
+    let state = Arc::new(ApiState {
+        host,
+        token: Some(TOKEN.into()),
+        forwarder: Arc::new(Forwarder::with_static_routes(Some(TOKEN.into()), routes)),
+        started: AtomicBool::new(true),
+        ready: AtomicBool::new(true),
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = limits(Duration::from_secs(1));
+    tokio::spawn(troupe_net::serve(
+        listener,
+        router(state),
+        limits,
+        std::future::pending(),
+    ));
+    addr
+}
+
+async fn answer_of(s: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// POSTs to `path` announcing `length` bytes, sends `sent` of them, returns the answer.
+async fn post(addr: SocketAddr, path: &str, token: Option<&str>, length: usize, body: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n{auth}content-length: {length}\r\nconnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let _ = s.write_all(body).await;
+    answer_of(&mut s).await
+}
+
+/// A server that counts its connections and answers each with a JSON body of `size` bytes.
+async fn peer_answering(size: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counted = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = [0u8; 8192];
+                let _ = s.read(&mut head).await;
+                let body = format!("\"{}\"", "x".repeat(size.saturating_sub(2)));
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+const TELL: &str = "/v1/namespaces/ns/actors/e/tell";
+
+#[tokio::test]
+async fn an_unauthenticated_ten_mebibyte_message_is_answered_401_before_the_body_is_sent() {
+    let addr = start(HashMap::new()).await;
+    let started = Instant::now();
+    let answer = post(addr, TELL, None, 10 * 1024 * 1024, &[b' '; 64 * 1024]).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_with_the_valid_token_is_answered_413_unread() {
+    let addr = start(HashMap::new()).await;
+    let answer = post(addr, TELL, Some(TOKEN), MAX_BODY + 1, b"").await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("larger than"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_forwarded_answer_larger_than_the_limit_is_refused_not_relayed() {
+    let (peer, seen) = peer_answering(FORWARDED_ANSWER_MAX + 10).await;
+    let key = ActorKey::new("ns", "far");
+    let addr = start(HashMap::from([(key, peer.to_string())])).await;
+    let answer = post(addr, "/v1/namespaces/ns/actors/far/ask", Some(TOKEN), 1, b"1").await;
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("larger than the limit"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_forwarded_answer_within_the_limit_is_relayed() {
+    let (peer, _) = peer_answering(100).await;
+    let key = ActorKey::new("ns", "far");
+    let addr = start(HashMap::from([(key, peer.to_string())])).await;
+    let answer = post(addr, "/v1/namespaces/ns/actors/far/ask", Some(TOKEN), 1, b"1").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn the_token_is_never_sent_to_an_address_with_credentials_or_a_path() {
+    let (peer, seen) = peer_answering(10).await;
+    let routes = HashMap::from([
+        (ActorKey::new("ns", "a"), format!("evil@{peer}")),
+        (ActorKey::new("ns", "b"), format!("{peer}/admin")),
+        (ActorKey::new("ns", "c"), format!("http://{peer}")),
+        (ActorKey::new("ns", "d"), format!("{peer}#@10.0.0.1:80")),
+    ]);
+    let addr = start(routes).await;
+    for name in ["a", "b", "c", "d"] {
+        let path = format!("/v1/namespaces/ns/actors/{name}/tell");
+        let answer = post(addr, &path, Some(TOKEN), 1, b"1").await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{name}: {answer}");
+        assert!(answer.contains("not a worker address"), "{name}: {answer}");
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), 0, "the peer was contacted");
+}
+
+#[tokio::test]
+async fn a_hostile_actor_name_is_never_forwarded() {
+    let (peer, seen) = peer_answering(10).await;
+    let routes = HashMap::from([(ActorKey::new("ns", "../x"), peer.to_string())]);
+    let addr = start(routes).await;
+    for path in [
+        "/v1/namespaces/ns/actors/..%2Fx/tell",
+        "/v1/namespaces/ns/actors/%2E%2E/tell",
+        "/v1/namespaces/ns/actors/a%3Fb/tell",
+        "/v1/namespaces/ns/actors/%C3%BC/tell",
+    ] {
+        let answer = post(addr, path, Some(TOKEN), 1, b"1").await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), 0, "the peer was contacted");
+}
