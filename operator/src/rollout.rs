@@ -165,6 +165,8 @@ struct Machine<'a> {
     aborted: Option<(AbortKind, Option<f64>)>,
     promoted: bool,
     command_done: bool,
+    /// What the rollout waits for, when it waits for something that should happen by itself.
+    waiting: Option<String>,
 }
 
 impl Machine<'_> {
@@ -261,6 +263,7 @@ impl Machine<'_> {
     /// Waiting at a step that should make progress by itself: past the progress deadline, the
     /// rollout is aborted. Pauses never count.
     fn wait_or_abort(&mut self, what: &str) {
+        self.waiting = Some(what.to_string());
         if elapsed(self.r.step_started_at, self.obs.now, progress_deadline(self.pool)) {
             let reason = self.abort_reason(
                 AbortKind::Deadline,
@@ -271,8 +274,10 @@ impl Machine<'_> {
         }
     }
 
+    /// Whether a promote command was given and not acted on yet in this decision: it goes past
+    /// one step, not every step of the chain.
     fn take_promote(&mut self) -> bool {
-        if self.obs.command == Some(Command::Promote) {
+        if self.obs.command == Some(Command::Promote) && !self.command_done {
             self.command_done = true;
             true
         } else {
@@ -468,7 +473,12 @@ impl Machine<'_> {
                 (
                     true,
                     "RolloutInProgress",
-                    format!("rolling out {target}: step {step}, weight {weight}%"),
+                    match &self.waiting {
+                        Some(what) => {
+                            format!("rolling out {target}: step {step}, weight {weight}%; waiting for {what}")
+                        }
+                        None => format!("rolling out {target}: step {step}, weight {weight}%"),
+                    },
                 ),
             );
         }
@@ -497,6 +507,7 @@ pub fn advance(pool: &ActorPool, current: &Rollout, obs: &Observed) -> Decision 
         aborted: None,
         promoted: false,
         command_done: false,
+        waiting: None,
     }
     .run()
 }

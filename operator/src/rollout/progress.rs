@@ -11,6 +11,10 @@ impl Machine<'_> {
         for _ in 0..=steps.len() {
             let i = self.r.step.unwrap_or(0).max(0) as usize;
             let Some(step) = steps.get(i) else {
+                if self.unmeasured() && !self.take_promote() {
+                    self.wait_or_abort("a passing analysis round before promotion");
+                    return false;
+                }
                 self.promote();
                 return false;
             };
@@ -108,5 +112,24 @@ impl Machine<'_> {
             }
         }
         false
+    }
+
+    /// The pool defines analysis metrics, and the canary's latest round did not pass (or none was
+    /// taken): it is not promoted unmeasured. A query that cannot run, a metric that has no data,
+    /// is then said in the status and the abort, instead of the revision passing in silence.
+    fn unmeasured(&self) -> bool {
+        let defined = self
+            .pool
+            .spec
+            .analysis
+            .as_ref()
+            .is_some_and(|a| !a.metrics.is_empty());
+        let passed = self.r.analysis.as_ref().is_some_and(|a| {
+            Some(&a.revision) == self.r.canary.as_ref()
+                && a.measured_at.is_some()
+                && !a.results.is_empty()
+                && a.results.iter().all(|m| m.outcome == MeasurementOutcome::Passed)
+        });
+        defined && !passed
     }
 }

@@ -79,8 +79,7 @@ pub fn analysis_due(
     let judged = if r.in_progress(target) {
         match blue_green(pool) {
             // Pre-promotion: the preview is measured once it is up.
-            Some(bg) => (bg.pre_promotion_analysis && r.step == Some(1) && target_workers > 0)
-                .then(|| target.to_string()),
+            Some(bg) => (bg.pre_promotion_analysis && r.step == Some(1)).then(|| target.to_string()),
             // Canary: measured throughout, once it has actors or reaches an analysis step.
             None => {
                 let steps = canary_steps(pool);
@@ -106,5 +105,24 @@ pub fn analysis_due(
         .as_ref()
         .filter(|a| a.revision == judged)
         .and_then(|a| a.measured_at.as_ref().map(|t| t.0));
+    // The first round waits for the revision's workers: measured while they start (an image
+    // pull, a slow start), it could only be inconclusive, and enough of those abort a good
+    // revision. Once measured, it is measured on, so that workers lost later are seen.
+    if last.is_none() && target_workers < workers_wanted(pool, r, target) {
+        return None;
+    }
     elapsed(last, now, analysis_interval(pool)).then_some(judged)
+}
+
+/// The live workers the target revision has in the rollout state `r` once it is up: the canary's
+/// share of the pool at the current weight, or the whole pool.
+pub fn workers_wanted(pool: &ActorPool, r: &Rollout, target: &str) -> usize {
+    let replicas = pool.spec.replicas.max(0);
+    let canary = r.in_progress(target) && blue_green(pool).is_none() && replicas > 0;
+    let wanted = if canary {
+        canary_replicas(replicas, r.weight.unwrap_or(0))
+    } else {
+        replicas
+    };
+    wanted as usize
 }

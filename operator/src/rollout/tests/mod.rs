@@ -3,6 +3,8 @@ use troupe_crds::{AbortKind, MeasurementOutcome, MetricResult, PoolPhase};
 
 use super::*;
 
+mod waiting;
+
 /// A pool with 4 replicas and the given strategy (and analysis, when given).
 fn pool(strategy: Value, analysis: Option<Value>, rollback: Option<Value>) -> ActorPool {
     let mut spec = json!({
