@@ -5,7 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Condition, DNS_LABEL_PATTERN, DURATION_PATTERN, SCHEDULE_RULE};
+use crate::common::{Condition, DNS_LABEL_PATTERN, DURATION_PATTERN, EVERY_BOUNDS_RULE, SCHEDULE_RULE};
 
 /// An Actor is one long-lived actor of a registered behaviour, run by a worker of its pool.
 ///
@@ -83,11 +83,13 @@ pub struct ActorSpec {
     pub config: Option<crate::ActorConfig>,
 
     /// Sends the actor a tick on a schedule: `every 30s` (units ms, s, m, h, d), a cron macro such
-    /// as `@hourly`, or a cron expression with 5 to 7 fields (`0 */2 * * *`). Times are UTC.
+    /// as `@hourly`, or a cron expression with 5 to 7 fields (`0 */2 * * *`). Times are UTC. An
+    /// `every` schedule is from 100ms to 366d.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": SCHEDULE_RULE, "message": "schedule must be 'every <n><unit>' (units ms, s, m, h, d), a cron macro such as @hourly, or a cron expression of 5 to 7 fields such as '0 */2 * * *'"}
+        {"rule": SCHEDULE_RULE, "message": "schedule must be 'every <n><unit>' (units ms, s, m, h, d), a cron macro such as @hourly, or a cron expression of 5 to 7 fields such as '0 */2 * * *'"},
+        {"rule": EVERY_BOUNDS_RULE, "message": "an 'every' schedule must be from 100ms to 366d"}
     ]))]
     pub schedule: Option<String>,
 
@@ -140,9 +142,13 @@ pub struct RestartPolicySpec {
     #[serde(default = "default_max_restarts")]
     #[schemars(range(min = 0, max = 1000))]
     pub max_restarts: i32,
-    /// The sliding window over which restarts are counted.
+    /// The sliding window over which restarts are counted: from 1s to 24h.
     #[serde(default = "default_restart_window")]
-    #[schemars(pattern(DURATION_PATTERN))]
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "!self.matches('^([0-9]+(ms|s|m|h))+$') || (duration(self) >= duration('1s') && duration(self) <= duration('24h'))",
+         "message": "restartPolicy.window must be from 1s to 24h"}
+    ]))]
     pub window: String,
     /// Exponential backoff between restarts.
     #[serde(default)]
@@ -171,13 +177,21 @@ fn default_restart_window() -> String {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestartBackoff {
-    /// The delay before the first restart.
+    /// The delay before the first restart: from 10ms to 1h.
     #[serde(default = "default_backoff_initial")]
-    #[schemars(pattern(DURATION_PATTERN))]
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "!self.matches('^([0-9]+(ms|s|m|h))+$') || (duration(self) >= duration('10ms') && duration(self) <= duration('1h'))",
+         "message": "restartPolicy.backoff.initial must be from 10ms to 1h"}
+    ]))]
     pub initial: String,
-    /// The longest delay between two restarts.
+    /// The longest delay between two restarts: at most 1h.
     #[serde(default = "default_backoff_max")]
-    #[schemars(pattern(DURATION_PATTERN))]
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "!self.matches('^([0-9]+(ms|s|m|h))+$') || duration(self) <= duration('1h')",
+         "message": "restartPolicy.backoff.max must be at most 1h"}
+    ]))]
     pub max: String,
 }
 

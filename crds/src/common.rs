@@ -60,11 +60,16 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
 
 /// An actor schedule: `every <n><unit>` (units ms, s, m, h, d), a cron macro (`@hourly`, `@daily`,
 /// `@weekly`, `@monthly`, `@yearly`), or a cron expression of 5 to 7 space-separated fields.
-pub const SCHEDULE_PATTERN: &str = r"^(every [1-9][0-9]*(ms|s|m|h|d)|@(hourly|daily|weekly|monthly|yearly|annually)|[0-9*?/,LW#A-Za-z-]+( +[0-9*?/,LW#A-Za-z-]+){4,6})$";
+pub const SCHEDULE_PATTERN: &str = r"^(every [1-9][0-9]{0,8}(ms|s|m|h|d)|@(hourly|daily|weekly|monthly|yearly|annually)|[0-9*?/,LW#A-Za-z-]+( +[0-9*?/,LW#A-Za-z-]+){4,6})$";
 
 /// The CEL rule checking [`SCHEDULE_PATTERN`]: a CEL rule (unlike a bare `pattern`) lets the API
 /// server answer with a message a person can act on.
-pub const SCHEDULE_RULE: &str = r"self.matches('^(every [1-9][0-9]*(ms|s|m|h|d)|@(hourly|daily|weekly|monthly|yearly|annually)|[0-9*?/,LW#A-Za-z-]+( +[0-9*?/,LW#A-Za-z-]+){4,6})$')";
+pub const SCHEDULE_RULE: &str = r"self.matches('^(every [1-9][0-9]{0,8}(ms|s|m|h|d)|@(hourly|daily|weekly|monthly|yearly|annually)|[0-9*?/,LW#A-Za-z-]+( +[0-9*?/,LW#A-Za-z-]+){4,6})$')";
+
+/// The CEL rule bounding an `every` schedule to 100ms–366d: faster ticks would keep the actor
+/// from its messages; slower ones are a mistake (a cron expression says "yearly"). Counted in
+/// integers, so that no number in the pattern can overflow a CEL duration.
+pub const EVERY_BOUNDS_RULE: &str = "!self.matches('^every [1-9][0-9]{0,8}(ms|s|m|h|d)$') || (self.endsWith('ms') ? int(self.substring(6, size(self) - 2)) >= 100 : self.endsWith('s') ? int(self.substring(6, size(self) - 1)) <= 31622400 : self.endsWith('m') ? int(self.substring(6, size(self) - 1)) <= 527040 : self.endsWith('h') ? int(self.substring(6, size(self) - 1)) <= 8784 : int(self.substring(6, size(self) - 1)) <= 366)";
 
 /// The schema of an embedded pod template.
 ///

@@ -154,6 +154,43 @@ fn bad_manifests() -> Vec<(&'static str, String, &'static str)> {
             actor("  pool: p\n  behavior: echo\n  circuitBreaker: {consecutiveFailures: 0}\n"),
             "should be greater than or equal to 1",
         ),
+        (
+            "a schedule every millisecond",
+            actor("  pool: p\n  behavior: echo\n  schedule: every 1ms\n"),
+            "an 'every' schedule must be from 100ms to 366d",
+        ),
+        (
+            "a schedule of centuries",
+            actor("  pool: p\n  behavior: echo\n  schedule: every 40000d\n"),
+            "an 'every' schedule must be from 100ms to 366d",
+        ),
+        (
+            "a schedule whose number overflows",
+            actor("  pool: p\n  behavior: echo\n  schedule: every 99999999999999999999s\n"),
+            "schedule must be 'every <n><unit>'",
+        ),
+        (
+            "a restart window of zero",
+            actor("  pool: p\n  behavior: echo\n  restartPolicy: {window: 0s}\n"),
+            "restartPolicy.window must be from 1s to 24h",
+        ),
+        (
+            "a restart backoff of zero",
+            actor("  pool: p\n  behavior: echo\n  restartPolicy: {backoff: {initial: 0s, max: 1s}}\n"),
+            "restartPolicy.backoff.initial must be from 10ms to 1h",
+        ),
+        (
+            "a restart backoff of a week",
+            actor("  pool: p\n  behavior: echo\n  restartPolicy: {backoff: {initial: 1s, max: 168h}}\n"),
+            "restartPolicy.backoff.max must be at most 1h",
+        ),
+        (
+            "an analysis interval too large for a duration",
+            pool(
+                "  analysis:\n    interval: 99999999999999h\n    metrics: [{name: e, template: ErrorRate}]\n",
+            ),
+            "spec.analysis.interval",
+        ),
     ]
 }
 

@@ -483,6 +483,9 @@ impl Analyzer {
         };
         let json: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| format!("Prometheus at {shown} answered {status} with no JSON: {e}"))?;
+        if let Some(why) = query_refused(&json) {
+            return Err(Unmeasured::Broken(why));
+        }
         Ok(prometheus_value(&json, threshold)?)
     }
 }
@@ -535,6 +538,20 @@ fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// Prometheus' message when it refused the query itself (a syntax error, `bad_data`; or a query
+/// that cannot be evaluated, `execution`): asking again gives the same answer, so the measurement
+/// is Failed with that message, never a pass and never mere missing data. A timeout or an
+/// unavailable Prometheus is not the query's fault and stays missing data.
+pub fn query_refused(answer: &serde_json::Value) -> Option<String> {
+    let kind = answer["errorType"].as_str()?;
+    (answer["status"] == "error" && matches!(kind, "bad_data" | "execution")).then(|| {
+        format!(
+            "Prometheus refused the query ({kind}): {}",
+            answer["error"].as_str().unwrap_or("no reason given")
+        )
+    })
 }
 
 /// The value of a Prometheus instant-query answer. Several series: the one closest to breaking
@@ -681,6 +698,25 @@ troupe_worker_message_duration_seconds_bucket{behavior="flaky",pool="p",revision
         assert!(prometheus_value(&nan, &max).is_err());
         let bad = json!({"status": "error", "error": "parse error at char 3"});
         assert!(prometheus_value(&bad, &max).unwrap_err().contains("parse error"));
+    }
+
+    #[test]
+    fn a_query_prometheus_cannot_parse_or_run_is_refused_and_a_timeout_is_not() {
+        let answer = |kind: &str| json!({"status": "error", "errorType": kind, "error": "1:5: parse error: unexpected \")\""});
+        let refused = query_refused(&answer("bad_data")).unwrap();
+        assert!(
+            refused.contains("bad_data") && refused.contains("parse error: unexpected"),
+            "{refused}"
+        );
+        assert!(query_refused(&answer("execution")).is_some());
+        assert_eq!(query_refused(&answer("timeout")), None);
+        assert_eq!(query_refused(&answer("unavailable")), None);
+        assert_eq!(
+            query_refused(
+                &json!({"status": "success", "data": {"resultType": "scalar", "result": [0, "1"]}})
+            ),
+            None
+        );
     }
 }
 

@@ -66,7 +66,10 @@ impl Behavior for Counter {
     }
 
     async fn tick(&mut self, _: &Context) -> Result<(), ActorError> {
-        self.value += 1;
+        self.value = self
+            .value
+            .checked_add(1)
+            .ok_or_else(|| ActorError::new("counter overflow"))?;
         Ok(())
     }
 }
@@ -95,6 +98,10 @@ impl Behavior for Scheduled {
 /// each tick it hands its output to `config.next`: a `generate` stage drafts `batch` new items, a
 /// stage with `keep` passes on the best `keep` buffered items, and the last stage (no `next`)
 /// publishes what it holds. Any other message answers its counters.
+/// The most items a stage drafts or keeps per tick, and holds waiting: a config or a sender
+/// cannot make one actor take the worker's memory.
+pub const PIPELINE_MAX_ITEMS: usize = 10_000;
+
 pub struct PipelineStage {
     stage: String,
     next: Option<String>,
@@ -115,11 +122,15 @@ impl PipelineStage {
             .to_string();
         let count = |k: &str| match config.get(k) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
-                ActorError::new(format!(
-                    "pipeline-stage: config.{k} must be a non-negative integer"
-                ))
-            }),
+            Some(v) => v
+                .as_u64()
+                .filter(|n| *n <= PIPELINE_MAX_ITEMS as u64)
+                .map(|n| Some(n as usize))
+                .ok_or_else(|| {
+                    ActorError::new(format!(
+                        "pipeline-stage: config.{k} must be an integer from 0 to {PIPELINE_MAX_ITEMS}"
+                    ))
+                }),
         };
         Ok(Self {
             stage,
@@ -138,6 +149,13 @@ impl PipelineStage {
 impl Behavior for PipelineStage {
     async fn handle(&mut self, _: &Context, msg: Value) -> Result<Value, ActorError> {
         if let Some(items) = msg.get("items").and_then(Value::as_array) {
+            if self.buffer.len() + items.len() > PIPELINE_MAX_ITEMS {
+                return Err(ActorError::new(format!(
+                    "pipeline-stage: {} items would exceed the buffer of {PIPELINE_MAX_ITEMS} (it holds {})",
+                    items.len(),
+                    self.buffer.len()
+                )));
+            }
             self.buffer.extend(items.iter().cloned());
         }
         Ok(json!({
@@ -150,7 +168,7 @@ impl Behavior for PipelineStage {
         self.runs += 1;
         let output: Vec<Value> = if self.stage == "generate" {
             (0..self.batch)
-                .map(|i| json!({"id": format!("{}-{}-{i}", ctx.name, self.runs), "score": (self.runs as usize * 7 + i * 13) % 100}))
+                .map(|i| json!({"id": format!("{}-{}-{i}", ctx.name, self.runs), "score": (self.runs.wrapping_mul(7).wrapping_add(i as u64 * 13)) % 100}))
                 .collect()
         } else {
             let mut items = std::mem::take(&mut self.buffer);
@@ -193,6 +211,9 @@ pub struct Flaky {
 static FLAKY_SINCE: std::sync::LazyLock<std::time::Instant> =
     std::sync::LazyLock::new(std::time::Instant::now);
 
+/// The longest delay `flaky` adds to a message: a minute, longer than any ask waits.
+pub const FLAKY_MAX_LATENCY_MS: f64 = 60_000.0;
+
 impl Flaky {
     pub fn from_config(
         config: &Map<String, Value>,
@@ -221,7 +242,15 @@ impl Flaky {
         };
         Ok(Self {
             failure_rate: rate("failureRate", "TROUPE_FLAKY_FAILURE_RATE")?,
-            latency: Duration::from_millis(read("latencyMs", "TROUPE_FLAKY_LATENCY_MS")?.max(0.0) as u64),
+            latency: {
+                let ms = read("latencyMs", "TROUPE_FLAKY_LATENCY_MS")?;
+                if !(0.0..=FLAKY_MAX_LATENCY_MS).contains(&ms) {
+                    return Err(ActorError::new(format!(
+                        "flaky: latencyMs must be within 0..{FLAKY_MAX_LATENCY_MS}"
+                    )));
+                }
+                Duration::from_millis(ms as u64)
+            },
             panic_rate: rate("panicRate", "TROUPE_FLAKY_PANIC_RATE")?,
             good_until: match env("TROUPE_FLAKY_FAIL_AFTER").filter(|v| !v.is_empty()) {
                 None => None,
@@ -229,7 +258,11 @@ impl Flaky {
                     let d = troupe_crds::duration::parse_duration(&v).map_err(|e| {
                         ActorError::new(format!("flaky: env TROUPE_FLAKY_FAIL_AFTER={v:?}: {e}"))
                     })?;
-                    Some(*FLAKY_SINCE + d)
+                    Some(FLAKY_SINCE.checked_add(d).ok_or_else(|| {
+                        ActorError::new(format!(
+                            "flaky: env TROUPE_FLAKY_FAIL_AFTER={v:?} is too far away"
+                        ))
+                    })?)
                 }
             },
         })
@@ -312,6 +345,44 @@ mod tests {
             json!({"value": 17})
         );
         assert!(build("counter", json!({"start": "ten"})).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_counter_at_its_limit_refuses_to_overflow_by_message_or_tick_and_keeps_its_value() {
+        let c = ctx(Arc::default());
+        let mut counter = build("counter", json!({"start": i64::MAX})).unwrap();
+        let err = counter.handle(&c, json!(1)).await.unwrap_err();
+        assert!(err.to_string().contains("overflow"), "{err}");
+        assert!(counter.tick(&c).await.is_err());
+        assert_eq!(
+            counter.handle(&c, json!("get")).await.unwrap(),
+            json!({ "value": i64::MAX })
+        );
+    }
+
+    #[tokio::test]
+    async fn built_in_behaviours_refuse_sizes_and_delays_that_would_take_the_worker() {
+        for (behavior, config) in [
+            (
+                "pipeline-stage",
+                json!({"stage": "generate", "batch": 1_000_000_000_000u64}),
+            ),
+            ("pipeline-stage", json!({"stage": "rank", "keep": 10_001})),
+            ("flaky", json!({"latencyMs": 1e300})),
+            ("flaky", json!({"latencyMs": -5})),
+        ] {
+            let err = build(behavior, config.clone()).err().expect("refused");
+            assert!(err.to_string().contains("must be"), "{config}: {err}");
+        }
+        let c = ctx(Arc::default());
+        let mut stage = build("pipeline-stage", json!({"stage": "rank"})).unwrap();
+        let items: Vec<_> = (0..PIPELINE_MAX_ITEMS).map(|i| json!({"score": i})).collect();
+        stage.handle(&c, json!({ "items": items })).await.unwrap();
+        let err = stage
+            .handle(&c, json!({"items": [{"score": 1}]}))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("exceed the buffer"), "{err}");
     }
 
     #[tokio::test]
