@@ -30,6 +30,28 @@ pub struct WorkerSettings {
     /// The ClusterRole bound to each pool's worker ServiceAccount; empty: the operator manages
     /// no worker identity and pods use the template's (or the namespace's default) account.
     pub worker_cluster_role: String,
+    /// Whether a pool's template may run its workers under a ServiceAccount of its own choosing
+    /// (`--allow-custom-worker-service-account`). Off: whoever may write a pool could otherwise
+    /// run code with any account of the namespace, and whatever that account may do.
+    pub allow_custom_service_account: bool,
+}
+
+/// Why this operator does not deploy `pool`'s template, if it does not: it names a
+/// ServiceAccount other than the pool's own worker account, and custom accounts are not allowed.
+pub fn template_refusal(pool: &ActorPool, settings: &WorkerSettings) -> Option<String> {
+    let spec = pool.spec.template.spec.as_ref()?;
+    let account = spec
+        .service_account_name
+        .as_deref()
+        .or(spec.service_account.as_deref())
+        .filter(|a| !a.is_empty())?;
+    let own = crate::worker_access::worker_account_name(&pool.name_any());
+    if settings.allow_custom_service_account || account == own {
+        return None;
+    }
+    Some(format!(
+        "the pod template runs workers under ServiceAccount {account:?}, and this operator runs them only under the pool's own account {own:?}: remove serviceAccountName from the template, or start the operator with --allow-custom-worker-service-account (chart value workers.allowCustomServiceAccount)"
+    ))
 }
 
 /// The Deployment's name: `<pool>-<revision>`.
@@ -385,5 +407,34 @@ mod tests {
     fn long_pool_names_still_make_valid_deployment_names() {
         let name = deployment_name(&"p".repeat(80), "abcdef0123");
         assert!(name.len() <= 63 && name.ends_with("-abcdef0123"));
+    }
+
+    #[test]
+    fn a_template_may_name_only_the_pools_own_account_unless_the_operator_allows_any() {
+        let settings = WorkerSettings::default();
+        let with = |account: Option<&str>, deprecated: Option<&str>| {
+            let mut p = pool();
+            let spec = p.spec.template.spec.as_mut().unwrap();
+            spec.service_account_name = account.map(str::to_string);
+            spec.service_account = deprecated.map(str::to_string);
+            p
+        };
+        assert_eq!(template_refusal(&with(None, None), &settings), None);
+        assert_eq!(
+            template_refusal(&with(Some("counters-worker"), None), &settings),
+            None
+        );
+        for p in [with(Some("admin"), None), with(None, Some("admin"))] {
+            let why = template_refusal(&p, &settings).expect("refused");
+            assert!(
+                why.contains("\"admin\"") && why.contains("\"counters-worker\""),
+                "{why}"
+            );
+        }
+        let allowing = WorkerSettings {
+            allow_custom_service_account: true,
+            ..Default::default()
+        };
+        assert_eq!(template_refusal(&with(Some("admin"), None), &allowing), None);
     }
 }

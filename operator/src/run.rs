@@ -49,6 +49,10 @@ pub struct OperatorConfig {
     /// the operator creates). Empty: workers run with the template's service account.
     #[arg(long, env = "TROUPE_WORKER_CLUSTER_ROLE", default_value = "troupe-worker")]
     pub worker_cluster_role: String,
+    /// Let a pool's template run its workers under a ServiceAccount of its own choosing. Off:
+    /// such a pool is not deployed, and says why in its WorkersDeployed condition.
+    #[arg(long, env = "TROUPE_ALLOW_CUSTOM_WORKER_SERVICE_ACCOUNT")]
+    pub allow_custom_worker_service_account: bool,
     /// The Prometheus server for analysis metrics whose provider names no address.
     #[arg(long, env = "TROUPE_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
@@ -214,6 +218,7 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
         token_secret: cfg.worker_token_secret.clone(),
         extra_env: cfg.worker_env.clone(),
         worker_cluster_role: cfg.worker_cluster_role.clone(),
+        allow_custom_service_account: cfg.allow_custom_worker_service_account,
     };
     let ctx = Context::new(
         client.clone(),

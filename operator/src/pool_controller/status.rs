@@ -30,6 +30,7 @@ pub mod reasons {
     pub const WORKERS_MISSING: &str = "WorkersMissing";
     pub const DEPLOYED: &str = "Deployed";
     pub const DEPLOYMENT_REJECTED: &str = "DeploymentRejected";
+    pub const SERVICE_ACCOUNT_NOT_ALLOWED: &str = "ServiceAccountNotAllowed";
 }
 
 /// What this reconcile saw and did that the status reports.
@@ -86,13 +87,14 @@ pub(super) fn desired_status(pool: &ActorPool, status: &ActorPoolStatus, o: Outc
         )
     };
     let (p_status, p_reason, p_message) = decision.progressing.clone();
-    let deployed = match &o.workers.error {
-        None => (
+    let deployed = match (&o.workers.refused, &o.workers.error) {
+        (Some(why), _) => (false, reasons::SERVICE_ACCOUNT_NOT_ALLOWED, why.clone()),
+        (None, Some(e)) => (false, reasons::DEPLOYMENT_REJECTED, e.to_string()),
+        (None, None) => (
             true,
             reasons::DEPLOYED,
             "every revision's Deployment is as planned".to_string(),
         ),
-        Some(e) => (false, reasons::DEPLOYMENT_REJECTED, e.to_string()),
     };
     let generation = pool.metadata.generation;
     let mut desired = status.clone();
@@ -132,15 +134,23 @@ pub(super) fn desired_status(pool: &ActorPool, status: &ActorPoolStatus, o: Outc
     desired
 }
 
-/// The message of a Deployment rejection `desired` reports that `status` did not.
-fn newly_rejected(status: &ActorPoolStatus, desired: &ActorPoolStatus) -> Option<String> {
+/// The reason and message of a refusal to deploy (by the API server, or by this operator) that
+/// `desired` reports and `status` did not.
+fn newly_rejected(status: &ActorPoolStatus, desired: &ActorPoolStatus) -> Option<(&'static str, String)> {
     let rejection = |s: &ActorPoolStatus| {
         s.conditions
             .iter()
-            .find(|c| c.type_ == reasons::WORKERS_DEPLOYED && c.reason == reasons::DEPLOYMENT_REJECTED)
-            .map(|c| c.message.clone())
+            .find(|c| c.type_ == reasons::WORKERS_DEPLOYED && c.status == "False")
+            .map(|c| (c.reason.clone(), c.message.clone()))
     };
-    rejection(desired).filter(|m| rejection(status).as_ref() != Some(m))
+    let (reason, message) = rejection(desired)?;
+    if rejection(status) == Some((reason.clone(), message.clone())) {
+        return None;
+    }
+    let reason = [reasons::SERVICE_ACCOUNT_NOT_ALLOWED, reasons::DEPLOYMENT_REJECTED]
+        .into_iter()
+        .find(|r| *r == reason)?;
+    Some((reason, message))
 }
 
 /// Writes `desired` if it differs from `status` (what the cache showed), with an Event for a
@@ -153,8 +163,8 @@ pub(super) async fn write_status(
     desired: ActorPoolStatus,
     target: &str,
 ) -> Result<Option<String>, Error> {
-    if let Some(message) = newly_rejected(status, &desired) {
-        pool_event(ctx, pool, target, true, reasons::DEPLOYMENT_REJECTED, message).await;
+    if let Some((reason, message)) = newly_rejected(status, &desired) {
+        pool_event(ctx, pool, target, true, reason, message).await;
     }
     if desired == *status {
         return Ok(pool.metadata.resource_version.clone());

@@ -15,7 +15,7 @@ use troupe_crds::{ActorPool, labels};
 use super::{Error, observe::Snapshot};
 use crate::{
     context::{Context, MANAGER},
-    deployment::{build_deployment, deployment_name},
+    deployment::{build_deployment, deployment_name, template_refusal},
     placement::{merge_params, worker_of},
     revisions::{Workers, plan_workers},
     rollout::Rollout,
@@ -29,6 +29,8 @@ pub(super) struct WorkersApplied {
     pub plan: BTreeMap<String, Workers>,
     /// The first Deployment write the API server refused.
     pub error: Option<Error>,
+    /// Why the current template is not deployed at all (see `deployment::template_refusal`).
+    pub refused: Option<String>,
 }
 
 impl WorkersApplied {
@@ -100,9 +102,12 @@ pub(super) async fn apply_workers(
         .collect();
     let plan = plan_workers(pool, next, target, &existing, snap.now);
     let mut error: Option<Error> = None;
+    let refused = template_refusal(pool, &ctx.settings);
     for (rev, &want) in &plan {
         let found = owned.iter().find(|d| rev_of(d) == *rev);
         match want {
+            // Not deployed, and not retried as an error: it waits for a template change.
+            Workers::Apply(_) if refused.is_some() => {}
             Workers::Apply(replicas) => {
                 let mut deploy = build_deployment(pool, target, &ctx.settings);
                 if let Some(spec) = deploy.spec.as_mut() {
@@ -164,5 +169,10 @@ pub(super) async fn apply_workers(
             }
         }
     }
-    WorkersApplied { owned, plan, error }
+    WorkersApplied {
+        owned,
+        plan,
+        error,
+        refused,
+    }
 }

@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 use troupe_crds::{Actor, ActorPhase, ActorPool, labels};
 
 use super::{Error, reconcile};
+
+mod workers;
 use crate::{
     deployment::{WorkerSettings, deployment_name},
     fixtures::{
@@ -381,142 +383,6 @@ async fn an_actor_taken_off_a_live_worker_is_marked_moving_then_unlabelled_as_re
 }
 
 #[tokio::test]
-async fn a_deployment_the_api_server_rejects_holds_up_no_placement_and_shows_in_the_pool_status() {
-    let pool = ActorPool::test("p");
-    let a1 = Actor::test("a1").version("61");
-    let (ctx, server) = test_context(Caches {
-        pools: vec![pool.clone()],
-        actors: vec![a1.clone()],
-        // No Deployment in the cache, so the reconcile applies one; a worker of the revision is
-        // live all the same (its pod came from an earlier Deployment).
-        leases: live_workers(&pool, 1),
-        deployments: vec![],
-    });
-    let name = deployment_name("p", &pool.current_revision());
-    let script = vec![
-        no_core_v1(),
-        Expected::apply("the Deployment of the current revision", deployment_path(&name))
-            .body_includes(json!({
-                "apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": name, "ownerReferences": [{"uid": "uid-p", "controller": true}]},
-                "spec": {"replicas": 1},
-            }))
-            .reply(Reply::Failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid"))
-            .into(),
-        assignment(&a1, "w-1", 1, "61", "62").into(),
-        Expected::event("Normal", "Placed", "p").into(),
-        Expected::event("Warning", "DeploymentRejected", "p").into(),
-        pool_status(&pool, |body| {
-            let deployed = condition(body, "WorkersDeployed");
-            assert_eq!(
-                (deployed["status"].as_str(), deployed["reason"].as_str()),
-                (Some("False"), Some("DeploymentRejected")),
-                "{body}"
-            );
-            let message = deployed["message"].as_str().unwrap_or_default();
-            assert!(
-                message.contains("Invalid"),
-                "the condition carries the API server's answer: {message}"
-            );
-        }),
-    ];
-    let result = run_scenario(ctx, server, script, |ctx| reconcile(pool.clone().into(), ctx)).await;
-    match result {
-        Err(e @ Error::ApplyDeployment(_)) => assert_eq!(e.step(), "apply-deployment"),
-        other => panic!("expected the Deployment's rejection as the reconcile's error, got {other:?}"),
-    }
-}
-
-#[tokio::test]
-async fn a_pools_workers_identity_is_written_once_and_a_settled_pool_then_writes_nothing() {
-    let mut pool = ActorPool::test("p").replicas(2);
-    pool.spec.headless_service = true;
-    let settings = WorkerSettings {
-        worker_cluster_role: "troupe-worker".into(),
-        ..Default::default()
-    };
-    // Settled: each actor runs on a live worker, and the Deployment is as the pool asks.
-    let actors = vec![
-        Actor::test("a1")
-            .on_worker("w-1")
-            .epoch(1)
-            .phase(ActorPhase::Running, Some("w-1")),
-        Actor::test("a2")
-            .on_worker("w-2")
-            .epoch(1)
-            .phase(ActorPhase::Running, Some("w-2")),
-    ];
-    let (ctx, server) = test_context_with(
-        Caches {
-            pools: vec![pool.clone()],
-            actors,
-            leases: live_workers(&pool, 2),
-            deployments: vec![deployment_with(&pool, &settings)],
-        },
-        settings,
-    );
-    let resource = |name: &str, kind: &str| json!({"name": name, "singularName": "", "namespaced": true, "kind": kind, "verbs": ["get", "patch"]});
-    let core_v1 = json!({
-        "apiVersion": "v1", "kind": "APIResourceList", "groupVersion": "v1",
-        "resources": [resource("serviceaccounts", "ServiceAccount"), resource("services", "Service")],
-    });
-    let owned = json!({"metadata": {"ownerReferences": [{"uid": "uid-p", "controller": true}]}});
-    let written = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
-    let keep = written.clone();
-    let script = vec![
-        // The first reconcile: the workers' identity, then the status.
-        Expected::get("the discovery of core/v1", "/api/v1".into())
-            .reply(Reply::Object(core_v1))
-            .into(),
-        Expected::apply(
-            "the workers' ServiceAccount",
-            "/api/v1/namespaces/ns/serviceaccounts/p-worker".into(),
-        )
-        .body_includes(owned.clone())
-        .reply(Reply::Echo(StatusCode::OK))
-        .into(),
-        Expected::apply(
-            "the workers' RoleBinding",
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/rolebindings/p-worker".into(),
-        )
-        .body_includes(json!({"roleRef": {"kind": "ClusterRole", "name": "troupe-worker"}}))
-        .body_includes(owned.clone())
-        .reply(Reply::Echo(StatusCode::OK))
-        .into(),
-        Expected::apply(
-            "the headless Service",
-            "/api/v1/namespaces/ns/services/p-workers".into(),
-        )
-        .body_includes(json!({"spec": {"clusterIP": "None", "selector": {labels::POOL: "p"}}}))
-        .body_includes(owned)
-        .reply(Reply::Echo(StatusCode::OK))
-        .into(),
-        pool_status(&pool, move |body| *keep.lock().unwrap() = body.clone()),
-        // The second reconcile, of the pool as that status write left it: nothing at all.
-    ];
-    let (first, second) = run_scenario(ctx, server, script, |ctx| async move {
-        let first = reconcile(pool.clone().into(), ctx.clone()).await;
-        let status = written.lock().unwrap()["status"].clone();
-        let mut after = pool.clone();
-        after.status = Some(serde_json::from_value(status).expect("the status written is a pool status"));
-        after.metadata.resource_version = Some("8".into());
-        let second = reconcile(after.into(), ctx).await;
-        (first, second)
-    })
-    .await;
-    assert_eq!(
-        first.expect("the first reconcile succeeds"),
-        Action::requeue(super::RESYNC)
-    );
-    assert_eq!(
-        second.expect("the second reconcile succeeds"),
-        Action::requeue(super::RESYNC)
-    );
-}
-
-/// What a reconcile that saw `a1`'s write refused (409) and `a2`'s succeed publishes about the
-/// pool: the note of its Placed Event.
-#[tokio::test]
 async fn the_placed_event_counts_only_the_assignments_that_were_written() {
     let pool = ActorPool::test("p").replicas(2);
     let a1 = Actor::test("a1").version("31");
@@ -579,53 +445,6 @@ async fn a_lagging_lease_cache_does_not_count_as_a_renewal_after_a_fresh_read() 
         .into(),
         assignment(&a1, "w-1", 3, "22", "23").into(),
         Expected::event("Warning", "FailedOver", "a1").into(),
-        pool_status(&pool, |_| {}),
-    ];
-    run_scenario(ctx, server, script, |ctx| reconcile(pool.clone().into(), ctx))
-        .await
-        .expect("the reconcile succeeds");
-}
-
-/// A new pool's workers are starting: its actors are Pending (reason NoWorker) and the pool says
-/// once, as a Normal Event, that they wait; no Warning per actor (that read as failure).
-#[tokio::test]
-async fn actors_of_a_pool_whose_workers_are_starting_wait_with_one_normal_pool_event() {
-    let pool = ActorPool::test("p").replicas(2);
-    let a1 = Actor::test("a1").version("31");
-    let a2 = Actor::test("a2").version("32");
-    let (ctx, server) = test_context(Caches {
-        pools: vec![pool.clone()],
-        actors: vec![a1.clone(), a2.clone()],
-        leases: vec![],
-        deployments: vec![deployment_of(&pool)],
-    });
-    let pending = json!({"phase": "Pending"});
-    let script = vec![
-        no_core_v1(),
-        Stage::interleaved(vec![
-            vec![actor_status(
-                &a1,
-                "waiting",
-                "31",
-                pending.clone(),
-                ("False", "NoWorker"),
-                "33",
-            )],
-            vec![actor_status(
-                &a2,
-                "waiting",
-                "32",
-                pending,
-                ("False", "NoWorker"),
-                "34",
-            )],
-        ]),
-        Expected::event("Normal", "WaitingForWorkers", "p")
-            .body_with(|body| {
-                let note = body["note"].as_str().unwrap_or_default();
-                assert!(note.starts_with("2 actors wait"), "{note}");
-            })
-            .into(),
         pool_status(&pool, |_| {}),
     ];
     run_scenario(ctx, server, script, |ctx| reconcile(pool.clone().into(), ctx))
