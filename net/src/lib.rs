@@ -8,6 +8,8 @@
 pub mod body;
 pub mod redact;
 pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use body::{BodyError, read_request_body, read_response_body};
 pub use redact::{redact_url, redact_urls_in};

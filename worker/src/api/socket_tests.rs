@@ -9,8 +9,9 @@ use std::{
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
 };
+use troupe_net::testing::post;
 
 use super::*;
 use crate::{builtin, host::HostConfig, metrics::Metrics};
@@ -29,36 +30,8 @@ async fn start(routes: HashMap<ActorKey, String>) -> SocketAddr {
         started: AtomicBool::new(true),
         ready: AtomicBool::new(true),
     });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let limits = limits(Duration::from_secs(1));
-    tokio::spawn(troupe_net::serve(
-        listener,
-        router(state),
-        limits,
-        std::future::pending(),
-    ));
-    addr
-}
-
-async fn answer_of(s: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// POSTs to `path` announcing `length` bytes, sends `sent` of them, returns the answer.
-async fn post(addr: SocketAddr, path: &str, token: Option<&str>, length: usize, body: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let auth = token
-        .map(|t| format!("authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n{auth}content-length: {length}\r\nconnection: close\r\n\r\n"
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    let _ = s.write_all(body).await;
-    answer_of(&mut s).await
+    troupe_net::testing::start(router(state), limits).await.0
 }
 
 /// A server that counts its connections and answers each with a JSON body of `size` bytes.
