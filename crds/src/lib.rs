@@ -21,6 +21,7 @@ pub mod duration;
 pub mod generate;
 pub mod lease_clock;
 pub mod pool;
+pub mod worker_env;
 
 pub use actor::{
     Actor, ActorPhase, ActorSpec, ActorStatus, CircuitBreakerSpec, RestartBackoff, RestartPolicy,

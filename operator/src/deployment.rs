@@ -13,7 +13,7 @@ use k8s_openapi::{
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
 use kube::{Resource, ResourceExt, api::ObjectMeta};
-use troupe_crds::{ActorPool, MailboxFullPolicy, labels};
+use troupe_crds::{ActorPool, MailboxFullPolicy, labels, worker_env::WorkerTimings};
 
 /// The worker API port.
 pub const WORKER_PORT: i32 = 8080;
@@ -36,9 +36,46 @@ pub struct WorkerSettings {
     pub allow_custom_service_account: bool,
 }
 
+/// Why a pool's template is not deployed: a reason (CamelCase, for the condition and the Event)
+/// and what to change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// A template that names another ServiceAccount than the pool's own.
+pub const SERVICE_ACCOUNT_NOT_ALLOWED: &str = "ServiceAccountNotAllowed";
+/// A template whose env sets a worker setting a worker cannot run with.
+pub const INVALID_WORKER_SETTINGS: &str = "InvalidWorkerSettings";
+
 /// Why this operator does not deploy `pool`'s template, if it does not: it names a
-/// ServiceAccount other than the pool's own worker account, and custom accounts are not allowed.
-pub fn template_refusal(pool: &ActorPool, settings: &WorkerSettings) -> Option<String> {
+/// ServiceAccount other than the pool's own worker account while custom accounts are not
+/// allowed, or its env sets a worker setting out of the range a worker runs with (the worker
+/// would refuse to start, over and over).
+pub fn template_refusal(pool: &ActorPool, settings: &WorkerSettings) -> Option<Refusal> {
+    if let Some(message) = foreign_account(pool, settings) {
+        return Some(Refusal {
+            reason: SERVICE_ACCOUNT_NOT_ALLOWED,
+            message,
+        });
+    }
+    let deployment = build_deployment(pool, "check", settings);
+    let worker = deployment.spec?.template.spec?.containers.into_iter().next()?;
+    let env = worker.env.unwrap_or_default();
+    let plain = env
+        .iter()
+        .filter_map(|e| e.value.as_deref().map(|v| (e.name.as_str(), v)));
+    let problem = WorkerTimings::from_env(plain).and_then(|t| t.check()).err()?;
+    Some(Refusal {
+        reason: INVALID_WORKER_SETTINGS,
+        message: format!(
+            "the worker container's env cannot run a worker: {problem}; fix or remove it in the pod template"
+        ),
+    })
+}
+
+fn foreign_account(pool: &ActorPool, settings: &WorkerSettings) -> Option<String> {
     let spec = pool.spec.template.spec.as_ref()?;
     let account = spec
         .service_account_name
@@ -425,7 +462,7 @@ mod tests {
             None
         );
         for p in [with(Some("admin"), None), with(None, Some("admin"))] {
-            let why = template_refusal(&p, &settings).expect("refused");
+            let why = template_refusal(&p, &settings).expect("refused").message;
             assert!(
                 why.contains("\"admin\"") && why.contains("\"counters-worker\""),
                 "{why}"
@@ -436,5 +473,32 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(template_refusal(&with(Some("admin"), None), &allowing), None);
+    }
+
+    #[test]
+    fn a_template_whose_env_sets_a_worker_setting_out_of_range_is_refused_by_name() {
+        let settings = WorkerSettings::default();
+        let with_env = |pairs: &[(&str, &str)]| {
+            let mut p = pool();
+            let worker = &mut p.spec.template.spec.as_mut().unwrap().containers[0];
+            worker.env = Some(pairs.iter().map(|(n, v)| plain_env(n, *v)).collect());
+            p
+        };
+        assert_eq!(template_refusal(&pool(), &settings), None);
+        assert_eq!(
+            template_refusal(&with_env(&[("TROUPE_LEASE_DURATION", "30s")]), &settings),
+            None
+        );
+        for (env, named) in [
+            (("TROUPE_LEASE_RENEW", "0s"), "TROUPE_LEASE_RENEW=0ns"),
+            (
+                ("TROUPE_STATUS_EVERY", "sometimes"),
+                "TROUPE_STATUS_EVERY=\"sometimes\"",
+            ),
+        ] {
+            let refusal = template_refusal(&with_env(&[env]), &settings).expect("refused");
+            assert_eq!(refusal.reason, INVALID_WORKER_SETTINGS);
+            assert!(refusal.message.contains(named), "{}", refusal.message);
+        }
     }
 }

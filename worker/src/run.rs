@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use troupe_crds::MailboxFullPolicy;
+use troupe_crds::{MailboxFullPolicy, worker_env::WorkerTimings};
 
 use crate::{
     api::{ApiState, Forwarder, router},
@@ -74,72 +74,35 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// Refuses settings the worker cannot run with, naming the variable and the allowed range.
-    /// They come from the pod's env, which a pool's template can override: a zero period would
-    /// otherwise panic a timer, and a renew period as long as the lease would leave no proof.
+    /// Refuses settings the worker cannot run with, naming the variable and the allowed range
+    /// (the operator checks a template's env against the same ranges before deploying it).
     pub fn check(&self) -> Result<(), String> {
-        let secs = Duration::from_secs;
-        let ms = Duration::from_millis;
-        let within = |name: &str, v: Duration, min: Duration, max: Duration| {
-            if v < min || v > max {
-                Err(format!(
-                    "{name}={v:?} is out of range: it must be between {min:?} and {max:?}"
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        within("TROUPE_LEASE_DURATION", self.lease_duration, secs(2), secs(600))?;
-        // The proof ends `renew + 1 s` before the lease: at least a second of it must remain.
-        let renew_max = self.lease_duration.saturating_sub(secs(2)).max(ms(100));
-        within("TROUPE_LEASE_RENEW", self.lease_renew, ms(100), renew_max)?;
-        within("TROUPE_STATUS_EVERY", self.status_every, ms(10), secs(60))?;
-        within(
-            "TROUPE_STATUS_COUNTERS_EVERY",
-            self.status_counters_every,
-            ms(100),
-            secs(3600),
-        )?;
-        within(
-            "TROUPE_PASSIVATE_AFTER",
-            self.passivate_after,
-            Duration::ZERO,
-            secs(86_400),
-        )?;
-        // Fencing stops every actor within the margin (renew + 1 s).
-        within(
-            "TROUPE_STOP_DEADLINE",
-            self.stop_deadline,
-            ms(1),
-            self.lease_renew + secs(1),
-        )?;
-        within(
-            "TROUPE_DRAIN_TIMEOUT",
-            self.drain_timeout,
-            Duration::ZERO,
-            secs(600),
-        )?;
-        within(
-            "TROUPE_MAILBOX_BLOCK_TIMEOUT",
-            self.mailbox_block_timeout,
-            Duration::ZERO,
-            secs(600),
-        )?;
-        if !(1..=1_000_000).contains(&self.mailbox_capacity) {
-            return Err(format!(
-                "TROUPE_MAILBOX_CAPACITY={} is out of range: it must be between 1 and 1000000",
-                self.mailbox_capacity
-            ));
+        self.timings().check()
+    }
+
+    /// The settings that bound the worker's timers and queues.
+    pub fn timings(&self) -> WorkerTimings {
+        WorkerTimings {
+            lease_duration: self.lease_duration,
+            lease_renew: self.lease_renew,
+            status_every: self.status_every,
+            status_counters_every: self.status_counters_every,
+            passivate_after: self.passivate_after,
+            stop_deadline: self.stop_deadline,
+            drain_timeout: self.drain_timeout,
+            mailbox_block_timeout: self.mailbox_block_timeout,
+            mailbox_capacity: self.mailbox_capacity,
         }
-        Ok(())
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// Reads a duration setting from the pod's env (`500ms`, `10s`, `1m30s`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     troupe_crds::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
-fn parse_policy(s: &str) -> Result<MailboxFullPolicy, String> {
+/// Reads `TROUPE_MAILBOX_WHEN_FULL` from the pod's env.
+pub fn parse_policy(s: &str) -> Result<MailboxFullPolicy, String> {
     match s {
         "Reject" => Ok(MailboxFullPolicy::Reject),
         "DropOldest" => Ok(MailboxFullPolicy::DropOldest),
@@ -320,8 +283,9 @@ mod tests {
     }
 
     #[test]
-    fn the_default_settings_pass_the_check() {
+    fn the_default_settings_pass_the_check_and_are_the_ones_the_operator_checks_against() {
         assert_eq!(config(&[]).check(), Ok(()));
+        assert_eq!(config(&[]).timings(), WorkerTimings::default());
     }
 
     #[test]

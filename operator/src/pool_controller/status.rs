@@ -30,7 +30,7 @@ pub mod reasons {
     pub const WORKERS_MISSING: &str = "WorkersMissing";
     pub const DEPLOYED: &str = "Deployed";
     pub const DEPLOYMENT_REJECTED: &str = "DeploymentRejected";
-    pub const SERVICE_ACCOUNT_NOT_ALLOWED: &str = "ServiceAccountNotAllowed";
+    pub use crate::deployment::{INVALID_WORKER_SETTINGS, SERVICE_ACCOUNT_NOT_ALLOWED};
 }
 
 /// What this reconcile saw and did that the status reports.
@@ -88,7 +88,7 @@ pub(super) fn desired_status(pool: &ActorPool, status: &ActorPoolStatus, o: Outc
     };
     let (p_status, p_reason, p_message) = decision.progressing.clone();
     let deployed = match (&o.workers.refused, &o.workers.error) {
-        (Some(why), _) => (false, reasons::SERVICE_ACCOUNT_NOT_ALLOWED, why.clone()),
+        (Some(refusal), _) => (false, refusal.reason, refusal.message.clone()),
         (None, Some(e)) => (false, reasons::DEPLOYMENT_REJECTED, e.to_string()),
         (None, None) => (
             true,
@@ -147,9 +147,13 @@ fn newly_rejected(status: &ActorPoolStatus, desired: &ActorPoolStatus) -> Option
     if rejection(status) == Some((reason.clone(), message.clone())) {
         return None;
     }
-    let reason = [reasons::SERVICE_ACCOUNT_NOT_ALLOWED, reasons::DEPLOYMENT_REJECTED]
-        .into_iter()
-        .find(|r| *r == reason)?;
+    let reason = [
+        reasons::SERVICE_ACCOUNT_NOT_ALLOWED,
+        reasons::INVALID_WORKER_SETTINGS,
+        reasons::DEPLOYMENT_REJECTED,
+    ]
+    .into_iter()
+    .find(|r| *r == reason)?;
     Some((reason, message))
 }
 

@@ -15,7 +15,7 @@ use troupe_crds::{ActorPool, labels};
 use super::{Error, observe::Snapshot};
 use crate::{
     context::{Context, MANAGER},
-    deployment::{build_deployment, deployment_name, template_refusal},
+    deployment::{Refusal, build_deployment, deployment_name, template_refusal},
     placement::{merge_params, worker_of},
     revisions::{Workers, plan_workers},
     rollout::Rollout,
@@ -30,7 +30,7 @@ pub(super) struct WorkersApplied {
     /// The first Deployment write the API server refused.
     pub error: Option<Error>,
     /// Why the current template is not deployed at all (see `deployment::template_refusal`).
-    pub refused: Option<String>,
+    pub refused: Option<Refusal>,
 }
 
 impl WorkersApplied {
