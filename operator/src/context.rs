@@ -53,6 +53,8 @@ pub struct Context {
     pub alerts: Mutex<HashMap<(String, String), (AlertHit, std::time::Instant)>>,
     /// Analysis rounds in flight or finished, for the next reconcile of their pool.
     pub rounds: crate::pool_controller::measure::Rounds,
+    /// The failure last told of each failed actor (see `pool_controller::failures`).
+    pub told_failures: crate::pool_controller::failures::ToldFailures,
     /// Asks for a reconcile of one pool (something it waits for arrived).
     poke: tokio::sync::mpsc::UnboundedSender<crate::run::PoolRef>,
 }
@@ -89,6 +91,7 @@ impl Context {
             actor_writes: Default::default(),
             alerts: Mutex::new(HashMap::new()),
             rounds: Default::default(),
+            told_failures: Default::default(),
             poke,
         })
     }

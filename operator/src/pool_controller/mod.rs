@@ -7,6 +7,7 @@
 //! `status.rs`; Events and metrics of the decision and command annotations, `commands.rs`).
 
 mod commands;
+pub mod failures;
 pub mod measure;
 mod observe;
 mod place;
@@ -117,6 +118,7 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let placed = place::place_actors(&ctx, &pool, &snap, &decision.next).await;
+    failures::tell_failures(&ctx, &snap).await;
     let placed_done = started.elapsed();
     let acted_on = command.as_ref().is_some_and(|g| !g.handled) && decision.command_done;
     let last_command = last_command(&pool, command.as_ref(), acted_on);

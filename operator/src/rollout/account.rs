@@ -51,9 +51,9 @@ impl Machine<'_> {
                 reason.value = bad.value;
                 reason.threshold = Some(bad.threshold.clone());
                 reason.message = format!(
-                    "metric {} = {} broke its threshold {} ({} failed measurements, failureLimit {}): {}",
+                    "metric {}{} broke its threshold {} ({} failed measurements, failureLimit {}): {}",
                     bad.name,
-                    bad.value.map(|v| format!("{v:.4}")).unwrap_or_default(),
+                    bad.value.map(|v| format!(" = {v:.4}")).unwrap_or_default(),
                     bad.threshold,
                     self.r.analysis.as_ref().map(|a| a.failures).unwrap_or(0),
                     spec.failure_limit,
