@@ -50,7 +50,11 @@ impl Schedule {
     /// The first tick strictly after `now`.
     pub fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
-            Schedule::Every(d) => chrono::Duration::from_std(*d).ok().map(|d| now + d),
+            // Checked: an interval of millions of years (`every 100000000000d`) has no next tick
+            // on the calendar, and `+` would panic the schedule's task.
+            Schedule::Every(d) => chrono::Duration::from_std(*d)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d)),
             Schedule::Cron(c) => c.find_next_occurrence(&now, false).ok(),
         }
     }
@@ -88,6 +92,12 @@ mod tests {
         assert_eq!(every_4h.next_after(at(4, 0)).unwrap(), at(8, 0));
         let hourly: Schedule = "@hourly".parse().unwrap();
         assert_eq!(hourly.next_after(at(3, 59)).unwrap(), at(4, 0));
+    }
+
+    #[test]
+    fn an_interval_past_the_end_of_the_calendar_has_no_next_tick_instead_of_a_panic() {
+        let s: Schedule = "every 100000000000d".parse().unwrap();
+        assert_eq!(s.next_after(at(0, 0)), None);
     }
 
     #[test]
