@@ -112,22 +112,17 @@ impl WorkerSample {
             taken_at,
             ..Default::default()
         };
-        let mut buckets: HashMap<String, f64> = HashMap::new();
+        let mut buckets: Vec<(f64, f64)> = Vec::new();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let Some((series, value)) = line.rsplit_once(' ') else {
+            let Some((name, labels, value)) = split_sample(line) else {
                 continue;
             };
-            let Ok(value) = value.parse::<f64>() else {
+            // These are counters and a start time: finite and never negative. Anything else is
+            // not a worker's sample (a negative error count would pass any threshold).
+            let Some(value) = value.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0) else {
                 continue;
             };
-            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-            let label = |key: &str| {
-                let pat = format!("{key}=\"");
-                labels
-                    .find(&pat)
-                    .map(|i| &labels[i + pat.len()..])
-                    .and_then(|rest| rest.split('"').next())
-            };
+            let label = |key: &str| label_value(labels, key);
             match name {
                 "troupe_worker_messages_total" => match label("outcome") {
                     Some("ok") => s.ok += value,
@@ -137,26 +132,27 @@ impl WorkerSample {
                 "troupe_worker_actor_restarts_total" => s.restarts += value,
                 "troupe_worker_start_time_seconds" => s.started_at = value,
                 "troupe_worker_message_duration_seconds_bucket" => {
-                    if let Some(le) = label("le") {
-                        *buckets.entry(le.to_string()).or_default() += value;
-                    }
+                    let bound = match label("le") {
+                        Some("+Inf") => f64::INFINITY,
+                        Some(le) => match le.parse::<f64>() {
+                            Ok(b) if !b.is_nan() => b,
+                            _ => continue,
+                        },
+                        None => continue,
+                    };
+                    buckets.push((bound, value));
                 }
                 _ => {}
             }
         }
-        let mut b: Vec<(f64, f64)> = buckets
-            .into_iter()
-            .filter_map(|(le, c)| {
-                let bound = if le == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    le.parse().ok()?
-                };
-                Some((bound, c))
-            })
-            .collect();
-        b.sort_by(|x, y| x.0.total_cmp(&y.0));
-        s.buckets = b;
+        // One count per bound, summed over behaviours (`0.1` and `0.10` are one bound).
+        buckets.sort_by(|x, y| x.0.total_cmp(&y.0));
+        for (bound, count) in buckets {
+            match s.buckets.last_mut() {
+                Some(last) if last.0 == bound => last.1 += count,
+                _ => s.buckets.push((bound, count)),
+            }
+        }
         s
     }
 
@@ -191,6 +187,62 @@ impl WorkerSample {
             // The length of the window, in seconds.
             taken_at: self.taken_at - b.taken_at,
         }
+    }
+}
+
+/// A sample line's name, label text (between the braces) and value; a timestamp after the value
+/// is left out. Braces and spaces inside quoted label values do not end the labels.
+fn split_sample(line: &str) -> Option<(&str, &str, &str)> {
+    let end = line.find(|c: char| c == '{' || c.is_whitespace())?;
+    let (name, rest) = line.split_at(end);
+    let (labels, rest) = match rest.strip_prefix('{') {
+        Some(inner) => {
+            let close = closing_brace(inner)?;
+            (&inner[..close], &inner[close + 1..])
+        }
+        None => ("", rest),
+    };
+    Some((name, labels, rest.split_whitespace().next()?))
+}
+
+/// The value of label `key` in `a="x",b="y"` (escapes kept), matched by its whole name: a
+/// label `my_outcome` is not `outcome`.
+fn label_value<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
+    let mut rest = labels;
+    loop {
+        let (name, after) = rest.split_once('=')?;
+        let value = after.trim_start().strip_prefix('"')?;
+        let end = closing_quote(value)?;
+        if name.trim_matches(|c: char| c == ',' || c.is_whitespace()) == key {
+            return Some(&value[..end]);
+        }
+        rest = &value[end + 1..];
+    }
+}
+
+/// The index of the quote that ends a quoted string opened just before `text` (`\"` escapes).
+fn closing_quote(text: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, b) in text.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b'"' => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The index of the first `}` outside quoted strings.
+fn closing_brace(text: &str) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let i = at + text[at..].find(['}', '"'])?;
+        if text.as_bytes()[i] == b'}' {
+            return Some(i);
+        }
+        at = i + 1 + closing_quote(&text[i + 1..])? + 1;
     }
 }
 
@@ -635,6 +687,44 @@ troupe_worker_message_duration_seconds_bucket{behavior="flaky",pool="p",revision
         let d = after.since(Some(&before));
         assert_eq!((d.ok, d.errors, d.taken_at), (100.0, 0.0, 10.0));
         assert_eq!(worker_value(BuiltinMetric::ErrorRate, &[d]), Ok(0.0));
+    }
+
+    #[test]
+    fn a_timestamp_after_a_samples_value_is_not_read_as_its_value() {
+        let s = WorkerSample::parse(
+            "troupe_worker_messages_total{outcome=\"ok\"} 7 1700000000000\n\
+             troupe_worker_messages_total{behavior=\"a b}\",outcome=\"error\"} 3 1700000000000\n",
+            0.0,
+        );
+        assert_eq!((s.ok, s.errors), (7.0, 3.0));
+    }
+
+    #[test]
+    fn negative_or_non_finite_counters_are_not_samples() {
+        let s = WorkerSample::parse(
+            "troupe_worker_messages_total{outcome=\"ok\"} 10\n\
+             troupe_worker_messages_total{outcome=\"error\"} -1000\n\
+             troupe_worker_messages_total{outcome=\"error\"} NaN\n\
+             troupe_worker_actor_restarts_total -5\n\
+             troupe_worker_start_time_seconds +Inf\n\
+             troupe_worker_message_duration_seconds_bucket{le=\"NaN\"} 5\n",
+            0.0,
+        );
+        assert_eq!((s.ok, s.errors, s.restarts, s.started_at), (10.0, 0.0, 0.0, 0.0));
+        assert!(s.buckets.is_empty());
+        assert_eq!(worker_value(BuiltinMetric::ErrorRate, &[s.since(None)]), Ok(0.0));
+    }
+
+    #[test]
+    fn a_label_is_matched_by_its_whole_name_and_equal_bounds_are_one_bucket() {
+        let s = WorkerSample::parse(
+            "troupe_worker_messages_total{my_outcome=\"ok\",outcome=\"error\"} 4\n\
+             troupe_worker_message_duration_seconds_bucket{xle=\"9\",le=\"0.1\"} 1\n\
+             troupe_worker_message_duration_seconds_bucket{le=\"0.10\"} 2\n",
+            0.0,
+        );
+        assert_eq!((s.ok, s.errors), (0.0, 4.0));
+        assert_eq!(s.buckets, vec![(0.1, 3.0)]);
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub mod leader;
 pub mod membership;
 pub mod orphans;
 pub mod own_writes;
+#[cfg(test)]
+mod parsers_fuzz;
 pub mod placement;
 pub mod pool_controller;
 pub mod revision;
