@@ -16,6 +16,8 @@ use kube::{
 };
 use serde_json::Value;
 
+pub mod bad_manifests;
+
 pub struct TestEnv {
     pub namespace: String,
     pub client: Client,
