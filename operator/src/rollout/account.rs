@@ -50,14 +50,15 @@ impl Machine<'_> {
                 reason.metric = Some(bad.name.clone());
                 reason.value = bad.value;
                 reason.threshold = Some(bad.threshold.clone());
+                let failures = self.r.analysis.as_ref().map(|a| a.failures).unwrap_or(0);
+                let how = match bad.value {
+                    Some(v) => format!("= {v:.4} broke its threshold {}", bad.threshold),
+                    // A query refused, an address not allowed: no value, and none will come.
+                    None => "could not be measured".to_string(),
+                };
                 reason.message = format!(
-                    "metric {}{} broke its threshold {} ({} failed measurements, failureLimit {}): {}",
-                    bad.name,
-                    bad.value.map(|v| format!(" = {v:.4}")).unwrap_or_default(),
-                    bad.threshold,
-                    self.r.analysis.as_ref().map(|a| a.failures).unwrap_or(0),
-                    spec.failure_limit,
-                    bad.message
+                    "metric {} {how} ({failures} failed measurements, failureLimit {}): {}",
+                    bad.name, spec.failure_limit, bad.message
                 );
             }
             reason.detected_at = first_failure;
