@@ -117,7 +117,7 @@ fn exposition() -> impl Strategy<Value = String> {
         )
             .prop_map(|(lines, nl)| lines.join(nl)),
         1 => any_text(200),
-        1 => (1usize..20_000).prop_map(|n| format!("troupe_worker_messages_total{{outcome=\"ok\"}} {}", "9".repeat(n))),
+        1 => (1usize..2_000).prop_map(|n| format!("troupe_worker_messages_total{{outcome=\"ok\"}} {}", "9".repeat(n))),
     ]
 }
 
