@@ -1,0 +1,211 @@
+//! Forwarding: a message for an actor this worker does not host goes to the worker that does,
+//! found through the Actor's worker label and that worker's Lease, within the forwarder's limits
+//! (plain addresses of the actor's own pool only, escaped URLs, bounded answers).
+
+use super::*;
+
+/// Finds the worker hosting an actor (the Actor's worker label, then that worker's Lease
+/// address) and passes requests on to it.
+pub struct Forwarder {
+    client: Option<Client>,
+    http: reqwest::Client,
+    token: Option<String>,
+    pod: String,
+    addresses: Mutex<HashMap<(String, String), (String, Instant)>>,
+    /// Fixed actor → address routes, used instead of the API (benchmarks, tests).
+    static_routes: HashMap<ActorKey, String>,
+}
+
+/// How long a worker's address is reused before it is looked up again.
+const ADDRESS_TTL: Duration = Duration::from_secs(5);
+
+impl Forwarder {
+    pub fn new(client: Option<Client>, token: Option<String>, pod: String) -> Self {
+        Self {
+            client,
+            http: reqwest::Client::builder()
+                // The longest ask, and a little more for the hop.
+                .timeout(MAX_ASK_TIMEOUT + Duration::from_secs(5))
+                .connect_timeout(FORWARD_CONNECT_TIMEOUT)
+                // The token goes to the worker the Lease names, and nowhere it redirects to.
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client builds"),
+            token,
+            pod,
+            addresses: Mutex::new(HashMap::new()),
+            static_routes: HashMap::new(),
+        }
+    }
+
+    /// A forwarder with fixed routes and no API access.
+    pub fn with_static_routes(token: Option<String>, routes: HashMap<ActorKey, String>) -> Self {
+        let mut f = Self::new(None, token, String::new());
+        f.static_routes = routes;
+        f
+    }
+
+    /// Where the actor's worker listens, or the response explaining why there is none.
+    async fn locate(&self, key: &ActorKey) -> Result<String, Response> {
+        if let Some(addr) = self.static_routes.get(key) {
+            return Ok(addr.clone());
+        }
+        let Some(client) = &self.client else {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                format!("actor {key} is not hosted by this worker"),
+            ));
+        };
+        let actor = Api::<Actor>::namespaced(client.clone(), &key.namespace)
+            .get_opt(&key.name)
+            .await
+            .map_err(|e| error(StatusCode::BAD_GATEWAY, format!("looking up actor {key}: {e}")))?
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("actor {key} does not exist")))?;
+        let worker = actor
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::WORKER))
+            .cloned()
+            .ok_or_else(|| {
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("actor {key} is not placed on a worker yet"),
+                )
+            })?;
+        if worker == self.pod {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("actor {key} is moving to this worker; retry shortly"),
+            ));
+        }
+        let cache_key = (key.namespace.clone(), worker.clone());
+        if let Some((addr, at)) = self
+            .addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cache_key)
+            && at.elapsed() < ADDRESS_TTL
+        {
+            return Ok(addr.clone());
+        }
+        let lease = Api::<Lease>::namespaced(client.clone(), &key.namespace)
+            .get_opt(&worker)
+            .await
+            .map_err(|e| {
+                error(
+                    StatusCode::BAD_GATEWAY,
+                    format!("looking up worker {worker}: {e}"),
+                )
+            })?
+            .ok_or_else(|| {
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("worker {worker} of actor {key} is gone; it is moving"),
+                )
+            })?;
+        // The pool's token goes only to a worker of the actor's pool, at a plain address.
+        let lease_pool = lease.metadata.labels.as_ref().and_then(|l| l.get(labels::POOL));
+        if lease_pool != Some(&actor.spec.pool) {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the Lease of worker {worker} is not of pool {}: not forwarding to it",
+                    actor.spec.pool
+                ),
+            ));
+        }
+        let addr = lease
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ADDRESS_ANNOTATION))
+            .cloned()
+            .ok_or_else(|| {
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("worker {worker} has no address yet"),
+                )
+            })?;
+        peer::check_address(&addr).map_err(|why| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("worker {worker}: {why}; not forwarding to it"),
+            )
+        })?;
+        self.addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(cache_key, (addr.clone(), Instant::now()));
+        Ok(addr)
+    }
+
+    async fn send(
+        &self,
+        addr: &str,
+        key: &ActorKey,
+        verb: &str,
+        body: &[u8],
+        timeout: Option<&str>,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let url = peer::message_url(addr, key, verb, timeout)?;
+        let mut req = self
+            .http
+            .post(url)
+            .header(FORWARDED, "1")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec());
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("forwarding to {addr}: {}", e.without_url()))?;
+        let code = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let bytes = troupe_net::read_response_body(resp, FORWARDED_ANSWER_MAX)
+            .await
+            .map_err(|e| format!("the answer of worker {addr}: {e}"))?;
+        Ok((code, bytes))
+    }
+
+    /// Passes a request on and returns the hosting worker's answer as is.
+    pub async fn forward(&self, key: &ActorKey, verb: &str, body: &[u8], timeout: Option<&str>) -> Response {
+        // A name no actor can have is never looked up (nor put in a URL).
+        if let Err(why) = peer::check_key(key) {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("actor {key} does not exist: {why}"),
+            );
+        }
+        let addr = match self.locate(key).await {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        match self.send(&addr, key, verb, body, timeout).await {
+            Ok((code, bytes)) => (code, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ActorRouter for Forwarder {
+    async fn tell(&self, namespace: &str, actor: &str, msg: Value) -> Result<(), ActorError> {
+        let key = ActorKey::new(namespace, actor);
+        peer::check_key(&key).map_err(|why| ActorError::new(format!("cannot reach {key}: {why}")))?;
+        let addr = self
+            .locate(&key)
+            .await
+            .map_err(|r| ActorError::new(format!("cannot reach {key}: HTTP {}", r.status())))?;
+        let body = serde_json::to_vec(&msg).map_err(|e| ActorError::new(e.to_string()))?;
+        match self.send(&addr, &key, "tell", &body, None).await {
+            Ok((code, _)) if code.is_success() => Ok(()),
+            Ok((code, bytes)) => Err(ActorError::new(format!(
+                "{key} refused the message: HTTP {code}: {}",
+                String::from_utf8_lossy(&bytes)
+            ))),
+            Err(e) => Err(ActorError::new(e)),
+        }
+    }
+}

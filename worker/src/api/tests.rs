@@ -1,0 +1,114 @@
+//! The API router driven in process (`tower::ServiceExt::oneshot`): statuses, tokens, bodies.
+
+use axum::body::Body;
+use tower::ServiceExt;
+
+use super::*;
+use crate::{builtin, host::HostConfig, metrics::Metrics};
+
+async fn app(token: Option<&str>) -> (Router, Arc<Host>) {
+    let host = Host::start(HostConfig::default(), builtin::registry(), Metrics::new())
+        .await
+        .unwrap();
+    let state = Arc::new(ApiState {
+        host: host.clone(),
+        token: token.map(str::to_string),
+        forwarder: Arc::new(Forwarder::new(None, None, "me".into())),
+        started: AtomicBool::new(true),
+        ready: AtomicBool::new(true),
+    });
+    (router(state), host)
+}
+
+fn spec(behavior: &str, paused: bool) -> troupe_crds::ActorSpec {
+    serde_json::from_value(json!({"pool": "p", "behavior": behavior, "paused": paused})).unwrap()
+}
+
+async fn call(app: &Router, path: &str, token: Option<&str>, body: &str) -> (StatusCode, Value) {
+    let mut req = axum::http::Request::post(path).header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let code = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), MAX_BODY).await.unwrap();
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn messages_need_the_bearer_token() {
+    let (app, host) = app(Some("s3cret")).await;
+    host.upsert(ActorKey::new("ns", "e"), spec("echo", false), Some(1))
+        .await;
+    let path = "/v1/namespaces/ns/actors/e/ask";
+    assert_eq!(call(&app, path, None, "1").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&app, path, Some("wrong"), "1").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&app, path, Some("s3cret"), "\"hi\"").await,
+        (StatusCode::OK, json!("hi"))
+    );
+}
+
+#[tokio::test]
+async fn without_a_configured_token_the_message_api_is_off_but_health_answers() {
+    let (app, _) = app(None).await;
+    let (code, body) = call(&app, "/v1/namespaces/ns/actors/e/tell", Some("x"), "1").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body["error"].as_str().unwrap().contains("no token"));
+    let resp = app
+        .clone()
+        .oneshot(axum::http::Request::get("/livez").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn errors_map_to_the_statuses_clients_expect() {
+    let (app, host) = app(Some("t")).await;
+    host.upsert(ActorKey::new("ns", "paused"), spec("echo", true), Some(1))
+        .await;
+    host.upsert(ActorKey::new("ns", "e"), spec("echo", false), Some(1))
+        .await;
+    let t = Some("t");
+    let (code, body) = call(&app, "/v1/namespaces/ns/actors/e/tell", t, "{not json").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("must be JSON"));
+    assert_eq!(
+        call(&app, "/v1/namespaces/ns/actors/paused/tell", t, "1").await.0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        call(&app, "/v1/namespaces/ns/actors/nobody/tell", t, "1").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&app, "/v1/namespaces/ns/actors/e/tell", t, "1").await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        call(&app, "/v1/namespaces/ns/actors/e/ask?timeout=soon", t, "1")
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[test]
+fn the_token_must_match_exactly() {
+    let mut h = HeaderMap::new();
+    assert!(!token_matches("abc", &h));
+    h.insert(header::AUTHORIZATION, "Bearer abcd".parse().unwrap());
+    assert!(!token_matches("abc", &h));
+    h.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+    assert!(token_matches("abc", &h));
+    h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+    assert!(!token_matches("abc", &h));
+}
