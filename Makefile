@@ -38,16 +38,17 @@ crds: ## Regenerate the CRD YAML from the types (manifests/crds, charts/troupe/c
 	@$(MAKE) -s manifests
 
 .PHONY: manifests
-manifests: tools ## Render manifests/install.yaml from the chart
+manifests: tools ## Render manifests/install.yaml from the chart, and the chart README's values table
 	@helm template troupe charts/troupe --namespace troupe-system --include-crds > manifests/install.yaml
 	@echo "wrote manifests/install.yaml"
+	@python3 e2e/tools/chart-readme.py
 
 .PHONY: lint
-lint: tools ## cargo fmt --check, clippy -D warnings, CRD drift check, helm lint
+lint: tools ## cargo fmt --check, clippy -D warnings, CRD drift check, the chart's checks (helm lint --strict, schemas, checkov, values table)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo run -q -p troupe-crds --bin crdgen -- --check
-	helm lint charts/troupe
+	e2e/tools/chart-check.sh
 
 .PHONY: cluster-up
 cluster-up: tools build ## Start the local control plane (etcd, API server, kubectl front, node agent); idempotent

@@ -173,6 +173,30 @@ install_kubectl_helm() {
   rm -rf "$d"
 }
 
+# The chart's checks (e2e/tools/chart-check.sh, run by `make lint`): checkov (static security
+# scan) and kubernetes-validate (the upstream Kubernetes OpenAPI schemas), from PyPI into a venv
+# of their own, keyed by their versions and Python's, never into the system's Python. About
+# 80 s and 400 MB the first time; `checkov` and `kubernetes-validate` are linked into the bin dir.
+CHECKOV_VERSION=3.3.30
+KUBERNETES_VALIDATE_VERSION=1.37.0
+install_chart_checks() {
+  local py; py=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  local venv=$CACHE/chart-checks-checkov$CHECKOV_VERSION-kv$KUBERNETES_VALIDATE_VERSION-py$py
+  if [ ! -f "$venv/.complete" ]; then
+    log "checkov $CHECKOV_VERSION and kubernetes-validate $KUBERNETES_VALIDATE_VERSION into a venv (about a minute the first time)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2 || {   # Debian's python3 has venv in a package of its own
+      [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >&2
+      rm -rf "$venv" && python3 -m venv "$venv" >&2
+    }
+    "$venv/bin/pip" install -q --disable-pip-version-check \
+      "checkov==$CHECKOV_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2
+    touch "$venv/.complete"
+  fi
+  ln -sf "$venv/bin/checkov" "$BIN/checkov"
+  ln -sf "$venv/bin/kubernetes-validate" "$BIN/kubernetes-validate"
+}
+
 install_monitoring() {
   if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then return; fi
   log "prometheus and alertmanager from Debian"
@@ -192,7 +216,8 @@ case "$what" in
   monitoring) install_monitoring ;;
   go) go_prefix ;;
   vapcheck) install_vapcheck ;;
-  all) install_etcd; install_kubectl_helm; install_apiserver; install_vapcheck || true; install_monitoring ;;
-  *) echo "usage: $0 [all|etcd|apiserver|kubectl|vapcheck|monitoring]" >&2; exit 2 ;;
+  chart-checks) install_chart_checks ;;
+  all) install_etcd; install_kubectl_helm; install_apiserver; install_vapcheck || true; install_monitoring; install_chart_checks ;;
+  *) echo "usage: $0 [all|etcd|apiserver|kubectl|vapcheck|chart-checks|monitoring]" >&2; exit 2 ;;
 esac
 echo "$BIN"
