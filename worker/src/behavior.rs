@@ -79,6 +79,20 @@ pub trait Behavior: Send + 'static {
         let _ = ctx;
         Ok(())
     }
+
+    /// The actor's state to carry to its next activation (a move, a restart), as JSON. `None`
+    /// (the default): the behaviour keeps no state, and every activation starts from its config.
+    /// Called after the last message an activation handles, never during one.
+    fn snapshot(&self) -> Result<Option<Value>, ActorError> {
+        Ok(None)
+    }
+
+    /// Puts back a state [`Behavior::snapshot`] returned, before the first message of a new
+    /// activation. An error fails the activation and leaves the state as it was for the next.
+    fn restore(&mut self, state: Value) -> Result<(), ActorError> {
+        let _ = state;
+        Ok(())
+    }
 }
 
 /// What a factory gets to build an actor.

@@ -72,6 +72,17 @@ impl Behavior for Counter {
             .ok_or_else(|| ActorError::new("counter overflow"))?;
         Ok(())
     }
+
+    fn snapshot(&self) -> Result<Option<Value>, ActorError> {
+        Ok(Some(json!({ "value": self.value })))
+    }
+
+    fn restore(&mut self, state: Value) -> Result<(), ActorError> {
+        self.value = state["value"]
+            .as_i64()
+            .ok_or_else(|| ActorError::new(format!("counter: a state without an integer value: {state}")))?;
+        Ok(())
+    }
 }
 
 /// Counts its ticks; any message answers `{"ticks": n, "lastTick": time}`.
@@ -90,6 +101,18 @@ impl Behavior for Scheduled {
     async fn tick(&mut self, _: &Context) -> Result<(), ActorError> {
         self.ticks += 1;
         self.last = Some(chrono::Utc::now().to_rfc3339());
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Option<Value>, ActorError> {
+        Ok(Some(json!({ "ticks": self.ticks, "lastTick": self.last })))
+    }
+
+    fn restore(&mut self, state: Value) -> Result<(), ActorError> {
+        self.ticks = state["ticks"]
+            .as_u64()
+            .ok_or_else(|| ActorError::new(format!("scheduled: a state without a tick count: {state}")))?;
+        self.last = state["lastTick"].as_str().map(str::to_string);
         Ok(())
     }
 }
@@ -190,6 +213,29 @@ impl Behavior for PipelineStage {
                 Ok(())
             }
         }
+    }
+
+    fn snapshot(&self) -> Result<Option<Value>, ActorError> {
+        Ok(Some(json!({
+            "buffer": self.buffer, "produced": self.produced,
+            "published": self.published, "runs": self.runs
+        })))
+    }
+
+    fn restore(&mut self, state: Value) -> Result<(), ActorError> {
+        let bad = || ActorError::new(format!("pipeline-stage: a state that is not one: {state:.200}"));
+        let buffer = state["buffer"].as_array().ok_or_else(bad)?;
+        if buffer.len() > PIPELINE_MAX_ITEMS {
+            return Err(ActorError::new(format!(
+                "pipeline-stage: a state of {} buffered items; at most {PIPELINE_MAX_ITEMS}",
+                buffer.len()
+            )));
+        }
+        let count = |k: &str| state[k].as_u64().ok_or_else(bad);
+        (self.produced, self.published, self.runs) =
+            (count("produced")?, count("published")?, count("runs")?);
+        self.buffer = buffer.clone();
+        Ok(())
     }
 }
 
@@ -469,6 +515,40 @@ mod tests {
             err.to_string()
                 .contains("counter, echo, flaky, pipeline-stage, scheduled"),
             "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn stateful_built_ins_carry_their_state_to_a_new_activation_and_refuse_a_foreign_one() {
+        let c = ctx(Arc::default());
+        let mut counter = build("counter", json!({"start": 10})).unwrap();
+        counter.handle(&c, json!(7)).await.unwrap();
+        let state = counter.snapshot().unwrap().expect("a counter keeps state");
+        let mut next = build("counter", json!({"start": 0})).unwrap();
+        next.restore(state).unwrap();
+        assert_eq!(next.handle(&c, json!("get")).await.unwrap(), json!({"value": 17}));
+        assert!(next.restore(json!({"value": "seventeen"})).is_err());
+
+        let mut stage = build("pipeline-stage", json!({"stage": "rank", "keep": 1})).unwrap();
+        stage
+            .handle(&c, json!({"items": [{"score": 3}, {"score": 9}]}))
+            .await
+            .unwrap();
+        let state = stage.snapshot().unwrap().unwrap();
+        let mut next = build("pipeline-stage", json!({"stage": "rank", "keep": 1})).unwrap();
+        next.restore(state.clone()).unwrap();
+        assert_eq!(next.snapshot().unwrap().unwrap(), state);
+        let too_many: Vec<_> = (0..=PIPELINE_MAX_ITEMS).map(|i| json!({"score": i})).collect();
+        let err = next
+            .restore(json!({"buffer": too_many, "produced": 0, "published": 0, "runs": 0}))
+            .unwrap_err();
+        assert!(err.to_string().contains("at most"), "{err}");
+
+        let echo = build("echo", json!({})).unwrap();
+        assert_eq!(
+            echo.snapshot().unwrap(),
+            None,
+            "a stateless behaviour keeps nothing"
         );
     }
 }
