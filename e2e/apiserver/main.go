@@ -1,8 +1,11 @@
 // Command apiextensions-apiserver is upstream Kubernetes' apiextensions-apiserver (the same
-// packages, flags and storage), with one change: it also sets the generic server's OpenAPI v2
-// config, so that the schemas of installed CRDs are published under /openapi/v2 and /openapi/v3.
-// Upstream's own main leaves it unset, and then `kubectl apply` (client-side validation) and
-// `kubectl explain` cannot work against it. Built by e2e/tools/install.sh from Debian's Go sources.
+// packages, flags and storage), with two changes: it also sets the generic server's OpenAPI v2
+// config, so that the schemas of installed CRDs are published under /openapi/v2 and /openapi/v3
+// (upstream's own main leaves it unset, and then `kubectl apply` (client-side validation) and
+// `kubectl explain` cannot work against it); and it serves the core API (e2e/coreapi: core/v1
+// and events.k8s.io/v1 on k8s.io/apiserver's generic registry) in front of it in the same
+// process, with the apiextensions server as its delegate, as kube-apiserver chains them.
+// Built by e2e/tools/install.sh from Debian's Go sources.
 package main
 
 import (
@@ -10,6 +13,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"troupe.dev/coreapi"
 
 	"k8s.io/apiextensions-apiserver/pkg/apiserver"
 	"k8s.io/apiextensions-apiserver/pkg/cmd/server/options"
@@ -31,11 +35,18 @@ func run(ctx context.Context, o *options.CustomResourceDefinitionsServerOptions)
 	v2 := genericapiserver.DefaultOpenAPIConfig(defs, namer)
 	v2.Info.Title = "troupe-local-apiserver"
 	config.GenericConfig.OpenAPIConfig = v2
-	server, err := config.Complete().New(genericapiserver.NewEmptyDelegate())
+	// The core server's generic config is a copy taken before the apiextensions one is completed,
+	// as kube-apiserver derives its chain's configs from one.
+	coreConfig := *config.GenericConfig
+	crds, err := config.Complete().New(genericapiserver.NewEmptyDelegate())
 	if err != nil {
 		return err
 	}
-	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)
+	core, err := coreapi.New(coreConfig, o.RecommendedOptions.Etcd.StorageConfig, crds.GenericAPIServer)
+	if err != nil {
+		return err
+	}
+	return core.PrepareRun().RunWithContext(ctx)
 }
 
 func main() {

