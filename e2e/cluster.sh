@@ -16,7 +16,9 @@
 #   TROUPE_CLUSTER_DIR (default .local/cluster in the repo), TROUPE_ETCD_PORT (23790),
 #   TROUPE_APISERVER_PORT (26443), TROUPE_FRONT_PORT (28080), TROUPE_NODE_PORT (28081),
 #   TROUPE_PROMETHEUS_PORT (node + 2), TROUPE_ALERTMANAGER_PORT (node + 3),
-#   TROUPE_POD_SUBNET (127.10 — pods get 127.10.0.2, 127.10.0.3, …), TROUPE_CACHE (~/.cache/troupe).
+#   TROUPE_POD_SUBNET (127.10 — pods get 127.10.0.2, 127.10.0.3, …), TROUPE_CACHE (~/.cache/troupe),
+#   TROUPE_NODE_RUNTIME (process — or podman: pods as OCI containers from images in local storage;
+#   a pod's runtimeClassName picks either whatever the default).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -36,6 +38,10 @@ PROM_PORT=${TROUPE_PROMETHEUS_PORT:-$((NODE_PORT + 2))}
 AM_PORT=${TROUPE_ALERTMANAGER_PORT:-$((NODE_PORT + 3))}
 SECOND_OPERATOR_PORT=${TROUPE_SECOND_OPERATOR_PORT:-$((NODE_PORT + 4))}
 POD_SUBNET=${TROUPE_POD_SUBNET:-127.10}
+# podman (the node agent's podman runtime) reads the containers.conf `make tools` writes.
+if [ -z "${CONTAINERS_CONF:-}" ] && [ -f "${TROUPE_CACHE:-$HOME/.cache/troupe}/containers.conf" ]; then
+  export CONTAINERS_CONF=${TROUPE_CACHE:-$HOME/.cache/troupe}/containers.conf
+fi
 PROFILE_DIR=${TROUPE_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debug}
 
 mkdir -p "$DIR"
@@ -209,7 +215,7 @@ cmd_up() {
   if [ -x "$PROFILE_DIR/troupe-localcp" ] && "$(localcp)" --help 2>/dev/null | grep -q '^  node'; then
     start node "$(localcp)" --admin-kubeconfig "$ADMIN_KUBECONFIG" node --listen "127.0.0.1:$NODE_PORT" \
       --pod-subnet "$POD_SUBNET" --bin-dir "$PROFILE_DIR" --state-dir "$DIR/pods" \
-      --scrape-targets "$DIR/monitoring/targets.json"
+      --scrape-targets "$DIR/monitoring/targets.json" --runtime "${TROUPE_NODE_RUNTIME:-process}"
     wait_for node 30 curl -sf "http://127.0.0.1:$NODE_PORT/healthz"
   fi
   start_monitoring
@@ -326,6 +332,11 @@ cmd_down() {
       kill -KILL -- "-$(cat "$f")" 2>/dev/null || kill -KILL "$(cat "$f")" 2>/dev/null || true
       rm -f "$f"
     done
+  fi
+  # Containers of the podman runtime, labelled with the node's state folder.
+  if [ -d "$DIR/pods" ] && command -v podman >/dev/null; then
+    local ids; ids=$(podman ps -aq --filter "label=dev.troupe.node=$(cd "$DIR/pods" && pwd -P)" 2>/dev/null || true)
+    [ -z "$ids" ] || podman rm -f -t 0 $ids >/dev/null 2>&1 || true
   fi
   stop alertmanager
   stop prometheus

@@ -7,7 +7,11 @@ use kube::{
     Client, Config,
     config::{KubeConfigOptions, Kubeconfig},
 };
-use troupe_e2e::node::{NodeConfig, pod::RuntimeConfig};
+use troupe_e2e::node::{
+    NodeConfig,
+    pod::RuntimeConfig,
+    runtime::{PodmanConfig, RuntimeKind},
+};
 
 #[derive(Parser)]
 #[command(about = "Local control plane parts: discovery front, stand-in CRDs, node agent")]
@@ -64,6 +68,13 @@ enum Command {
         scrape_targets: Option<PathBuf>,
         #[arg(long, default_value = "3s", value_parser = parse_duration)]
         gc_every: Duration,
+        /// How pods without a runtimeClassName run: `process` (local binaries) or `podman` (OCI
+        /// containers from images in local storage, with podman + runc).
+        #[arg(long, env = "TROUPE_NODE_RUNTIME", default_value = "process")]
+        runtime: RuntimeKind,
+        /// The podman executable (its settings: CONTAINERS_CONF).
+        #[arg(long, default_value = "podman")]
+        podman: PathBuf,
     },
 }
 
@@ -109,8 +120,17 @@ async fn main() -> anyhow::Result<()> {
             sync_every,
             gc_every,
             scrape_targets,
+            runtime,
+            podman,
         } => {
+            std::fs::create_dir_all(&state_dir)?;
+            let node_id = std::fs::canonicalize(&state_dir)?.display().to_string();
             let runtime = RuntimeConfig {
+                default_runtime: runtime,
+                podman: PodmanConfig {
+                    program: podman,
+                    node_id,
+                },
                 bin_dir,
                 image_map: image_map.into_iter().collect(),
                 logs_dir: logs_dir.unwrap_or_else(|| state_dir.join("logs")),

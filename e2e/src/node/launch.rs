@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 
-use super::pod::{PodSpec, RuntimeConfig};
+use super::{
+    pod::{PodSpec, RuntimeConfig},
+    runtime::{self, ContainerPlan, RuntimeKind},
+};
 
 /// How a container process is started: the executable an image maps to, args, env, files.
 #[derive(Clone, Debug)]
@@ -16,6 +19,10 @@ pub(super) struct Launch {
     pub(super) workdir: PathBuf,
     pub(super) log: PathBuf,
     pub(super) pid_file: PathBuf,
+    /// The runtime the pod runs on (its runtimeClassName, else the node's default).
+    pub(super) runtime: Result<RuntimeKind, String>,
+    /// The container as podman runs it (podman runtime only).
+    pub(super) container: Result<ContainerPlan, String>,
 }
 
 /// `registry/path/name:tag@digest` → `name`.
@@ -75,6 +82,21 @@ impl Launch {
         };
         args.extend(c.args.clone().unwrap_or_default());
         let workdir = rt.state_dir.join(&pod.namespace).join(&pod.name).join(&c.name);
+        let log = rt
+            .logs_dir
+            .join(format!("{}_{}_{}.log", pod.namespace, pod.name, c.name));
+        let runtime = runtime::runtime_for(pod.runtime_class.as_deref(), rt.default_runtime);
+        let container = match runtime {
+            Ok(RuntimeKind::Podman) => {
+                let mut c = c.clone();
+                let env = c.env.clone().unwrap_or_default();
+                let expand = |v: &Vec<String>| v.iter().map(|a| expand_vars(a, &env)).collect();
+                c.command = c.command.as_ref().map(expand);
+                c.args = c.args.as_ref().map(expand);
+                runtime::plan(pod, &c, rt, &log)
+            }
+            _ => Err("not a podman container".into()),
+        };
         Launch {
             program,
             args: args
@@ -82,9 +104,9 @@ impl Launch {
                 .map(|a| expand_vars(a, &c.env.clone().unwrap_or_default()))
                 .collect(),
             env: container_env(pod, c, rt),
-            log: rt
-                .logs_dir
-                .join(format!("{}_{}_{}.log", pod.namespace, pod.name, c.name)),
+            log,
+            runtime,
+            container,
             pid_file: rt
                 .state_dir
                 .join(format!("{}_{}_{}.pid", pod.namespace, pod.name, c.name)),
@@ -183,6 +205,11 @@ mod tests {
             logs_dir: bin_dir.join("logs"),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(8),
+            default_runtime: RuntimeKind::Process,
+            podman: runtime::PodmanConfig {
+                program: "podman".into(),
+                node_id: "test".into(),
+            },
         }
     }
 
@@ -230,6 +257,9 @@ mod tests {
             labels: [("troupe.dev/pool".to_string(), "pool-a".to_string())].into(),
             containers: vec![],
             grace: Duration::from_secs(1),
+            runtime_class: None,
+            security: None,
+            volumes: vec![],
         };
         let c: Container = serde_json::from_value(serde_json::json!({
             "name": "w",
@@ -265,6 +295,9 @@ mod tests {
             labels: BTreeMap::new(),
             containers: vec![],
             grace: Duration::from_secs(1),
+            runtime_class: None,
+            security: None,
+            volumes: vec![],
         };
         let c: Container = serde_json::from_value(serde_json::json!({
             "name": "w",

@@ -1,11 +1,11 @@
 //! The local node agent: plays the Deployment controller and the kubelet for Deployments.
 //!
-//! Each replica of a Deployment runs as local processes (one per container) on its own loopback
-//! address. The agent keeps Deployment status true (replicas, updated, ready, available,
-//! observedGeneration, conditions), replaces pods when the template changes (new pods first, an
-//! old one retired for each new one that is ready), scales, restarts crashed containers with the
-//! kubelet's backoff, and garbage-collects objects whose owners are gone. See
-//! docs/local-control-plane.md for how it differs from a real kubelet.
+//! Each replica of a Deployment runs on its own loopback address, its containers as local
+//! processes or as podman containers (`runtime/`). The agent keeps Deployment status true
+//! (replicas, updated, ready, available, observedGeneration, conditions), replaces pods when the
+//! template changes (new pods first, an old one retired for each new one that is ready), scales,
+//! restarts crashed containers with the kubelet's backoff, and garbage-collects objects whose
+//! owners are gone. See docs/local-control-plane.md for how it differs from a real kubelet.
 
 pub mod api;
 pub mod deployment;
@@ -13,6 +13,7 @@ pub mod gc;
 pub mod launch;
 pub mod pod;
 pub mod probe;
+pub mod runtime;
 mod supervise;
 
 use std::{
@@ -88,6 +89,12 @@ const MANAGER: &str = "troupe-local-node";
 pub async fn run(config: NodeConfig, client: Client) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.runtime.state_dir)?;
     std::fs::create_dir_all(&config.runtime.logs_dir)?;
+    // Containers a previous run left behind (a crash, a SIGKILL) are removed before any starts.
+    if config.runtime.default_runtime == runtime::RuntimeKind::Podman
+        || runtime::podman_available(&config.runtime.podman).await
+    {
+        runtime::cleanup_leftovers(&config.runtime.podman).await;
+    }
     let node = Arc::new(Node {
         config: config.clone(),
         client: client.clone(),
@@ -258,6 +265,22 @@ async fn sync_one(node: &Arc<Node>, d: &Deployment, key: &DeploymentKey) -> anyh
                         .map(|s| s.containers.clone())
                         .unwrap_or_default(),
                     grace,
+                    runtime_class: spec
+                        .template
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.runtime_class_name.clone()),
+                    security: spec
+                        .template
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.security_context.clone()),
+                    volumes: spec
+                        .template
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.volumes.clone())
+                        .unwrap_or_default(),
                 };
                 tracing::info!(deployment = %key, pod = %name, %ip, "creating pod");
                 let pod = Pod::start(spec, &node.config.runtime);

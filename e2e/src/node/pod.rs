@@ -8,12 +8,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{Container, PodSecurityContext, Volume};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{
     launch::Launch,
+    runtime::{PodmanConfig, RuntimeKind},
     supervise::{signal_group, supervise},
 };
 
@@ -31,6 +32,10 @@ pub struct RuntimeConfig {
     /// The first restart delay; doubled each time up to `backoff_max` (kubelet: 10 s, 5 min).
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// The runtime of pods without a runtimeClassName (`--runtime`).
+    pub default_runtime: RuntimeKind,
+    /// How podman is run, for pods on the podman runtime.
+    pub podman: PodmanConfig,
 }
 
 /// What a pod is, as the node agent's API shows it.
@@ -94,6 +99,11 @@ pub struct PodSpec {
     pub labels: BTreeMap<String, String>,
     pub containers: Vec<Container>,
     pub grace: Duration,
+    /// The template's runtimeClassName: `process` or `podman` (else the node's default).
+    pub runtime_class: Option<String>,
+    /// The pod-level securityContext (runAsUser, runAsNonRoot, fsGroup, …).
+    pub security: Option<PodSecurityContext>,
+    pub volumes: Vec<Volume>,
 }
 
 impl Pod {

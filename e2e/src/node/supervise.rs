@@ -1,19 +1,19 @@
-//! Supervising a container process as a kubelet would: start it, probe it, restart it with
-//! exponential backoff, terminate it gracefully.
+//! Supervising a container as a kubelet would: start it (through its runtime), probe it, restart
+//! it with exponential backoff, terminate it gracefully.
 
 use std::{
-    process::Stdio,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use k8s_openapi::api::core::v1::{Container, Probe};
-use tokio::{process::Command, sync::watch};
+use tokio::sync::watch;
 
 use super::{
     launch::Launch,
     pod::{ContainerStatus, RuntimeConfig},
     probe::{ProbeOutcome, ProbeState, run_probe},
+    runtime,
 };
 
 pub(super) fn signal_group(pid: u32, signal: i32) {
@@ -46,7 +46,7 @@ pub(super) async fn supervise(
             break;
         }
         let started = Instant::now();
-        let outcome = run_once(&launch, &container, &ip, default_grace, &status, &mut stop).await;
+        let outcome = run_once(&launch, &container, &ip, default_grace, &rt, &status, &mut stop).await;
         set_status(&status, |s| {
             s.running = false;
             s.ready = false;
@@ -106,51 +106,18 @@ async fn run_once(
     container: &Container,
     ip: &str,
     default_grace: Duration,
+    rt: &RuntimeConfig,
     status: &Mutex<ContainerStatus>,
     stop: &mut watch::Receiver<Option<Duration>>,
 ) -> RunEnd {
-    let program = match &launch.program {
-        Ok(p) => p.clone(),
-        Err(e) => return RunEnd::CannotStart(format!("ErrImagePull: {e}")),
+    // Not raced with the pod's stop: a container being created is then stopped as any other
+    // (the stop is seen below at once), so that no container outlives its pod.
+    let mut running = match runtime::start(launch, rt).await {
+        Ok(r) => r,
+        Err(reason) => return RunEnd::CannotStart(reason),
     };
-    let env = match &launch.env {
-        Ok(env) => env.clone(),
-        Err(e) => return RunEnd::CannotStart(e.clone()),
-    };
-    if let Err(e) = std::fs::create_dir_all(&launch.workdir) {
-        return RunEnd::CannotStart(format!("RunContainerError: workdir: {e}"));
-    }
-    let log = match std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&launch.log)
-    {
-        Ok(f) => f,
-        Err(e) => return RunEnd::CannotStart(format!("RunContainerError: log file: {e}")),
-    };
-    let log2 = match log.try_clone() {
-        Ok(f) => f,
-        Err(e) => return RunEnd::CannotStart(format!("RunContainerError: log file: {e}")),
-    };
-    let mut cmd = Command::new(&program);
-    cmd.args(&launch.args)
-        .env_clear()
-        .envs(env)
-        .current_dir(&launch.workdir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log2))
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return RunEnd::CannotStart(format!("RunContainerError: {}: {e}", program.display()));
-        }
-    };
-    let pid = child.id().unwrap_or_default();
+    let pid = running.pid();
     let _ = std::fs::write(&launch.pid_file, pid.to_string());
-    tracing::info!(pid, program = %program.display(), "container started");
     set_status(status, |s| {
         s.running = true;
         s.pid = Some(pid);
@@ -160,37 +127,19 @@ async fn run_once(
     let probes = watch_probes(container, ip, status);
     tokio::pin!(probes);
     let grace = |stop: &watch::Receiver<Option<Duration>>| stop.borrow().unwrap_or(default_grace);
-    tokio::select! {
-        exit = child.wait() => {
-            let reason = match exit {
-                Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
-                    (Some(code), _) => format!("exited with code {code}"),
-                    (None, Some(sig)) => format!("killed by signal {sig}"),
-                    _ => "exited".into(),
-                },
-                Err(e) => format!("wait failed: {e}"),
-            };
-            RunEnd::Exited(reason)
-        }
+    let end = tokio::select! {
+        reason = running.wait() => RunEnd::Exited(reason),
         _ = stop.changed() => {
-            terminate(&mut child, pid, grace(stop)).await;
+            running.terminate(grace(stop)).await;
             RunEnd::Stopped
         }
         failed = &mut probes => {
-            terminate(&mut child, pid, default_grace).await;
+            running.terminate(default_grace).await;
             RunEnd::Killed(failed)
         }
-    }
-}
-
-/// SIGTERM, then SIGKILL once the grace period is over.
-async fn terminate(child: &mut tokio::process::Child, pid: u32, grace: Duration) {
-    signal_group(pid, libc::SIGTERM);
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        tracing::warn!(pid, grace_s = grace.as_secs_f32(), "grace period over; SIGKILL");
-        signal_group(pid, libc::SIGKILL);
-        let _ = child.wait().await;
-    }
+    };
+    running.cleanup().await;
+    end
 }
 
 /// Runs the startup, readiness and liveness probes; resolves with a reason when the container
