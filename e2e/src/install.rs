@@ -9,7 +9,7 @@ use kube::{
     api::{Patch, PatchParams},
 };
 
-use crate::standins::{StandIn, etcd_key, etcd_record, stand_ins};
+use crate::standins::{RETIRED, StandIn, etcd_key, etcd_record, stand_ins};
 
 /// The field manager of everything the local control plane writes.
 pub const FIELD_MANAGER: &str = "troupe-localcp";
@@ -18,6 +18,14 @@ pub const FIELD_MANAGER: &str = "troupe-localcp";
 pub async fn install_stand_ins(client: &Client, etcd_url: &str) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let http = reqwest::Client::new();
+    for name in RETIRED {
+        if crds.get_opt(name).await?.is_some() {
+            crds.delete(name, &Default::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("deleting the retired stand-in CRD {name}: {e}"))?;
+            tracing::info!(%name, "retired stand-in deleted: the API is served for real");
+        }
+    }
     for StandIn { crd, via_api } in stand_ins() {
         let name = crd.metadata.name.clone().unwrap_or_default();
         if via_api {

@@ -1,13 +1,13 @@
-//! Stand-in CRDs for the built-in APIs Troupe uses, which the apiextensions-apiserver does not
-//! serve: apps/v1 Deployments, coordination.k8s.io/v1 Leases, events.k8s.io/v1 Events and
-//! rbac.authorization.k8s.io/v1 RoleBindings (core/v1 ServiceAccounts cannot be stand-ins: a CRD
-//! cannot join the core group).
+//! Stand-in CRDs for the built-in APIs Troupe uses that the local API server does not serve:
+//! apps/v1 Deployments, coordination.k8s.io/v1 Leases and rbac.authorization.k8s.io/v1
+//! RoleBindings. The core group and events.k8s.io/v1 Events are served for real, by the core API
+//! in the server's process (e2e/coreapi).
 //!
 //! Their schemas are generated from k8s-openapi's types, so the server validates them as strictly
 //! as a real cluster's schema would (types, required fields, enums), and prunes unknown fields.
 
 use k8s_openapi::{
-    api::{apps::v1::Deployment, coordination::v1::Lease, events::v1::Event, rbac::v1::RoleBinding},
+    api::{apps::v1::Deployment, coordination::v1::Lease, rbac::v1::RoleBinding},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::{
         CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
         CustomResourceDefinitionSpec, CustomResourceDefinitionVersion, CustomResourceSubresourceScale,
@@ -144,20 +144,6 @@ pub fn stand_ins() -> Vec<StandIn> {
             column("Age", "date", ".metadata.creationTimestamp"),
         ],
     );
-    let events = crd(
-        "events.k8s.io",
-        "Event",
-        "events",
-        &["ev"],
-        schema_of::<Event>(),
-        CustomResourceSubresources::default(),
-        vec![
-            column("Type", "string", ".type"),
-            column("Reason", "string", ".reason"),
-            column("Object", "string", ".regarding.name"),
-            column("Note", "string", ".note"),
-        ],
-    );
     let role_bindings = crd(
         "rbac.authorization.k8s.io",
         "RoleBinding",
@@ -180,15 +166,15 @@ pub fn stand_ins() -> Vec<StandIn> {
             via_api: true,
         },
         StandIn {
-            crd: events,
-            via_api: true,
-        },
-        StandIn {
             crd: deployments,
             via_api: false,
         },
     ]
 }
+
+/// Stand-in CRDs of earlier versions, now served for real: deleted when found (an old CRD would
+/// only be shadowed by the real API, but would still show in discovery and the CRD list).
+pub const RETIRED: &[&str] = &["events.events.k8s.io"];
 
 /// The etcd key under which the apiextensions-apiserver stores a CRD.
 pub fn etcd_key(crd: &CustomResourceDefinition) -> String {

@@ -128,6 +128,9 @@ async fn a_pool_becomes_an_owned_deployment_and_every_actor_runs_on_one_live_wor
     assert_eq!(d["metadata"]["ownerReferences"][0]["kind"], "ActorPool");
     assert_eq!(d["metadata"]["labels"]["troupe.dev/pool"], "p");
     assert_eq!(d["spec"]["template"]["spec"]["serviceAccountName"], "p-worker");
+    // The account exists (core/v1, served by the local control plane's core API), owned by the pool.
+    let sa = env.kubectl_json(&["get", "serviceaccount", "p-worker"]);
+    assert_eq!(sa["metadata"]["ownerReferences"][0]["kind"], "ActorPool");
     // The workers' account is bound to the worker role, in this namespace only, owned by the pool.
     let rb = env.kubectl_json(&["get", "rolebinding", "p-worker"]);
     assert_eq!(rb["roleRef"]["name"], "troupe-worker");

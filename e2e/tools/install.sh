@@ -104,10 +104,18 @@ go_prefix() {
   echo "$prefix"
 }
 
+# The server's /version (helm checks a chart's kubeVersion against it): the libraries' release,
+# v1.36.4 for 0.36.4, as upstream's build stamps it (Debian's sources leave v0.0.0-master).
+k8s_version_ldflags() {
+  local minor=${K8S_LIB_VERSION#0.}; minor=${minor%%.*}
+  local v=k8s.io/component-base/version
+  echo "-X $v.gitVersion=v1.${K8S_LIB_VERSION#0.} -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
+}
+
 install_apiserver() {
   local src=$REPO/e2e/apiserver/main.go
-  # Keyed by our main and the core API package it imports (e2e/coreapi).
-  local key; key=$(cat "$src" "$REPO"/e2e/coreapi/*.go | sha256sum | cut -c1-12)
+  # Keyed by our main, the core API package it imports (e2e/coreapi) and the version stamp.
+  local key; key=$( (cat "$src" "$REPO"/e2e/coreapi/*.go; k8s_version_ldflags) | sha256sum | cut -c1-12)
   local out=$CACHE/apiextensions-apiserver-$K8S_LIB_VERSION-core-$key
   if [ -x "$out" ]; then ln -sf "$out" "$BIN/apiextensions-apiserver"; return; fi
   local prefix
@@ -119,7 +127,7 @@ install_apiserver() {
     rm -rf "$gopath/src/troupe.dev/coreapi" && mkdir -p "$gopath/src/troupe.dev/coreapi"
     cp "$REPO"/e2e/coreapi/*.go "$gopath/src/troupe.dev/coreapi/"
     if (cd "$dir" && GOROOT=$prefix/usr/lib/go-1.26 GOPATH=$gopath GO111MODULE=off GOTOOLCHAIN=local \
-        GOFLAGS=-trimpath GOCACHE=$CACHE/gocache "$prefix/usr/lib/go-1.26/bin/go" build -ldflags "-s -w" -o "$out.tmp" . >&2); then
+        GOFLAGS=-trimpath GOCACHE=$CACHE/gocache "$prefix/usr/lib/go-1.26/bin/go" build -ldflags "-s -w $(k8s_version_ldflags)" -o "$out.tmp" . >&2); then
       mv "$out.tmp" "$out"
       ln -sf "$out" "$BIN/apiextensions-apiserver"
       return

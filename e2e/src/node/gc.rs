@@ -2,7 +2,8 @@
 //!
 //! Like the real collector, an object is deleted (in the background) when none of its
 //! ownerReferences points at a live object with the same uid. Owners of a kind the server does
-//! not serve (a Pod, say) are assumed alive: deleting on a guess would lose data.
+//! not serve are assumed alive: deleting on a guess would lose data. The kinds collected are the
+//! CRDs' (stand-ins included) and the core API's namespaced kinds that carry owners.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -42,6 +43,24 @@ async fn served(client: &Client) -> kube::Result<BTreeMap<(String, String), Serv
                 },
             );
         }
+    }
+    // The core API's kinds that carry ownerReferences (the operator's ServiceAccounts and
+    // Services, a chart's ConfigMaps and Secrets, pods).
+    for (kind, plural) in [
+        ("ServiceAccount", "serviceaccounts"),
+        ("Secret", "secrets"),
+        ("ConfigMap", "configmaps"),
+        ("Service", "services"),
+        ("Pod", "pods"),
+    ] {
+        let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", kind), plural);
+        out.insert(
+            ("v1".to_string(), kind.to_string()),
+            Served {
+                resource,
+                namespaced: true,
+            },
+        );
     }
     Ok(out)
 }
