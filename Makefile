@@ -50,6 +50,38 @@ lint: tools ## cargo fmt --check, clippy -D warnings, CRD drift check, the chart
 	cargo run -q -p troupe-crds --bin crdgen -- --check
 	e2e/tools/chart-check.sh
 
+# Images (issue 11): static binaries on `FROM scratch`, tagged with the chart's appVersion so the
+# chart (troupe/operator) and the examples (troupe/worker) name what was built. podman here,
+# docker elsewhere. The static release build has a target folder of its own, keyed by the
+# toolchain, so it does not thrash the debug build the tests use.
+CONTAINER_ENGINE ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' charts/troupe/Chart.yaml)
+RUSTC_KEY = $(shell rustc --version | tr -cd '[:alnum:].')
+STATIC_TARGET_DIR ?= $(CACHE)/target-static-$(RUSTC_KEY)
+STATIC_TRIPLE := x86_64-unknown-linux-gnu
+IMAGE_SOURCE := $(shell sed -n 's/^repository *= *"\(.*\)"/\1/p' Cargo.toml)
+IMAGE_REVISION = $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# podman reads our containers.conf (runtime runc, no default ulimits; see e2e/tools/install.sh).
+export CONTAINERS_CONF ?= $(if $(wildcard $(CACHE)/containers.conf),$(CACHE)/containers.conf)
+
+.PHONY: static
+static: ## Build the static release binaries the images hold (troupe-operator, troupe-worker)
+	RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR=$(STATIC_TARGET_DIR) \
+	  cargo build --profile image --target $(STATIC_TRIPLE) -p troupe-operator -p troupe-worker \
+	  --bin troupe-operator --bin troupe-worker
+
+.PHONY: images
+images: static ## Build the operator and worker images (troupe/operator:<appVersion>, troupe/worker:<appVersion>)
+	@for name in operator worker; do \
+	  ctx=$(STATIC_TARGET_DIR)/image-context/$$name; rm -rf $$ctx; mkdir -p $$ctx; \
+	  cp $(STATIC_TARGET_DIR)/$(STATIC_TRIPLE)/image/troupe-$$name $$ctx/; \
+	  cp /etc/ssl/certs/ca-certificates.crt $$ctx/; \
+	  $(CONTAINER_ENGINE) build -q -f images/$$name/Containerfile -t troupe/$$name:$(APP_VERSION) \
+	    --build-arg VERSION=$(APP_VERSION) --build-arg REVISION=$(IMAGE_REVISION) \
+	    --build-arg SOURCE=$(IMAGE_SOURCE) $$ctx >/dev/null || exit 1; \
+	  echo "built troupe/$$name:$(APP_VERSION) ($$($(CONTAINER_ENGINE) image inspect --format '{{.Size}}' troupe/$$name:$(APP_VERSION)) bytes)"; \
+	done
+
 .PHONY: cluster-up
 cluster-up: tools build ## Start the local control plane (etcd, API server, kubectl front, node agent); idempotent
 	@$(DEV_ENV) e2e/cluster.sh up

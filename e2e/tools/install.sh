@@ -7,6 +7,7 @@
 #                             small main (e2e/apiserver/main.go) that also publishes OpenAPI v2/v3
 #                             and serves the core API in front of it (e2e/coreapi)
 #   kubectl, helm             static binaries shipped inside a PyPI wheel
+#   podman, runc              Debian's, for the container images, and our own containers.conf
 #   troupe-vapcheck           e2e/vap: the chart's ValidatingAdmissionPolicy judged by the upstream
 #                             admission plugin (k8s.io/apiserver), built from the same Go sources
 #
@@ -220,16 +221,44 @@ install_monitoring() {
   fi
 }
 
+# podman + runc for the images (`make images`, e2e/tests/images.rs), from Debian, and a
+# containers.conf of our own ($CACHE/containers.conf, which `make` passes as CONTAINERS_CONF: podman
+# then reads it instead of the system's files, which stay untouched). Its two settings are the
+# ones this machine needs (../shared/TESTENV.md): runc, as crun refuses cgroups v1 in hybrid
+# mode; no default ulimits, as the runtime's setrlimit of NPROC/NOFILE is refused here.
+# Without apt (or root), says so: the image tests then skip, naming the reason.
+install_podman() {
+  local conf=$CACHE/containers.conf
+  if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v newuidmap >/dev/null; then
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+      log "WARNING: podman, runc or uidmap missing and no apt-get as root to install them: the image tests will skip"
+      return 0
+    fi
+    log "podman, runc and uidmap from Debian"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc uidmap >&2 || {
+      apt-get update -qq >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc uidmap >&2
+    } || { log "WARNING: installing podman failed: the image tests will skip"; return 0; }
+  fi
+  local want
+  want=$(printf '%s\n' '# Written by e2e/tools/install.sh (install_podman); read through CONTAINERS_CONF.' \
+    '[containers]' 'default_ulimits = []' '' '[engine]' 'runtime = "runc"')
+  if [ ! -f "$conf" ] || [ "$(cat "$conf")" != "$want" ]; then
+    printf '%s\n' "$want" >"$conf"
+  fi
+}
+
 what=${1:-all}
 case "$what" in
   etcd) install_etcd ;;
   apiserver) install_apiserver ;;
   kubectl) install_kubectl_helm ;;
   monitoring) install_monitoring ;;
+  podman) install_podman ;;
   go) go_prefix ;;
   vapcheck) install_vapcheck ;;
   chart-checks) install_chart_checks ;;
-  all) install_etcd; install_kubectl_helm; install_apiserver; install_vapcheck || true; install_monitoring; install_chart_checks ;;
-  *) echo "usage: $0 [all|etcd|apiserver|kubectl|vapcheck|chart-checks|monitoring]" >&2; exit 2 ;;
+  all) install_etcd; install_kubectl_helm; install_apiserver; install_vapcheck || true; install_monitoring; install_podman; install_chart_checks ;;
+  *) echo "usage: $0 [all|etcd|apiserver|kubectl|vapcheck|chart-checks|monitoring|podman]" >&2; exit 2 ;;
 esac
 echo "$BIN"

@@ -4,7 +4,10 @@ use clap::Parser;
 use troupe_operator::run;
 
 #[derive(Parser)]
-#[command(about = "Troupe operator: pools into worker Deployments, actors onto live workers")]
+#[command(
+    version,
+    about = "Troupe operator: pools into worker Deployments, actors onto live workers"
+)]
 struct Cli {
     #[command(flatten)]
     operator: run::OperatorConfig,

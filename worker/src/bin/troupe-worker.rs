@@ -5,7 +5,10 @@ use clap::Parser;
 use troupe_worker::{builtin, run};
 
 #[derive(Parser)]
-#[command(about = "Troupe worker: hosts the Actors the operator places on this pod")]
+#[command(
+    version,
+    about = "Troupe worker: hosts the Actors the operator places on this pod"
+)]
 struct Cli {
     #[command(flatten)]
     worker: run::WorkerConfig,
