@@ -45,13 +45,14 @@ async fn served(client: &Client) -> kube::Result<BTreeMap<(String, String), Serv
         }
     }
     // The core API's kinds that carry ownerReferences (the operator's ServiceAccounts and
-    // Services, a chart's ConfigMaps and Secrets, pods).
+    // Services, a chart's ConfigMaps and Secrets). Not Pods: the API serves them, but this agent
+    // does not publish its pods there, so a Pod owner (a worker's Lease has one) must be assumed
+    // alive, not found missing.
     for (kind, plural) in [
         ("ServiceAccount", "serviceaccounts"),
         ("Secret", "secrets"),
         ("ConfigMap", "configmaps"),
         ("Service", "services"),
-        ("Pod", "pods"),
     ] {
         let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", kind), plural);
         out.insert(
