@@ -36,7 +36,9 @@ type kind struct {
 	columns []column
 }
 
-var kinds = []*kind{
+var kinds = append(append(coreKinds, rbacKinds...), policyKinds...)
+
+var coreKinds = []*kind{
 	{resource: "namespaces", singular: "namespace", kind: "Namespace", shortNames: []string{"ns"}, status: true,
 		name: apivalidation.NameIsDNSLabel,
 		new:  func() runtime.Object { return &corev1.Namespace{} }, newList: func() runtime.Object { return &corev1.NamespaceList{} },

@@ -3,6 +3,8 @@ package coreapi
 import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/conversion"
 	"k8s.io/apimachinery/pkg/fields"
@@ -20,7 +22,6 @@ var (
 	Scheme = runtime.NewScheme()
 	Codecs = serializer.NewCodecFactory(Scheme)
 
-	coreInternal   = schema.GroupVersion{Version: runtime.APIVersionInternal}
 	eventsInternal = schema.GroupVersion{Group: eventsv1.GroupName, Version: runtime.APIVersionInternal}
 )
 
@@ -33,15 +34,14 @@ func must(err error) {
 func init() {
 	must(corev1.AddToScheme(Scheme))
 	must(eventsv1.AddToScheme(Scheme))
+	must(rbacv1.AddToScheme(Scheme))
+	must(policyv1.AddToScheme(Scheme))
 	for _, k := range kinds {
-		gv := coreInternal
-		if k.group == eventsv1.GroupName {
-			gv = eventsInternal
-		}
-		Scheme.AddKnownTypes(gv, k.new(), k.newList())
+		Scheme.AddKnownTypes(schema.GroupVersion{Group: k.group, Version: runtime.APIVersionInternal}, k.new(), k.newList())
 	}
-	must(Scheme.SetVersionPriority(corev1.SchemeGroupVersion))
-	must(Scheme.SetVersionPriority(eventsv1.SchemeGroupVersion))
+	for _, gv := range []schema.GroupVersion{corev1.SchemeGroupVersion, eventsv1.SchemeGroupVersion, rbacv1.SchemeGroupVersion, policyv1.SchemeGroupVersion} {
+		must(Scheme.SetVersionPriority(gv))
+	}
 	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
 	Scheme.AddUnversionedTypes(schema.GroupVersion{Version: "v1"},
 		&metav1.Status{}, &metav1.APIVersions{}, &metav1.APIGroupList{}, &metav1.APIGroup{}, &metav1.APIResourceList{})

@@ -1,5 +1,6 @@
 // Package coreapi serves the core/v1 kinds Troupe, its chart and helm use (namespaces,
-// serviceaccounts, secrets, configmaps, services, pods, events) and events.k8s.io/v1 Events
+// serviceaccounts, secrets, configmaps, services, pods, events), events.k8s.io/v1 Events,
+// rbac.authorization.k8s.io/v1 (stored, never enforced) and policy/v1 PodDisruptionBudgets
 // from k8s.io/apiserver's generic registry on etcd, in the API server process (the apiextensions
 // server is its delegate, as in kube-apiserver's chain). Built from Debian's Go sources.
 package coreapi
@@ -34,7 +35,7 @@ type restOptions struct{ base storagebackend.Config }
 func (o restOptions) GetRESTOptions(gr schema.GroupResource, _ runtime.Object) (generic.RESTOptions, error) {
 	cfg := o.base.ForResource(gr)
 	cfg.Prefix = Prefix
-	cfg.Codec = Codecs.LegacyCodec(corev1.SchemeGroupVersion)
+	cfg.Codec = Codecs.LegacyCodec(schema.GroupVersion{Group: gr.Group, Version: "v1"})
 	if gr.Group == eventsv1.GroupName {
 		cfg.Codec = Codecs.CodecForVersions(
 			Codecs.LegacyCodec(corev1.SchemeGroupVersion), Codecs.UniversalDeserializer(),
@@ -100,23 +101,26 @@ func New(cfg genericapiserver.RecommendedConfig, etcd storagebackend.Config, del
 		return nil, err
 	}
 	opts := restOptions{etcd}
-	core := genericapiserver.NewDefaultAPIGroupInfo("", Scheme, metav1.ParameterCodec, Codecs)
-	events := genericapiserver.NewDefaultAPIGroupInfo(eventsv1.GroupName, Scheme, metav1.ParameterCodec, Codecs)
-	core.VersionedResourcesStorageMap["v1"] = map[string]rest.Storage{}
-	events.VersionedResourcesStorageMap["v1"] = map[string]rest.Storage{}
+	// One APIGroupInfo per group, in the order of kinds: the core group first.
+	var order []string
+	groups := map[string]*genericapiserver.APIGroupInfo{}
 	for _, k := range kinds {
+		g, ok := groups[k.group]
+		if !ok {
+			info := genericapiserver.NewDefaultAPIGroupInfo(k.group, Scheme, metav1.ParameterCodec, Codecs)
+			info.VersionedResourcesStorageMap["v1"] = map[string]rest.Storage{}
+			g, groups[k.group] = &info, &info
+			order = append(order, k.group)
+		}
 		stores, err := storeFor(k, opts)
 		if err != nil {
 			return nil, err
 		}
-		target := core.VersionedResourcesStorageMap["v1"]
-		if k.group == eventsv1.GroupName {
-			target = events.VersionedResourcesStorageMap["v1"]
-		}
 		for path, s := range stores {
-			target[path] = s
+			g.VersionedResourcesStorageMap["v1"][path] = s
 		}
 	}
+	core := groups[""]
 	// The namespaces every cluster has, as kube-apiserver's bootstrap controller makes them.
 	server.AddPostStartHookOrDie("troupe-core-namespaces", func(hook genericapiserver.PostStartHookContext) error {
 		store := core.VersionedResourcesStorageMap["v1"]["namespaces"].(rest.Creater)
@@ -129,11 +133,13 @@ func New(cfg genericapiserver.RecommendedConfig, etcd storagebackend.Config, del
 		}
 		return nil
 	})
-	if err := server.InstallLegacyAPIGroup(genericapiserver.DefaultLegacyAPIPrefix, &core); err != nil {
+	if err := server.InstallLegacyAPIGroup(genericapiserver.DefaultLegacyAPIPrefix, core); err != nil {
 		return nil, err
 	}
-	if err := server.InstallAPIGroup(&events); err != nil {
-		return nil, err
+	for _, g := range order[1:] {
+		if err := server.InstallAPIGroup(groups[g]); err != nil {
+			return nil, err
+		}
 	}
 	return server, nil
 }

@@ -1,7 +1,7 @@
 //! The discovery front: a thin plain-HTTP server on loopback in front of the local API server.
 //!
 //! The API server (the core API in front of the apiextensions-apiserver, in one process) serves
-//! `/api`, `/api/v1` and `/apis/events.k8s.io` itself, but its `/apis` lists only the groups of
+//! `/api`, `/api/v1` and the groups in [NATIVE_GROUPS] itself, but its `/apis` lists only the groups of
 //! the core server, not the CRDs'. The front answers `/apis` from both, applies strategic merge
 //! patches for the CRDs (which the server refuses; kubectl sends them for Deployments), and passes
 //! every other request through unchanged with the admin client certificate, streaming responses
@@ -55,7 +55,7 @@ async fn api_groups(State(front): State<Front>) -> Response {
             );
         }
     };
-    // The core server's own groups (events.k8s.io).
+    // The core server's own groups (events.k8s.io, rbac.authorization.k8s.io, policy).
     let own = match front.client.list_api_groups().await {
         Ok(list) => list.groups,
         Err(e) => {
@@ -118,6 +118,19 @@ fn error_status(code: StatusCode, message: &str) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
+/// The groups the core API serves from Go types (e2e/coreapi): it applies their strategic merge
+/// patches itself.
+pub const NATIVE_GROUPS: &[&str] = &["events.k8s.io", "rbac.authorization.k8s.io", "policy"];
+
+fn is_native(path: &str) -> bool {
+    path.starts_with("/api/")
+        || NATIVE_GROUPS.iter().any(|g| {
+            path.strip_prefix("/apis/")
+                .and_then(|p| p.strip_prefix(g))
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+}
+
 /// Hop-by-hop headers are the front's own business on each side.
 fn hop_by_hop(name: &HeaderName) -> bool {
     matches!(
@@ -129,8 +142,7 @@ fn hop_by_hop(name: &HeaderName) -> bool {
 async fn pass_through(State(front): State<Front>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     // The core API applies strategic merge patches itself (it has the Go types' patch tags).
-    let native =
-        parts.uri.path().starts_with("/api/") || parts.uri.path().starts_with("/apis/events.k8s.io/");
+    let native = is_native(parts.uri.path());
     let strategic = parts.method == http::Method::PATCH
         && !native
         && parts
@@ -271,6 +283,15 @@ mod tests {
             })
             .collect();
         c
+    }
+
+    #[test]
+    fn native_groups_are_the_core_apis_and_not_the_crds_with_a_longer_name() {
+        assert!(is_native("/api/v1/namespaces/x/services/y"));
+        assert!(is_native("/apis/policy/v1/namespaces/x/poddisruptionbudgets/y"));
+        assert!(is_native("/apis/rbac.authorization.k8s.io/v1/clusterroles/y"));
+        assert!(!is_native("/apis/policy.example.com/v1/things/y"));
+        assert!(!is_native("/apis/apps/v1/namespaces/x/deployments/y"));
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Stand-in CRDs for the built-in APIs Troupe uses that the local API server does not serve:
-//! apps/v1 Deployments, coordination.k8s.io/v1 Leases and rbac.authorization.k8s.io/v1
-//! RoleBindings. The core group and events.k8s.io/v1 Events are served for real, by the core API
-//! in the server's process (e2e/coreapi).
+//! apps/v1 Deployments and coordination.k8s.io/v1 Leases. The core group, events.k8s.io/v1
+//! Events, rbac.authorization.k8s.io/v1 and policy/v1 PodDisruptionBudgets are served for real,
+//! by the core API in the server's process (e2e/coreapi).
 //!
 //! Their schemas are generated from k8s-openapi's types, so the server validates them as strictly
 //! as a real cluster's schema would (types, required fields, enums), and prunes unknown fields.
 
 use k8s_openapi::{
-    api::{apps::v1::Deployment, coordination::v1::Lease, rbac::v1::RoleBinding},
+    api::{apps::v1::Deployment, coordination::v1::Lease},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::{
         CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
         CustomResourceDefinitionSpec, CustomResourceDefinitionVersion, CustomResourceSubresourceScale,
@@ -144,25 +144,9 @@ pub fn stand_ins() -> Vec<StandIn> {
             column("Age", "date", ".metadata.creationTimestamp"),
         ],
     );
-    let role_bindings = crd(
-        "rbac.authorization.k8s.io",
-        "RoleBinding",
-        "rolebindings",
-        &[],
-        schema_of::<RoleBinding>(),
-        CustomResourceSubresources::default(),
-        vec![
-            column("Role", "string", ".roleRef.name"),
-            column("Age", "date", ".metadata.creationTimestamp"),
-        ],
-    );
     vec![
         StandIn {
             crd: leases,
-            via_api: true,
-        },
-        StandIn {
-            crd: role_bindings,
             via_api: true,
         },
         StandIn {
@@ -174,7 +158,7 @@ pub fn stand_ins() -> Vec<StandIn> {
 
 /// Stand-in CRDs of earlier versions, now served for real: deleted when found (an old CRD would
 /// only be shadowed by the real API, but would still show in discovery and the CRD list).
-pub const RETIRED: &[&str] = &["events.events.k8s.io"];
+pub const RETIRED: &[&str] = &["events.events.k8s.io", "rolebindings.rbac.authorization.k8s.io"];
 
 /// The etcd key under which the apiextensions-apiserver stores a CRD.
 pub fn etcd_key(crd: &CustomResourceDefinition) -> String {

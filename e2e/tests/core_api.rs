@@ -1,8 +1,9 @@
 //! The core API of the local control plane (e2e/coreapi: core/v1 and events.k8s.io/v1 on
 //! k8s.io/apiserver's generic registry, in the API server's process): the kinds the chart, helm
 //! and the operator use, through kubectl as a user would; the operator's Events in both Event
-//! APIs (one store); the operator's ServiceAccount and headless Service as real objects; and a
-//! helm install, upgrade and uninstall whose releases live in Secrets.
+//! APIs (one store); the operator's ServiceAccount, RoleBinding and headless Service as real
+//! objects; RBAC (stored, never enforced) and PodDisruptionBudgets; the chart's server-side dry
+//! run; and a helm install, upgrade and uninstall whose releases live in Secrets.
 
 mod common;
 
@@ -275,7 +276,9 @@ async fn the_operators_events_and_objects_are_real_core_objects() {
     .await;
     assert_eq!(owner(&sa).as_deref(), Some("ActorPool"));
     let rb = env.kubectl_json(&["get", "rolebinding", "p-worker"]);
+    assert_eq!(rb["apiVersion"], "rbac.authorization.k8s.io/v1");
     assert_eq!(rb["subjects"][0]["name"], "p-worker");
+    assert_eq!(owner(&rb).as_deref(), Some("ActorPool"));
     let svc = eventually("the pool's headless Service", Duration::from_secs(30), || async {
         let out = env.kubectl(&["get", "service", "p-workers", "-o", "json"]);
         out.status
@@ -289,12 +292,13 @@ async fn the_operators_events_and_objects_are_real_core_objects() {
     env.kubectl_ok(&["delete", "actorpool/p", "actor/lost"]);
     // The local garbage collector (node agent) deletes what the pool owned.
     eventually(
-        "the pool's ServiceAccount and Service collected",
+        "the pool's ServiceAccount, RoleBinding and Service collected",
         Duration::from_secs(30),
         || async {
             let out = env.kubectl(&[
                 "get",
                 "serviceaccount/p-worker",
+                "rolebinding/p-worker",
                 "service/p-workers",
                 "-o",
                 "name",
@@ -304,6 +308,166 @@ async fn the_operators_events_and_objects_are_real_core_objects() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn rbac_kinds_and_pod_disruption_budgets_round_trip_through_kubectl() {
+    let env = TestEnv::new("core-rbac").await;
+    let ns = env.namespace.as_str();
+    env.kubectl_ok(&["create", "namespace", ns]);
+    // Discovery (through the front's /apis) lists the real groups.
+    let resources = env.kubectl_ok(&["api-resources", "-o", "name"]);
+    for r in [
+        "roles.rbac.authorization.k8s.io",
+        "rolebindings.rbac.authorization.k8s.io",
+        "clusterroles.rbac.authorization.k8s.io",
+        "clusterrolebindings.rbac.authorization.k8s.io",
+        "poddisruptionbudgets.policy",
+    ] {
+        assert!(
+            resources.lines().any(|l| l == r),
+            "{r} not in discovery:\n{resources}"
+        );
+    }
+    assert!(
+        !env.kubectl_ok(&["get", "crd", "-o", "name"])
+            .contains("rbac.authorization.k8s.io"),
+        "the RoleBinding stand-in CRD is gone"
+    );
+    // Cluster-scoped names carry the namespace: tests run side by side.
+    let manifest = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {ns}-reader}}\n\
+         rules: [{{apiGroups: [''], resources: [pods], verbs: [get, list]}}]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {ns}-reader}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ns}-reader}}\n\
+         subjects: [{{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}}]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: cm-reader}}\n\
+         rules: [{{apiGroups: [''], resources: [configmaps], verbs: [get]}}]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: cm-reader}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: cm-reader}}\n\
+         subjects: [{{kind: ServiceAccount, name: robot, namespace: {ns}}}]\n---\n\
+         apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: web}}\n\
+         spec: {{minAvailable: 1, selector: {{matchLabels: {{app: web}}}}}}\n"
+    );
+    let (ok, out) = env.apply(&manifest);
+    assert!(ok, "{out}");
+    // Applied again: the RBAC objects are unchanged (client-side apply's strategic merge patch,
+    // applied by the server). A PDB is "configured" every time, as on a real cluster: its selector
+    // is patchStrategy=replace, so kubectl always sends it.
+    let (ok, out) = env.apply(&manifest);
+    assert!(ok, "{out}");
+    assert_eq!(out.matches("unchanged").count(), 4, "{out}");
+
+    let cr = env.kubectl_json(&["get", "clusterrole", &format!("{ns}-reader")]);
+    assert_eq!(cr["rules"][0]["verbs"], serde_json::json!(["get", "list"]));
+    assert!(cr["metadata"].get("namespace").is_none(), "cluster-scoped");
+    let crb = env.kubectl_json(&["get", "clusterrolebinding", &format!("{ns}-reader")]);
+    assert_eq!(crb["roleRef"]["name"], format!("{ns}-reader"));
+    assert_eq!(crb["subjects"][0]["name"], "alice");
+    let role = env.kubectl_json(&["get", "role", "cm-reader"]);
+    assert_eq!(role["rules"][0]["resources"][0], "configmaps");
+    let rb = env.kubectl_json(&["get", "rolebinding", "cm-reader"]);
+    assert_eq!(rb["subjects"][0]["namespace"], ns);
+    let printed = env.kubectl_ok(&["get", "rolebinding", "cm-reader"]);
+    assert!(printed.contains("Role/cm-reader"), "{printed}");
+    let pdb = env.kubectl_json(&["get", "pdb", "web"]);
+    assert_eq!(pdb["apiVersion"], "policy/v1");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    let printed = env.kubectl_ok(&["get", "pdb", "web"]);
+    assert!(
+        printed.contains("MIN AVAILABLE") && printed.contains("N/A"),
+        "{printed}"
+    );
+    // Patched (strategic merge and server-side apply), as kubectl and helm do.
+    env.kubectl_ok(&["patch", "pdb", "web", "-p", r#"{"spec":{"minAvailable":"50%"}}"#]);
+    assert_eq!(
+        env.kubectl_json(&["get", "pdb", "web"])["spec"]["minAvailable"],
+        "50%"
+    );
+    env.kubectl_ok(&["label", "role", "cm-reader", "team=a"]);
+    assert_eq!(
+        env.kubectl_json(&["get", "role", "cm-reader"])["metadata"]["labels"]["team"],
+        "a"
+    );
+
+    // Validation, with kube-apiserver's words.
+    refused(
+        &env,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: cm-reader}\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: another}\n\
+         subjects: [{kind: ServiceAccount, name: robot}]\n",
+        "cannot change roleRef",
+    );
+    refused(
+        &env,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: wrong}\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Secret, name: x}\n",
+        "roleRef.kind: Unsupported value",
+    );
+    refused(
+        &env,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: noverbs}\n\
+         rules: [{apiGroups: [''], resources: [pods], verbs: []}]\n",
+        "verbs must contain at least one value",
+    );
+    refused(
+        &env,
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: both}\n\
+         spec: {minAvailable: 1, maxUnavailable: 1}\n",
+        "minAvailable and maxUnavailable cannot be both set",
+    );
+    refused(
+        &env,
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: Bad_Name}\nspec: {minAvailable: 1}\n",
+        "metadata.name: Invalid value",
+    );
+
+    let cluster_role = format!("clusterrole/{ns}-reader");
+    let cluster_binding = format!("clusterrolebinding/{ns}-reader");
+    let all = [
+        cluster_role.as_str(),
+        cluster_binding.as_str(),
+        "role/cm-reader",
+        "rolebinding/cm-reader",
+        "pdb/web",
+    ];
+    env.kubectl_ok(&[&["delete"], &all[..]].concat());
+    let left = env.kubectl_ok(&[&["get", "--ignore-not-found", "-o", "name"], &all[..]].concat());
+    assert!(left.trim().is_empty(), "still there: {left}");
+}
+
+#[tokio::test]
+async fn the_charts_server_side_dry_run_passes_and_stores_nothing() {
+    let env = TestEnv::new("core-chart-dry").await;
+    let ns = env.namespace.as_str();
+    let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/troupe");
+    let chart = chart.to_str().unwrap();
+    // Every kind the chart renders (Deployment, ServiceAccount, Service, Role, RoleBinding,
+    // ClusterRole, ClusterRoleBinding, PodDisruptionBudget) is checked by the server.
+    let (ok, out) = helm(&[
+        "install",
+        "troupe",
+        chart,
+        "-n",
+        ns,
+        "--create-namespace",
+        "--dry-run=server",
+    ]);
+    assert!(ok, "helm install --dry-run=server: {out}");
+    assert!(out.contains("STATUS: pending-install"), "{out}");
+    assert!(
+        out.contains("kind: PodDisruptionBudget") && out.contains("kind: ClusterRoleBinding"),
+        "{out}"
+    );
+    let left = env.kubectl_ok(&[
+        "get",
+        "-n",
+        ns,
+        "poddisruptionbudgets,roles,rolebindings,serviceaccounts",
+        "-o",
+        "name",
+    ]);
+    assert!(left.trim().is_empty(), "a dry run stores nothing: {left}");
 }
 
 fn helm(args: &[&str]) -> (bool, String) {

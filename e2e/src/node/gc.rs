@@ -44,23 +44,26 @@ async fn served(client: &Client) -> kube::Result<BTreeMap<(String, String), Serv
             );
         }
     }
-    // The core API's kinds that carry ownerReferences (the operator's ServiceAccounts and
-    // Services, a chart's ConfigMaps and Secrets). Not Pods: the API serves them, but this agent
-    // does not publish its pods there, so a Pod owner (a worker's Lease has one) must be assumed
-    // alive, not found missing.
-    for (kind, plural) in [
-        ("ServiceAccount", "serviceaccounts"),
-        ("Secret", "secrets"),
-        ("ConfigMap", "configmaps"),
-        ("Service", "services"),
+    // The core API's kinds that carry ownerReferences (the operator's ServiceAccounts,
+    // RoleBindings and Services, a chart's ConfigMaps and Secrets). Not Pods: the API serves
+    // them, but this agent does not publish its pods there, so a Pod owner (a worker's Lease has
+    // one) must be assumed alive, not found missing.
+    const RBAC: &str = "rbac.authorization.k8s.io";
+    for (group, kind, plural, namespaced) in [
+        ("", "ServiceAccount", "serviceaccounts", true),
+        ("", "Secret", "secrets", true),
+        ("", "ConfigMap", "configmaps", true),
+        ("", "Service", "services", true),
+        (RBAC, "Role", "roles", true),
+        (RBAC, "RoleBinding", "rolebindings", true),
+        (RBAC, "ClusterRole", "clusterroles", false),
+        (RBAC, "ClusterRoleBinding", "clusterrolebindings", false),
+        ("policy", "PodDisruptionBudget", "poddisruptionbudgets", true),
     ] {
-        let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", kind), plural);
+        let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural);
         out.insert(
-            ("v1".to_string(), kind.to_string()),
-            Served {
-                resource,
-                namespaced: true,
-            },
+            (resource.api_version.clone(), kind.to_string()),
+            Served { resource, namespaced },
         );
     }
     Ok(out)
