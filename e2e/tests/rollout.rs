@@ -391,7 +391,14 @@ async fn blue_green_switches_every_actor_and_rolls_back_instantly_to_the_workers
     assert!(env.apply(&pool("p", GOOD, spec)).0);
     assert!(env.apply(&flaky_actors("p")).0);
     let old = stable_after_start(&env, "p").await;
-    let old_workers = workers_of_actors(&env);
+    // Both workers of the first revision: the actors may all start on the first one up and
+    // spread when the second comes (a rollback may then use either).
+    let old_workers = eventually("the actors spread over both first workers", WAIT, || {
+        let w = workers_of_actors(&env);
+        let distinct: std::collections::BTreeSet<&String> = w.values().collect();
+        std::future::ready((distinct.len() == 2).then_some(w.clone()))
+    })
+    .await;
 
     set_env(&env, "p", &[("TROUPE_FLAKY_FAILURE_RATE", "1")]);
     // The new revision comes up in full before a single actor moves.
