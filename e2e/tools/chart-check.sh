@@ -5,7 +5,7 @@
 #      against the upstream Kubernetes OpenAPI schemas with kubernetes-validate --strict (unknown
 #      fields are errors), for the oldest Kubernetes the chart supports and the newest the package
 #      knows. The Prometheus Operator's kinds (ServiceMonitor, PodMonitor, PrometheusRule) have no
-#      upstream schema: they, and only they, may go unvalidated; e2e/tests/chart.rs checks them.
+#      upstream schema: they, and only they, may go unvalidated; e2e/tests/chart/ checks them.
 #   3. checkov's static security scan of the same manifests: no failed check. A finding by design
 #      is skipped in the object itself (a checkov.io/skipN annotation with its reason, and a
 #      comment saying why; templates/deployment.yaml), and is listed here as skipped.
