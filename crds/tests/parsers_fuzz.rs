@@ -12,34 +12,7 @@ use troupe_crds::{
     config::MAX_DEPTH,
     duration::{DurationError, parse_duration},
 };
-
-/// Cases per property (issue #14 asks for at least 100,000); `PROPTEST_CASES` overrides it.
-const CASES: u32 = 100_000;
-
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(CASES),
-        // A failure is pinned as a named regression test instead of a file in the tree.
-        failure_persistence: None,
-        // ChaCha, the default, costs more than most parses in a debug build.
-        rng_algorithm: proptest::test_runner::RngAlgorithm::XorShift,
-        ..ProptestConfig::default()
-    }
-}
-
-/// Text of up to `max` chars drawn from `set` (cheaper than a regex strategy in a debug build).
-fn text_of(set: &'static str, min: usize, max: usize) -> impl Strategy<Value = String> + Clone {
-    prop::collection::vec(prop::sample::select(set.chars().collect::<Vec<_>>()), min..=max)
-        .prop_map(|c| c.into_iter().collect())
-}
-
-/// Any text of up to `max` chars, control and unassigned ones included.
-fn any_text(max: usize) -> impl Strategy<Value = String> + Clone {
-    prop::collection::vec(any::<char>(), 0..=max).prop_map(|c| c.into_iter().collect())
-}
+use troupe_proptest::{any_text, config, text_of};
 
 // ---------------------------------------------------------------------------------------------
 // Durations
