@@ -5,7 +5,10 @@
 
 use std::{collections::HashMap, sync::Mutex};
 
-use kube::{ResourceExt, runtime::events::EventType};
+use kube::{
+    ResourceExt,
+    runtime::{events::EventType, reflector::ObjectRef},
+};
 use troupe_crds::{Actor, ActorPhase};
 
 use super::observe::Snapshot;
@@ -55,23 +58,12 @@ pub(super) async fn tell_failures(ctx: &Context, snap: &Snapshot) {
                 }
             }
         }
-        // Actors deleted since: their entries would stay forever.
-        let names: std::collections::HashSet<String> = snap.actors.iter().map(|a| a.name_any()).collect();
-        told.retain(|(ns, name), _| {
-            *ns != snap.ns || names.contains(name) || !belongs(ctx, ns, name, &snap.name)
-        });
+        // Actors deleted since (in any pool): their entries would stay forever.
+        told.retain(|(ns, name), _| ctx.actors.get(&ObjectRef::new(name).within(ns)).is_some());
     }
     for (actor, reason, message) in to_tell {
         event(ctx, &actor, EventType::Warning, &reason, "Run", message).await;
     }
-}
-
-/// Whether the actor `ns/name` (not in this pool's snapshot) still exists in another pool: its
-/// entry belongs to that pool's reconciles.
-fn belongs(ctx: &Context, ns: &str, name: &str, pool: &str) -> bool {
-    ctx.actors
-        .get(&kube::runtime::reflector::ObjectRef::new(name).within(ns))
-        .is_some_and(|a| a.spec.pool != pool)
 }
 
 #[cfg(test)]
