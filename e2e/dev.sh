@@ -9,13 +9,12 @@ export KUBECONFIG=$DIR/kubeconfig
 export PATH=${TROUPE_CACHE:-$HOME/.cache/troupe}/bin:${TROUPE_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debug}:$PATH
 NS=${TROUPE_DEV_NAMESPACE:-demo}
 
-# The workers' API token: a Secret on a real cluster, a file the node agent reads here.
-TOKEN_DIR=$DIR/pods/secrets/$NS/troupe-worker-token
-if [ ! -f "$TOKEN_DIR/token" ]; then
-  mkdir -p "$TOKEN_DIR"
-  openssl rand -hex 16 | tr -d '\n' >"$TOKEN_DIR/token"
+# The workers' API token: a Secret, which the node agent reads as a kubelet does.
+kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+if ! TOKEN=$(kubectl get secret troupe-worker-token -n "$NS" -o jsonpath='{.data.token}' 2>/dev/null | base64 -d) || [ -z "$TOKEN" ]; then
+  TOKEN=$(openssl rand -hex 16 | tr -d '\n')
+  kubectl create secret generic troupe-worker-token -n "$NS" --from-literal=token="$TOKEN" >/dev/null
 fi
-TOKEN=$(cat "$TOKEN_DIR/token")
 
 for f in "$REPO"/manifests/examples/*.yaml; do
   kubectl apply --namespace "$NS" -f "$f" >/dev/null

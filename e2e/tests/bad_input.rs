@@ -51,9 +51,7 @@ impl Tally {
 }
 
 fn setup_token(env: &TestEnv) {
-    let dir = env.secret_dir("troupe-worker-token");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("token"), TOKEN).unwrap();
+    env.secret("troupe-worker-token", &[("token", TOKEN)]);
 }
 
 /// A pool of one worker; `container_extra` goes into the worker container (YAML flow-map

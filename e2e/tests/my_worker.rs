@@ -59,9 +59,7 @@ fn manifests() -> String {
 async fn a_worker_of_your_own_runs_its_behaviour_beside_the_built_ins_and_answers_asks() {
     let env = TestEnv::new("my-worker").await;
     install_my_worker();
-    let secret = env.secret_dir("troupe-worker-token");
-    std::fs::create_dir_all(&secret).unwrap();
-    std::fs::write(secret.join("token"), TOKEN).unwrap();
+    env.secret("troupe-worker-token", &[("token", TOKEN)]);
     let (ok, out) = env.apply(&manifests());
     assert!(ok, "{out}");
 

@@ -170,9 +170,7 @@ async fn a_pod_runs_as_a_container_with_its_security_context_limits_secret_and_p
     }
     let (image, _) = test_images();
     let env = TestEnv::new("containers-secure").await;
-    let secret = env.secret_dir("test-secret");
-    std::fs::create_dir_all(&secret).unwrap();
-    std::fs::write(secret.join("token"), "t0ken").unwrap();
+    env.secret("test-secret", &[("token", "t0ken")]);
     let extra = r#"          env:
             - {name: READY_AFTER_MS, value: "3000"}
             - {name: TEST_MARK, value: "in-a-container"}

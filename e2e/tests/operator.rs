@@ -26,9 +26,7 @@ fn actors(pool: &str, names: impl IntoIterator<Item = String>, behavior: &str) -
 }
 
 fn setup_token(env: &TestEnv) {
-    let dir = env.secret_dir("troupe-worker-token");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("token"), TOKEN).unwrap();
+    env.secret("troupe-worker-token", &[("token", TOKEN)]);
 }
 
 /// name → (phase, worker, label) of every actor.

@@ -41,9 +41,7 @@ fn flaky_actors(pool: &str) -> String {
 }
 
 fn setup(env: &TestEnv) {
-    let dir = env.secret_dir("troupe-worker-token");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("token"), TOKEN).unwrap();
+    env.secret("troupe-worker-token", &[("token", TOKEN)]);
 }
 
 /// A new revision: the template's env replaced.

@@ -13,9 +13,7 @@ const TOKEN: &str = "e2e-token-5f1c";
 
 /// A Deployment of `replicas` default workers for pool `pool`, with the API token from a secret.
 fn workers(env: &TestEnv, pool: &str, replicas: i32) -> String {
-    let secret = env.secret_dir("troupe-api");
-    std::fs::create_dir_all(&secret).unwrap();
-    std::fs::write(secret.join("token"), TOKEN).unwrap();
+    env.secret("troupe-api", &[("token", TOKEN)]);
     let kubeconfig = std::env::var("TROUPE_KUBECONFIG").unwrap();
     format!(
         r#"apiVersion: apps/v1

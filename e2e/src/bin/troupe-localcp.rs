@@ -10,6 +10,7 @@ use kube::{
 use troupe_e2e::node::{
     NodeConfig,
     pod::RuntimeConfig,
+    pod_files::ClusterAccess,
     runtime::{PodmanConfig, RuntimeKind},
 };
 
@@ -50,7 +51,7 @@ enum Command {
         /// Extra image mappings, `image=path` (the image with or without its tag).
         #[arg(long = "image-map", value_parser = parse_mapping)]
         image_map: Vec<(String, PathBuf)>,
-        /// Pod working directories, pid files, and secrets (`secrets/<ns>/<name>/<key>`).
+        /// Pod folders (working directories, the Secrets and token read for each pod) and pid files.
         #[arg(long)]
         state_dir: PathBuf,
         /// Container logs (default: <state-dir>/logs).
@@ -93,6 +94,32 @@ async fn admin_client(path: &PathBuf) -> anyhow::Result<Client> {
     // Watches pass through the front for as long as the client keeps them open.
     config.read_timeout = None;
     Ok(Client::try_from(config)?)
+}
+
+/// Where containers reach the API server, and its CA, from the admin kubeconfig (the direct
+/// server address, as a kubelet gives pods the API server's Service).
+async fn cluster_access(path: &PathBuf) -> anyhow::Result<ClusterAccess> {
+    use base64::Engine;
+    let kubeconfig = Kubeconfig::read_from(path)?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let url = &config.cluster_url;
+    let host = url.host().ok_or_else(|| anyhow::anyhow!("{url}: no host"))?;
+    let port = url.port_u16().unwrap_or(443);
+    let mut ca_pem = String::new();
+    for der in config.root_cert.iter().flatten() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        ca_pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            ca_pem.push_str(std::str::from_utf8(line)?);
+            ca_pem.push('\n');
+        }
+        ca_pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    Ok(ClusterAccess {
+        host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        port,
+        ca_pem,
+    })
 }
 
 #[tokio::main]
@@ -145,6 +172,7 @@ async fn main() -> anyhow::Result<()> {
                 sync_every,
                 gc_every,
                 scrape_targets,
+                cluster: Some(cluster_access(&cli.admin_kubeconfig).await?),
             };
             troupe_e2e::node::run(config, client).await
         }

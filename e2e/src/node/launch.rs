@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{Container, EnvVar};
 
 use super::{
     pod::{PodSpec, RuntimeConfig},
+    pod_files::{self, ClusterAccess, PodFiles},
     runtime::{self, ContainerPlan, RuntimeKind},
 };
 
@@ -61,7 +62,13 @@ pub fn resolve_image(image: &str, rt: &RuntimeConfig) -> Result<PathBuf, String>
 }
 
 impl Launch {
-    pub(super) fn prepare(pod: &PodSpec, c: &Container, rt: &RuntimeConfig) -> Launch {
+    pub(super) fn prepare(
+        pod: &PodSpec,
+        c: &Container,
+        rt: &RuntimeConfig,
+        files: &PodFiles,
+        cluster: Option<&ClusterAccess>,
+    ) -> Launch {
         let image = c.image.clone().unwrap_or_default();
         let entrypoint = resolve_image(&image, rt);
         // command replaces the image's entrypoint, args its (empty) CMD. A command naming the
@@ -93,7 +100,7 @@ impl Launch {
                 let expand = |v: &Vec<String>| v.iter().map(|a| expand_vars(a, &env)).collect();
                 c.command = c.command.as_ref().map(expand);
                 c.args = c.args.as_ref().map(expand);
-                runtime::plan(pod, &c, rt, &log)
+                runtime::plan(pod, &c, rt, &log, files.service_account.as_deref())
             }
             _ => Err("not a podman container".into()),
         };
@@ -103,7 +110,15 @@ impl Launch {
                 .iter()
                 .map(|a| expand_vars(a, &c.env.clone().unwrap_or_default()))
                 .collect(),
-            env: container_env(pod, c, rt),
+            env: container_env(pod, c, rt).map(|mut env| {
+                // What a kubelet puts in every container: where the API server is.
+                if let (Some(_), Some(cluster)) = (&files.service_account, cluster) {
+                    env.retain(|(k, _)| !k.starts_with("KUBERNETES_SERVICE_"));
+                    env.push(("KUBERNETES_SERVICE_HOST".into(), cluster.host.clone()));
+                    env.push(("KUBERNETES_SERVICE_PORT".into(), cluster.port.to_string()));
+                }
+                env
+            }),
             log,
             runtime,
             container,
@@ -128,7 +143,7 @@ fn expand_vars(arg: &str, env: &[EnvVar]) -> String {
 
 /// The container's environment: what a real pod gets from the downward API (POD_NAME,
 /// POD_NAMESPACE, POD_IP, HOSTNAME), then the template's env with `fieldRef` and
-/// `secretKeyRef` resolved (secrets from `<state_dir>/secrets/<ns>/<name>/<key>`).
+/// `secretKeyRef` resolved (from the files `pod_files.rs` wrote from the API server).
 fn container_env(pod: &PodSpec, c: &Container, rt: &RuntimeConfig) -> Result<Vec<(String, String)>, String> {
     let mut env = vec![
         ("POD_NAME".to_string(), pod.name.clone()),
@@ -145,12 +160,7 @@ fn container_env(pod: &PodSpec, c: &Container, rt: &RuntimeConfig) -> Result<Vec
                 field_value(pod, &f.field_path)
                     .ok_or_else(|| format!("env {}: unsupported fieldPath {}", e.name, f.field_path))?
             } else if let Some(s) = from.secret_key_ref {
-                let path = rt
-                    .state_dir
-                    .join("secrets")
-                    .join(&pod.namespace)
-                    .join(&s.name)
-                    .join(&s.key);
+                let path = pod_files::secret_dir(rt, pod, &s.name).join(&s.key);
                 match std::fs::read_to_string(&path) {
                     Ok(v) => v,
                     Err(_) if s.optional == Some(true) => continue,
@@ -248,18 +258,9 @@ mod tests {
     fn downward_api_env_and_field_refs_resolve_like_a_kubelet() {
         let dir = tempfile::tempdir().unwrap();
         let pod = PodSpec {
-            namespace: "ns".into(),
-            name: "p-1".into(),
-            uid: "u".into(),
-            deployment: "d".into(),
-            template_hash: "h".into(),
             ip: "127.0.10.2".into(),
             labels: [("troupe.dev/pool".to_string(), "pool-a".to_string())].into(),
-            containers: vec![],
-            grace: Duration::from_secs(1),
-            runtime_class: None,
-            security: None,
-            volumes: vec![],
+            ..PodSpec::test()
         };
         let c: Container = serde_json::from_value(serde_json::json!({
             "name": "w",
@@ -283,21 +284,12 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_secret_is_a_create_container_config_error() {
+    fn a_secret_key_not_written_for_the_pod_is_a_create_container_config_error() {
         let dir = tempfile::tempdir().unwrap();
         let pod = PodSpec {
-            namespace: "ns".into(),
             name: "p".into(),
-            uid: "u".into(),
-            deployment: "d".into(),
-            template_hash: "h".into(),
             ip: "127.0.10.2".into(),
-            labels: BTreeMap::new(),
-            containers: vec![],
-            grace: Duration::from_secs(1),
-            runtime_class: None,
-            security: None,
-            volumes: vec![],
+            ..PodSpec::test()
         };
         let c: Container = serde_json::from_value(serde_json::json!({
             "name": "w",
@@ -310,7 +302,7 @@ mod tests {
                 .unwrap_err()
                 .starts_with("CreateContainerConfigError")
         );
-        let secret = rt.state_dir.join("secrets/ns/s");
+        let secret = pod_files::secret_dir(&rt, &pod, "s");
         std::fs::create_dir_all(&secret).unwrap();
         std::fs::write(secret.join("token"), "t0ken").unwrap();
         let env = container_env(&pod, &c, &rt).unwrap();

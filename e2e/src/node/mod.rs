@@ -12,6 +12,7 @@ pub mod deployment;
 pub mod gc;
 pub mod launch;
 pub mod pod;
+pub mod pod_files;
 pub mod probe;
 pub mod runtime;
 mod supervise;
@@ -49,6 +50,8 @@ pub struct NodeConfig {
     /// Where to publish the pods' metrics endpoints as a Prometheus `file_sd` target list (the
     /// stand-in for Kubernetes pod discovery).
     pub scrape_targets: Option<std::path::PathBuf>,
+    /// How containers reach the API server (their ServiceAccount tokens); `None`: no tokens.
+    pub cluster: Option<pod_files::ClusterAccess>,
 }
 
 /// Pods of the node and the addresses they use.
@@ -281,9 +284,23 @@ async fn sync_one(node: &Arc<Node>, d: &Deployment, key: &DeploymentKey) -> anyh
                         .as_ref()
                         .and_then(|s| s.volumes.clone())
                         .unwrap_or_default(),
+                    service_account: spec
+                        .template
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.service_account_name.clone()),
+                    automount_token: spec
+                        .template
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.automount_service_account_token),
                 };
                 tracing::info!(deployment = %key, pod = %name, %ip, "creating pod");
-                let pod = Pod::start(spec, &node.config.runtime);
+                let kubelet = pod::Kubelet {
+                    client: node.client.clone(),
+                    cluster: node.config.cluster.clone(),
+                };
+                let pod = Pod::start(spec, &node.config.runtime, kubelet);
                 state.pods.insert((key.namespace.clone(), name), pod);
             }
             PlanStep::Delete(name) => {

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{
-    launch::Launch,
+    pod_files::ClusterAccess,
     runtime::{PodmanConfig, RuntimeKind},
     supervise::{signal_group, supervise},
 };
@@ -25,7 +25,7 @@ pub struct RuntimeConfig {
     pub bin_dir: PathBuf,
     /// Explicit image → executable mappings, checked before the default rule.
     pub image_map: BTreeMap<String, PathBuf>,
-    /// Pod working directories, pid files and `secrets/<ns>/<name>/<key>` files.
+    /// Pod folders (`<ns>/<pod>/`: working directories, the Secrets and token read for the pod) and pid files.
     pub state_dir: PathBuf,
     /// One log file per container: `<logs_dir>/<namespace>_<pod>_<container>.log`.
     pub logs_dir: PathBuf,
@@ -36,6 +36,14 @@ pub struct RuntimeConfig {
     pub default_runtime: RuntimeKind,
     /// How podman is run, for pods on the podman runtime.
     pub podman: PodmanConfig,
+}
+
+/// What the kubelet part of the agent reads from the API server for a pod (`pod_files.rs`).
+#[derive(Clone)]
+pub struct Kubelet {
+    pub client: kube::Client,
+    /// How containers reach the API server; `None`: no ServiceAccount tokens are mounted.
+    pub cluster: Option<ClusterAccess>,
 }
 
 /// What a pod is, as the node agent's API shows it.
@@ -104,12 +112,40 @@ pub struct PodSpec {
     /// The pod-level securityContext (runAsUser, runAsNonRoot, fsGroup, …).
     pub security: Option<PodSecurityContext>,
     pub volumes: Vec<Volume>,
+    /// The pod's serviceAccountName (`default` when unset).
+    pub service_account: Option<String>,
+    /// The pod's automountServiceAccountToken (unset: the ServiceAccount's, else true).
+    pub automount_token: Option<bool>,
+}
+
+#[cfg(test)]
+impl PodSpec {
+    /// Pod `ns/p-1` of Deployment `d` at 127.10.0.2 with nothing in it; tests set what they need.
+    pub fn test() -> PodSpec {
+        PodSpec {
+            namespace: "ns".into(),
+            name: "p-1".into(),
+            uid: "u".into(),
+            deployment: "d".into(),
+            template_hash: "h".into(),
+            ip: "127.10.0.2".into(),
+            labels: BTreeMap::new(),
+            containers: vec![],
+            grace: Duration::from_secs(1),
+            runtime_class: None,
+            security: None,
+            volumes: vec![],
+            service_account: None,
+            automount_token: None,
+        }
+    }
 }
 
 impl Pod {
     /// Starts a supervisor per container. Containers that cannot be started report why in
     /// their status (as kubelet's waiting reasons) and are retried with backoff.
-    pub fn start(spec: PodSpec, rt: &RuntimeConfig) -> Pod {
+    pub fn start(spec: PodSpec, rt: &RuntimeConfig, kubelet: Kubelet) -> Pod {
+        let spec = Arc::new(spec);
         let (stop, stop_rx) = watch::channel(None);
         let mut containers = Vec::new();
         let mut tasks = Vec::new();
@@ -118,14 +154,12 @@ impl Pod {
                 name: container.name.clone(),
                 ..Default::default()
             }));
-            let launch = Launch::prepare(&spec, container, rt);
             let span = tracing::info_span!("container", pod = %spec.name, namespace = %spec.namespace, container = %container.name);
             let task = supervise(
-                launch,
+                spec.clone(),
                 container.clone(),
-                spec.ip.clone(),
-                spec.grace,
                 rt.clone(),
+                kubelet.clone(),
                 status.clone(),
                 stop_rx.clone(),
             );
@@ -133,10 +167,10 @@ impl Pod {
             containers.push(status);
         }
         Pod {
-            namespace: spec.namespace,
-            name: spec.name,
-            deployment: spec.deployment,
-            template_hash: spec.template_hash,
+            namespace: spec.namespace.clone(),
+            name: spec.name.clone(),
+            deployment: spec.deployment.clone(),
+            template_hash: spec.template_hash.clone(),
             metrics_endpoints: spec
                 .containers
                 .iter()
@@ -145,7 +179,7 @@ impl Pod {
                 .map(|p| format!("{}:{}", spec.ip, p.container_port))
                 .collect(),
             labels: spec.labels.clone(),
-            ip: spec.ip,
+            ip: spec.ip.clone(),
             created: Instant::now(),
             containers,
             stop,

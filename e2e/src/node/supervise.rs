@@ -11,7 +11,8 @@ use tokio::sync::watch;
 
 use super::{
     launch::Launch,
-    pod::{ContainerStatus, RuntimeConfig},
+    pod::{ContainerStatus, Kubelet, PodSpec, RuntimeConfig},
+    pod_files,
     probe::{ProbeOutcome, ProbeState, run_probe},
     runtime,
 };
@@ -32,11 +33,10 @@ fn set_status(status: &Mutex<ContainerStatus>, f: impl FnOnce(&mut ContainerStat
 
 /// Runs a container until the pod is terminated: start, probe, restart with backoff.
 pub(super) async fn supervise(
-    launch: Launch,
+    pod: Arc<PodSpec>,
     container: Container,
-    ip: String,
-    default_grace: Duration,
     rt: RuntimeConfig,
+    kubelet: Kubelet,
     status: Arc<Mutex<ContainerStatus>>,
     mut stop: watch::Receiver<Option<Duration>>,
 ) {
@@ -46,7 +46,16 @@ pub(super) async fn supervise(
             break;
         }
         let started = Instant::now();
-        let outcome = run_once(&launch, &container, &ip, default_grace, &rt, &status, &mut stop).await;
+        // As a kubelet, the Secrets and the token are read again for every start.
+        let outcome = match pod_files::prepare(&kubelet.client, &pod, &rt, kubelet.cluster.as_ref()).await {
+            Ok(files) => {
+                let launch = Launch::prepare(&pod, &container, &rt, &files, kubelet.cluster.as_ref());
+                let end = run_once(&launch, &container, &pod.ip, pod.grace, &rt, &status, &mut stop).await;
+                let _ = std::fs::remove_file(&launch.pid_file);
+                end
+            }
+            Err(reason) => RunEnd::CannotStart(reason),
+        };
         set_status(&status, |s| {
             s.running = false;
             s.ready = false;
@@ -54,7 +63,6 @@ pub(super) async fn supervise(
             s.ready_since = None;
             s.pid = None;
         });
-        let _ = std::fs::remove_file(&launch.pid_file);
         match outcome {
             RunEnd::Stopped => break,
             RunEnd::Exited(reason) | RunEnd::Killed(reason) => {

@@ -178,13 +178,12 @@ impl TestEnv {
             .join(container)
     }
 
-    /// Where the node agent reads the Secret `name` of this namespace (one file per key).
-    pub fn secret_dir(&self, name: &str) -> PathBuf {
-        PathBuf::from(required_env("TROUPE_CLUSTER_DIR"))
-            .join("pods")
-            .join("secrets")
-            .join(&self.namespace)
-            .join(name)
+    /// Creates the Secret `name` in this namespace (the node agent reads it from the API server,
+    /// as a kubelet does).
+    pub fn secret(&self, name: &str, data: &[(&str, &str)]) {
+        let mut args = vec!["create".to_string(), "secret".into(), "generic".into(), name.into()];
+        args.extend(data.iter().map(|(k, v)| format!("--from-literal={k}={v}")));
+        self.kubectl_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
     /// Prints what the test saw: every object in its namespace and the node agent's pods.

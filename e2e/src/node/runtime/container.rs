@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::{Container, PodSecurityContext, SecurityContext, Volume};
 
-use super::super::pod::{PodSpec, RuntimeConfig};
+use super::super::{
+    pod::{PodSpec, RuntimeConfig},
+    pod_files::{SERVICE_ACCOUNT_MOUNT, secret_dir},
+};
 
 /// The label every container of a node agent carries (value: the agent's node id).
 pub const NODE_LABEL: &str = "dev.troupe.node";
@@ -38,7 +41,7 @@ pub struct VolumeDir {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum VolumeKind {
-    /// The Secret's files (`<state>/secrets/<ns>/<name>/<key>`), copied with `mode` (and group
+    /// The Secret's files as `pod_files.rs` wrote them from the API server, copied with `mode` (and group
     /// `fs_group`, group-readable, as the kubelet does with an fsGroup).
     Secret {
         source: PathBuf,
@@ -58,6 +61,7 @@ pub fn plan(
     c: &Container,
     rt: &RuntimeConfig,
     log: &std::path::Path,
+    service_account: Option<&std::path::Path>,
 ) -> Result<ContainerPlan, String> {
     let config_error = |m: String| format!("CreateContainerConfigError: {m}");
     let psc = pod.security.clone().unwrap_or_default();
@@ -82,7 +86,35 @@ pub fn plan(
     ];
     flags.extend(security_flags(&psc, &sc));
     flags.extend(resource_flags(c).map_err(config_error)?);
-    let volumes = volume_flags(pod, c, rt, &psc, &mut flags).map_err(config_error)?;
+    let mut volumes = volume_flags(pod, c, rt, &psc, &mut flags).map_err(config_error)?;
+    if let Some(source) = service_account {
+        let mounted = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path.trim_end_matches('/') == SERVICE_ACCOUNT_MOUNT);
+        if !mounted {
+            // The kubelet's projected kube-api-access volume: token, ca.crt, namespace.
+            let host = rt
+                .state_dir
+                .join(&pod.namespace)
+                .join(&pod.name)
+                .join("volumes")
+                .join("kube-api-access");
+            flags.push("--volume".into());
+            flags.push(format!("{}:{SERVICE_ACCOUNT_MOUNT}:ro", host.display()));
+            volumes.push(VolumeDir {
+                host,
+                kind: VolumeKind::Secret {
+                    source: source.to_path_buf(),
+                    items: None,
+                    mode: 0o644,
+                    fs_group: psc.fs_group,
+                    optional: false,
+                },
+            });
+        }
+    }
     if let Some(command) = &c.command {
         flags.push(format!(
             "--entrypoint={}",
@@ -191,7 +223,7 @@ fn volume_flags(
         let (kind, read_only) = if let Some(s) = &v.secret {
             let secret = s.secret_name.clone().unwrap_or_default();
             let kind = VolumeKind::Secret {
-                source: rt.state_dir.join("secrets").join(&pod.namespace).join(&secret),
+                source: secret_dir(rt, pod, &secret),
                 items: s
                     .items
                     .as_ref()
@@ -270,18 +302,9 @@ mod tests {
 
     fn pod(security: serde_json::Value, volumes: serde_json::Value) -> PodSpec {
         PodSpec {
-            namespace: "ns".into(),
-            name: "p-1".into(),
-            uid: "u".into(),
-            deployment: "d".into(),
-            template_hash: "h".into(),
-            ip: "127.10.0.2".into(),
-            labels: BTreeMap::new(),
-            containers: vec![],
-            grace: Duration::from_secs(1),
-            runtime_class: None,
             security: serde_json::from_value(security).unwrap(),
             volumes: serde_json::from_value(volumes).unwrap(),
+            ..PodSpec::test()
         }
     }
 
@@ -318,7 +341,7 @@ mod tests {
                                 "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}},
             "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}}
         }));
-        let plan = plan(&p, &c, &rt(), "/logs/x.log".as_ref()).unwrap();
+        let plan = plan(&p, &c, &rt(), "/logs/x.log".as_ref(), None).unwrap();
         for flag in [
             "--user=65532:65532",
             "--group-add=65532",
@@ -356,7 +379,7 @@ mod tests {
         );
         let c = container(serde_json::json!({"name": "c", "image": "i",
             "securityContext": {"runAsUser": 0, "runAsNonRoot": false}}));
-        let plan = plan(&p, &c, &rt(), "/l".as_ref()).unwrap();
+        let plan = plan(&p, &c, &rt(), "/l".as_ref(), None).unwrap();
         assert!(plan.flags.contains(&"--user=0".to_string()));
         assert!(!plan.run_as_non_root);
         assert_eq!(plan.run_as_user, Some(0));
@@ -376,7 +399,7 @@ mod tests {
             {"name": "token", "mountPath": "/var/run/token"},
             {"name": "tmp", "mountPath": "/tmp"}
         ]}));
-        let plan = plan(&p, &c, &rt(), "/l".as_ref()).unwrap();
+        let plan = plan(&p, &c, &rt(), "/l".as_ref(), None).unwrap();
         assert!(
             plan.flags
                 .contains(&"/state/ns/p-1/volumes/token:/var/run/token:ro".to_string())
@@ -385,7 +408,7 @@ mod tests {
         assert_eq!(
             plan.volumes[0].kind,
             VolumeKind::Secret {
-                source: "/state/secrets/ns/alerts".into(),
+                source: "/state/ns/p-1/secrets/alerts".into(),
                 items: None,
                 mode: 0o400,
                 fs_group: Some(2000),
@@ -394,14 +417,14 @@ mod tests {
         );
         let bad = container(serde_json::json!({"name": "c", "image": "i", "volumeMounts": [
             {"name": "cm", "mountPath": "/etc/cm"}]}));
-        let err = super::plan(&p, &bad, &rt(), "/l".as_ref()).unwrap_err();
+        let err = super::plan(&p, &bad, &rt(), "/l".as_ref(), None).unwrap_err();
         assert!(
             err.starts_with("CreateContainerConfigError: volume \"cm\""),
             "{err}"
         );
         let missing = container(serde_json::json!({"name": "c", "image": "i", "volumeMounts": [
             {"name": "nope", "mountPath": "/x"}]}));
-        assert!(super::plan(&p, &missing, &rt(), "/l".as_ref()).is_err());
+        assert!(super::plan(&p, &missing, &rt(), "/l".as_ref(), None).is_err());
     }
 
     #[test]
@@ -416,5 +439,57 @@ mod tests {
         assert_eq!(parse_cpu("2"), Some(2.0));
         assert_eq!(parse_cpu("0.25"), Some(0.25));
         assert_eq!(parse_cpu("x"), None);
+    }
+
+    #[test]
+    fn a_service_account_token_is_mounted_where_in_cluster_config_reads_it_unless_the_pod_mounts_its_own() {
+        let p = pod(
+            serde_json::json!({"fsGroup": 65532}),
+            serde_json::json!([{"name": "own", "emptyDir": {}}]),
+        );
+        let c = container(serde_json::json!({"name": "c", "image": "i"}));
+        let with_token = plan(
+            &p,
+            &c,
+            &rt(),
+            "/l".as_ref(),
+            Some("/state/ns/p-1/serviceaccount".as_ref()),
+        )
+        .unwrap();
+        assert!(
+            with_token.flags.contains(
+                &"/state/ns/p-1/volumes/kube-api-access:/var/run/secrets/kubernetes.io/serviceaccount:ro"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            with_token.volumes,
+            [VolumeDir {
+                host: "/state/ns/p-1/volumes/kube-api-access".into(),
+                kind: VolumeKind::Secret {
+                    source: "/state/ns/p-1/serviceaccount".into(),
+                    items: None,
+                    mode: 0o644,
+                    fs_group: Some(65532),
+                    optional: false,
+                },
+            }]
+        );
+        let own = container(serde_json::json!({"name": "c", "image": "i", "volumeMounts": [
+            {"name": "own", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount/"}
+        ]}));
+        let own_plan = plan(
+            &p,
+            &own,
+            &rt(),
+            "/l".as_ref(),
+            Some("/state/ns/p-1/serviceaccount".as_ref()),
+        )
+        .unwrap();
+        assert!(
+            !own_plan.flags.iter().any(|f| f.contains("kube-api-access")),
+            "{:?}",
+            own_plan.flags
+        );
     }
 }
