@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Container, EnvVar};
+use k8s_openapi::api::core::v1::Container;
 
 use super::{
     pod::{PodSpec, RuntimeConfig},
@@ -92,12 +92,22 @@ impl Launch {
         let log = rt
             .logs_dir
             .join(format!("{}_{}_{}.log", pod.namespace, pod.name, c.name));
+        let env = container_env(pod, c, rt).map(|mut env| {
+            // What a kubelet puts in every container: where the API server is.
+            if let (Some(_), Some(cluster)) = (&files.service_account, cluster) {
+                env.retain(|(k, _)| !k.starts_with("KUBERNETES_SERVICE_"));
+                env.push(("KUBERNETES_SERVICE_HOST".into(), cluster.host.clone()));
+                env.push(("KUBERNETES_SERVICE_PORT".into(), cluster.port.to_string()));
+            }
+            env
+        });
+        // `$(VAR)` is expanded from the container's env as resolved (fieldRefs included).
+        let vars = env.clone().unwrap_or_default();
         let runtime = runtime::runtime_for(pod.runtime_class.as_deref(), rt.default_runtime);
         let container = match runtime {
             Ok(RuntimeKind::Podman) => {
                 let mut c = c.clone();
-                let env = c.env.clone().unwrap_or_default();
-                let expand = |v: &Vec<String>| v.iter().map(|a| expand_vars(a, &env)).collect();
+                let expand = |v: &Vec<String>| v.iter().map(|a| expand_vars(a, &vars)).collect();
                 c.command = c.command.as_ref().map(expand);
                 c.args = c.args.as_ref().map(expand);
                 runtime::plan(pod, &c, rt, &log, files.service_account.as_deref())
@@ -106,19 +116,8 @@ impl Launch {
         };
         Launch {
             program,
-            args: args
-                .iter()
-                .map(|a| expand_vars(a, &c.env.clone().unwrap_or_default()))
-                .collect(),
-            env: container_env(pod, c, rt).map(|mut env| {
-                // What a kubelet puts in every container: where the API server is.
-                if let (Some(_), Some(cluster)) = (&files.service_account, cluster) {
-                    env.retain(|(k, _)| !k.starts_with("KUBERNETES_SERVICE_"));
-                    env.push(("KUBERNETES_SERVICE_HOST".into(), cluster.host.clone()));
-                    env.push(("KUBERNETES_SERVICE_PORT".into(), cluster.port.to_string()));
-                }
-                env
-            }),
+            args: args.iter().map(|a| expand_vars(a, &vars)).collect(),
+            env,
             log,
             runtime,
             container,
@@ -130,13 +129,11 @@ impl Launch {
     }
 }
 
-/// `$(VAR)` in args, as the kubelet expands them from the container's plain env values.
-fn expand_vars(arg: &str, env: &[EnvVar]) -> String {
+/// `$(VAR)` in command and args, as the kubelet expands them from the container's env.
+fn expand_vars(arg: &str, env: &[(String, String)]) -> String {
     let mut out = arg.to_string();
-    for e in env {
-        if let Some(v) = &e.value {
-            out = out.replace(&format!("$({})", e.name), v);
-        }
+    for (name, value) in env {
+        out = out.replace(&format!("$({name})"), value);
     }
     out
 }
@@ -307,5 +304,18 @@ mod tests {
         std::fs::write(secret.join("token"), "t0ken").unwrap();
         let env = container_env(&pod, &c, &rt).unwrap();
         assert!(env.contains(&("TOKEN".to_string(), "t0ken".to_string())));
+    }
+
+    #[test]
+    fn args_expand_the_resolved_env_field_refs_included_as_a_kubelet_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "op", "image": "troupe/operator:1",
+            "args": ["--listen=$(POD_IP):8080", "--me=$(ME)", "$(UNSET)"],
+            "env": [{"name": "ME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+        }))
+        .unwrap();
+        let launch = Launch::prepare(&PodSpec::test(), &c, &rt(dir.path()), &PodFiles::default(), None);
+        assert_eq!(launch.args, ["--listen=127.10.0.2:8080", "--me=p-1", "$(UNSET)"]);
     }
 }

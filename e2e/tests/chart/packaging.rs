@@ -219,3 +219,19 @@ fn every_value_is_in_the_readmes_table_and_the_table_is_up_to_date() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn the_operator_listens_on_every_address_unless_told_to_take_its_pod_ip_alone() {
+    assert!(operator_args(&render(&[])).contains(&"--listen=0.0.0.0:8080".to_string()));
+    let docs = render(&["--set", "operator.listenOnPodIP=true"]);
+    assert!(operator_args(&docs).contains(&"--listen=$(POD_IP):8080".to_string()));
+    // The kubelet expands $(POD_IP) only from the container's own env.
+    let env = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "POD_IP" && e["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"),
+        "{env}"
+    );
+}

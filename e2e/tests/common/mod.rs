@@ -181,7 +181,12 @@ impl TestEnv {
     /// Creates the Secret `name` in this namespace (the node agent reads it from the API server,
     /// as a kubelet does).
     pub fn secret(&self, name: &str, data: &[(&str, &str)]) {
-        let mut args = vec!["create".to_string(), "secret".into(), "generic".into(), name.into()];
+        let mut args = vec![
+            "create".to_string(),
+            "secret".into(),
+            "generic".into(),
+            name.into(),
+        ];
         args.extend(data.iter().map(|(k, v)| format!("--from-literal={k}={v}")));
         self.kubectl_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     }
