@@ -18,7 +18,8 @@
 #   TROUPE_PROMETHEUS_PORT (node + 2), TROUPE_ALERTMANAGER_PORT (node + 3),
 #   TROUPE_POD_SUBNET (127.10 — pods get 127.10.0.2, 127.10.0.3, …), TROUPE_CACHE (~/.cache/troupe),
 #   TROUPE_NODE_RUNTIME (process — or podman: pods as OCI containers from images in local storage;
-#   a pod's runtimeClassName picks either whatever the default).
+#   a pod's runtimeClassName picks either whatever the default), TROUPE_OPERATOR (process — or
+#   none: no operator process, for an operator installed with `helm install`).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -280,6 +281,8 @@ EOF
 # worker leases make failover quick to watch.
 start_operator() {
   [ -x "$PROFILE_DIR/troupe-operator" ] || return 0
+  # TROUPE_OPERATOR=none: no operator process; it comes from `helm install` (as a container).
+  [ "${TROUPE_OPERATOR:-process}" != none ] || return 0
   # The operator and the workers talk to the API server directly (TLS client certificate), as
   # in a cluster; the front is for kubectl.
   start operator env KUBECONFIG="$ADMIN_KUBECONFIG" RUST_LOG="${RUST_LOG:-info,kube=warn}" POD_NAME=troupe-operator-local \
