@@ -102,8 +102,13 @@ wait_for() { # name seconds check-command...
 }
 
 make_certs() {
-  [ -f "$CERTS/admin.crt" ] && return
   mkdir -p "$CERTS"
+  # The key the API server signs service-account tokens with (TokenRequest). Made on its own, so
+  # that a cluster folder from before it existed gets one; replacing it invalidates every token.
+  if [ ! -f "$CERTS/sa.key" ]; then
+    (umask 077 && openssl genrsa -out "$CERTS/sa.key" 2048 2>/dev/null)
+  fi
+  [ -f "$CERTS/admin.crt" ] && return
   log "generating a CA, the server certificate and the admin client certificate"
   (
     cd "$CERTS"
@@ -180,11 +185,18 @@ start_etcd() {
 
 start_apiserver() {
   await_port "$API_PORT"
+  # Our build authenticates (client certificates, the service-account tokens it signs) and
+  # authorizes (system:masters, then RBAC) by itself; the prebuilt upstream fallback knows none of
+  # that and delegates both to the server itself.
+  local auth=(--service-account-signing-key-file "$CERTS/sa.key"
+    --service-account-issuer https://kubernetes.default.svc.cluster.local)
+  case $(readlink "$BIN/apiextensions-apiserver") in
+    *-upstream) auth=(--authentication-kubeconfig "$ADMIN_KUBECONFIG" --authorization-kubeconfig "$ADMIN_KUBECONFIG") ;;
+  esac
   start apiserver "$BIN/apiextensions-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" --secure-port "$API_PORT" --bind-address 127.0.0.1 \
     --tls-cert-file "$CERTS/server.crt" --tls-private-key-file "$CERTS/server.key" \
-    --client-ca-file "$CERTS/ca.crt" --authentication-skip-lookup \
-    --authentication-kubeconfig "$ADMIN_KUBECONFIG" --authorization-kubeconfig "$ADMIN_KUBECONFIG" \
+    --client-ca-file "$CERTS/ca.crt" --authentication-skip-lookup "${auth[@]}" \
     --kubeconfig "$ADMIN_KUBECONFIG" \
     --disable-admission-plugins NamespaceLifecycle,MutatingAdmissionPolicy,MutatingAdmissionWebhook,ValidatingAdmissionPolicy,ValidatingAdmissionWebhook
   # /readyz stays red here (its informers wait for core APIs that this server does not have);

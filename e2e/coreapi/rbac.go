@@ -15,9 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// rbacKinds are rbac.authorization.k8s.io/v1's four kinds: stored and validated, never enforced
-// (the apiextensions server's authorizer lets system:masters do everything, and nothing reads
-// them to decide a request).
+// rbacKinds are rbac.authorization.k8s.io/v1's four kinds, stored and validated; the server's
+// authorizer reads them (through informers) to judge every user but system:masters (auth.go).
 var rbacKinds = []*kind{
 	{group: rbacv1.GroupName, resource: "roles", singular: "role", kind: "Role", namespaced: true,
 		name: path.ValidatePathSegmentName,

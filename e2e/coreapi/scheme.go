@@ -1,6 +1,7 @@
 package coreapi
 
 import (
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -36,10 +37,16 @@ func init() {
 	must(eventsv1.AddToScheme(Scheme))
 	must(rbacv1.AddToScheme(Scheme))
 	must(policyv1.AddToScheme(Scheme))
+	// serviceaccounts/token takes and answers an authentication.k8s.io/v1 TokenRequest, and
+	// authentication.k8s.io/v1 serves SelfSubjectReviews; the handlers convert them to that
+	// group's internal version, which they are too.
+	must(authenticationv1.AddToScheme(Scheme))
+	Scheme.AddKnownTypes(schema.GroupVersion{Group: authenticationv1.GroupName, Version: runtime.APIVersionInternal},
+		&authenticationv1.TokenRequest{}, &authenticationv1.SelfSubjectReview{})
 	for _, k := range kinds {
 		Scheme.AddKnownTypes(schema.GroupVersion{Group: k.group, Version: runtime.APIVersionInternal}, k.new(), k.newList())
 	}
-	for _, gv := range []schema.GroupVersion{corev1.SchemeGroupVersion, eventsv1.SchemeGroupVersion, rbacv1.SchemeGroupVersion, policyv1.SchemeGroupVersion} {
+	for _, gv := range []schema.GroupVersion{corev1.SchemeGroupVersion, eventsv1.SchemeGroupVersion, rbacv1.SchemeGroupVersion, policyv1.SchemeGroupVersion, authenticationv1.SchemeGroupVersion} {
 		must(Scheme.SetVersionPriority(gv))
 	}
 	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})

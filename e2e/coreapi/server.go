@@ -1,6 +1,6 @@
 // Package coreapi serves the core/v1 kinds Troupe, its chart and helm use (namespaces,
 // serviceaccounts, secrets, configmaps, services, pods, events), events.k8s.io/v1 Events,
-// rbac.authorization.k8s.io/v1 (stored, never enforced) and policy/v1 PodDisruptionBudgets
+// rbac.authorization.k8s.io/v1 (enforced for everyone but system:masters: auth.go) and policy/v1 PodDisruptionBudgets
 // from k8s.io/apiserver's generic registry on etcd, in the API server process (the apiextensions
 // server is its delegate, as in kube-apiserver's chain). Built from Debian's Go sources.
 package coreapi
@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -86,7 +87,9 @@ func (s *shortNamed) ShortNames() []string { return s.short }
 
 // New builds the core API server on a copy of the apiextensions server's generic config (same
 // TLS, authentication, authorization and etcd), with delegate answering what it does not serve.
-func New(cfg genericapiserver.RecommendedConfig, etcd storagebackend.Config, delegate genericapiserver.DelegationTarget) (*genericapiserver.GenericAPIServer, error) {
+// auth gets the ServiceAccounts' storage, serviceaccounts/token when it has Tokens, and its
+// informers start with this server.
+func New(cfg genericapiserver.RecommendedConfig, etcd storagebackend.Config, delegate genericapiserver.DelegationTarget, auth *Auth) (*genericapiserver.GenericAPIServer, error) {
 	cfg.Serializer = Codecs
 	// The apiextensions server owns the hooks of the shared config (as in kube-apiserver's chain).
 	cfg.PostStartHooks = map[string]genericapiserver.PostStartHookConfigEntry{}
@@ -121,6 +124,16 @@ func New(cfg genericapiserver.RecommendedConfig, etcd storagebackend.Config, del
 		}
 	}
 	core := groups[""]
+	accounts := core.VersionedResourcesStorageMap["v1"]["serviceaccounts"].(rest.Getter)
+	auth.accountStore = accounts
+	if auth.Tokens != nil {
+		core.VersionedResourcesStorageMap["v1"]["serviceaccounts/token"] = &tokenREST{accounts: accounts, tokens: auth.Tokens}
+	}
+	// The RBAC and ServiceAccount informers list through this server: they start once it serves.
+	server.AddPostStartHookOrDie("troupe-auth-informers", func(hook genericapiserver.PostStartHookContext) error {
+		auth.start(hook)
+		return nil
+	})
 	// The namespaces every cluster has, as kube-apiserver's bootstrap controller makes them.
 	server.AddPostStartHookOrDie("troupe-core-namespaces", func(hook genericapiserver.PostStartHookContext) error {
 		store := core.VersionedResourcesStorageMap["v1"]["namespaces"].(rest.Creater)
@@ -140,6 +153,13 @@ func New(cfg genericapiserver.RecommendedConfig, etcd storagebackend.Config, del
 		if err := server.InstallAPIGroup(groups[g]); err != nil {
 			return nil, err
 		}
+	}
+	// authentication.k8s.io/v1: SelfSubjectReview (kubectl auth whoami). TokenReview is not
+	// served: nothing here delegates authentication to this server.
+	whoami := genericapiserver.NewDefaultAPIGroupInfo(authenticationv1.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	whoami.VersionedResourcesStorageMap["v1"] = map[string]rest.Storage{"selfsubjectreviews": selfSubjectReviewREST{}}
+	if err := server.InstallAPIGroup(&whoami); err != nil {
+		return nil, err
 	}
 	return server, nil
 }
