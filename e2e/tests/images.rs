@@ -10,89 +10,20 @@ mod common;
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
     time::Duration,
 };
 
-use common::{TestEnv, eventually};
+use common::{
+    TestEnv, eventually,
+    images::{app_version, build_images, podman, repo, run, text},
+};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(40);
 const TOKEN: &str = "images-e2e-token";
 /// The documented goal for each image (issue 11); the images are well under it (docs/benchmarks.md).
 const SIZE_GOAL: u64 = 30_000_000;
-
-fn repo() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-/// The chart's appVersion: the tag `make images` gives and the chart and examples name.
-fn app_version() -> String {
-    let chart = std::fs::read_to_string(repo().join("charts/troupe/Chart.yaml")).unwrap();
-    let line = chart.lines().find(|l| l.starts_with("appVersion:")).unwrap();
-    line["appVersion:".len()..].trim().trim_matches('"').to_string()
-}
-
-/// podman, with our containers.conf (runc, no default ulimits) when the environment does not
-/// already name one; None, after saying why, when podman is not installed.
-fn podman() -> Option<Command> {
-    let conf = std::env::var("TROUPE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/troupe"))
-        .join("containers.conf");
-    let mut cmd = Command::new("podman");
-    if std::env::var_os("CONTAINERS_CONF").is_none() && conf.is_file() {
-        cmd.env("CONTAINERS_CONF", conf);
-    }
-    match Command::new("podman").arg("--version").output() {
-        Ok(o) if o.status.success() => Some(cmd),
-        _ => {
-            eprintln!(
-                "SKIPPED: podman is not installed, so the images cannot be built or run here \
-                 (`e2e/tools/install.sh podman` installs it with apt-get)"
-            );
-            None
-        }
-    }
-}
-
-fn run(mut cmd: Command, args: &[&str]) -> Output {
-    cmd.args(args).output().expect("podman ran")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// `make images` (a few seconds when nothing changed: cargo and podman reuse their caches; a
-/// cold static build takes minutes), under a lock so that the tests of this file, which nextest
-/// runs as separate processes, build once.
-fn build_images() {
-    let lock = repo().join("target/tmp/images.lock");
-    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
-    let started = std::time::Instant::now();
-    let out = Command::new("flock")
-        .arg(&lock)
-        .args(["make", "-s", "images"])
-        .current_dir(repo())
-        // Not the jobserver of the `make e2e` this runs under.
-        .env_remove("MAKEFLAGS")
-        .env_remove("MFLAGS")
-        .env_remove("MAKELEVEL")
-        .output()
-        .expect("flock and make");
-    assert!(
-        out.status.success(),
-        "make images failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    eprintln!(
-        "make images: {:.1} s\n{}",
-        started.elapsed().as_secs_f64(),
-        text(&out.stdout)
-    );
-}
 
 /// Every regular file of the image, from its root filesystem mounted read-only on the host.
 fn files_of(image: &str) -> BTreeSet<String> {

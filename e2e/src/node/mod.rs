@@ -58,6 +58,9 @@ pub struct NodeConfig {
 #[derive(Default)]
 pub struct NodeState {
     pub pods: BTreeMap<(String, String), Pod>,
+    /// The uids of the pods this node runs or is still terminating (the garbage collector's
+    /// view of Pods, which are not published to the API).
+    pub pod_uids: BTreeSet<String>,
     used_ips: BTreeSet<u32>,
 }
 
@@ -117,7 +120,7 @@ pub async fn run(config: NodeConfig, client: Client) -> anyhow::Result<()> {
         });
     tokio::spawn(watch);
 
-    tokio::spawn(gc::run(client.clone(), config.gc_every));
+    tokio::spawn(gc::run(node.clone(), config.gc_every));
     let api = tokio::spawn(api::serve(node.clone()));
 
     let shutdown = async {
@@ -300,6 +303,7 @@ async fn sync_one(node: &Arc<Node>, d: &Deployment, key: &DeploymentKey) -> anyh
                     client: node.client.clone(),
                     cluster: node.config.cluster.clone(),
                 };
+                state.pod_uids.insert(spec.uid.clone());
                 let pod = Pod::start(spec, &node.config.runtime, kubelet);
                 state.pods.insert((key.namespace.clone(), name), pod);
             }
@@ -341,9 +345,12 @@ pub(crate) fn remove_pod(
         let done = pod.terminate(grace.unwrap_or(Duration::from_secs(30)));
         let node = node.clone();
         let ip = pod.ip.clone();
+        let uid = pod.uid.clone();
         tokio::spawn(async move {
             done.await;
-            node.state.lock().await.release_ip(&node.config.pod_subnet, &ip);
+            let mut state = node.state.lock().await;
+            state.release_ip(&node.config.pod_subnet, &ip);
+            state.pod_uids.remove(&uid);
             drop(pod);
         });
     }

@@ -86,6 +86,7 @@ pub struct Pod {
     pub deployment: String,
     pub template_hash: String,
     pub ip: String,
+    pub uid: String,
     pub created: Instant,
     /// The pod's labels (for the Prometheus scrape targets the agent publishes).
     pub labels: BTreeMap<String, String>,
@@ -180,6 +181,7 @@ impl Pod {
                 .collect(),
             labels: spec.labels.clone(),
             ip: spec.ip.clone(),
+            uid: spec.uid.clone(),
             created: Instant::now(),
             containers,
             stop,

@@ -18,6 +18,11 @@ use super::{
 };
 
 pub(super) fn signal_group(pid: u32, signal: i32) {
+    // pid 0 is "no process" here (a container podman started without telling its pid), and
+    // kill(0) would signal the agent's own process group.
+    if pid == 0 {
+        return;
+    }
     // Containers run in their own process group; signal the group so children die too.
     // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
     unsafe {
