@@ -337,6 +337,7 @@ fn helm_install_runs_the_operator_and_the_examples_in_non_root_read_only_contain
     build_images();
     let cluster = Cluster::up();
 
+    let t = Instant::now();
     // The README's steps: install the chart (the images are in the node's local storage, where
     // a cluster would pull them from a registry).
     cluster.ok(
@@ -364,6 +365,7 @@ fn helm_install_runs_the_operator_and_the_examples_in_non_root_read_only_contain
             "--timeout=120s",
         ],
     );
+    let install_s = t.elapsed().as_secs_f64();
     let operators = cluster.containers(RELEASE_NS);
     assert_eq!(
         operators.len(),
@@ -373,6 +375,7 @@ fn helm_install_runs_the_operator_and_the_examples_in_non_root_read_only_contain
     assert_non_root_read_only(&operators, "operator");
 
     // The examples, with the workers' API token as a Secret.
+    let t = Instant::now();
     cluster.ok("kubectl", &["create", "namespace", APP_NS]);
     cluster.ok(
         "kubectl",
@@ -388,6 +391,7 @@ fn helm_install_runs_the_operator_and_the_examples_in_non_root_read_only_contain
     );
     cluster.ok("kubectl", &["apply", "-n", APP_NS, "-f", "manifests/examples/"]);
     let actors = eventually("every example actor Running", || actors_running(&cluster));
+    let examples_s = t.elapsed().as_secs_f64();
     let workers = cluster.containers(APP_NS);
     assert_non_root_read_only(&workers, "worker");
     let pools = cluster.json(&["get", "actorpools", "-n", APP_NS]);
@@ -397,9 +401,9 @@ fn helm_install_runs_the_operator_and_the_examples_in_non_root_read_only_contain
         "{} worker containers for {pool_count} pools",
         workers.len()
     );
-    eprintln!("{actors} actors Running on {} worker containers", workers.len());
 
     // helm upgrade rolls the operator to a new template; the actors stay Running.
+    let t = Instant::now();
     let before: BTreeSet<String> = operators.iter().map(|c| c.name.clone()).collect();
     cluster.ok(
         "helm",
@@ -434,12 +438,14 @@ fn helm_install_runs_the_operator_and_the_examples_in_non_root_read_only_contain
             Err(format!("before {before:?}, now {names:?}"))
         }
     });
+    let upgrade_s = t.elapsed().as_secs_f64();
     assert_non_root_read_only(&after, "upgraded operator");
     eventually("every example actor Running after the upgrade", || {
         actors_running(&cluster)
     });
 
     // Uninstalling: the examples first (the operator must see its pools go), then the release.
+    let t = Instant::now();
     cluster.ok("kubectl", &["delete", "-n", APP_NS, "-f", "manifests/examples/"]);
     eventually("the workers are gone", || {
         match cluster.containers(APP_NS).len() {
@@ -464,4 +470,10 @@ fn helm_install_runs_the_operator_and_the_examples_in_non_root_read_only_contain
     });
     let releases = cluster.ok("helm", &["list", "-A", "-q"]);
     assert!(releases.trim().is_empty(), "helm still lists {releases}");
+    eprintln!(
+        "helm install → operator rolled out: {install_s:.1} s; examples applied → {actors} actors \
+         Running: {examples_s:.1} s; helm upgrade → both replicas replaced: {upgrade_s:.1} s; \
+         examples deleted + helm uninstall → nothing left: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 }
