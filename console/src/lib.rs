@@ -1,0 +1,109 @@
+//! The Troupe console: a live, read-only web view of pools, actors, workers and rollouts.
+//!
+//! `kubectl troupe console` serves it on loopback with the user's own kubeconfig, so their RBAC
+//! decides what it can show. The architecture, in modules:
+//!
+//! - [`watch`]: one shared watch (reflector) per kind for the whole server;
+//! - [`live`]: what changed → topics → numbered batches → server-sent events to every page;
+//! - [`view`] and [`query`]: pure view models, filters and pagination, built from the typed
+//!   objects;
+//! - [`pages`]: server-rendered HTML (maud, escaped), readable without JavaScript;
+//! - [`server`]: routes, security headers, the Host check, embedded assets, fragments;
+//! - this file: binding the address (loopback unless remote serving is asked for) and serving
+//!   on the shared `troupe_net` server with its timeouts and caps.
+//!
+//! There are no actions yet (promote, abort, pause, tell/ask): see docs/console.md.
+
+pub mod live;
+pub mod pages;
+pub mod query;
+pub mod server;
+pub mod view;
+pub mod watch;
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use kube::Client;
+use tokio::net::TcpListener;
+
+/// The console's HTTP limits (see `troupe_net::Limits`).
+pub const LIMITS: troupe_net::Limits = troupe_net::Limits {
+    // Browsers send whole requests at once; 10 s cuts a client that trickles or idles.
+    header_read: Duration::from_secs(10),
+    // Pages render from memory in milliseconds (tens of them with 10,000 actors). An SSE stream
+    // is not cut by this: the timeout covers the response's head, and the stream is its body.
+    request: Duration::from_secs(10),
+    // Each open page holds one SSE stream and briefly one or two more for fetches: 512 serves
+    // well over a hundred pages.
+    connections: 512,
+    in_flight: 128,
+    drain: Duration::from_secs(2),
+};
+
+/// How the console is served.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub listen: SocketAddr,
+    /// Watch and show only this namespace; all of them when `None`.
+    pub namespace: Option<String>,
+    /// Allow a listen address that is not loopback. The console has no authentication of its
+    /// own: anyone who reaches it sees what the kubeconfig's user may list.
+    pub allow_remote: bool,
+}
+
+/// Why the console did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "refusing to listen on {0}: the console has no authentication, so anyone who can reach it sees what your kubeconfig may read. Listen on 127.0.0.1 (or ::1), or pass --allow-remote-unauthenticated if that is really what you want"
+    )]
+    NotLoopback(SocketAddr),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// Refuses a non-loopback address unless remote serving was asked for.
+pub fn check_listen(addr: SocketAddr, allow_remote: bool) -> Result<(), StartError> {
+    if addr.ip().is_loopback() || allow_remote {
+        Ok(())
+    } else {
+        Err(StartError::NotLoopback(addr))
+    }
+}
+
+/// A console bound to its address, its watches started, not yet serving.
+pub struct Console {
+    listener: TcpListener,
+    app: Arc<server::App>,
+}
+
+impl Console {
+    pub async fn bind(client: Client, options: Options) -> Result<Console, StartError> {
+        check_listen(options.listen, options.allow_remote)?;
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| StartError::Bind(options.listen, e))?;
+        let hub = live::Hub::start();
+        let stores = watch::start(&client, options.namespace.as_deref(), &hub);
+        let app = Arc::new(server::App {
+            stores,
+            hub,
+            namespace: options.namespace,
+            any_host: options.allow_remote,
+        });
+        Ok(Console { listener, app })
+    }
+
+    /// The address bound (with the port the system chose for `:0`).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        troupe_net::serve(self.listener, server::router(self.app), LIMITS, shutdown).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

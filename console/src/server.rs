@@ -1,0 +1,194 @@
+//! The HTTP side: routes, the response headers every answer carries (a Content-Security-Policy
+//! that allows only this server's own files), the Host check that keeps other web sites out of
+//! a console on loopback, the embedded assets, and page-or-fragment rendering.
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{
+    Router,
+    extract::{Path, Query, Request, State},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::reflector::ObjectRef;
+
+use crate::{
+    live::{Hub, sse},
+    pages::{self, Frame, Page},
+    query::ActorQuery,
+    watch::Stores,
+};
+
+/// The request header by which the script asks for the live region alone.
+pub const FRAGMENT_HEADER: &str = "x-troupe-fragment";
+/// Nothing from elsewhere, no inline script or style, no framing, forms only to this server.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                       connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+const CSS: &str = include_str!("assets/console.css");
+const JS: &str = include_str!("assets/console.js");
+
+/// What every handler reads.
+pub struct App {
+    pub stores: Stores,
+    pub hub: Hub,
+    pub namespace: Option<String>,
+    /// Accept any Host header (remote serving was asked for); otherwise loopback names only.
+    pub any_host: bool,
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(overview))
+        .route("/actors", get(actors))
+        .route("/namespaces/{ns}/pools/{name}", get(pool))
+        .route("/namespaces/{ns}/actors/{name}", get(actor))
+        .route("/live", get(live))
+        .route(
+            "/assets/console.css",
+            get(|| async { asset(CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/assets/console.js",
+            get(|| async { asset(JS, "text/javascript; charset=utf-8") }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no such page") })
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .with_state(app)
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Whether `host` (a Host header) names this machine's loopback: `localhost`, `127.x.y.z` or
+/// `[::1]`, with any port. A browser sends the name it resolved; a page of another site that
+/// rebinds its own name to 127.0.0.1 sends that name, and is refused.
+pub fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        }),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let mut resp = if app.any_host || loopback_host(host) {
+        next.run(req).await
+    } else {
+        (
+            StatusCode::MISDIRECTED_REQUEST,
+            "this console answers only to its loopback address",
+        )
+            .into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The page, or its live region alone when the script asks; with the server's render time.
+fn respond(app: &App, headers: &HeaderMap, started: Instant, page: Page, now: Timestamp) -> Response {
+    let frame = Frame {
+        namespace: app.namespace.as_deref(),
+        seq: app.hub.seq(),
+        problems: app.stores.problems(),
+        now,
+    };
+    let fragment = headers.get(FRAGMENT_HEADER).is_some_and(|v| v == "live");
+    let body = if fragment {
+        pages::fragment(&page, &frame)
+    } else {
+        pages::document(&page, &frame)
+    };
+    let mut resp = Html(body.into_string()).into_response();
+    let micros = started.elapsed().as_micros();
+    let h = resp.headers_mut();
+    h.insert(header::VARY, HeaderValue::from_static(FRAGMENT_HEADER));
+    // Server-Timing: the browser's developer tools (and the e2e test) read the render time.
+    if let Ok(v) = HeaderValue::from_str(&format!("render;dur={:.3}", micros as f64 / 1000.0)) {
+        h.insert(HeaderName::from_static("server-timing"), v);
+    }
+    resp
+}
+
+async fn overview(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<pages::overview::OverviewQuery>,
+) -> Response {
+    let started = Instant::now();
+    let now = Timestamp::now();
+    let page = pages::overview::page(&app.stores.pools.state(), &app.stores.actors.state(), &q, now);
+    respond(&app, &headers, started, page, now)
+}
+
+async fn actors(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<ActorQuery>) -> Response {
+    let started = Instant::now();
+    let page = pages::actors::page(&app.stores.actors.state(), &q);
+    respond(&app, &headers, started, page, Timestamp::now())
+}
+
+async fn pool(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    let started = Instant::now();
+    let now = Timestamp::now();
+    let s = &app.stores;
+    let src = pages::pool::Sources {
+        pool: s.pools.get(&ObjectRef::new(&name).within(&ns)),
+        actors: &s.actors.state(),
+        leases: &s.leases.state(),
+        events: &s.events.state(),
+    };
+    let page = pages::pool::page(&ns, &name, src, now);
+    respond(&app, &headers, started, page, now)
+}
+
+async fn actor(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    let started = Instant::now();
+    let now = Timestamp::now();
+    let found = app.stores.actors.get(&ObjectRef::new(&name).within(&ns));
+    let page = pages::actor::page(&ns, &name, found, &app.stores.events.state(), now);
+    respond(&app, &headers, started, page, now)
+}
+
+async fn live(State(app): State<Arc<App>>) -> impl IntoResponse {
+    sse::stream_for(&app.hub)
+}
