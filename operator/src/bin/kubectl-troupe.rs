@@ -6,10 +6,13 @@
 //!   kubectl troupe abort POOL           abort the rollout; every actor back to stable
 //!   kubectl troupe retry POOL           roll an aborted revision out again
 //!   kubectl troupe undo POOL            restore the previous revision's template
+//!   kubectl troupe console              a live web view of pools, actors, workers and rollouts
 //!
-//! The commands set annotations (`troupe.dev/promote` …) that plain kubectl can set too.
+//! The commands set annotations (`troupe.dev/promote` …) that plain kubectl can set too. The
+//! console (crate `troupe-console`, docs/console.md) is read-only and serves on loopback with the
+//! user's own kubeconfig: their RBAC decides what it shows.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, io::Write, net::SocketAddr};
 
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
@@ -49,6 +52,17 @@ enum Cmd {
     Retry { pool: String },
     /// Put the previous revision's template back into the spec.
     Undo { pool: String },
+    /// Serve the read-only console (a live web view of pools, actors, workers and rollouts)
+    /// with your kubeconfig, and print its URL. All namespaces unless -n is given.
+    Console {
+        /// The address to listen on; port 0 picks a free one.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Allow a listen address that is not loopback. The console has NO authentication:
+        /// anyone who can reach it sees everything your kubeconfig may read.
+        #[arg(long)]
+        allow_remote_unauthenticated: bool,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -61,6 +75,22 @@ async fn main() {
 
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Cmd::Console {
+        listen,
+        allow_remote_unauthenticated,
+    } = &cli.command
+    {
+        // Refused before anything else, kubeconfig included.
+        troupe_console::check_listen(*listen, *allow_remote_unauthenticated)?;
+        let client = troupe_client::client().await?;
+        return console(
+            client,
+            cli.namespace.clone(),
+            *listen,
+            *allow_remote_unauthenticated,
+        )
+        .await;
+    }
     let client = troupe_client::client().await?;
     let ns = cli
         .namespace
@@ -73,6 +103,7 @@ async fn run() -> anyhow::Result<()> {
         Cmd::Abort { pool } => (labels::ABORT, pool),
         Cmd::Retry { pool } => (labels::RETRY, pool),
         Cmd::Undo { pool } => (labels::UNDO, pool),
+        Cmd::Console { .. } => unreachable!("served above"),
     };
     pools
         .get(pool)
@@ -85,6 +116,34 @@ async fn run() -> anyhow::Result<()> {
         .await?;
     let verb = key.trim_start_matches("troupe.dev/");
     println!("actorpool.troupe.dev/{pool}: {verb} requested");
+    Ok(())
+}
+
+/// Serves the console until Ctrl-C, after printing its URL.
+async fn console(
+    client: Client,
+    namespace: Option<String>,
+    listen: SocketAddr,
+    allow_remote: bool,
+) -> anyhow::Result<()> {
+    let options = troupe_console::Options {
+        listen,
+        namespace,
+        allow_remote,
+    };
+    let console = troupe_console::Console::bind(client, options).await?;
+    let addr = console.local_addr()?;
+    println!("Troupe console (read-only): http://{addr}/");
+    if !addr.ip().is_loopback() {
+        eprintln!("warning: serving on {addr} without authentication, as asked");
+    }
+    // Whoever started us (a person, a script, a test) reads the URL now, not when we exit.
+    std::io::stdout().flush()?;
+    console
+        .run(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     Ok(())
 }
 
