@@ -16,7 +16,7 @@ use kube::{
 };
 use troupe_crds::{Actor, ActorPhase, labels};
 
-use crate::host::{ActorKey, Assignment, Departure, Host};
+use crate::host::{ActorKey, Assignment, Departure, Host, PreviousHolder};
 
 fn key(a: &Actor) -> ActorKey {
     ActorKey::new(a.namespace().unwrap_or_default(), a.name_any())
@@ -29,7 +29,22 @@ pub fn assignment_of(a: &Actor) -> Assignment {
         generation: a.metadata.generation,
         epoch: a.assignment_epoch().unwrap_or(0),
         resource_version: a.resource_version(),
+        previous: previous_holder(a),
     }
+}
+
+/// The worker that stopped the actor for a planned move, and the epoch that ended there: its
+/// status says Migrating from that worker (the departure it confirmed after its last message and
+/// its snapshot). After a crash there is no such status, and no state to ask for.
+fn previous_holder(a: &Actor) -> Option<PreviousHolder> {
+    let s = a.status.as_ref()?;
+    if s.phase != Some(ActorPhase::Migrating) {
+        return None;
+    }
+    Some(PreviousHolder {
+        worker: s.worker.clone()?,
+        epoch: a.reported_epoch()?,
+    })
 }
 
 /// Watches this pod's Actors in `namespace` forever. `synced` turns true after the first complete

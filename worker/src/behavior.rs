@@ -154,6 +154,9 @@ pub enum BuildError {
     UnknownBehavior { name: String, known: String },
     #[error("invalid config: {0}")]
     InvalidConfig(String),
+    /// The state handed over by the previous worker could not be put back.
+    #[error("the state handed over could not be restored: {0}")]
+    Restore(String),
 }
 
 impl BuildError {
@@ -162,6 +165,7 @@ impl BuildError {
         match self {
             BuildError::UnknownBehavior { .. } => "UnknownBehavior",
             BuildError::InvalidConfig(_) => "InvalidConfig",
+            BuildError::Restore(_) => "RestoreFailed",
         }
     }
 }

@@ -253,4 +253,18 @@ impl RactorActor for HostedActor {
         state.args.slot.last_active.store(now, Ordering::Relaxed);
         Ok(())
     }
+
+    /// The behaviour goes back to the host with its last state, for its snapshot if the actor
+    /// is leaving this worker (a planned move). Not after a passivation: the host has it then.
+    async fn post_stop(
+        &self,
+        _: ActorRef<HostedMsg>,
+        state: &mut HostedState,
+    ) -> Result<(), ActorProcessingErr> {
+        if !state.passivated {
+            let behavior = std::mem::replace(&mut state.args.behavior, Box::new(Passivated));
+            state.args.slot.lock().retired = Some(behavior);
+        }
+        Ok(())
+    }
 }

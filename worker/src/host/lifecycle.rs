@@ -17,6 +17,7 @@ impl Host {
             generation,
             epoch,
             resource_version,
+            previous,
         } = assignment;
         let existing = self.slot(&key);
         let Some(slot) = existing else {
@@ -39,6 +40,10 @@ impl Host {
                     claimed: false,
                     claiming: false,
                     claim: None,
+                    previous,
+                    restore: None,
+                    handoff_fetch: None,
+                    retired: None,
                     phase: ActorPhase::Starting,
                     since: Utc::now(),
                     started_at: None,
@@ -83,6 +88,9 @@ impl Host {
                 s.claimed = false;
                 s.claiming = false;
                 s.claim = None;
+                s.previous = previous;
+                s.restore = None;
+                s.handoff_fetch = None;
                 s.phase = ActorPhase::Starting;
             }
             let runtime_changed = runtime_changed || reassigned;
@@ -123,7 +131,13 @@ impl Host {
                 tracing::error!(actor = %key, "the actor did not stop; its departure stays unconfirmed");
                 return;
             }
-            let epoch = slot.lock().epoch;
+            let (epoch, retired) = {
+                let mut s = slot.lock();
+                (s.epoch, s.retired.take())
+            };
+            if let Some(behavior) = retired {
+                self.hand_over(key, epoch, behavior.as_ref());
+            }
             self.departed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -132,6 +146,21 @@ impl Host {
                     epoch,
                     resource_version,
                 });
+        }
+    }
+
+    /// Keeps the state of an actor that left (after its last message) for the next worker.
+    fn hand_over(&self, key: &ActorKey, epoch: u64, behavior: &dyn Behavior) {
+        let outcome = match behavior.snapshot() {
+            Ok(None) => return,
+            Ok(Some(state)) => self.handoff.put(key.clone(), epoch, state),
+            Err(e) => Err(format!("the snapshot failed: {}", e.0)),
+        };
+        match outcome {
+            Ok(()) => tracing::debug!(actor = %key, epoch, "state kept for the next worker"),
+            Err(why) => {
+                tracing::warn!(actor = %key, epoch, %why, "the actor's state is not handed over; it starts from its config on the next worker")
+            }
         }
     }
 
@@ -183,13 +212,26 @@ impl Host {
             return;
         }
         if !running && slot.lock().phase != ActorPhase::Failed {
+            if slot.lock().handoff_fetch.is_some() {
+                // Started when the previous worker's state is in (`handed_over`).
+                return;
+            }
             if !slot.lock().claimed {
                 // Without a claimer (tests, embedding) there is nobody to claim from.
                 if self.claimer.read().unwrap_or_else(|e| e.into_inner()).is_some() {
                     self.begin_claim(slot);
                     return;
                 }
-                slot.lock().claimed = true;
+                // As if a claim were won at once.
+                let incarnation = {
+                    let mut s = slot.lock();
+                    s.claimed = true;
+                    s.incarnation
+                };
+                self.fetch_handoff(slot, incarnation);
+                if slot.lock().handoff_fetch.is_some() {
+                    return;
+                }
             }
             self.start_actor(slot).await;
         } else if !running && slot.lock().phase == ActorPhase::Failed {
@@ -212,9 +254,16 @@ impl Host {
             let _ = self.events.send(HostEvent::LeaseExpired);
             return;
         }
-        let (spec, key, epoch, claim) = {
+        let (spec, key, epoch, claim, restore) = {
             let mut s = slot.lock();
-            (s.spec.clone(), slot.key.clone(), s.epoch, s.claim.take())
+            s.retired = None;
+            (
+                s.spec.clone(),
+                slot.key.clone(),
+                s.epoch,
+                s.claim.take(),
+                s.restore.take(),
+            )
         };
         // Read here, not when the Actor was listed: a config no one can read fails this actor
         // alone (see `troupe_crds::config`).
@@ -235,6 +284,14 @@ impl Host {
                     config: &config,
                 },
             )
+        });
+        // The state the previous worker handed over, put back before the first message.
+        let built = built.and_then(|mut b| match restore {
+            None => Ok(b),
+            Some(state) => b
+                .restore(state)
+                .map(|()| b)
+                .map_err(|e| crate::behavior::BuildError::Restore(e.0)),
         });
         let behavior = match built {
             Ok(b) => b,
@@ -373,7 +430,9 @@ impl Host {
         let (actor, schedule) = {
             let mut s = slot.lock();
             s.incarnation += 1;
-            s.parked = None;
+            // A passivated actor's behaviour is its last state; a running one hands its own
+            // back when it has stopped (HostedActor::post_stop).
+            s.retired = s.parked.take().map(|p| p.behavior);
             s.claiming = false;
             s.claim = None;
             (s.actor.take(), s.schedule.take())
@@ -482,6 +541,11 @@ impl Host {
                 incarnation,
                 outcome,
             } => self.claimed(key, incarnation, outcome).await,
+            HostEvent::HandedOver {
+                key,
+                incarnation,
+                state,
+            } => self.handed_over(key, incarnation, state).await,
             HostEvent::Restart { key, incarnation } => {
                 let Some(slot) = self.slot(&key) else { return };
                 let current = {

@@ -32,10 +32,13 @@ mod actor;
 mod claim;
 mod delivery;
 mod fence;
+mod handoff;
 mod lifecycle;
 mod snapshot;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_handoff;
 
 use crate::{
     behavior::{ActorInit, Behavior, Context, Registry, Router},
@@ -48,6 +51,7 @@ use crate::{
 use actor::{HostedActor, HostedArgs, Supervisor};
 pub use claim::{Claim, Claimer};
 use delivery::HostRouter;
+pub use handoff::{HandoffSource, HandoffStore, PreviousHolder};
 
 /// An actor's namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -221,6 +225,12 @@ enum HostEvent {
         incarnation: u64,
         outcome: Claim,
     },
+    /// The previous worker answered (or not) with the state it handed over.
+    HandedOver {
+        key: ActorKey,
+        incarnation: u64,
+        state: Option<Value>,
+    },
 }
 
 /// An actor assigned to this worker, as the watch of its assignments read it.
@@ -232,6 +242,9 @@ pub struct Assignment {
     pub epoch: u64,
     /// The Actor's resourceVersion when read: the claim's precondition.
     pub resource_version: Option<String>,
+    /// Who ran the actor before, when its status says another worker stopped it for a move:
+    /// where its state is asked for ([`HandoffSource`]).
+    pub previous: Option<PreviousHolder>,
 }
 
 impl Assignment {
@@ -242,6 +255,7 @@ impl Assignment {
             generation,
             epoch: 0,
             resource_version: None,
+            previous: None,
         }
     }
 }
@@ -270,6 +284,15 @@ struct SlotState {
     claiming: bool,
     /// The status the claim in flight (or just won) writes; taken by the start it allows.
     claim: Option<RuntimeStatus>,
+    /// Who ran the actor before this assignment (its state is asked for after the claim won).
+    previous: Option<PreviousHolder>,
+    /// The state handed over by the previous worker, put back by the next start.
+    restore: Option<Value>,
+    /// A fetch of the handed-over state is in flight (for the claim of this incarnation): the
+    /// actor does not start before its answer.
+    handoff_fetch: Option<u64>,
+    /// The behaviour of the run that just stopped, kept for its snapshot when the actor leaves.
+    retired: Option<Box<dyn Behavior>>,
     phase: ActorPhase,
     since: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
@@ -325,6 +348,10 @@ pub struct Host {
     supervisor: ActorCell,
     router: RwLock<Option<Arc<dyn Router>>>,
     claimer: RwLock<Option<Arc<dyn Claimer>>>,
+    /// Where the state of an actor that moved here is fetched from (unset: nowhere).
+    handoff_source: RwLock<Option<Arc<dyn HandoffSource>>>,
+    /// States of actors that left this worker, waiting for the next one.
+    handoff: HandoffStore,
     /// Bounds the claims in flight: hundreds of actors assigned at once (a new pool, a
     /// failover) would otherwise send hundreds of writes at once to an API server that answers
     /// them no sooner, and is slower for everyone meanwhile.
@@ -364,6 +391,8 @@ impl Host {
             supervisor: supervisor.get_cell(),
             router: RwLock::new(None),
             claimer: RwLock::new(None),
+            handoff_source: RwLock::new(None),
+            handoff: HandoffStore::default(),
             claims_in_flight: Arc::new(tokio::sync::Semaphore::new(CLAIMS_IN_FLIGHT)),
             fenced: AtomicBool::new(false),
             fence_generation: AtomicU64::new(0),
@@ -393,6 +422,17 @@ impl Host {
     /// Sets how assignments are claimed before they start (unset: claims always succeed).
     pub fn set_claimer(&self, claimer: Arc<dyn Claimer>) {
         *self.claimer.write().unwrap_or_else(|e| e.into_inner()) = Some(claimer);
+    }
+
+    /// Sets where the state of an actor that moved here is fetched from.
+    pub fn set_handoff_source(&self, source: Arc<dyn HandoffSource>) {
+        *self.handoff_source.write().unwrap_or_else(|e| e.into_inner()) = Some(source);
+    }
+
+    /// The state this worker handed over for `key` when its assignment `epoch` ended here,
+    /// once (the handoff endpoint's answer).
+    pub fn take_handoff(&self, key: &ActorKey, epoch: u64) -> Option<Value> {
+        self.handoff.take(key, epoch)
     }
 
     pub fn config(&self) -> &HostConfig {

@@ -6,7 +6,7 @@ use troupe_crds::{CircuitBreakerSpec, RestartPolicy, RestartPolicySpec};
 use super::*;
 use crate::{builtin, lease_clock::BootInstant};
 
-fn spec(behavior: &str, config: Value) -> ActorSpec {
+pub(super) fn spec(behavior: &str, config: Value) -> ActorSpec {
     ActorSpec {
         pool: "p".into(),
         behavior: behavior.into(),
@@ -22,13 +22,13 @@ fn spec(behavior: &str, config: Value) -> ActorSpec {
     }
 }
 
-async fn host() -> Arc<Host> {
+pub(super) async fn host() -> Arc<Host> {
     Host::start(HostConfig::default(), builtin::registry(), Metrics::new())
         .await
         .unwrap()
 }
 
-async fn phase_becomes(host: &Host, key: &ActorKey, phase: ActorPhase) -> RuntimeStatus {
+pub(super) async fn phase_becomes(host: &Host, key: &ActorKey, phase: ActorPhase) -> RuntimeStatus {
     for _ in 0..300 {
         if let Some((_, s)) = host.snapshot().into_iter().find(|(k, _)| k == key)
             && s.phase == phase
@@ -333,6 +333,7 @@ async fn an_assignment_starts_only_once_its_claim_is_won_and_is_claimed_again_af
             generation: Some(1),
             epoch: 4,
             resource_version: Some("10".into()),
+            previous: None,
         },
     )
     .await;
@@ -350,6 +351,7 @@ async fn an_assignment_starts_only_once_its_claim_is_won_and_is_claimed_again_af
             generation: Some(1),
             epoch: 5,
             resource_version: Some("11".into()),
+            previous: None,
         },
     )
     .await;
@@ -381,6 +383,7 @@ async fn a_won_claim_is_the_starts_status_write_so_nothing_is_written_after_it()
         generation: Some(3),
         epoch: 9,
         resource_version: Some("10".into()),
+        previous: None,
     };
     host.assign(key.clone(), assignment).await;
     let running = phase_becomes(&host, &key, ActorPhase::Running).await;
@@ -427,6 +430,7 @@ async fn an_actor_that_does_not_stop_in_time_is_aborted_and_only_then_its_depart
             generation: Some(1),
             epoch: 9,
             resource_version: Some("5".into()),
+            previous: None,
         },
     )
     .await;
@@ -462,7 +466,7 @@ async fn a_graceful_shutdown_leaves_no_actor_said_to_be_running() {
     assert_eq!(st.conditions[0].reason, "WorkerStopped");
 }
 
-async fn passivating_host(after: Duration) -> Arc<Host> {
+pub(super) async fn passivating_host(after: Duration) -> Arc<Host> {
     let config = HostConfig {
         passivate_after: Some(after),
         ..Default::default()

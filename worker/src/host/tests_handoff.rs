@@ -1,0 +1,121 @@
+//! Planned moves hand an actor's state from the worker it leaves to the next one (issue 13),
+//! with two hosts driven directly (no Kubernetes, no HTTP).
+
+use serde_json::json;
+
+use super::tests::{host, passivating_host, phase_becomes, spec};
+use super::*;
+
+/// The next worker's source: the previous host's handoff store, as its endpoint would answer.
+struct FromHost(Arc<Host>);
+
+#[async_trait::async_trait]
+impl HandoffSource for FromHost {
+    async fn fetch(&self, key: &ActorKey, previous: &PreviousHolder) -> Option<Value> {
+        self.0.take_handoff(key, previous.epoch)
+    }
+}
+
+/// A source that answers the same every time (a lost worker: None; a broken one: garbage).
+struct Answers(Option<Value>);
+
+#[async_trait::async_trait]
+impl HandoffSource for Answers {
+    async fn fetch(&self, _: &ActorKey, _: &PreviousHolder) -> Option<Value> {
+        self.0.clone()
+    }
+}
+
+fn assignment(epoch: u64, previous: Option<(&str, u64)>) -> Assignment {
+    Assignment {
+        spec: spec("counter", json!({"start": 0})),
+        generation: Some(1),
+        epoch,
+        resource_version: None,
+        previous: previous.map(|(worker, epoch)| PreviousHolder {
+            worker: worker.into(),
+            epoch,
+        }),
+    }
+}
+
+async fn count(host: &Host, key: &ActorKey) -> Value {
+    host.ask(key, json!(0), Duration::from_secs(1)).await.unwrap()["value"].clone()
+}
+
+/// Moves the counter `key` from `from` (epoch 1) to a new host named "b" (epoch 2).
+async fn moved(from: &Arc<Host>, key: &ActorKey) -> Arc<Host> {
+    from.remove(key, None).await;
+    let to = host().await;
+    to.set_handoff_source(Arc::new(FromHost(from.clone())));
+    to.assign(key.clone(), assignment(2, Some(("local-a", 1)))).await;
+    to
+}
+
+#[tokio::test]
+async fn a_counter_moved_to_another_worker_keeps_its_exact_count() {
+    let a = host().await;
+    let key = ActorKey::new("ns", "c");
+    a.assign(key.clone(), assignment(1, None)).await;
+    for _ in 0..5 {
+        a.tell(&key, json!(1)).await.unwrap();
+    }
+    assert_eq!(count(&a, &key).await, json!(5));
+    let b = moved(&a, &key).await;
+    assert_eq!(count(&b, &key).await, json!(5), "the count went with the actor");
+    b.tell(&key, json!(1)).await.unwrap();
+    assert_eq!(count(&b, &key).await, json!(6));
+    assert_eq!(a.take_handoff(&key, 1), None, "a state is handed over once");
+}
+
+#[tokio::test]
+async fn a_passivated_actor_hands_over_the_state_it_was_parked_with() {
+    let a = passivating_host(Duration::from_millis(20)).await;
+    let key = ActorKey::new("ns", "idle");
+    a.assign(key.clone(), assignment(1, None)).await;
+    for _ in 0..3 {
+        a.tell(&key, json!(1)).await.unwrap();
+    }
+    assert_eq!(count(&a, &key).await, json!(3));
+    for _ in 0..100 {
+        if a.slot(&key).unwrap().lock().parked.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        a.slot(&key).unwrap().lock().parked.is_some(),
+        "the actor passivated"
+    );
+    let b = moved(&a, &key).await;
+    assert_eq!(count(&b, &key).await, json!(3));
+}
+
+#[tokio::test]
+async fn without_an_answer_the_actor_starts_from_its_config() {
+    let b = host().await;
+    b.set_handoff_source(Arc::new(Answers(None)));
+    let key = ActorKey::new("ns", "lost");
+    b.assign(key.clone(), assignment(2, Some(("gone", 1)))).await;
+    assert_eq!(count(&b, &key).await, json!(0));
+}
+
+#[tokio::test]
+async fn a_state_the_behaviour_cannot_take_fails_the_actor_with_restore_failed() {
+    let b = host().await;
+    b.set_handoff_source(Arc::new(Answers(Some(json!({"value": "seven"})))));
+    let key = ActorKey::new("ns", "bad");
+    b.assign(key.clone(), assignment(2, Some(("other", 1)))).await;
+    let s = phase_becomes(&b, &key, ActorPhase::Failed).await;
+    assert_eq!(s.conditions[0].reason, "RestoreFailed");
+    assert!(s.last_error.unwrap().contains("without an integer value"));
+}
+
+#[tokio::test]
+async fn an_actor_that_never_ran_elsewhere_asks_nobody() {
+    let b = host().await;
+    b.set_handoff_source(Arc::new(Answers(Some(json!({"value": 99})))));
+    let key = ActorKey::new("ns", "new");
+    b.assign(key.clone(), assignment(1, None)).await;
+    assert_eq!(count(&b, &key).await, json!(0));
+}
