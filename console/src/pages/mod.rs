@@ -157,13 +157,15 @@ pub fn conditions_table(caption: &str, conditions: &[Condition], now: Timestamp)
     }
 }
 
+/// A condition's status as symbol and word, without colour: whether True is good depends on the
+/// type (Available True is, Progressing False is not bad).
 fn condition_status(s: &str) -> Markup {
-    let (symbol, class) = match s {
-        "True" => ("✔", "ok"),
-        "False" => ("✖", "bad"),
-        _ => ("?", "idle"),
+    let symbol = match s {
+        "True" => "✔",
+        "False" => "✖",
+        _ => "?",
     };
-    html! { span class={ "badge " (class) } { span aria-hidden="true" { (symbol) } " " (s) } }
+    html! { span class="badge idle" { span aria-hidden="true" { (symbol) } " " (s) } }
 }
 
 pub fn events_table(caption: &str, events: &[EventRow], now: Timestamp) -> Markup {
