@@ -248,6 +248,22 @@ install_podman() {
   fi
 }
 
+install_chromium() {
+  # Headless Chromium and its WebDriver for the console's browser tests (e2e/tests/console.rs).
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    return 0
+  fi
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    log "WARNING: chromium or chromedriver missing and no apt-get as root to install them: the console's browser tests will skip"
+    return 0
+  fi
+  log "chromium and chromium-driver from Debian"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >&2 || {
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >&2
+  } || { log "WARNING: installing chromium failed: the console's browser tests will skip"; return 0; }
+}
+
 what=${1:-all}
 case "$what" in
   etcd) install_etcd ;;
@@ -255,10 +271,11 @@ case "$what" in
   kubectl) install_kubectl_helm ;;
   monitoring) install_monitoring ;;
   podman) install_podman ;;
+  chromium) install_chromium ;;
   go) go_prefix ;;
   vapcheck) install_vapcheck ;;
   chart-checks) install_chart_checks ;;
-  all) install_etcd; install_kubectl_helm; install_apiserver; install_vapcheck || true; install_monitoring; install_podman; install_chart_checks ;;
-  *) echo "usage: $0 [all|etcd|apiserver|kubectl|vapcheck|chart-checks|monitoring|podman]" >&2; exit 2 ;;
+  all) install_etcd; install_kubectl_helm; install_apiserver; install_vapcheck || true; install_monitoring; install_podman; install_chromium; install_chart_checks ;;
+  *) echo "usage: $0 [all|etcd|apiserver|kubectl|vapcheck|chart-checks|monitoring|podman|chromium]" >&2; exit 2 ;;
 esac
 echo "$BIN"

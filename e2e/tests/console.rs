@@ -1,0 +1,237 @@
+//! The console (issue 12) in a real headless Chromium over WebDriver, started as `kubectl troupe
+//! console -n NAMESPACE` against the test cluster: the overview lists the pool with its actors'
+//! phases, the pool and actor pages show their status (a credential in a config stays hidden),
+//! changes made with kubectl appear on the OPEN page without a reload (timed), and the actors
+//! table filters and paginates. A screenshot of each page is kept in target/console-screenshots/
+//! (docs/console.md). Skipped, saying so, where chromium or chromedriver is not installed.
+
+#[path = "common/browser.rs"]
+mod browser;
+mod common;
+
+use std::time::{Duration, Instant};
+
+use browser::{Browser, browser_binaries, start_console};
+use common::{TestEnv, eventually};
+
+const WAIT: Duration = Duration::from_secs(60);
+/// The goal from a change in the API to the open page is under 1 s (issue 12); the test allows
+/// more, for a loaded machine, and prints what it measured.
+const LIVE: Duration = Duration::from_secs(5);
+const TOKEN: &str = "console-e2e-token";
+
+fn pool(name: &str) -> String {
+    format!(
+        "apiVersion: troupe.dev/v1alpha1\nkind: ActorPool\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n  template:\n    spec:\n      terminationGracePeriodSeconds: 5\n      containers: [{{name: worker, image: troupe/worker:0.1.0}}]\n"
+    )
+}
+
+fn actor(name: &str, pool: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: troupe.dev/v1alpha1\nkind: Actor\nmetadata: {{name: {name}}}\nspec:\n  pool: {pool}\n  behavior: counter\n{extra}---\n"
+    )
+}
+
+/// How long the console took to render `path`, from its Server-Timing header (ms).
+async fn render_ms(url: &str, path: &str) -> f64 {
+    let resp = reqwest::get(format!("{url}{path}"))
+        .await
+        .expect("the console answers");
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    let timing = resp.headers()["server-timing"].to_str().unwrap().to_string();
+    timing.rsplit("dur=").next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_console_shows_pools_and_actors_and_a_kubectl_change_reaches_the_open_page_without_a_reload() {
+    let Some((driver, chromium)) = browser_binaries() else {
+        return;
+    };
+    let env = TestEnv::new("console-live").await;
+    env.secret("troupe-worker-token", &[("token", TOKEN)]);
+    assert!(env.apply(&pool("shop")).0);
+    let config = "  config: {start: 1, dbPassword: hunter2-must-not-show}\n";
+    let manifest = [
+        actor("cart", "shop", config),
+        actor("orders", "shop", ""),
+        actor("stock", "shop", ""),
+    ]
+    .concat();
+    assert!(env.apply(&manifest).0);
+    eventually("3 actors Running", WAIT, || {
+        let v = env.kubectl_json(&["get", "actors"]);
+        let running = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["status"]["phase"] == "Running")
+            .count();
+        std::future::ready((running == 3).then_some(()))
+    })
+    .await;
+
+    let (_console, url) = start_console(&env.namespace);
+    let browser = Browser::start(&driver, &chromium).await;
+    let b = &browser.client;
+
+    // The overview: the pool, Healthy, with its 3 actors Running (the operator's counts).
+    b.goto(&format!("{url}/")).await.unwrap();
+    browser
+        .wait_text("#pools tr[data-pool=shop]", WAIT, |t| t.contains("3 ✔ Running"))
+        .await;
+    let row = browser.text("#pools tr[data-pool=shop]").await;
+    assert!(row.contains("Healthy") && row.contains("1 / 1"), "{row}");
+    browser.screenshot("overview").await;
+
+    // The pool page: its steps, its worker from the Lease with the actors placed on it.
+    b.goto(&format!("{url}/namespaces/{}/pools/shop", env.namespace))
+        .await
+        .unwrap();
+    browser
+        .wait_text("#workers", WAIT, |t| t.contains("live") && t.contains('3'))
+        .await;
+    assert!(browser.text("#steps").await.contains("setWeight 100"));
+    browser.screenshot("pool").await;
+
+    // The actor page: Running on its worker; the config's password hidden.
+    b.goto(&format!("{url}/namespaces/{}/actors/cart", env.namespace))
+        .await
+        .unwrap();
+    browser
+        .wait_text("#actor-phase", WAIT, |t| t.contains("Running"))
+        .await;
+    let config = browser.text("#config").await;
+    assert!(
+        config.contains("(hidden)") && !config.contains("hunter2"),
+        "{config}"
+    );
+    assert!(
+        !b.source().await.unwrap().contains("hunter2"),
+        "nowhere in the page"
+    );
+    browser.screenshot("actor").await;
+
+    // A change with kubectl reaches the open page without a reload: a marker set in the page
+    // survives. The schedule is shown straight from the spec, so this times the console alone
+    // (API write → watch → batch → SSE → fetch of the region → swap).
+    b.execute("window.troupeMarker = 42;", vec![]).await.unwrap();
+    let issued = Instant::now();
+    env.kubectl_ok(&[
+        "patch",
+        "actor",
+        "cart",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"schedule":"every 1h"}}"#,
+    ]);
+    let written = issued.elapsed();
+    let seen = browser
+        .wait_text("#live dl", LIVE, |t| t.contains("every 1h"))
+        .await
+        + written;
+    eprintln!(
+        "kubectl patch → open actor page: {:.0} ms from issuing kubectl ({:.0} ms after it returned)",
+        seen.as_secs_f64() * 1000.0,
+        (seen - written).as_secs_f64() * 1000.0
+    );
+    // Pausing goes through the worker: the phase it reports appears too.
+    env.kubectl_ok(&[
+        "patch",
+        "actor",
+        "cart",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"paused":true}}"#,
+    ]);
+    let paused = browser
+        .wait_text("#actor-phase", WAIT, |t| t.contains("Paused"))
+        .await;
+    eprintln!("kubectl pause → Paused on the open page (through operator and worker): {paused:?}");
+    let marker = b.execute("return window.troupeMarker;", vec![]).await.unwrap();
+    assert_eq!(marker, 42, "the page was updated in place, not reloaded");
+
+    // Deleting the actor shows on its open page.
+    env.kubectl_ok(&["delete", "actor", "cart", "--wait=false"]);
+    browser
+        .wait_text("#live", LIVE, |t| t.contains("There is no Actor"))
+        .await;
+
+    // Server render times (Server-Timing), with this small namespace.
+    eprintln!(
+        "render: overview {:.2} ms, actors page {:.2} ms, pool page {:.2} ms",
+        render_ms(&url, "/").await,
+        render_ms(&url, "/actors").await,
+        render_ms(&url, &format!("/namespaces/{}/pools/shop", env.namespace)).await
+    );
+    let _ = b.clone().close().await;
+}
+
+#[tokio::test]
+async fn the_actors_table_filters_and_pages_through_150_actors() {
+    let Some((driver, chromium)) = browser_binaries() else {
+        return;
+    };
+    let env = TestEnv::new("console-table").await;
+    // Actors of a pool that does not exist stay Pending: cheap, no workers needed.
+    let mut manifest: String = (0..145)
+        .map(|i| actor(&format!("bulk-{i:03}"), "nowhere", ""))
+        .collect();
+    manifest += &(0..5)
+        .map(|i| actor(&format!("special-{i}"), "nowhere", ""))
+        .collect::<String>();
+    let applied = Instant::now();
+    assert!(env.apply(&manifest).0);
+    eprintln!("150 actors applied in {:?}", applied.elapsed());
+
+    let (_console, url) = start_console(&env.namespace);
+    let browser = Browser::start(&driver, &chromium).await;
+    let b = &browser.client;
+    b.goto(&format!("{url}/actors")).await.unwrap();
+    browser
+        .wait_text("#count", WAIT, |t| t.contains("of 150 actors"))
+        .await;
+    assert!(browser.text("#count").await.starts_with("Showing 1–100 of 150"));
+    browser.screenshot("actors").await;
+
+    // Next page, by the link, as a person would.
+    b.find(fantoccini::Locator::Css("a[rel=next]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_text("#count", WAIT, |t| t.starts_with("Showing 101–150 of 150"))
+        .await;
+    assert!(b.current_url().await.unwrap().as_str().contains("page=2"));
+
+    // The filter form: a name and a phase.
+    b.goto(&format!("{url}/actors")).await.unwrap();
+    let form = b.form(fantoccini::Locator::Css("#filters")).await.unwrap();
+    form.set_by_name("name", "special").await.unwrap();
+    form.set_by_name("phase", "Pending").await.unwrap();
+    form.submit().await.unwrap();
+    browser
+        .wait_text("#count", WAIT, |t| t.starts_with("Showing 1–5 of 5"))
+        .await;
+    let table = browser.text("#actors").await;
+    assert!(table.contains("special-0") && !table.contains("bulk-"), "{table}");
+    browser.screenshot("actors-filtered").await;
+
+    // And a new actor appears in the open, filtered table without a reload.
+    let issued = Instant::now();
+    assert!(env.apply(&actor("special-new", "nowhere", "")).0);
+    let seen = browser.wait_text("#count", LIVE, |t| t.contains("of 6")).await;
+    eprintln!(
+        "kubectl apply → new row on the open actors page: {:?} (kubectl took {:?})",
+        issued.elapsed(),
+        issued.elapsed() - seen
+    );
+
+    eprintln!(
+        "render: overview {:.2} ms, a page of 100 actors {:.2} ms (150 in the namespace)",
+        render_ms(&url, "/").await,
+        render_ms(&url, "/actors").await
+    );
+    let _ = b.clone().close().await;
+}
