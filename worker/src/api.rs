@@ -44,7 +44,7 @@ use troupe_crds::{Actor, labels};
 
 use crate::{
     behavior::{ActorError, Router as ActorRouter},
-    host::{ActorKey, DeliveryError, Host},
+    host::{ActorKey, DeliveryError, HandoffSource, Host, PreviousHolder},
     membership::ADDRESS_ANNOTATION,
     peer,
 };
@@ -78,6 +78,8 @@ const DRAIN: Duration = Duration::from_secs(5);
 const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest answer read from another worker: four times the largest message.
 const FORWARDED_ANSWER_MAX: usize = 4 * MAX_BODY;
+/// The largest handed-over state read back: the store keeps at most 1 MiB of JSON per state.
+const HANDOFF_ANSWER_MAX: usize = crate::host::MAX_STATE_BYTES + 1024;
 
 /// The limits of the worker's server. A request waits at most the longest ask or, when the
 /// mailbox policy is Block, `block_timeout` for room; it gets [`REQUEST_MARGIN`] more.
@@ -121,6 +123,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let messages = Router::new()
         .route("/v1/namespaces/{namespace}/actors/{name}/tell", post(tell))
         .route("/v1/namespaces/{namespace}/actors/{name}/ask", post(ask))
+        .route("/v1/namespaces/{namespace}/actors/{name}/handoff", get(handoff))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(messages)
@@ -293,3 +296,25 @@ mod tests;
 
 #[cfg(test)]
 mod socket_tests;
+
+#[derive(Deserialize)]
+struct HandoffQuery {
+    epoch: u64,
+}
+
+/// The state this worker kept for `name` when its assignment `epoch` ended here (a planned
+/// move), handed over once to the worker that runs the actor next; 404 when there is none.
+async fn handoff(
+    State(state): State<Arc<ApiState>>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(q): Query<HandoffQuery>,
+) -> Response {
+    let key = ActorKey::new(namespace, name);
+    match state.host.take_handoff(&key, q.epoch) {
+        Some(s) => (StatusCode::OK, axum::Json(s)).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no state of {key} handed over for epoch {}", q.epoch),
+        ),
+    }
+}

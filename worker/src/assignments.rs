@@ -44,6 +44,7 @@ fn previous_holder(a: &Actor) -> Option<PreviousHolder> {
     Some(PreviousHolder {
         worker: s.worker.clone()?,
         epoch: a.reported_epoch()?,
+        pool: a.spec.pool.clone(),
     })
 }
 

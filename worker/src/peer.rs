@@ -82,6 +82,14 @@ pub fn message_url(addr: &str, key: &ActorKey, verb: &str, timeout: Option<&str>
     Ok(url)
 }
 
+/// The URL where the worker at `addr` answers with the state it handed over for `key` when its
+/// assignment `epoch` ended there.
+pub fn handoff_url(addr: &str, key: &ActorKey, epoch: u64) -> Result<Url, String> {
+    let mut url = message_url(addr, key, "handoff", None)?;
+    url.query_pairs_mut().append_pair("epoch", &epoch.to_string());
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +188,16 @@ mod tests {
         // Defence in depth: were a name ever to hold these, they would stay inside its segment.
         let s = utf8_percent_encode("a/b?c#d%2F..é", SEGMENT).to_string();
         assert_eq!(s, "a%2Fb%3Fc%23d%252F..%C3%A9");
+    }
+
+    #[test]
+    fn the_handoff_url_names_the_actor_and_the_epoch_that_ended_and_nothing_else() {
+        let url = handoff_url("10.0.0.7:8080", &key("ns", "a.b-1"), 7).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://10.0.0.7:8080/v1/namespaces/ns/actors/a.b-1/handoff?epoch=7"
+        );
+        assert!(handoff_url("user@evil:80", &key("ns", "a"), 1).is_err());
+        assert!(handoff_url("10.0.0.7:8080", &key("ns", "../x"), 1).is_err());
     }
 }

@@ -146,6 +146,7 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
         cfg.pod.clone(),
     ));
     host.set_router(forwarder.clone());
+    host.set_handoff_source(forwarder.clone());
     if cfg.token.is_none() {
         tracing::warn!("TROUPE_API_TOKEN is not set: the message API answers 503");
     }

@@ -79,7 +79,18 @@ impl Forwarder {
                 format!("actor {key} is moving to this worker; retry shortly"),
             ));
         }
-        let cache_key = (key.namespace.clone(), worker.clone());
+        self.address_of(&key.namespace, &worker, &actor.spec.pool).await
+    }
+
+    /// Where worker `worker` of pool `pool` listens, from its Lease (cached a few seconds).
+    async fn address_of(&self, namespace: &str, worker: &str, pool: &str) -> Result<String, Response> {
+        let Some(client) = &self.client else {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                format!("worker {worker} cannot be looked up"),
+            ));
+        };
+        let cache_key = (namespace.to_string(), worker.to_string());
         if let Some((addr, at)) = self
             .addresses
             .lock()
@@ -89,8 +100,8 @@ impl Forwarder {
         {
             return Ok(addr.clone());
         }
-        let lease = Api::<Lease>::namespaced(client.clone(), &key.namespace)
-            .get_opt(&worker)
+        let lease = Api::<Lease>::namespaced(client.clone(), namespace)
+            .get_opt(worker)
             .await
             .map_err(|e| {
                 error(
@@ -101,18 +112,15 @@ impl Forwarder {
             .ok_or_else(|| {
                 error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    format!("worker {worker} of actor {key} is gone; it is moving"),
+                    format!("worker {worker} is gone"),
                 )
             })?;
         // The pool's token goes only to a worker of the actor's pool, at a plain address.
         let lease_pool = lease.metadata.labels.as_ref().and_then(|l| l.get(labels::POOL));
-        if lease_pool != Some(&actor.spec.pool) {
+        if lease_pool.map(String::as_str) != Some(pool) {
             return Err(error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the Lease of worker {worker} is not of pool {}: not forwarding to it",
-                    actor.spec.pool
-                ),
+                format!("the Lease of worker {worker} is not of pool {pool}: not sending to it"),
             ));
         }
         let addr = lease
@@ -206,6 +214,55 @@ impl ActorRouter for Forwarder {
                 String::from_utf8_lossy(&bytes)
             ))),
             Err(e) => Err(ActorError::new(e)),
+        }
+    }
+}
+
+/// How long the next worker waits for the previous one's handed-over state before it starts the
+/// actor from its config: a planned move should not stall on a worker that went away meanwhile.
+const HANDOFF_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[async_trait::async_trait]
+impl HandoffSource for Forwarder {
+    async fn fetch(&self, key: &ActorKey, previous: &PreviousHolder) -> Option<Value> {
+        let fetched = async {
+            let addr = self
+                .address_of(&key.namespace, &previous.worker, &previous.pool)
+                .await
+                .map_err(|r| format!("worker {}: HTTP {}", previous.worker, r.status()))?;
+            let url = peer::handoff_url(&addr, key, previous.epoch)?;
+            let mut req = self.http.get(url).timeout(HANDOFF_TIMEOUT);
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| format!("{addr}: {}", e.without_url()))?;
+            let status = resp.status();
+            let bytes = troupe_net::read_response_body(resp, HANDOFF_ANSWER_MAX)
+                .await
+                .map_err(|e| format!("the answer of {addr}: {e}"))?;
+            match status.as_u16() {
+                200 => serde_json::from_slice::<Value>(&bytes)
+                    .map(Some)
+                    .map_err(|e| format!("the answer of {addr} is not JSON: {e}")),
+                404 => Ok(None),
+                code => Err(format!(
+                    "{addr} answered HTTP {code}: {}",
+                    String::from_utf8_lossy(&bytes)
+                )),
+            }
+        };
+        match fetched.await {
+            Ok(state) => {
+                tracing::info!(actor = %key, from = %previous.worker, epoch = previous.epoch, handed_over = state.is_some(), "asked the previous worker for the actor's state");
+                state
+            }
+            Err(why) => {
+                tracing::warn!(actor = %key, from = %previous.worker, %why, "the previous worker's state could not be fetched; the actor starts from its config");
+                None
+            }
         }
     }
 }

@@ -112,3 +112,49 @@ fn the_token_must_match_exactly() {
     h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
     assert!(!token_matches("abc", &h));
 }
+
+async fn get(app: &Router, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+    let mut req = axum::http::Request::get(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let code = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), MAX_BODY).await.unwrap();
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_moved_actors_state_is_handed_over_once_and_only_with_the_token() {
+    let (app, host) = app(Some("s3cret")).await;
+    let key = ActorKey::new("ns", "c");
+    host.upsert(key.clone(), spec("counter", false), Some(1)).await;
+    assert_eq!(
+        call(&app, "/v1/namespaces/ns/actors/c/tell", Some("s3cret"), "3")
+            .await
+            .0,
+        StatusCode::ACCEPTED
+    );
+    host.ask(&key, json!(0), Duration::from_secs(1)).await.unwrap();
+    host.remove(&key, None).await;
+    let path = "/v1/namespaces/ns/actors/c/handoff?epoch=0";
+    assert_eq!(get(&app, path, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(&app, "/v1/namespaces/ns/actors/c/handoff?epoch=1", Some("s3cret"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND,
+        "another epoch's state is not this one"
+    );
+    assert_eq!(
+        get(&app, path, Some("s3cret")).await,
+        (StatusCode::OK, json!({"value": 3}))
+    );
+    let (code, body) = get(&app, path, Some("s3cret")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "handed over once");
+    assert!(body["error"].as_str().unwrap().contains("for epoch 0"), "{body}");
+}

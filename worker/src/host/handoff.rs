@@ -34,6 +34,8 @@ pub const TTL: Duration = Duration::from_secs(300);
 pub struct PreviousHolder {
     pub worker: String,
     pub epoch: u64,
+    /// The actor's pool: its state is asked for only from a worker of that pool.
+    pub pool: String,
 }
 
 /// Where a worker gets the state of an actor it now runs from the worker that ran it before.

@@ -51,7 +51,7 @@ use crate::{
 use actor::{HostedActor, HostedArgs, Supervisor};
 pub use claim::{Claim, Claimer};
 use delivery::HostRouter;
-pub use handoff::{HandoffSource, HandoffStore, PreviousHolder};
+pub use handoff::{HandoffSource, HandoffStore, MAX_STATE_BYTES, PreviousHolder};
 
 /// An actor's namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

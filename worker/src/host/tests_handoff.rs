@@ -35,6 +35,7 @@ fn assignment(epoch: u64, previous: Option<(&str, u64)>) -> Assignment {
         previous: previous.map(|(worker, epoch)| PreviousHolder {
             worker: worker.into(),
             epoch,
+            pool: "p".into(),
         }),
     }
 }
