@@ -28,6 +28,11 @@ pub mod labels {
     /// restarted under the same pod name never hosted the actor, so after each full read of its
     /// assignments it lists the actors released from it and confirms the ones it does not host.
     pub const RELEASED_FROM: &str = "troupe.dev/released-from";
+    /// On an Actor assigned right after a planned move: `<pod>/<epoch>`, the worker that stopped
+    /// it (its departure confirmed, phase Migrating) and the epoch that ended there. The new
+    /// worker asks that worker for the state it handed over before the actor's first message.
+    /// Written by the operator with the assignment, removed by every other placement write.
+    pub const HANDOFF_FROM: &str = "troupe.dev/handoff-from";
     /// On an Actor, `manual`: the operator leaves its placement alone; the `WORKER` label set by
     /// hand decides where it runs (like a pod's nodeName). For debugging and tests.
     pub const PLACEMENT: &str = "troupe.dev/placement";

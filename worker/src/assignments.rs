@@ -33,17 +33,15 @@ pub fn assignment_of(a: &Actor) -> Assignment {
     }
 }
 
-/// The worker that stopped the actor for a planned move, and the epoch that ended there: its
-/// status says Migrating from that worker (the departure it confirmed after its last message and
-/// its snapshot). After a crash there is no such status, and no state to ask for.
+/// The worker that stopped the actor for a planned move, and the epoch that ended there, as the
+/// operator wrote them with this assignment (`troupe.dev/handoff-from: <pod>/<epoch>`). None
+/// after a crash or for a new actor: there is no state to ask for.
 fn previous_holder(a: &Actor) -> Option<PreviousHolder> {
-    let s = a.status.as_ref()?;
-    if s.phase != Some(ActorPhase::Migrating) {
-        return None;
-    }
+    let value = a.annotations().get(labels::HANDOFF_FROM)?;
+    let (worker, epoch) = value.rsplit_once('/')?;
     Some(PreviousHolder {
-        worker: s.worker.clone()?,
-        epoch: a.reported_epoch()?,
+        worker: worker.to_string(),
+        epoch: epoch.parse().ok()?,
         pool: a.spec.pool.clone(),
     })
 }
@@ -223,5 +221,30 @@ mod tests {
             json!({labels::RELEASED_FROM: "w-1", labels::WORKER: "w-2"}),
         );
         assert!(!owes_confirmation(&a, "w-1"));
+    }
+
+    #[test]
+    fn an_assignment_after_a_planned_move_names_the_worker_and_epoch_to_ask_for_the_state() {
+        let mut a = released(json!({"phase": "Placed", "worker": "w-2", "epoch": 5}), json!({}));
+        assert_eq!(
+            assignment_of(&a).previous,
+            None,
+            "a new or crashed actor asks nobody"
+        );
+        a.annotations_mut()
+            .insert(labels::HANDOFF_FROM.into(), "counters-7d9-x2b/4".into());
+        assert_eq!(
+            assignment_of(&a).previous,
+            Some(PreviousHolder {
+                worker: "counters-7d9-x2b".into(),
+                epoch: 4,
+                pool: "p".into()
+            })
+        );
+        for bad in ["no-epoch", "w/not-a-number", "w/-1"] {
+            a.annotations_mut()
+                .insert(labels::HANDOFF_FROM.into(), bad.into());
+            assert_eq!(assignment_of(&a).previous, None, "{bad}");
+        }
     }
 }

@@ -78,11 +78,27 @@ pub fn assignment_patch(
     let mut patch = json!({"metadata": {
         "resourceVersion": resource_version,
         "labels": {labels::WORKER: worker, labels::RELEASED_FROM: released_from},
+        "annotations": {labels::HANDOFF_FROM: null},
     }});
     if let Some(e) = epoch {
-        patch["metadata"]["annotations"] = json!({labels::EPOCH: e.to_string()});
+        patch["metadata"]["annotations"][labels::EPOCH] = json!(e.to_string());
     }
     patch
+}
+
+/// Where the state of an actor assigned now waits, when its last run ended by a planned move:
+/// the worker that confirmed its stop (phase Migrating) and that run's epoch, as
+/// `<pod>/<epoch>` ([`labels::HANDOFF_FROM`]). After a crash there is no such confirmation.
+pub fn handoff_from(actor: &Actor) -> Option<String> {
+    let status = actor.status.as_ref()?;
+    if status.phase != Some(ActorPhase::Migrating) {
+        return None;
+    }
+    Some(format!(
+        "{}/{}",
+        status.worker.as_deref()?,
+        actor.reported_epoch()?
+    ))
 }
 
 /// Publishes an Event; a failure is logged, never fatal (Events are best effort).
@@ -161,7 +177,9 @@ async fn apply_actor_steps(
                         status(ActorPhase::Placed, placement, (true, "Placed", &message), &None),
                     ));
                 }
-                writes.push((false, assignment_patch(Some(worker), Some(*epoch), None, None)));
+                let mut assign = assignment_patch(Some(worker), Some(*epoch), None, None);
+                assign["metadata"]["annotations"][labels::HANDOFF_FROM] = json!(handoff_from(actor));
+                writes.push((false, assign));
             }
             Step::Release { from, .. } => {
                 // Pending, not Migrating: Migrating is the old worker's word that it stopped it.
@@ -333,4 +351,47 @@ pub async fn apply_steps(
         }
     }
     applied
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(status: Value) -> Actor {
+        serde_json::from_value(json!({
+            "apiVersion": "troupe.dev/v1alpha1", "kind": "Actor",
+            "metadata": {"name": "a", "namespace": "ns"},
+            "spec": {"pool": "p", "behavior": "counter"},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_a_stop_its_worker_confirmed_leaves_a_state_to_hand_over() {
+        let confirmed = actor(json!({"phase": "Migrating", "worker": "w-1", "epoch": 4}));
+        assert_eq!(handoff_from(&confirmed).as_deref(), Some("w-1/4"));
+        let lost = actor(json!({"phase": "Pending", "worker": null, "epoch": 4}));
+        assert_eq!(
+            handoff_from(&lost),
+            None,
+            "a worker that died handed nothing over"
+        );
+        let moving = actor(json!({"phase": "Pending", "worker": "w-1", "epoch": 4}));
+        assert_eq!(handoff_from(&moving), None, "not yet confirmed");
+    }
+
+    #[test]
+    fn every_placement_write_clears_a_stale_handoff_annotation() {
+        let p = assignment_patch(None, None, Some("w-1"), None);
+        assert_eq!(p["metadata"]["annotations"][labels::HANDOFF_FROM], Value::Null);
+        assert!(
+            p["metadata"]["annotations"]
+                .as_object()
+                .unwrap()
+                .contains_key(labels::HANDOFF_FROM)
+        );
+        let p = assignment_patch(Some("w-2"), Some(5), None, None);
+        assert_eq!(p["metadata"]["annotations"][labels::EPOCH], "5");
+    }
 }
