@@ -12,9 +12,10 @@ const WAIT: Duration = Duration::from_secs(60);
 const TOKEN: &str = "durable-e2e-token";
 const ACTORS: usize = 8;
 
-fn manifests() -> String {
-    let mut out = String::from(
-        "apiVersion: troupe.dev/v1alpha1\nkind: ActorPool\nmetadata: {name: counters}\nspec:\n  replicas: 1\n  template:\n    spec:\n      containers: [{name: worker, image: troupe/worker:0.1.0}]\n",
+/// The pool `counters` (`replicas` workers, `extra` YAML lines under `spec:`) and its counters.
+fn manifests(replicas: usize, extra: &str) -> String {
+    let mut out = format!(
+        "apiVersion: troupe.dev/v1alpha1\nkind: ActorPool\nmetadata: {{name: counters}}\nspec:\n  replicas: {replicas}\n  template:\n    spec:\n      containers: [{{name: worker, image: troupe/worker:0.1.0, env: [{{name: GENERATION, value: \"1\"}}]}}]\n{extra}",
     );
     for i in 0..ACTORS {
         out.push_str(&format!(
@@ -24,8 +25,8 @@ fn manifests() -> String {
     out
 }
 
-/// name → (phase, worker, epoch) of every actor.
-fn actors(env: &TestEnv) -> BTreeMap<String, (String, String, i64)> {
+/// name → (phase, worker, epoch, revision) of every actor.
+fn actors(env: &TestEnv) -> BTreeMap<String, (String, String, i64, String)> {
     env.kubectl_json(&["get", "actors"])["items"]
         .as_array()
         .unwrap()
@@ -38,24 +39,97 @@ fn actors(env: &TestEnv) -> BTreeMap<String, (String, String, i64)> {
                     s(&a["status"]["phase"]),
                     s(&a["status"]["worker"]),
                     a["status"]["epoch"].as_i64().unwrap_or(0),
+                    s(&a["status"]["revision"]),
                 ),
             )
         })
         .collect()
 }
 
-async fn running_on(env: &TestEnv, workers: usize) -> BTreeMap<String, (String, String, i64)> {
-    eventually(
+type Placement = BTreeMap<String, (String, String, i64, String)>;
+
+/// Waits until every counter is Running and `placed` says the placement is the awaited one.
+async fn running(env: &TestEnv, what: &str, placed: impl Fn(&Placement) -> bool) -> Placement {
+    eventually(what, WAIT, || {
+        let a = actors(env);
+        let ok = a.len() == ACTORS && a.values().all(|(p, ..)| p == "Running") && placed(&a);
+        std::future::ready(ok.then_some(a))
+    })
+    .await
+}
+
+async fn running_on(env: &TestEnv, workers: usize) -> Placement {
+    running(
+        env,
         &format!("{ACTORS} counters Running on {workers} workers"),
-        WAIT,
-        || {
-            let a = actors(env);
-            let used: std::collections::BTreeSet<_> = a.values().map(|(_, w, _)| w.clone()).collect();
-            let ok = a.len() == ACTORS && used.len() == workers && a.values().all(|(p, _, _)| p == "Running");
-            std::future::ready(ok.then_some(a))
+        |a| {
+            a.values()
+                .map(|(_, w, ..)| w)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                == workers
         },
     )
     .await
+}
+
+/// Tells counter c{i} `1`, i + 3 times (each answered 202), through the worker at `ip`; returns
+/// the count each must keep.
+async fn count_up(env: &TestEnv, ip: &str) -> BTreeMap<String, usize> {
+    let mut expected = BTreeMap::new();
+    for i in 0..ACTORS {
+        let name = format!("c{i}");
+        for _ in 0..i + 3 {
+            assert_eq!(send(env, ip, &name, "tell", json!(1)).await.status(), 202);
+        }
+        let now = send(env, ip, &name, "ask", json!(0))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+        assert_eq!(now, json!({"value": i + 3}), "{name} before any move");
+        expected.insert(name, i + 3);
+    }
+    expected
+}
+
+/// Every counter answers with the count it must have kept.
+async fn counts_kept(
+    env: &TestEnv,
+    ip: &str,
+    expected: &BTreeMap<String, usize>,
+    moved: &[&String],
+    when: &str,
+) {
+    for (name, count) in expected {
+        let answer = eventually(&format!("{name} answers"), WAIT, || async {
+            let r = send(env, ip, name, "ask", json!(0)).await;
+            if r.status() == 200 {
+                r.json::<Value>().await.ok()
+            } else {
+                None
+            }
+        })
+        .await;
+        let how = if moved.contains(&name) {
+            "moved"
+        } else {
+            "not moved"
+        };
+        assert_eq!(
+            answer,
+            json!({"value": count}),
+            "{name} ({how}) keeps its count {when}"
+        );
+    }
+}
+
+fn moved_between<'a>(before: &Placement, after: &'a Placement) -> Vec<&'a String> {
+    after
+        .iter()
+        .filter(|(n, (_, w, epoch, _))| before[*n].1 != *w && *epoch > before[*n].2)
+        .map(|(n, _)| n)
+        .collect()
 }
 
 /// Sends `verb` with `body` to actor `name` through the worker at `ip` (which forwards it).
@@ -76,58 +150,57 @@ async fn send(env: &TestEnv, ip: &str, name: &str, verb: &str, body: Value) -> r
 async fn counters_moved_by_a_rebalance_keep_their_exact_count() {
     let env = TestEnv::new("durable-move").await;
     env.secret("troupe-worker-token", &[("token", TOKEN)]);
-    assert!(env.apply(&manifests()).0);
+    assert!(env.apply(&manifests(1, "")).0);
     let before = running_on(&env, 1).await;
     let pods = env.pods().await;
     let ip = pods[0]["ip"].as_str().unwrap().to_string();
-
-    // Counter c{i} is told 1, i + 3 times: each answered 202, so each must be counted once.
-    let mut expected = BTreeMap::new();
-    for i in 0..ACTORS {
-        let name = format!("c{i}");
-        for _ in 0..i + 3 {
-            assert_eq!(send(&env, &ip, &name, "tell", json!(1)).await.status(), 202);
-        }
-        let now = send(&env, &ip, &name, "ask", json!(0))
-            .await
-            .json::<Value>()
-            .await
-            .unwrap();
-        assert_eq!(now, json!({"value": i + 3}), "{name} before the move");
-        expected.insert(name, i + 3);
-    }
+    let expected = count_up(&env, &ip).await;
 
     env.kubectl_ok(&["scale", "actorpool", "counters", "--replicas", "3"]);
     let after = running_on(&env, 3).await;
-    let moved: Vec<&String> = after
-        .iter()
-        .filter(|(n, (_, w, epoch))| before[*n].1 != *w && *epoch > before[*n].2)
-        .map(|(n, _)| n)
-        .collect();
+    let moved = moved_between(&before, &after);
     assert!(
         moved.len() >= 2,
         "a rebalance over 3 workers moves some counters: {after:?}"
     );
+    counts_kept(&env, &ip, &expected, &moved, "after the rebalance").await;
+}
 
-    for (name, count) in &expected {
-        let answer = eventually(&format!("{name} answers"), WAIT, || async {
-            let r = send(&env, &ip, name, "ask", json!(0)).await;
-            if r.status() == 200 {
-                r.json::<Value>().await.ok()
-            } else {
-                None
-            }
-        })
-        .await;
-        assert_eq!(
-            answer,
-            json!({"value": count}),
-            "{name} ({}) keeps its count",
-            if moved.contains(&name) {
-                "moved"
-            } else {
-                "not moved"
-            }
-        );
-    }
+#[tokio::test]
+async fn counters_keep_their_exact_count_through_a_canary_step_and_its_rollback() {
+    let env = TestEnv::new("durable-canary").await;
+    env.secret("troupe-worker-token", &[("token", TOKEN)]);
+    let strategy = "  strategy:\n    canary:\n      scaleDownDelay: 5s\n      steps: [{setWeight: 50}, {pause: {}}, {setWeight: 100}]\n";
+    assert!(env.apply(&manifests(2, strategy)).0);
+    let stable = running_on(&env, 2).await;
+    let old = stable.values().next().unwrap().3.clone();
+    let pods = env.pods().await;
+    let ip = pods[0]["ip"].as_str().unwrap().to_string();
+    let expected = count_up(&env, &ip).await;
+
+    // A new revision: half the counters move to its canary workers.
+    env.kubectl_ok(&[
+        "patch",
+        "actorpool",
+        "counters",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/template/spec/containers/0/env/0/value","value":"2"}]"#,
+    ]);
+    let canary = running(&env, "half the counters Running on the canary", |a| {
+        a.values().filter(|(.., r)| *r != old).count() == ACTORS / 2
+    })
+    .await;
+    let moved = moved_between(&stable, &canary);
+    counts_kept(&env, &ip, &expected, &moved, "on the canary step").await;
+
+    // Rolled back by hand: every counter goes back to the stable revision.
+    env.kubectl_ok(&["annotate", "actorpool", "counters", "troupe.dev/abort=now"]);
+    let back = running(&env, "every counter back on the stable revision", |a| {
+        a.values().all(|(.., r)| *r == old)
+    })
+    .await;
+    let moved_back = moved_between(&canary, &back);
+    assert!(!moved_back.is_empty(), "the rollback moved counters: {back:?}");
+    counts_kept(&env, &ip, &expected, &moved_back, "after the rollback").await;
 }

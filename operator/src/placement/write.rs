@@ -101,6 +101,13 @@ pub fn handoff_from(actor: &Actor) -> Option<String> {
     ))
 }
 
+/// The handoff an assignment carries: the confirmed stop the status shows, or the one recorded
+/// when the actor had to wait for a worker after it (a `NoWorker` status replaced the Migrating
+/// one); placements after a run clear it (`assignment_patch`).
+pub fn handoff_for_assignment(actor: &Actor) -> Option<String> {
+    handoff_from(actor).or_else(|| actor.annotations().get(labels::HANDOFF_FROM).cloned())
+}
+
 /// Publishes an Event; a failure is logged, never fatal (Events are best effort).
 pub async fn publish(ctx: &Context, event: Event, regarding: &k8s_openapi::api::core::v1::ObjectReference) {
     if let Err(e) = ctx.recorder.publish(&event, regarding).await {
@@ -178,7 +185,8 @@ async fn apply_actor_steps(
                     ));
                 }
                 let mut assign = assignment_patch(Some(worker), Some(*epoch), None, None);
-                assign["metadata"]["annotations"][labels::HANDOFF_FROM] = json!(handoff_from(actor));
+                assign["metadata"]["annotations"][labels::HANDOFF_FROM] =
+                    json!(handoff_for_assignment(actor));
                 writes.push((false, assign));
             }
             Step::Release { from, .. } => {
@@ -211,6 +219,14 @@ async fn apply_actor_steps(
                 let message = format!(
                     "no live worker of pool {pool} has room (workers starting, scaled to zero, or at actorsPerWorker capacity)"
                 );
+                // The status written next replaces the Migrating one: where the state waits is
+                // recorded first, for the assignment that comes when a worker has room.
+                if let Some(from) = handoff_from(actor) {
+                    writes.push((
+                        false,
+                        json!({"metadata": {"annotations": {labels::HANDOFF_FROM: from}}}),
+                    ));
+                }
                 writes.push((
                     true,
                     status(
@@ -379,6 +395,18 @@ mod tests {
         );
         let moving = actor(json!({"phase": "Pending", "worker": "w-1", "epoch": 4}));
         assert_eq!(handoff_from(&moving), None, "not yet confirmed");
+    }
+
+    #[test]
+    fn a_handoff_recorded_while_the_actor_waited_for_a_worker_goes_with_its_assignment() {
+        let mut waited = actor(json!({"phase": "Pending", "worker": null, "epoch": 4}));
+        assert_eq!(handoff_for_assignment(&waited), None);
+        waited
+            .annotations_mut()
+            .insert(labels::HANDOFF_FROM.into(), "w-1/4".into());
+        assert_eq!(handoff_for_assignment(&waited).as_deref(), Some("w-1/4"));
+        let confirmed = actor(json!({"phase": "Migrating", "worker": "w-2", "epoch": 5}));
+        assert_eq!(handoff_for_assignment(&confirmed).as_deref(), Some("w-2/5"));
     }
 
     #[test]
