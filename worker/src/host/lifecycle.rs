@@ -431,8 +431,11 @@ impl Host {
             let mut s = slot.lock();
             s.incarnation += 1;
             // A passivated actor's behaviour is its last state; a running one hands its own
-            // back when it has stopped (HostedActor::post_stop).
-            s.retired = s.parked.take().map(|p| p.behavior);
+            // back when it has stopped (HostedActor::post_stop); an actor stopped before (paused,
+            // fenced) keeps the one it retired then.
+            if let Some(parked) = s.parked.take() {
+                s.retired = Some(parked.behavior);
+            }
             s.claiming = false;
             s.claim = None;
             (s.actor.take(), s.schedule.take())

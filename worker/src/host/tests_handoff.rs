@@ -120,3 +120,20 @@ async fn an_actor_that_never_ran_elsewhere_asks_nobody() {
     b.assign(key.clone(), assignment(1, None)).await;
     assert_eq!(count(&b, &key).await, json!(0));
 }
+
+#[tokio::test]
+async fn a_paused_actor_moved_away_hands_over_the_state_it_paused_with() {
+    let a = host().await;
+    let key = ActorKey::new("ns", "paused");
+    a.assign(key.clone(), assignment(1, None)).await;
+    for _ in 0..4 {
+        a.tell(&key, json!(1)).await.unwrap();
+    }
+    assert_eq!(count(&a, &key).await, json!(4));
+    let mut paused = assignment(1, None);
+    paused.spec.paused = true;
+    a.assign(key.clone(), paused).await;
+    phase_becomes(&a, &key, ActorPhase::Paused).await;
+    let b = moved(&a, &key).await;
+    assert_eq!(count(&b, &key).await, json!(4));
+}
