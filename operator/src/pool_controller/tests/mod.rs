@@ -37,7 +37,8 @@ fn no_core_v1() -> Stage {
 }
 
 /// The label-and-epoch merge patch of an assignment to `worker` under `epoch`, conditional on
-/// `read_at`; it also drops `troupe.dev/released-from`.
+/// `read_at`; it also drops `troupe.dev/released-from` and, for an actor whose stop no worker
+/// confirmed, any `troupe.dev/handoff-from`.
 fn assignment(actor: &Actor, worker: &str, epoch: u64, read_at: &str, answered_at: &str) -> Expected {
     let name = actor.metadata.name.clone().unwrap_or_default();
     Expected::merge_patch(
@@ -47,7 +48,7 @@ fn assignment(actor: &Actor, worker: &str, epoch: u64, read_at: &str, answered_a
     .body(json!({"metadata": {
         "resourceVersion": read_at,
         "labels": {labels::WORKER: worker, labels::RELEASED_FROM: null},
-        "annotations": {labels::EPOCH: epoch.to_string()},
+        "annotations": {labels::EPOCH: epoch.to_string(), labels::HANDOFF_FROM: null},
     }}))
     .reply(Reply::merged(actor, answered_at))
 }
@@ -368,6 +369,7 @@ async fn an_actor_taken_off_a_live_worker_is_marked_moving_then_unlabelled_as_re
             .body(json!({"metadata": {
                 "resourceVersion": "14",
                 "labels": {labels::WORKER: null, labels::RELEASED_FROM: "w-1"},
+                "annotations": {labels::HANDOFF_FROM: null},
             }}))
             .reply(Reply::merged(a3, "15"))
             .into(),
