@@ -40,6 +40,18 @@ fn no_core_v1() -> Stage {
 /// `read_at`; it also drops `troupe.dev/released-from` and, for an actor whose stop no worker
 /// confirmed, any `troupe.dev/handoff-from`.
 fn assignment(actor: &Actor, worker: &str, epoch: u64, read_at: &str, answered_at: &str) -> Expected {
+    assignment_handing_over(actor, worker, epoch, None, read_at, answered_at)
+}
+
+/// An assignment that names where the actor's state waits (`handoff`: `<pod>/<epoch>`).
+fn assignment_handing_over(
+    actor: &Actor,
+    worker: &str,
+    epoch: u64,
+    handoff: Option<&str>,
+    read_at: &str,
+    answered_at: &str,
+) -> Expected {
     let name = actor.metadata.name.clone().unwrap_or_default();
     Expected::merge_patch(
         &format!("the assignment of {name} to {worker}"),
@@ -48,7 +60,7 @@ fn assignment(actor: &Actor, worker: &str, epoch: u64, read_at: &str, answered_a
     .body(json!({"metadata": {
         "resourceVersion": read_at,
         "labels": {labels::WORKER: worker, labels::RELEASED_FROM: null},
-        "annotations": {labels::EPOCH: epoch.to_string(), labels::HANDOFF_FROM: null},
+        "annotations": {labels::EPOCH: epoch.to_string(), labels::HANDOFF_FROM: handoff},
     }}))
     .reply(Reply::merged(actor, answered_at))
 }
@@ -328,6 +340,40 @@ async fn a_conflict_on_an_actor_write_is_not_retried_with_another_version_and_as
         "decided again soon, from a fresh copy"
     );
     assert_eq!((metrics.conflicts.get(), metrics.placements.get()), (1, 1));
+}
+
+#[tokio::test]
+async fn an_actor_whose_stop_its_worker_confirmed_is_assigned_with_where_its_state_waits() {
+    let pool = ActorPool::test("p").replicas(2);
+    // a1 left w-1 under epoch 1, and w-1 confirmed the stop (Migrating): its state waits there.
+    let a1 = Actor::test("a1")
+        .epoch(1)
+        .phase(ActorPhase::Migrating, Some("w-1"))
+        .version("41");
+    let (ctx, server) = test_context(Caches {
+        pools: vec![pool.clone()],
+        actors: vec![a1.clone()],
+        leases: live_workers(&pool, 2),
+        deployments: vec![deployment_of(&pool)],
+    });
+    let rev = pool.current_revision();
+    let script = vec![
+        no_core_v1(),
+        actor_status(
+            &a1,
+            "placed on w-1",
+            "41",
+            json!({"phase": "Placed", "worker": "w-1", "revision": rev, "epoch": 2}),
+            ("True", "Placed"),
+            "42",
+        )
+        .into(),
+        assignment_handing_over(&a1, "w-1", 2, Some("w-1/1"), "42", "43").into(),
+        Expected::event("Normal", "Placed", "p").into(),
+        pool_status(&pool, |_| {}),
+    ];
+    let action = run_scenario(ctx, server, script, |ctx| reconcile(pool.clone().into(), ctx)).await;
+    assert!(action.is_ok(), "{action:?}");
 }
 
 #[tokio::test]
