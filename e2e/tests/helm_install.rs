@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::images::{build_images, podman, repo, text};
+use common::images::{build_images, podman, repo, succeeded, text};
 use serde_json::Value;
 
 const RELEASE: &str = "troupe";
@@ -62,12 +62,7 @@ impl Cluster {
             .env_remove("TROUPE_SECOND_OPERATOR_PORT")
             .output()
             .expect("cluster.sh runs");
-        assert!(
-            out.status.success(),
-            "cluster.sh {what}:\n{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
+        succeeded(&out, &format!("cluster.sh {what}"));
     }
 
     /// A command of the user's: kubectl or helm on this cluster's kubeconfig.
@@ -81,15 +76,25 @@ impl Cluster {
     }
 
     fn ok(&self, program: &str, args: &[&str]) -> String {
-        let out = self.user(program, args);
-        assert!(
-            out.status.success(),
-            "{program} {}:\n{}{}",
-            args.join(" "),
-            text(&out.stdout),
-            text(&out.stderr)
+        succeeded(
+            &self.user(program, args),
+            &format!("{program} {}", args.join(" ")),
+        )
+    }
+
+    /// `kubectl rollout status` of the release's operator Deployment, as the README says.
+    fn rolled_out(&self, deployment: &str) {
+        self.ok(
+            "kubectl",
+            &[
+                "rollout",
+                "status",
+                "-n",
+                RELEASE_NS,
+                deployment,
+                "--timeout=120s",
+            ],
         );
-        text(&out.stdout)
     }
 
     fn json(&self, args: &[&str]) -> Value {
@@ -146,7 +151,7 @@ impl Cluster {
                 text(&out.stderr)
             );
         }
-        let pods = reqwest_blocking_get("http://127.0.0.1:15081/pods");
+        let pods = http_get("http://127.0.0.1:15081/pods");
         eprintln!("--- node agent pods ---\n{pods}");
         let logs = self.dir.join("pods/logs");
         for entry in std::fs::read_dir(&logs).into_iter().flatten().flatten() {
@@ -179,7 +184,8 @@ impl Drop for Cluster {
     }
 }
 
-fn reqwest_blocking_get(url: &str) -> String {
+/// The body of a GET, through curl (this test has no async runtime); empty when it fails.
+fn http_get(url: &str) -> String {
     Command::new("curl")
         .args(["-sf", "--max-time", "5", url])
         .output()
@@ -354,17 +360,7 @@ fn helm_install_runs_the_operator_and_the_examples_in_non_root_read_only_contain
         ],
     );
     let deployment = deployment_of_release(&cluster);
-    cluster.ok(
-        "kubectl",
-        &[
-            "rollout",
-            "status",
-            "-n",
-            RELEASE_NS,
-            &deployment,
-            "--timeout=120s",
-        ],
-    );
+    cluster.rolled_out(&deployment);
     let install_s = t.elapsed().as_secs_f64();
     let operators = cluster.containers(RELEASE_NS);
     assert_eq!(
@@ -418,17 +414,7 @@ fn helm_install_runs_the_operator_and_the_examples_in_non_root_read_only_contain
             "operator.logLevel=debug",
         ],
     );
-    cluster.ok(
-        "kubectl",
-        &[
-            "rollout",
-            "status",
-            "-n",
-            RELEASE_NS,
-            &deployment,
-            "--timeout=120s",
-        ],
-    );
+    cluster.rolled_out(&deployment);
     let after = eventually("the upgraded operator replaces both replicas", || {
         let now = cluster.containers(RELEASE_NS);
         let names: BTreeSet<String> = now.iter().map(|c| c.name.clone()).collect();

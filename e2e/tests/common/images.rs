@@ -65,15 +65,17 @@ pub fn build_images() {
         .env_remove("MAKELEVEL")
         .output()
         .expect("flock and make");
+    let stdout = succeeded(&out, "make images");
+    eprintln!("make images: {:.1} s\n{stdout}", started.elapsed().as_secs_f64());
+}
+
+/// The stdout of a command that must have succeeded; else the test fails showing both outputs.
+pub fn succeeded(out: &Output, what: &str) -> String {
     assert!(
         out.status.success(),
-        "make images failed:\n{}{}",
+        "{what} failed:\n{}{}",
         text(&out.stdout),
         text(&out.stderr)
     );
-    eprintln!(
-        "make images: {:.1} s\n{}",
-        started.elapsed().as_secs_f64(),
-        text(&out.stdout)
-    );
+    text(&out.stdout)
 }

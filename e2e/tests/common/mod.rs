@@ -87,13 +87,7 @@ impl TestEnv {
     /// `kubectl troupe ARGS -n NAMESPACE`: the plugin as kubectl finds it, from this build's
     /// target directory.
     pub fn kubectl_troupe(&self, args: &[&str]) -> Output {
-        let exe = std::env::current_exe().expect("test binary path");
-        let bin_dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
-        let path = format!(
-            "{}:{}",
-            bin_dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
+        let path = plugin_path();
         Command::new("kubectl")
             .env("KUBECONFIG", &self.kubeconfig)
             .env("PATH", path)
@@ -247,6 +241,17 @@ impl Drop for TestEnv {
 }
 
 /// A setting the local control plane recorded in `ports.env` (e.g. `TROUPE_OPERATOR_PORT`).
+/// `PATH` with this build's target directory first, where kubectl finds `kubectl-troupe`.
+pub fn plugin_path() -> String {
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin_dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 pub fn cluster_setting(name: &str) -> String {
     let path = PathBuf::from(required_env("TROUPE_CLUSTER_DIR")).join("ports.env");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));

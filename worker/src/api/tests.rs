@@ -24,19 +24,25 @@ fn spec(behavior: &str, paused: bool) -> troupe_crds::ActorSpec {
     serde_json::from_value(json!({"pool": "p", "behavior": behavior, "paused": paused})).unwrap()
 }
 
-async fn call(app: &Router, path: &str, token: Option<&str>, body: &str) -> (StatusCode, Value) {
-    let mut req = axum::http::Request::post(path).header("content-type", "application/json");
+/// Sends `req` (with the bearer `token`, if any) and returns the status and the JSON answer.
+async fn send(
+    app: &Router,
+    mut req: axum::http::request::Builder,
+    token: Option<&str>,
+    body: Body,
+) -> (StatusCode, Value) {
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let resp = app
-        .clone()
-        .oneshot(req.body(Body::from(body.to_string())).unwrap())
-        .await
-        .unwrap();
+    let resp = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
     let code = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), MAX_BODY).await.unwrap();
     (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn call(app: &Router, path: &str, token: Option<&str>, body: &str) -> (StatusCode, Value) {
+    let req = axum::http::Request::post(path).header("content-type", "application/json");
+    send(app, req, token, Body::from(body.to_string())).await
 }
 
 #[tokio::test]
@@ -114,18 +120,7 @@ fn the_token_must_match_exactly() {
 }
 
 async fn get(app: &Router, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-    let mut req = axum::http::Request::get(path);
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let resp = app
-        .clone()
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let code = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), MAX_BODY).await.unwrap();
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    send(app, axum::http::Request::get(path), token, Body::empty()).await
 }
 
 #[tokio::test]
