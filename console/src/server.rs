@@ -117,11 +117,20 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     resp
 }
 
-/// The page, or its live region alone when the script asks; with the server's render time.
-fn respond(app: &App, headers: &HeaderMap, started: Instant, page: Page, now: Timestamp) -> Response {
+/// The page `render` builds, or its live region alone when the script asks; with the server's
+/// render time.
+///
+/// The hub's number is read before `render` reads the stores: a change that lands in a store
+/// after that read belongs to a later batch, which the page then refreshes for. Read after, the
+/// page could claim a batch whose change it does not show, and ignore it.
+fn respond(app: &App, headers: &HeaderMap, render: impl FnOnce(Timestamp) -> Page) -> Response {
+    let started = Instant::now();
+    let seq = app.hub.seq();
+    let now = Timestamp::now();
+    let page = render(now);
     let frame = Frame {
         namespace: app.namespace.as_deref(),
-        seq: app.hub.seq(),
+        seq,
         problems: app.stores.problems(),
         now,
     };
@@ -147,16 +156,15 @@ async fn overview(
     headers: HeaderMap,
     Query(q): Query<pages::overview::OverviewQuery>,
 ) -> Response {
-    let started = Instant::now();
-    let now = Timestamp::now();
-    let page = pages::overview::page(&app.stores.pools.state(), &app.stores.actors.state(), &q, now);
-    respond(&app, &headers, started, page, now)
+    respond(&app, &headers, |now| {
+        pages::overview::page(&app.stores.pools.state(), &app.stores.actors.state(), &q, now)
+    })
 }
 
 async fn actors(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<ActorQuery>) -> Response {
-    let started = Instant::now();
-    let page = pages::actors::page(&app.stores.actors.state(), &q);
-    respond(&app, &headers, started, page, Timestamp::now())
+    respond(&app, &headers, |_| {
+        pages::actors::page(&app.stores.actors.state(), &q)
+    })
 }
 
 async fn pool(
@@ -164,17 +172,16 @@ async fn pool(
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    let started = Instant::now();
-    let now = Timestamp::now();
-    let s = &app.stores;
-    let src = pages::pool::Sources {
-        pool: s.pools.get(&ObjectRef::new(&name).within(&ns)),
-        actors: &s.actors.state(),
-        leases: &s.leases.state(),
-        events: &s.events.state(),
-    };
-    let page = pages::pool::page(&ns, &name, src, now);
-    respond(&app, &headers, started, page, now)
+    respond(&app, &headers, |now| {
+        let s = &app.stores;
+        let src = pages::pool::Sources {
+            pool: s.pools.get(&ObjectRef::new(&name).within(&ns)),
+            actors: &s.actors.state(),
+            leases: &s.leases.state(),
+            events: &s.events.state(),
+        };
+        pages::pool::page(&ns, &name, src, now)
+    })
 }
 
 async fn actor(
@@ -182,11 +189,10 @@ async fn actor(
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    let started = Instant::now();
-    let now = Timestamp::now();
-    let found = app.stores.actors.get(&ObjectRef::new(&name).within(&ns));
-    let page = pages::actor::page(&ns, &name, found, &app.stores.events.state(), now);
-    respond(&app, &headers, started, page, now)
+    respond(&app, &headers, |now| {
+        let found = app.stores.actors.get(&ObjectRef::new(&name).within(&ns));
+        pages::actor::page(&ns, &name, found, &app.stores.events.state(), now)
+    })
 }
 
 async fn live(State(app): State<Arc<App>>) -> impl IntoResponse {

@@ -15,9 +15,11 @@ use browser::{Browser, browser_binaries, start_console};
 use common::{TestEnv, eventually};
 
 const WAIT: Duration = Duration::from_secs(60);
-/// The goal from a change in the API to the open page is under 1 s (issue 12); the test allows
-/// more, for a loaded machine, and prints what it measured.
-const LIVE: Duration = Duration::from_secs(5);
+/// How long a change may take to reach an open page here. The goal is under 1 s (issue 12) and is
+/// measured in docs/benchmarks.md; the test only asserts that the page updates itself without a
+/// reload, and prints what it measured. The suite runs beside a chaos run and image builds on 2
+/// cores, so the bound is generous: a page that never updates still fails it.
+const LIVE: Duration = Duration::from_secs(30);
 const TOKEN: &str = "console-e2e-token";
 
 fn pool(name: &str) -> String {
@@ -194,12 +196,7 @@ async fn the_actors_table_filters_and_pages_through_150_actors() {
     browser.screenshot("actors").await;
 
     // Next page, by the link, as a person would.
-    b.find(fantoccini::Locator::Css("a[rel=next]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("a[rel=next]").await;
     browser
         .wait_text("#count", WAIT, |t| t.starts_with("Showing 101–150 of 150"))
         .await;

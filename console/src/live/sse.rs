@@ -16,8 +16,10 @@ use super::{Hub, topics::ALL};
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 pub fn stream_for(hub: &Hub) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
-    let hello = Event::default().event("hello").data(hub.seq().to_string());
+    // Subscribe first: a batch sent after this is received; one sent before has already raised
+    // the number in `hello`, which then differs from the page's.
     let rx = hub.subscribe();
+    let hello = Event::default().event("hello").data(hub.seq().to_string());
     let changes = stream::unfold(rx, |mut rx| async move {
         let event = match rx.recv().await {
             Ok(batch) => Event::default()

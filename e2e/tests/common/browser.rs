@@ -126,6 +126,26 @@ impl Browser {
         v.as_str().unwrap_or_default().to_string()
     }
 
+    /// Clicks the first element matching `css`, as a person would (a WebDriver click, not a
+    /// script). A live page replaces its region whenever the objects it shows change, so the
+    /// element found may be gone by the click: then it is found again, as a person's second look.
+    pub async fn click(&self, css: &str) {
+        for _ in 0..50 {
+            let found = self.client.find(fantoccini::Locator::Css(css)).await;
+            match found {
+                Ok(element) => match element.click().await {
+                    Ok(()) => return,
+                    Err(e) if e.is_stale_element_reference() => {}
+                    Err(e) => panic!("clicking {css}: {e}"),
+                },
+                Err(e) if e.is_no_such_element() => {}
+                Err(e) => panic!("finding {css}: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} was never there to click: {}", self.text("body").await);
+    }
+
     /// Waits until the text of `css` satisfies `ok`; returns how long that took.
     pub async fn wait_text(&self, css: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> Duration {
         let started = Instant::now();
@@ -145,13 +165,7 @@ impl Browser {
 
 /// `kubectl troupe console -n NAMESPACE` against the test cluster; its URL once it printed it.
 pub fn start_console(namespace: &str) -> (Running, String) {
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin_dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = crate::common::plugin_path();
     let mut child = Command::new("kubectl")
         .env(
             "KUBECONFIG",
