@@ -1,4 +1,6 @@
-//! The Kubernetes client every Troupe process uses (operator, workers, `kubectl troupe`).
+//! The Kubernetes client every Troupe process uses (operator, workers, `kubectl troupe`), and
+//! what `kubectl troupe` and the console do with it: [`actions`] on pools and actors,
+//! [`messages`] to actors through a worker's API.
 //!
 //! It is kube's default client with one layer more: responses have `metadata.managedFields`
 //! removed before they are parsed (see [`strip`] for why: one deeply nested object would
@@ -18,6 +20,8 @@ use http_body_util::{BodyExt, StreamBody, combinators::UnsyncBoxBody};
 use kube::{Client, Config, client::ClientBuilder};
 use tower::{BoxError, Layer, Service};
 
+pub mod actions;
+pub mod messages;
 pub mod strip;
 
 pub use strip::strip_managed_fields;
