@@ -1,7 +1,8 @@
-//! The Troupe console: a live, read-only web view of pools, actors, workers and rollouts.
+//! The Troupe console: a live web view of pools, actors, workers and rollouts, with confirmed
+//! actions and a form to tell or ask an actor.
 //!
 //! `kubectl troupe console` serves it on loopback with the user's own kubeconfig, so their RBAC
-//! decides what it can show. The architecture, in modules:
+//! decides what it can show and do. The architecture, in modules:
 //!
 //! - [`watch`]: one shared watch (reflector) per kind for the whole server;
 //! - [`live`]: what changed → topics → numbered batches → server-sent events to every page;
@@ -9,11 +10,15 @@
 //!   objects;
 //! - [`pages`]: server-rendered HTML (maud, escaped), readable without JavaScript;
 //! - [`server`]: routes, security headers, the Host check, embedded assets, fragments;
+//! - [`actions`], [`forms`], [`csrf`]: the POSTs (confirmed actions, tell/ask), their forms and
+//!   the checks that keep other web sites from posting them; the writes are
+//!   `troupe_client::actions` and `troupe_client::messages`, the same as `kubectl troupe`'s;
 //! - this file: binding the address (loopback unless remote serving is asked for) and serving
 //!   on the shared `troupe_net` server with its timeouts and caps.
-//!
-//! There are no actions yet (promote, abort, pause, tell/ask): see docs/console.md.
 
+pub mod actions;
+pub mod csrf;
+pub mod forms;
 pub mod live;
 pub mod pages;
 pub mod query;
@@ -47,15 +52,17 @@ pub struct Options {
     /// Watch and show only this namespace; all of them when `None`.
     pub namespace: Option<String>,
     /// Allow a listen address that is not loopback. The console has no authentication of its
-    /// own: anyone who reaches it sees what the kubeconfig's user may list.
+    /// own: anyone who reaches it sees what the kubeconfig's user may list, and acts as them.
     pub allow_remote: bool,
+    /// How tell and ask reach a worker.
+    pub worker_route: troupe_client::messages::Route,
 }
 
 /// Why the console did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(
-        "refusing to listen on {0}: the console has no authentication, so anyone who can reach it sees what your kubeconfig may read. Listen on 127.0.0.1 (or ::1), or pass --allow-remote-unauthenticated if that is really what you want"
+        "refusing to listen on {0}: the console has no authentication, so anyone who can reach it sees what your kubeconfig may read and acts with it. Listen on 127.0.0.1 (or ::1), or pass --allow-remote-unauthenticated if that is really what you want"
     )]
     NotLoopback(SocketAddr),
     #[error("cannot listen on {0}: {1}")]
@@ -90,6 +97,9 @@ impl Console {
             hub,
             namespace: options.namespace,
             any_host: options.allow_remote,
+            messenger: troupe_client::messages::Messenger::new(client.clone(), options.worker_route),
+            client,
+            csrf: csrf::Csrf::generate(),
         });
         Ok(Console { listener, app })
     }

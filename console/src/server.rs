@@ -1,21 +1,26 @@
 //! The HTTP side: routes, the response headers every answer carries (a Content-Security-Policy
 //! that allows only this server's own files), the Host check that keeps other web sites out of
-//! a console on loopback, the embedded assets, and page-or-fragment rendering.
+//! a console on loopback, the embedded assets, and page-or-fragment rendering. The handlers that
+//! act (POST) are in `actions.rs`.
 
 use std::{sync::Arc, time::Instant};
 
 use axum::{
     Router,
-    extract::{Path, Query, Request, State},
+    extract::{DefaultBodyLimit, Path, Query, Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{Html, IntoResponse, Response},
     routing::get,
 };
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::reflector::ObjectRef;
+use kube::Client;
+use troupe_client::messages::Messenger;
 
 use crate::{
+    actions,
+    csrf::Csrf,
+    forms::MAX_FORM_BODY,
     live::{Hub, sse},
     pages::{self, Frame, Page},
     query::ActorQuery,
@@ -38,6 +43,12 @@ pub struct App {
     pub namespace: Option<String>,
     /// Accept any Host header (remote serving was asked for); otherwise loopback names only.
     pub any_host: bool,
+    /// The user's own client: the actions write with it.
+    pub client: Client,
+    /// Tell and ask, with the same client.
+    pub messenger: Messenger,
+    /// The token of every form (see `csrf.rs`).
+    pub csrf: Csrf,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -46,6 +57,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/actors", get(actors))
         .route("/namespaces/{ns}/pools/{name}", get(pool))
         .route("/namespaces/{ns}/actors/{name}", get(actor))
+        .route(
+            "/namespaces/{ns}/pools/{name}/{verb}",
+            get(actions::pool_get).post(actions::pool_post),
+        )
+        .route(
+            "/namespaces/{ns}/actors/{name}/{verb}",
+            get(actions::actor_get).post(actions::actor_post),
+        )
         .route("/live", get(live))
         .route(
             "/assets/console.css",
@@ -56,6 +75,8 @@ pub fn router(app: Arc<App>) -> Router {
             get(|| async { asset(JS, "text/javascript; charset=utf-8") }),
         )
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such page") })
+        // The forms are small: a message of at most 64 KiB, percent-encoded.
+        .layer(DefaultBodyLimit::max(MAX_FORM_BODY))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
 }
@@ -110,7 +131,9 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it browsers send `Origin: null` with the console's own form
+    // POSTs, which the CSRF check needs to see. `same-origin` still sends nothing elsewhere.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
@@ -123,7 +146,12 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
 /// The hub's number is read before `render` reads the stores: a change that lands in a store
 /// after that read belongs to a later batch, which the page then refreshes for. Read after, the
 /// page could claim a batch whose change it does not show, and ignore it.
-fn respond(app: &App, headers: &HeaderMap, render: impl FnOnce(Timestamp) -> Page) -> Response {
+pub fn respond(
+    app: &App,
+    headers: &HeaderMap,
+    status: StatusCode,
+    render: impl FnOnce(Timestamp) -> Page,
+) -> Response {
     let started = Instant::now();
     let seq = app.hub.seq();
     let now = Timestamp::now();
@@ -140,7 +168,7 @@ fn respond(app: &App, headers: &HeaderMap, render: impl FnOnce(Timestamp) -> Pag
     } else {
         pages::document(&page, &frame)
     };
-    let mut resp = Html(body.into_string()).into_response();
+    let mut resp = (status, Html(body.into_string())).into_response();
     let micros = started.elapsed().as_micros();
     let h = resp.headers_mut();
     h.insert(header::VARY, HeaderValue::from_static(FRAGMENT_HEADER));
@@ -156,13 +184,13 @@ async fn overview(
     headers: HeaderMap,
     Query(q): Query<pages::overview::OverviewQuery>,
 ) -> Response {
-    respond(&app, &headers, |now| {
+    respond(&app, &headers, StatusCode::OK, |now| {
         pages::overview::page(&app.stores.pools.state(), &app.stores.actors.state(), &q, now)
     })
 }
 
 async fn actors(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<ActorQuery>) -> Response {
-    respond(&app, &headers, |_| {
+    respond(&app, &headers, StatusCode::OK, |_| {
         pages::actors::page(&app.stores.actors.state(), &q)
     })
 }
@@ -172,15 +200,8 @@ async fn pool(
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    respond(&app, &headers, |now| {
-        let s = &app.stores;
-        let src = pages::pool::Sources {
-            pool: s.pools.get(&ObjectRef::new(&name).within(&ns)),
-            actors: &s.actors.state(),
-            leases: &s.leases.state(),
-            events: &s.events.state(),
-        };
-        pages::pool::page(&ns, &name, src, now)
+    respond(&app, &headers, StatusCode::OK, |now| {
+        actions::pool_page(&app, &ns, &name, now)
     })
 }
 
@@ -189,9 +210,8 @@ async fn actor(
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    respond(&app, &headers, |now| {
-        let found = app.stores.actors.get(&ObjectRef::new(&name).within(&ns));
-        pages::actor::page(&ns, &name, found, &app.stores.events.state(), now)
+    respond(&app, &headers, StatusCode::OK, |now| {
+        actions::actor_page(&app, &ns, &name, now, "", None)
     })
 }
 

@@ -56,6 +56,20 @@ impl Stores {
     }
 }
 
+impl Stores {
+    /// Empty stores that no watch fills, for tests of the handlers.
+    #[cfg(test)]
+    pub(crate) fn detached() -> Stores {
+        Stores {
+            pools: reflector::store().0,
+            actors: reflector::store().0,
+            leases: reflector::store().0,
+            events: reflector::store().0,
+            health: Arc::default(),
+        }
+    }
+}
+
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,

@@ -196,3 +196,84 @@ async fn a_watch_sees_create_update_and_delete() {
     assert!(seen.contains(&"ADDED watched false".to_string()), "{seen:?}");
     assert!(seen.contains(&"MODIFIED watched true".to_string()), "{seen:?}");
 }
+
+/// `kubectl troupe ARGS`, its stdout; panics with its stderr on failure.
+fn troupe_ok(env: &TestEnv, args: &[&str]) -> String {
+    let out = env.kubectl_troupe(args);
+    assert!(
+        out.status.success(),
+        "kubectl troupe {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[tokio::test]
+async fn the_plugin_pauses_resumes_triggers_and_tells_and_asks_an_actor_through_a_worker() {
+    let env = TestEnv::new("kubectl-plugin-actor").await;
+    env.secret("troupe-worker-token", &[("token", "kubectl-plugin-token")]);
+    env.kubectl_ok(&["apply", "-f", &format!("{EXAMPLES}/counter.yaml")]);
+    let wait = Duration::from_secs(90);
+    let phase = |name: &str| env.kubectl_json(&["get", "actor", name])["status"]["phase"].clone();
+    eventually("visits Running", wait, || {
+        std::future::ready((phase("visits") == "Running").then_some(()))
+    })
+    .await;
+
+    // Ask answers on stdout as the worker wrote it; tell is accepted; the count adds up.
+    let asked = std::time::Instant::now();
+    let answer = troupe_ok(&env, &["ask", "visits", r#"{"add": 2}"#]);
+    eprintln!(
+        "kubectl troupe ask round trip (process included): {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(answer.trim(), r#"{"value":2}"#);
+    assert!(troupe_ok(&env, &["tell", "visits", "3"]).contains("message accepted (HTTP 202)"));
+    eventually("the told 3 counted", wait, || {
+        let a = troupe_ok(&env, &["ask", "visits", "null"]);
+        std::future::ready((a.trim() == r#"{"value":5}"#).then_some(()))
+    })
+    .await;
+
+    // Not JSON: refused before anything is sent.
+    let out = env.kubectl_troupe(&["ask", "visits", "{add: 1}"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not JSON"));
+
+    // Pause sets spec.paused; the worker then refuses messages, and the plugin says why.
+    assert!(troupe_ok(&env, &["pause", "visits"]).contains("actor.troupe.dev/visits paused"));
+    assert_eq!(
+        env.kubectl_json(&["get", "actor", "visits"])["spec"]["paused"],
+        true
+    );
+    eventually("visits Paused", wait, || {
+        std::future::ready((phase("visits") == "Paused").then_some(()))
+    })
+    .await;
+    let out = env.kubectl_troupe(&["ask", "visits", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("answered 409"), "{err}");
+    assert!(
+        !err.contains("kubectl-plugin-token"),
+        "the token is never printed: {err}"
+    );
+
+    troupe_ok(&env, &["resume", "visits"]);
+    assert_eq!(
+        env.kubectl_json(&["get", "actor", "visits"])["spec"]["paused"],
+        false
+    );
+    eventually("visits Running again", wait, || {
+        std::future::ready((phase("visits") == "Running").then_some(()))
+    })
+    .await;
+
+    assert!(troupe_ok(&env, &["trigger", "visits"]).contains("triggered"));
+    let trigger = env.kubectl_json(&["get", "actor", "visits"])["spec"]["trigger"].clone();
+    assert!(trigger.is_string(), "spec.trigger set: {trigger}");
+
+    // An actor that does not exist: the API server's words.
+    let out = env.kubectl_troupe(&["pause", "nobody"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+}

@@ -4,6 +4,7 @@
 //! topics; the same region is served alone as a fragment for that (`X-Troupe-Fragment: live`).
 //! No inline script or style: the Content-Security-Policy allows only this server's own files.
 
+pub mod act;
 pub mod actor;
 pub mod actors;
 pub mod overview;
@@ -71,8 +72,8 @@ pub fn document(page: &Page, frame: &Frame) -> Markup {
                         a href="/" { "Overview" }
                         a href="/actors" { "Actors" }
                         span.scope { "Showing " (scope) }
-                        span.readonly title="This console has no actions yet: use kubectl troupe promote, abort, retry, undo; kubectl patch for pause/resume/trigger." {
-                            "Read-only"
+                        span.readonly title="Actions and messages are made with your kubeconfig: your RBAC decides what they may do." {
+                            "Your RBAC"
                         }
                     }
                 }
@@ -82,9 +83,8 @@ pub fn document(page: &Page, frame: &Frame) -> Markup {
                 }
                 footer {
                     p {
-                        "Read-only: this release shows pools, actors, workers and rollouts; actions "
-                        "(promote, abort, pause, tell/ask) are not built yet — use "
-                        code { "kubectl troupe" } " or kubectl. "
+                        "Every action asks for confirmation and names its "
+                        code { "kubectl troupe" } " equivalent; it is made with your kubeconfig. "
                         span #live-status role="status" { "Live updates need JavaScript; reload to refresh." }
                     }
                 }

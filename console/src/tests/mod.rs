@@ -1,6 +1,8 @@
 //! Unit tests of the console's pure parts, on typed objects built here (the `crds` types, never
 //! hand-written JSON for status).
 
+mod actions;
+mod forms;
 mod live;
 mod pages;
 mod query;

@@ -6,27 +6,37 @@
 //!   kubectl troupe abort POOL           abort the rollout; every actor back to stable
 //!   kubectl troupe retry POOL           roll an aborted revision out again
 //!   kubectl troupe undo POOL            restore the previous revision's template
+//!   kubectl troupe pause|resume ACTOR   set the actor's spec.paused
+//!   kubectl troupe trigger ACTOR        one tick now (spec.trigger)
+//!   kubectl troupe tell|ask ACTOR JSON  send a message through a worker's API; ask prints the answer
 //!   kubectl troupe console              a live web view of pools, actors, workers and rollouts
 //!
-//! The commands set annotations (`troupe.dev/promote` …) that plain kubectl can set too. The
-//! console (crate `troupe-console`, docs/console.md) is read-only and serves on loopback with the
-//! user's own kubeconfig: their RBAC decides what it shows.
+//! The rollout commands set annotations (`troupe.dev/promote` …) and the actor commands patch the
+//! spec, as plain kubectl can too; the console does the same through the same code
+//! (`troupe_client::actions`, `troupe_client::messages`). The console (crate `troupe-console`,
+//! docs/console.md) serves on loopback with the user's own kubeconfig: their RBAC decides what it
+//! shows and what its actions may do.
 
-use std::{collections::BTreeMap, io::Write, net::SocketAddr};
+use std::{collections::BTreeMap, io::Write, net::SocketAddr, time::Duration};
 
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use kube::{
     Api, Client, ResourceExt,
-    api::{Patch, PatchParams},
     runtime::{WatchStreamExt, watcher},
 };
-use serde_json::json;
-use troupe_crds::{Actor, ActorPool, labels};
+use troupe_client::{
+    actions::{self, ActorAction, PoolAction},
+    messages::{self, Kind, Messenger, Route},
+};
+use troupe_crds::{Actor, ActorPool};
 use troupe_operator::rollout::canary_steps;
 
 #[derive(Parser)]
-#[command(name = "kubectl troupe", about = "Rollouts of Troupe actor pools")]
+#[command(
+    name = "kubectl troupe",
+    about = "Rollouts of Troupe actor pools, actors' pause and trigger, messages to actors, the console"
+)]
 struct Cli {
     /// The namespace (default: the kubeconfig context's).
     #[arg(short, long, global = true)]
@@ -52,17 +62,72 @@ enum Cmd {
     Retry { pool: String },
     /// Put the previous revision's template back into the spec.
     Undo { pool: String },
-    /// Serve the read-only console (a live web view of pools, actors, workers and rollouts)
+    /// Stop an actor and keep it stopped (spec.paused: true); messages to it are refused.
+    Pause { actor: String },
+    /// Start a paused actor again (spec.paused: false).
+    Resume { actor: String },
+    /// Deliver one tick to an actor now (spec.trigger set to the time).
+    Trigger { actor: String },
+    /// Send an actor a message (JSON; `-` reads it from stdin) without waiting for an answer.
+    Tell {
+        actor: String,
+        json: String,
+        #[command(flatten)]
+        worker: WorkerArgs,
+    },
+    /// Send an actor a message (JSON; `-` reads it from stdin) and print its answer.
+    Ask {
+        actor: String,
+        json: String,
+        /// How long to wait for the answer (e.g. 500ms, 5s, 1m; at most 60s).
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        timeout: Duration,
+        #[command(flatten)]
+        worker: WorkerArgs,
+    },
+    /// Serve the console (a live web view of pools, actors, workers and rollouts)
     /// with your kubeconfig, and print its URL. All namespaces unless -n is given.
     Console {
         /// The address to listen on; port 0 picks a free one.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
         /// Allow a listen address that is not loopback. The console has NO authentication:
-        /// anyone who can reach it sees everything your kubeconfig may read.
+        /// anyone who can reach it sees everything your kubeconfig may read, and acts with it.
         #[arg(long)]
         allow_remote_unauthenticated: bool,
+        #[command(flatten)]
+        worker: WorkerArgs,
     },
+}
+
+/// How tell and ask reach a worker (see `troupe_client::messages`).
+#[derive(clap::Args)]
+struct WorkerArgs {
+    /// Send to this base URL instead of the address in a worker's Lease, e.g. the local end of
+    /// `kubectl port-forward deploy/POOL-REVISION 8080` when the pod network is out of reach.
+    #[arg(long)]
+    worker_url: Option<String>,
+}
+
+impl WorkerArgs {
+    fn route(&self) -> Route {
+        self.worker_url.clone().map_or(Route::Lease, Route::Url)
+    }
+}
+
+/// `500ms`, `5s`, `1m`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit (ms, s, m)"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?}: the unit must be ms, s or m")),
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -78,18 +143,19 @@ async fn run() -> anyhow::Result<()> {
     if let Cmd::Console {
         listen,
         allow_remote_unauthenticated,
+        worker,
     } = &cli.command
     {
         // Refused before anything else, kubeconfig included.
         troupe_console::check_listen(*listen, *allow_remote_unauthenticated)?;
         let client = troupe_client::client().await?;
-        return console(
-            client,
-            cli.namespace.clone(),
-            *listen,
-            *allow_remote_unauthenticated,
-        )
-        .await;
+        let options = troupe_console::Options {
+            listen: *listen,
+            namespace: cli.namespace.clone(),
+            allow_remote: *allow_remote_unauthenticated,
+            worker_route: worker.route(),
+        };
+        return console(client, options).await;
     }
     let client = troupe_client::client().await?;
     let ns = cli
@@ -97,43 +163,90 @@ async fn run() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_string());
     let pools: Api<ActorPool> = Api::namespaced(client.clone(), &ns);
-    let (key, pool) = match &cli.command {
+    let (action, pool) = match &cli.command {
         Cmd::Status { pool, watch } => return status(&client, &pools, &ns, pool, *watch).await,
-        Cmd::Promote { pool } => (labels::PROMOTE, pool),
-        Cmd::Abort { pool } => (labels::ABORT, pool),
-        Cmd::Retry { pool } => (labels::RETRY, pool),
-        Cmd::Undo { pool } => (labels::UNDO, pool),
+        Cmd::Promote { pool } => (PoolAction::Promote, pool),
+        Cmd::Abort { pool } => (PoolAction::Abort, pool),
+        Cmd::Retry { pool } => (PoolAction::Retry, pool),
+        Cmd::Undo { pool } => (PoolAction::Undo, pool),
+        Cmd::Pause { actor } => return actor_action(&client, &ns, actor, ActorAction::Pause).await,
+        Cmd::Resume { actor } => return actor_action(&client, &ns, actor, ActorAction::Resume).await,
+        Cmd::Trigger { actor } => return actor_action(&client, &ns, actor, ActorAction::Trigger).await,
+        Cmd::Tell { actor, json, worker } => {
+            return message(&client, &ns, actor, Kind::Tell, json, None, worker).await;
+        }
+        Cmd::Ask {
+            actor,
+            json,
+            timeout,
+            worker,
+        } => return message(&client, &ns, actor, Kind::Ask, json, Some(*timeout), worker).await,
         Cmd::Console { .. } => unreachable!("served above"),
     };
-    pools
-        .get(pool)
-        .await
-        .map_err(|e| anyhow::anyhow!("actorpool {ns}/{pool}: {e}"))?;
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let patch = json!({"metadata": {"annotations": {key: now}}});
-    pools
-        .patch(pool, &PatchParams::default(), &Patch::Merge(patch))
-        .await?;
-    let verb = key.trim_start_matches("troupe.dev/");
-    println!("actorpool.troupe.dev/{pool}: {verb} requested");
+    actions::pool_action(&client, &ns, pool, action).await?;
+    println!("actorpool.troupe.dev/{pool}: {} requested", action.verb());
+    Ok(())
+}
+
+async fn actor_action(client: &Client, ns: &str, actor: &str, action: ActorAction) -> anyhow::Result<()> {
+    actions::actor_action(client, ns, actor, action).await?;
+    let done = match action {
+        ActorAction::Pause => "paused",
+        ActorAction::Resume => "resumed",
+        ActorAction::Trigger => "triggered",
+    };
+    println!("actor.troupe.dev/{actor} {done}");
+    Ok(())
+}
+
+/// Sends a message; an ask's answer goes to stdout as the worker wrote it, so it pipes into jq.
+async fn message(
+    client: &Client,
+    ns: &str,
+    actor: &str,
+    kind: Kind,
+    json: &str,
+    timeout: Option<Duration>,
+    worker: &WorkerArgs,
+) -> anyhow::Result<()> {
+    let body = if json == "-" {
+        std::io::read_to_string(std::io::Read::take(
+            std::io::stdin(),
+            messages::MAX_MESSAGE as u64 + 1,
+        ))?
+    } else {
+        json.to_string()
+    };
+    let messenger = Messenger::new(client.clone(), worker.route());
+    let reply = messenger.send(ns, actor, kind, &body, timeout).await?;
+    if !reply.ok() {
+        anyhow::bail!(
+            "worker {} answered {}: {}",
+            reply.via,
+            reply.status,
+            reply.message()
+        );
+    }
+    match kind {
+        Kind::Ask => {
+            println!("{}", reply.body.trim_end());
+            if reply.truncated {
+                eprintln!("warning: the answer was cut at {} bytes", messages::MAX_REPLY);
+            }
+        }
+        Kind::Tell => println!(
+            "actor.troupe.dev/{actor}: message accepted (HTTP {})",
+            reply.status
+        ),
+    }
     Ok(())
 }
 
 /// Serves the console until Ctrl-C, after printing its URL.
-async fn console(
-    client: Client,
-    namespace: Option<String>,
-    listen: SocketAddr,
-    allow_remote: bool,
-) -> anyhow::Result<()> {
-    let options = troupe_console::Options {
-        listen,
-        namespace,
-        allow_remote,
-    };
+async fn console(client: Client, options: troupe_console::Options) -> anyhow::Result<()> {
     let console = troupe_console::Console::bind(client, options).await?;
     let addr = console.local_addr()?;
-    println!("Troupe console (read-only): http://{addr}/");
+    println!("Troupe console: http://{addr}/");
     if !addr.ip().is_loopback() {
         eprintln!("warning: serving on {addr} without authentication, as asked");
     }
