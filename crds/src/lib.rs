@@ -33,5 +33,6 @@ pub use pool::{
     AbortKind, AbortReason, ActorCounts, ActorPool, ActorPoolSpec, ActorPoolStatus, AlertRollbackSpec,
     AnalysisSpec, AnalysisStatus, AnalysisStep, BlueGreenStrategy, BuiltinMetric, CanaryStep, CanaryStrategy,
     HandledCommand, MailboxFullPolicy, MailboxSpec, MeasurementOutcome, MetricProvider, MetricResult,
-    MetricSpec, PauseStep, PoolPhase, PrometheusProvider, RolloutStrategy, Threshold, WorkerMetricProvider,
+    MetricSpec, PauseStep, PersistenceMode, PersistenceSpec, PoolPhase, PrometheusProvider, RolloutStrategy,
+    Threshold, WorkerMetricProvider,
 };

@@ -13,7 +13,10 @@ use k8s_openapi::{
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
 use kube::{Resource, ResourceExt, api::ObjectMeta};
-use troupe_crds::{ActorPool, MailboxFullPolicy, labels, worker_env::WorkerTimings};
+use troupe_crds::{
+    ActorPool, MailboxFullPolicy, PersistenceMode, PersistenceSpec, labels, pool::DEFAULT_CHECKPOINT_EVERY,
+    worker_env::WorkerTimings,
+};
 
 /// The worker API port.
 pub const WORKER_PORT: i32 = 8080;
@@ -247,6 +250,7 @@ fn decorate_worker(
         }),
         ..Default::default()
     });
+    env.extend(persistence_env(&pool.spec.persistence));
     env.extend(settings.extra_env.iter().map(|(k, v)| plain_env(k, v.clone())));
     let user = c.env.get_or_insert_with(Vec::new);
     for e in env {
@@ -276,6 +280,31 @@ fn decorate_worker(
         drop: Some(vec!["ALL".into()]),
         ..Default::default()
     });
+}
+
+/// The pool's persistence mode for its workers; the store's address from the Secret it names
+/// (resolved by the kubelet: never in the Deployment, the spec or the operator's memory).
+fn persistence_env(p: &PersistenceSpec) -> Vec<EnvVar> {
+    let mut env = vec![plain_env("TROUPE_PERSISTENCE", p.mode.as_str())];
+    if p.mode == PersistenceMode::Interval {
+        let every = p.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY);
+        env.push(plain_env("TROUPE_CHECKPOINT_EVERY", every.to_string()));
+    }
+    if let (true, Some(secret)) = (p.mode.uses_store(), &p.store_secret_ref) {
+        env.push(EnvVar {
+            name: "TROUPE_STORE_DSN".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.name.clone(),
+                    key: secret.key.clone(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    env
 }
 
 #[cfg(test)]
@@ -360,6 +389,31 @@ mod tests {
         assert_eq!(
             account(&build_deployment(&pool(), "abc123", &WorkerSettings::default())),
             None
+        );
+    }
+
+    #[test]
+    fn workers_get_the_persistence_mode_and_the_store_address_only_by_secret_reference() {
+        let default = env(&build_deployment(&pool(), "abc123", &WorkerSettings::default()));
+        assert_eq!(default["TROUPE_PERSISTENCE"].value.as_deref(), Some("OnMove"));
+        assert!(!default.contains_key("TROUPE_STORE_DSN"));
+
+        let mut p = pool();
+        p.spec.persistence = serde_json::from_value(json!({
+            "mode": "Interval", "checkpointEvery": 25, "storeSecretRef": {"name": "pg"}
+        }))
+        .unwrap();
+        let e = env(&build_deployment(&p, "abc123", &WorkerSettings::default()));
+        assert_eq!(e["TROUPE_PERSISTENCE"].value.as_deref(), Some("Interval"));
+        assert_eq!(e["TROUPE_CHECKPOINT_EVERY"].value.as_deref(), Some("25"));
+        let dsn = &e["TROUPE_STORE_DSN"];
+        assert_eq!(dsn.value, None, "never the value itself");
+        let secret = dsn.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!((secret.name.as_str(), secret.key.as_str()), ("pg", "dsn"));
+        assert_eq!(
+            secret.optional,
+            Some(false),
+            "a missing Secret holds the pod, visibly"
         );
     }
 

@@ -30,6 +30,7 @@ pub fn assignment_of(a: &Actor) -> Assignment {
         epoch: a.assignment_epoch().unwrap_or(0),
         resource_version: a.resource_version(),
         previous: previous_holder(a),
+        uid: a.metadata.uid.clone(),
     }
 }
 

@@ -19,5 +19,6 @@ pub mod peer;
 pub mod run;
 pub mod schedule;
 pub mod status;
+pub mod store;
 pub mod supervision;
 pub mod witness;

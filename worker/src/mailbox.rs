@@ -23,6 +23,9 @@ pub struct Envelope {
     pub body: Value,
     /// Set for an ask: where the answer goes.
     pub reply: Option<oneshot::Sender<Reply>>,
+    /// A tell that waits for its state change to be committed (persistence EveryMessage):
+    /// `reply` gets `Ok(null)` once committed, whatever the behaviour answered, or why not.
+    pub ack: bool,
     pub enqueued: Instant,
 }
 
@@ -199,6 +202,7 @@ mod tests {
         Envelope {
             body: Value::from(n),
             reply: None,
+            ack: false,
             enqueued: Instant::now(),
         }
     }
@@ -239,6 +243,7 @@ mod tests {
         m.try_push(Envelope {
             body: Value::from(1),
             reply: Some(tx),
+            ack: false,
             enqueued: Instant::now(),
         })
         .unwrap();
@@ -275,6 +280,7 @@ mod tests {
         m.try_push(Envelope {
             body: Value::Null,
             reply: Some(tx),
+            ack: false,
             enqueued: Instant::now(),
         })
         .unwrap();

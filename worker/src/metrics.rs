@@ -21,6 +21,8 @@ pub struct Metrics {
     /// Deliveries refused because the lease proof had run out, by kind (message, tick).
     pub stale_deliveries: IntCounterVec,
     pub status_writes: IntCounterVec,
+    /// Writes of actors' state to the store, by outcome (ok, stale, unavailable).
+    pub state_writes: IntCounterVec,
     /// When this worker process started (Unix seconds): rates over its whole life need it.
     pub start_time: prometheus::Gauge,
 }
@@ -103,6 +105,14 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let state_writes = IntCounterVec::new(
+            Opts::new(
+                "troupe_worker_state_writes_total",
+                "Writes of actors' state to the state store, by outcome (ok, stale: refused by epoch, unavailable)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let start_time = prometheus::Gauge::new(
             "troupe_worker_start_time_seconds",
             "When this worker process started, in Unix seconds",
@@ -126,6 +136,7 @@ impl Metrics {
             Box::new(fences.clone()),
             Box::new(stale_deliveries.clone()),
             Box::new(status_writes.clone()),
+            Box::new(state_writes.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -141,6 +152,7 @@ impl Metrics {
             fences,
             stale_deliveries,
             status_writes,
+            state_writes,
             start_time,
         }
     }

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use troupe_crds::{MailboxFullPolicy, worker_env::WorkerTimings};
+use troupe_crds::{MailboxFullPolicy, PersistenceMode, worker_env::WorkerTimings};
 
 use crate::{
     api::{ApiState, Forwarder, router},
@@ -17,6 +17,7 @@ use crate::{
     membership::{self, LeaseConfig},
     metrics::Metrics,
     status::{self, KubeClaimer},
+    store::postgres::PgStore,
 };
 
 /// Everything a worker needs to know; the operator sets it through the pod's env.
@@ -71,12 +72,28 @@ pub struct WorkerConfig {
     /// On SIGTERM, how long mailboxes may drain before actors are stopped.
     #[arg(long, env = "TROUPE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// The pool's `persistence.mode`: None, OnMove, Interval or EveryMessage.
+    #[arg(long, env = "TROUPE_PERSISTENCE", default_value = "OnMove")]
+    pub persistence: PersistenceMode,
+    /// With Interval: messages and ticks handled between two writes of an actor's state.
+    #[arg(long, env = "TROUPE_CHECKPOINT_EVERY", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub checkpoint_every: u32,
+    /// The state store's PostgreSQL connection string (from the Secret the pool names). Needed
+    /// by Interval and EveryMessage; never logged.
+    #[arg(long, env = "TROUPE_STORE_DSN", hide_env_values = true)]
+    pub store_dsn: Option<String>,
 }
 
 impl WorkerConfig {
     /// Refuses settings the worker cannot run with, naming the variable and the allowed range
     /// (the operator checks a template's env against the same ranges before deploying it).
     pub fn check(&self) -> Result<(), String> {
+        if self.persistence.uses_store() && self.store_dsn.as_deref().unwrap_or("").is_empty() {
+            return Err(format!(
+                "TROUPE_PERSISTENCE={} needs TROUPE_STORE_DSN, the state store's connection string",
+                self.persistence.as_str()
+            ));
+        }
         self.timings().check()
     }
 
@@ -131,8 +148,16 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
         passivate_after: (!cfg.passivate_after.is_zero()).then_some(cfg.passivate_after),
         lease: Arc::new(LeaseClock::new()),
         stop_deadline: cfg.stop_deadline,
+        persistence: cfg.persistence,
+        checkpoint_every: cfg.checkpoint_every,
+        ..HostConfig::default()
     };
     let host = Host::start(host_cfg, registry, Metrics::new()).await?;
+    if cfg.persistence.uses_store() {
+        let store = PgStore::new(cfg.store_dsn.as_deref().unwrap_or_default())
+            .map_err(|e| anyhow::anyhow!("invalid worker settings: {e}"))?;
+        host.set_store(Arc::new(store));
+    }
     // No actor runs before this worker holds its lease and has read its assignments under it.
     host.fence("starting: the lease is not held yet").await;
     host.set_claimer(Arc::new(KubeClaimer {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::common::DURATION_PATTERN;
 
 mod analysis;
+mod persistence;
 mod rollout;
 mod status;
 
@@ -15,6 +16,7 @@ pub use analysis::{
     AlertRollbackSpec, AnalysisSpec, BuiltinMetric, MetricProvider, MetricSpec, PrometheusProvider,
     Threshold, WorkerMetricProvider,
 };
+pub use persistence::{DEFAULT_CHECKPOINT_EVERY, PersistenceMode, PersistenceSpec, StoreSecretRef};
 pub use rollout::{AnalysisStep, BlueGreenStrategy, CanaryStep, CanaryStrategy, PauseStep, RolloutStrategy};
 pub use status::{
     AbortKind, AbortReason, ActorCounts, ActorPoolStatus, AnalysisStatus, HandledCommand, MeasurementOutcome,
@@ -125,6 +127,11 @@ pub struct ActorPoolSpec {
     /// Prometheus' endpoint discovery.
     #[serde(default)]
     pub headless_service: bool,
+
+    /// Where the pool's actors keep their state across moves and crashes. Default: handed over
+    /// on planned moves only (OnMove).
+    #[serde(default)]
+    pub persistence: PersistenceSpec,
 }
 
 fn default_replicas() -> i32 {

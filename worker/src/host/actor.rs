@@ -65,6 +65,8 @@ pub(super) struct HostedArgs {
     pub(super) mailbox: Arc<Mailbox>,
     pub(super) processed: Arc<AtomicU64>,
     pub(super) breaker: CircuitBreaker,
+    /// Writes the state to the store (modes Interval and EveryMessage).
+    pub(super) saver: Option<Saver>,
     pub(super) batch: usize,
     pub(super) labels: [String; 3],
     pub(super) metrics: Metrics,
@@ -81,7 +83,8 @@ pub(super) struct HostedArgs {
 
 pub(super) struct HostedState {
     args: HostedArgs,
-    /// Set once the behaviour went back to the host: this Ractor actor only winds down.
+    /// Set once the behaviour went back to the host, or the store refused its epoch: this
+    /// Ractor actor only winds down.
     passivated: bool,
     batch_buf: Vec<Envelope>,
     ok: prometheus::IntCounter,
@@ -105,7 +108,12 @@ impl HostedState {
         }
         let behavior = std::mem::replace(&mut self.args.behavior, Box::new(Passivated));
         let breaker = std::mem::take(&mut self.args.breaker);
-        s.parked = Some(Parked { behavior, breaker });
+        let saver = self.args.saver.take();
+        s.parked = Some(Parked {
+            behavior,
+            breaker,
+            saver,
+        });
         s.actor = None;
         host.by_id
             .lock()
@@ -129,6 +137,39 @@ impl HostedState {
             .inc();
         let _ = self.args.events.send(HostEvent::LeaseExpired);
         false
+    }
+
+    /// Writes the state if it is due (see [`Saver::checkpoint`]). On a refusal by epoch, tells
+    /// the host (which stops the actor) and handles nothing more. Err: why the changes since
+    /// the last write are not committed.
+    async fn checkpoint(&mut self) -> Result<(), String> {
+        let Some(saver) = self.args.saver.as_mut() else {
+            return Ok(());
+        };
+        if !saver.due() {
+            return Ok(());
+        }
+        let snapshot = self.args.behavior.snapshot();
+        let callbacks = HostedCallbacks {
+            events: &self.args.events,
+            key: &self.args.key,
+            incarnation: self.args.incarnation,
+            metrics: &self.args.metrics,
+            lease: &self.args.lease,
+        };
+        match saver.commit(snapshot, &callbacks).await {
+            Ok(()) => Ok(()),
+            Err(CommitError::Stale(why)) => {
+                self.passivated = true;
+                let _ = self.args.events.send(HostEvent::StaleEpoch {
+                    key: self.args.key.clone(),
+                    incarnation: self.args.incarnation,
+                    why: why.clone(),
+                });
+                Err(format!("the state change was not committed: {why}"))
+            }
+            Err(CommitError::Abandoned(why)) => Err(format!("the state change was not committed: {why}")),
+        }
     }
 
     fn record(&mut self, result: &Result<(), String>) -> bool {
@@ -211,12 +252,23 @@ impl RactorActor for HostedActor {
                     tracing::warn!(actor = %state.args.key, error = %e, "tick failed");
                 }
                 state.record(&r);
+                if let Some(saver) = state.args.saver.as_mut() {
+                    saver.handled();
+                }
+                if let Err(why) = state.checkpoint().await {
+                    tracing::warn!(actor = %state.args.key, %why, "after a tick");
+                }
             }
             HostedMsg::Wake => {
                 let mut batch = std::mem::take(&mut state.batch_buf);
                 state.args.mailbox.take_batch(state.args.batch, &mut batch);
                 let mut opened = false;
                 let mut stale = false;
+                let write_through = state.args.saver.as_ref().is_some_and(Saver::write_through);
+                // Write-through: answers wait for the batch's state to be committed (one write
+                // per batch, as a group commit).
+                let mut held: Vec<(oneshot::Sender<crate::mailbox::Reply>, crate::mailbox::Reply)> =
+                    Vec::new();
                 for env in batch.drain(..) {
                     if !stale && !state.lease_proven("message") {
                         stale = true;
@@ -238,12 +290,41 @@ impl RactorActor for HostedActor {
                     let result = state.args.behavior.handle(&state.args.ctx, env.body).await;
                     state.latency.observe(env.enqueued.elapsed().as_secs_f64());
                     let outcome = result.as_ref().map(|_| ()).map_err(|e| e.0.clone());
+                    // A tell waiting for its commit is answered "committed", whatever the
+                    // behaviour said (a tell's sender never sees the behaviour's answer).
+                    let answer = if env.ack {
+                        Ok(Value::Null)
+                    } else {
+                        result.map_err(|e| e.0)
+                    };
                     if let Some(reply) = env.reply {
-                        let _ = reply.send(result.map_err(|e| e.0));
+                        if write_through {
+                            held.push((reply, answer));
+                        } else {
+                            let _ = reply.send(answer);
+                        }
                     }
                     opened = state.record(&outcome);
+                    if let Some(saver) = state.args.saver.as_mut() {
+                        saver.handled();
+                    }
+                }
+                let committed = state.checkpoint().await;
+                for (reply, answer) in held {
+                    let _ = reply.send(match &committed {
+                        Ok(()) => answer,
+                        Err(why) => Err(why.clone()),
+                    });
+                }
+                if let Err(why) = &committed
+                    && !write_through
+                {
+                    tracing::warn!(actor = %state.args.key, %why, "checkpoint");
                 }
                 state.batch_buf = batch;
+                if state.passivated {
+                    return Ok(());
+                }
                 if !opened && !stale && !state.args.mailbox.is_empty() {
                     myself.cast(HostedMsg::Wake)?;
                 }

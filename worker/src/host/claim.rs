@@ -99,10 +99,8 @@ impl Host {
             }
         }
         match outcome {
-            Claim::Won => {
-                self.fetch_handoff(&slot, incarnation);
-                self.reconcile(&slot).await
-            }
+            // The start looks for the state to start from first (`recover`).
+            Claim::Won => self.reconcile(&slot).await,
             Claim::Lost(why) => {
                 tracing::info!(actor = %key, %why, "claim lost: the actor is no longer assigned here");
                 self.set_phase(&slot, ActorPhase::Pending, "Reassigned", &why);
@@ -117,70 +115,5 @@ impl Host {
                 });
             }
         }
-    }
-
-    /// After a won claim of an actor that moved here: asks, in the background, the worker it
-    /// left for the state it handed over; the actor starts when the answer is in
-    /// ([`HostEvent::HandedOver`]), with that state put back before its first message. Nothing
-    /// to ask after a crash, or for an actor that never ran elsewhere; without an answer the
-    /// actor starts from its config.
-    pub(super) fn fetch_handoff(&self, slot: &Arc<Slot>, incarnation: u64) {
-        let previous = {
-            let mut s = slot.lock();
-            let previous = s.previous.take();
-            s.handoff_fetch = previous.as_ref().map(|_| incarnation);
-            previous
-        };
-        let Some(previous) = previous else { return };
-        self.set_phase(
-            slot,
-            ActorPhase::Starting,
-            "HandingOver",
-            &format!("asking {} for the state it handed over", previous.worker),
-        );
-        let key = slot.key.clone();
-        let events = self.events.clone();
-        // It left this worker and came back: its state is here.
-        if previous.worker == self.config.pod {
-            let state = self.handoff.take(&key, previous.epoch);
-            let _ = events.send(HostEvent::HandedOver {
-                key,
-                incarnation,
-                state,
-            });
-            return;
-        }
-        let source = self
-            .handoff_source
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        tokio::spawn(async move {
-            let state = match source {
-                Some(source) => source.fetch(&key, &previous).await,
-                None => None,
-            };
-            let _ = events.send(HostEvent::HandedOver {
-                key,
-                incarnation,
-                state,
-            });
-        });
-    }
-
-    /// The previous worker's answer came back: the actor starts (with the state, if any).
-    pub(super) async fn handed_over(&self, key: ActorKey, incarnation: u64, state: Option<Value>) {
-        let Some(slot) = self.slot(&key) else { return };
-        {
-            let mut s = slot.lock();
-            if s.handoff_fetch != Some(incarnation) {
-                return;
-            }
-            s.handoff_fetch = None;
-            if s.incarnation == incarnation {
-                s.restore = state;
-            }
-        }
-        self.reconcile(&slot).await;
     }
 }

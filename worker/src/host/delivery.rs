@@ -61,10 +61,31 @@ impl Host {
         })
     }
 
-    /// Sends a message without waiting for an answer.
+    /// Sends a message without waiting for an answer; with persistence EveryMessage, returns
+    /// once the message was handled and its state change committed.
     pub async fn tell(&self, key: &ActorKey, body: Value) -> Result<(), DeliveryError> {
         let slot = self.admit(key)?;
         self.tell_slot(&slot, body).await
+    }
+
+    /// Puts a message in the actor's mailbox and returns: `ctx.tell` between actors, which must
+    /// not wait for another actor's commit inside a message of its own (two actors telling each
+    /// other would wait for each other).
+    pub(super) async fn enqueue(&self, key: &ActorKey, body: Value) -> Result<(), DeliveryError> {
+        let slot = self.admit(key)?;
+        let env = Envelope {
+            body,
+            reply: None,
+            ack: false,
+            enqueued: Instant::now(),
+        };
+        match slot.mailbox.push(env).await {
+            Ok(p) => {
+                self.wake(&slot, p);
+                Ok(())
+            }
+            Err(e) => Err(self.rejected(&slot, e)),
+        }
     }
 
     /// Whether the actor takes messages now: not paused, failed or pending, and the worker can
@@ -81,14 +102,26 @@ impl Host {
                 key: slot.key.clone(),
                 why: "the worker cannot prove its lease right now".into(),
             }),
+            // Accepted now, it could be neither committed nor refused: refused until it answers.
+            _ if s.store_down.is_some() => Err(DeliveryError::Unavailable {
+                key: slot.key.clone(),
+                why: format!(
+                    "the state store is unavailable: {}",
+                    s.store_down.as_deref().unwrap_or_default()
+                ),
+            }),
             _ => Ok(()),
         }
     }
 
     pub(super) async fn tell_slot(&self, slot: &Arc<Slot>, body: Value) -> Result<(), DeliveryError> {
+        if self.config.persistence == PersistenceMode::EveryMessage && self.store().is_some() {
+            return self.tell_committed(slot, body).await;
+        }
         let env = Envelope {
             body,
             reply: None,
+            ack: false,
             enqueued: Instant::now(),
         };
         match slot.mailbox.push(env).await {
@@ -97,6 +130,34 @@ impl Host {
                 Ok(())
             }
             Err(e) => Err(self.rejected(slot, e)),
+        }
+    }
+
+    /// A tell answered once its state change is committed (EveryMessage).
+    async fn tell_committed(&self, slot: &Arc<Slot>, body: Value) -> Result<(), DeliveryError> {
+        let key = &slot.key;
+        let (tx, rx) = oneshot::channel();
+        let env = Envelope {
+            body,
+            reply: Some(tx),
+            ack: true,
+            enqueued: Instant::now(),
+        };
+        match slot.mailbox.push(env).await {
+            Ok(p) => self.wake(slot, p),
+            Err(e) => return Err(self.rejected(slot, e)),
+        }
+        match tokio::time::timeout(self.config.commit_timeout, rx).await {
+            Err(_) => Err(DeliveryError::Timeout(key.clone())),
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err(why))) => Err(DeliveryError::Unavailable {
+                key: key.clone(),
+                why,
+            }),
+            Ok(Err(_)) => Err(DeliveryError::Unavailable {
+                key: key.clone(),
+                why: "the actor stopped before the message was committed".into(),
+            }),
         }
     }
 
@@ -117,6 +178,7 @@ impl Host {
         let env = Envelope {
             body,
             reply: Some(tx),
+            ack: false,
             enqueued: Instant::now(),
         };
         match slot.mailbox.push(env).await {
@@ -158,7 +220,7 @@ impl Router for HostRouter {
         let key = ActorKey::new(namespace, actor);
         if host.is_hosted(&key) {
             return host
-                .tell(&key, msg)
+                .enqueue(&key, msg)
                 .await
                 .map_err(|e| crate::behavior::ActorError::new(e.to_string()));
         }

@@ -18,6 +18,7 @@ impl Host {
             epoch,
             resource_version,
             previous,
+            uid,
         } = assignment;
         let existing = self.slot(&key);
         let Some(slot) = existing else {
@@ -41,7 +42,10 @@ impl Host {
                     claiming: false,
                     claim: None,
                     previous,
+                    uid: uid.unwrap_or_default(),
                     restore: None,
+                    recovered: false,
+                    store_down: None,
                     handoff_fetch: None,
                     retired: None,
                     phase: ActorPhase::Starting,
@@ -90,6 +94,8 @@ impl Host {
                 s.claim = None;
                 s.previous = previous;
                 s.restore = None;
+                s.recovered = false;
+                s.store_down = None;
                 s.handoff_fetch = None;
                 s.phase = ActorPhase::Starting;
             }
@@ -223,12 +229,11 @@ impl Host {
                     return;
                 }
                 // As if a claim were won at once.
-                let incarnation = {
-                    let mut s = slot.lock();
-                    s.claimed = true;
-                    s.incarnation
-                };
-                self.fetch_handoff(slot, incarnation);
+                slot.lock().claimed = true;
+            }
+            // Every start first looks for the state to start from (handed over, or stored).
+            if !slot.lock().recovered {
+                self.recover(slot);
                 if slot.lock().handoff_fetch.is_some() {
                     return;
                 }
@@ -254,15 +259,17 @@ impl Host {
             let _ = self.events.send(HostEvent::LeaseExpired);
             return;
         }
-        let (spec, key, epoch, claim, restore) = {
+        let (spec, key, epoch, claim, restore, uid) = {
             let mut s = slot.lock();
             s.retired = None;
+            s.recovered = false;
             (
                 s.spec.clone(),
                 slot.key.clone(),
                 s.epoch,
                 s.claim.take(),
                 s.restore.take(),
+                s.uid.clone(),
             )
         };
         // Read here, not when the Actor was listed: a config no one can read fails this actor
@@ -331,9 +338,21 @@ impl Host {
                     .as_ref()
                     .map(|c| c.consecutive_failures.max(1) as u32),
             ),
+            saver: self.store().map(|store| {
+                Saver::new(
+                    store,
+                    StateRef {
+                        key: key.clone(),
+                        uid,
+                    },
+                    epoch,
+                    &self.config,
+                )
+            }),
         });
         s.started = Instant::now();
         s.started_at = Some(Utc::now());
+
         // Started as claimed: the claim's times are the start's, so the status the claim wrote
         // is the one published and the status writer need not write it again.
         if let Some(c) = &claim {
@@ -386,6 +405,7 @@ impl Host {
             mailbox: slot.mailbox.clone(),
             processed: slot.processed.clone(),
             breaker: parked.breaker,
+            saver: parked.saver,
             batch: self.config.batch,
             labels: [
                 self.config.pool.clone(),
@@ -549,6 +569,16 @@ impl Host {
                 incarnation,
                 state,
             } => self.handed_over(key, incarnation, state).await,
+            HostEvent::StoreDown {
+                key,
+                incarnation,
+                why,
+            } => self.store_down(key, incarnation, why),
+            HostEvent::StaleEpoch {
+                key,
+                incarnation,
+                why,
+            } => self.stale_epoch(key, incarnation, why).await,
             HostEvent::Restart { key, incarnation } => {
                 let Some(slot) = self.slot(&key) else { return };
                 let current = {

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use ractor::{Actor as RactorActor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use troupe_crds::{ActorPhase, ActorSpec, MailboxFullPolicy};
+use troupe_crds::{ActorPhase, ActorSpec, MailboxFullPolicy, PersistenceMode};
 
 mod actor;
 mod claim;
@@ -34,11 +34,14 @@ mod delivery;
 mod fence;
 mod handoff;
 mod lifecycle;
+mod persist;
 mod snapshot;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_handoff;
+#[cfg(test)]
+mod tests_persist;
 
 use crate::{
     behavior::{ActorInit, Behavior, Context, Registry, Router},
@@ -46,12 +49,14 @@ use crate::{
     mailbox::{Envelope, Mailbox, Pushed, SendError},
     metrics::Metrics,
     schedule::Schedule,
+    store::{StateRef, StateStore, StoreError},
     supervision::{CircuitBreaker, Decision, RestartTracker},
 };
 use actor::{HostedActor, HostedArgs, Supervisor};
 pub use claim::{Claim, Claimer};
 use delivery::HostRouter;
 pub use handoff::{HandoffSource, HandoffStore, MAX_STATE_BYTES, PreviousHolder};
+use persist::{CommitError, HostedCallbacks, Saver};
 
 /// An actor's namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -96,6 +101,14 @@ pub struct HostConfig {
     /// How long an actor may take to stop (finish its current message) before it is aborted.
     /// Fencing must fit in the lease margin, so this is short.
     pub stop_deadline: Duration,
+    /// The pool's `persistence.mode`: whether state is handed over on moves (all but None) and
+    /// written to the store ([`Host::set_store`]; Interval and EveryMessage).
+    pub persistence: PersistenceMode,
+    /// With Interval: messages (and ticks) handled between two writes of the state.
+    pub checkpoint_every: u32,
+    /// With EveryMessage: how long a tell waits for its change to be committed before it is
+    /// answered 504 (whether it was committed is then unknown, as with any database timeout).
+    pub commit_timeout: Duration,
 }
 
 impl Default for HostConfig {
@@ -111,6 +124,9 @@ impl Default for HostConfig {
             passivate_after: Some(Duration::from_secs(60)),
             lease: Arc::new(LeaseClock::unbounded()),
             stop_deadline: Duration::from_millis(500),
+            persistence: PersistenceMode::OnMove,
+            checkpoint_every: troupe_crds::pool::DEFAULT_CHECKPOINT_EVERY as u32,
+            commit_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -225,11 +241,25 @@ enum HostEvent {
         incarnation: u64,
         outcome: Claim,
     },
-    /// The previous worker answered (or not) with the state it handed over.
+    /// The state to start from is in: handed over by the previous worker and/or read from the
+    /// store (Err: the store refused this activation's epoch).
     HandedOver {
         key: ActorKey,
         incarnation: u64,
-        state: Option<Value>,
+        state: Result<Option<Value>, String>,
+    },
+    /// The store did not answer a read or write of the actor's state (Some) or answers again
+    /// (None): the actor takes no messages meanwhile.
+    StoreDown {
+        key: ActorKey,
+        incarnation: u64,
+        why: Option<String>,
+    },
+    /// The store refused a write of a running actor's state: a newer activation owns it.
+    StaleEpoch {
+        key: ActorKey,
+        incarnation: u64,
+        why: String,
     },
 }
 
@@ -245,6 +275,8 @@ pub struct Assignment {
     /// Who ran the actor before, when its status says another worker stopped it for a move:
     /// where its state is asked for ([`HandoffSource`]).
     pub previous: Option<PreviousHolder>,
+    /// The Actor's uid: its row in the state store (a new object of the same name starts afresh).
+    pub uid: Option<String>,
 }
 
 impl Assignment {
@@ -256,6 +288,7 @@ impl Assignment {
             epoch: 0,
             resource_version: None,
             previous: None,
+            uid: None,
         }
     }
 }
@@ -286,8 +319,16 @@ struct SlotState {
     claim: Option<RuntimeStatus>,
     /// Who ran the actor before this assignment (its state is asked for after the claim won).
     previous: Option<PreviousHolder>,
-    /// The state handed over by the previous worker, put back by the next start.
+    /// The Actor's uid (the state store's row).
+    uid: String,
+    /// The state handed over by the previous worker or read from the store, put back by the
+    /// next start.
     restore: Option<Value>,
+    /// The state to start from has been looked for (handoff, store) since the last start: the
+    /// next start may go ahead.
+    recovered: bool,
+    /// Why the state store cannot be used right now: the actor takes no messages meanwhile.
+    store_down: Option<String>,
     /// A fetch of the handed-over state is in flight (for the claim of this incarnation): the
     /// actor does not start before its answer.
     handoff_fetch: Option<u64>,
@@ -317,6 +358,8 @@ struct SlotState {
 struct Parked {
     behavior: Box<dyn Behavior>,
     breaker: CircuitBreaker,
+    /// Writes the state to the store (modes Interval and EveryMessage).
+    saver: Option<Saver>,
 }
 
 struct Slot {
@@ -350,6 +393,8 @@ pub struct Host {
     claimer: RwLock<Option<Arc<dyn Claimer>>>,
     /// Where the state of an actor that moved here is fetched from (unset: nowhere).
     handoff_source: RwLock<Option<Arc<dyn HandoffSource>>>,
+    /// Where state is persisted in modes Interval and EveryMessage (unset: nowhere).
+    store: RwLock<Option<Arc<dyn StateStore>>>,
     /// States of actors that left this worker, waiting for the next one.
     handoff: HandoffStore,
     /// Bounds the claims in flight: hundreds of actors assigned at once (a new pool, a
@@ -392,6 +437,7 @@ impl Host {
             router: RwLock::new(None),
             claimer: RwLock::new(None),
             handoff_source: RwLock::new(None),
+            store: RwLock::new(None),
             handoff: HandoffStore::default(),
             claims_in_flight: Arc::new(tokio::sync::Semaphore::new(CLAIMS_IN_FLIGHT)),
             fenced: AtomicBool::new(false),
@@ -427,6 +473,19 @@ impl Host {
     /// Sets where the state of an actor that moved here is fetched from.
     pub fn set_handoff_source(&self, source: Arc<dyn HandoffSource>) {
         *self.handoff_source.write().unwrap_or_else(|e| e.into_inner()) = Some(source);
+    }
+
+    /// Sets the store the pool's persistence mode writes to (Interval, EveryMessage).
+    pub fn set_store(&self, store: Arc<dyn StateStore>) {
+        *self.store.write().unwrap_or_else(|e| e.into_inner()) = Some(store);
+    }
+
+    /// The store, when the pool's mode writes to one.
+    fn store(&self) -> Option<Arc<dyn StateStore>> {
+        if !self.config.persistence.uses_store() {
+            return None;
+        }
+        self.store.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The state this worker handed over for `key` when its assignment `epoch` ended here,

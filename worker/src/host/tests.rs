@@ -29,15 +29,26 @@ pub(super) async fn host() -> Arc<Host> {
 }
 
 pub(super) async fn phase_becomes(host: &Host, key: &ActorKey, phase: ActorPhase) -> RuntimeStatus {
+    status_becomes(host, key, phase, None).await
+}
+
+/// Waits for the actor's phase, and the Ready condition's reason when given.
+pub(super) async fn status_becomes(
+    host: &Host,
+    key: &ActorKey,
+    phase: ActorPhase,
+    reason: Option<&str>,
+) -> RuntimeStatus {
     for _ in 0..300 {
         if let Some((_, s)) = host.snapshot().into_iter().find(|(k, _)| k == key)
             && s.phase == phase
+            && reason.is_none_or(|r| s.conditions[0].reason == r)
         {
             return s;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("{key} never became {phase:?}: {:?}", host.snapshot());
+    panic!("{key} never became {phase:?} ({reason:?}): {:?}", host.snapshot());
 }
 
 #[tokio::test]
@@ -334,6 +345,7 @@ async fn an_assignment_starts_only_once_its_claim_is_won_and_is_claimed_again_af
             epoch: 4,
             resource_version: Some("10".into()),
             previous: None,
+            uid: None,
         },
     )
     .await;
@@ -352,6 +364,7 @@ async fn an_assignment_starts_only_once_its_claim_is_won_and_is_claimed_again_af
             epoch: 5,
             resource_version: Some("11".into()),
             previous: None,
+            uid: None,
         },
     )
     .await;
@@ -384,6 +397,7 @@ async fn a_won_claim_is_the_starts_status_write_so_nothing_is_written_after_it()
         epoch: 9,
         resource_version: Some("10".into()),
         previous: None,
+        uid: None,
     };
     host.assign(key.clone(), assignment).await;
     let running = phase_becomes(&host, &key, ActorPhase::Running).await;
@@ -431,6 +445,7 @@ async fn an_actor_that_does_not_stop_in_time_is_aborted_and_only_then_its_depart
             epoch: 9,
             resource_version: Some("5".into()),
             previous: None,
+            uid: None,
         },
     )
     .await;

@@ -37,6 +37,7 @@ fn assignment(epoch: u64, previous: Option<(&str, u64)>) -> Assignment {
             epoch,
             pool: "p".into(),
         }),
+        uid: Some("uid-1".into()),
     }
 }
 

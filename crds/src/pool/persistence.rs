@@ -1,0 +1,104 @@
+//! `spec.persistence`: where a pool's actors keep their state, and how often it is written.
+//!
+//! The worker reads the mode from its env (`TROUPE_PERSISTENCE`, `TROUPE_CHECKPOINT_EVERY`) and
+//! the store's address from the Secret the pool names (`TROUPE_STORE_DSN`, never in the spec,
+//! status or logs). See docs/durability.md.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Where a pool's actors keep their state between activations.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(self.mode == 'Interval' || self.mode == 'EveryMessage') || has(self.storeSecretRef)",
+     "message": "persistence modes Interval and EveryMessage need storeSecretRef: the Secret holding the PostgreSQL DSN"},
+    {"rule": "!has(self.checkpointEvery) || self.mode == 'Interval'",
+     "message": "persistence.checkpointEvery only applies when persistence.mode is Interval"}
+]))]
+pub struct PersistenceSpec {
+    /// None: an actor starts from its config after every move or crash. OnMove (the default):
+    /// planned moves (rebalance, rollout steps, rollback) hand the state to the next worker; a
+    /// crash loses it; no store needed. Interval: also written to the store every
+    /// `checkpointEvery` messages, so a crash loses at most that many messages' changes.
+    /// EveryMessage: written through; a tell is answered 202 only after its change is committed.
+    #[serde(default)]
+    pub mode: PersistenceMode,
+
+    /// With mode Interval: write the state after this many handled messages. Default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub checkpoint_every: Option<i32>,
+
+    /// The Secret (in the pool's namespace) whose key holds the PostgreSQL connection string,
+    /// e.g. `postgres://troupe:…@db:5432/troupe`. Needed by Interval and EveryMessage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_secret_ref: Option<StoreSecretRef>,
+}
+
+/// How often an actor's state is written, and where.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PersistenceMode {
+    /// No state is carried: every activation starts from the actor's config.
+    None,
+    /// Handed to the next worker on planned moves only; no store.
+    #[default]
+    OnMove,
+    /// Checkpointed to the store every `checkpointEvery` messages, and handed over on moves.
+    Interval,
+    /// Written to the store after every message, before the message is acknowledged.
+    EveryMessage,
+}
+
+impl PersistenceMode {
+    /// The name in the spec and in the worker's env.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PersistenceMode::None => "None",
+            PersistenceMode::OnMove => "OnMove",
+            PersistenceMode::Interval => "Interval",
+            PersistenceMode::EveryMessage => "EveryMessage",
+        }
+    }
+
+    /// Whether the mode writes to a store.
+    pub fn uses_store(self) -> bool {
+        matches!(self, PersistenceMode::Interval | PersistenceMode::EveryMessage)
+    }
+}
+
+impl std::str::FromStr for PersistenceMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            PersistenceMode::None,
+            PersistenceMode::OnMove,
+            PersistenceMode::Interval,
+            PersistenceMode::EveryMessage,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+        .ok_or_else(|| format!("{s:?} is not a persistence mode (None, OnMove, Interval, EveryMessage)"))
+    }
+}
+
+/// A key of a Secret in the pool's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreSecretRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key holding the connection string. Default `dsn`.
+    #[serde(default = "default_dsn_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_dsn_key() -> String {
+    "dsn".into()
+}
+
+/// Messages between checkpoints when `checkpointEvery` is unset.
+pub const DEFAULT_CHECKPOINT_EVERY: i32 = 100;

@@ -1,0 +1,60 @@
+//! Where actors' state is persisted (a pool's `persistence` modes Interval and EveryMessage),
+//! fenced by the activation's epoch.
+//!
+//! An activation first takes the actor's row for its epoch ([`StateStore::activate`]); from then
+//! on the store refuses any write under an older epoch ([`StoreError::Stale`]). So a worker that
+//! was paused past its lease, or cut off, and wakes up in the middle of a message can never
+//! overwrite the state of the activation that replaced it: the actor that tried becomes `Failed`
+//! with reason `StaleEpoch`. The lease fence (docs/architecture.md) stops such a worker before
+//! its next message; this is the second line, at the store, for the message it was already in.
+//!
+//! [`postgres::PgStore`] is the store; [`memory::MemoryStore`] keeps the same rules in memory
+//! (tests, embedding without a database).
+
+use serde_json::Value;
+
+use crate::host::ActorKey;
+
+pub mod memory;
+pub mod postgres;
+
+/// Which object an actor's row belongs to: its key and its Actor's uid, so that an Actor deleted
+/// and created again under the same name (its epochs start over) starts afresh rather than being
+/// refused as stale.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StateRef {
+    pub key: ActorKey,
+    pub uid: String,
+}
+
+/// Why the store did not take a write or an activation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A newer activation of the actor took its row: this one must stop.
+    #[error(
+        "a newer activation (epoch {stored}) owns the actor's state; this one (epoch {mine}) may not write it"
+    )]
+    Stale { mine: u64, stored: u64 },
+    /// The store did not answer (down, unreachable, timed out); the operation may be retried.
+    #[error("the state store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// An actor state store with epoch fencing.
+#[async_trait::async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// Takes the actor's row for `epoch`: from now on writes under an older epoch are refused.
+    /// With `handed` (the state the previous worker handed over on a planned move, newer than
+    /// any checkpoint), writes it as the state; otherwise returns the stored state, if any.
+    /// Refused with [`StoreError::Stale`] when a newer epoch holds the row already.
+    async fn activate(
+        &self,
+        actor: &StateRef,
+        epoch: u64,
+        handed: Option<&Value>,
+    ) -> Result<Option<Value>, StoreError>;
+
+    /// Writes `state` under `epoch`; refused with [`StoreError::Stale`] when a newer activation
+    /// took the row since.
+    async fn save(&self, actor: &StateRef, epoch: u64, state: &Value) -> Result<(), StoreError>;
+}

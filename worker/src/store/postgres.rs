@@ -1,0 +1,182 @@
+//! The PostgreSQL state store: one row per actor in `troupe_actor_state`, written under the
+//! activation's epoch. The table is created on first use (the database user needs CREATE on its
+//! schema once); the connection string comes from the Secret the pool names
+//! (`TROUPE_STORE_DSN`) and is never logged.
+//!
+//! Every call is bounded ([`CALL_TIMEOUT`]): a store that hangs is a store that is down, and the
+//! caller decides whether to retry.
+
+use std::{str::FromStr, time::Duration};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use tokio_postgres::NoTls;
+
+use super::{StateRef, StateStore, StoreError};
+
+/// Connections one worker keeps to the store at most.
+const POOL_SIZE: usize = 8;
+/// How long one call (connect, wait for a connection, statement) may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS troupe_actor_state (
+    namespace  text        NOT NULL,
+    name       text        NOT NULL,
+    uid        text        NOT NULL,
+    epoch      bigint      NOT NULL,
+    state      jsonb,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (namespace, name)
+)";
+
+/// Takes the row for an epoch (see [`StateStore::activate`]) in one statement. A row of another
+/// uid is an Actor deleted since: replaced. The `WHERE` leaves a row of a newer epoch alone, and
+/// then nothing is returned.
+const ACTIVATE: &str = "INSERT INTO troupe_actor_state AS t (namespace, name, uid, epoch, state)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (namespace, name) DO UPDATE SET
+        uid = EXCLUDED.uid,
+        epoch = EXCLUDED.epoch,
+        state = CASE WHEN EXCLUDED.state IS NOT NULL THEN EXCLUDED.state
+                     WHEN t.uid = EXCLUDED.uid THEN t.state END,
+        updated_at = now()
+    WHERE t.uid <> EXCLUDED.uid OR t.epoch <= EXCLUDED.epoch
+    RETURNING state";
+
+/// Writes under exactly the epoch that took the row: an older one finds no row to update.
+const SAVE: &str = "UPDATE troupe_actor_state SET state = $5, updated_at = now()
+    WHERE namespace = $1 AND name = $2 AND uid = $3 AND epoch = $4";
+
+const EPOCH_OF: &str = "SELECT epoch FROM troupe_actor_state WHERE namespace = $1 AND name = $2";
+
+/// A [`StateStore`] on PostgreSQL.
+pub struct PgStore {
+    pool: Pool,
+    schema: OnceCell<()>,
+}
+
+impl PgStore {
+    /// A store for `dsn` (`postgres://user:password@host:port/db` or key=value form). Connects
+    /// lazily: a store that is down at the worker's start is retried like one that went down.
+    /// The error names what is wrong with the string, never the string itself.
+    pub fn new(dsn: &str) -> Result<PgStore, String> {
+        let mut config = tokio_postgres::Config::from_str(dsn)
+            .map_err(|e| format!("TROUPE_STORE_DSN is not a PostgreSQL connection string: {e}"))?;
+        config.connect_timeout(CALL_TIMEOUT);
+        config.application_name("troupe-worker");
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CALL_TIMEOUT))
+            .create_timeout(Some(CALL_TIMEOUT))
+            .recycle_timeout(Some(CALL_TIMEOUT))
+            .build()
+            .map_err(|e| format!("the state store's connection pool: {e}"))?;
+        Ok(PgStore {
+            pool,
+            schema: OnceCell::new(),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        self.schema
+            .get_or_try_init(|| async {
+                bounded(client.batch_execute(SCHEMA)).await?;
+                Ok::<(), StoreError>(())
+            })
+            .await?;
+        Ok(client)
+    }
+
+    async fn stale(&self, actor: &StateRef, mine: u64) -> StoreError {
+        let stored = match self.pool.get().await {
+            Ok(c) => bounded(c.query_opt(EPOCH_OF, &[&actor.key.namespace, &actor.key.name]))
+                .await
+                .ok()
+                .flatten()
+                .map(|row| row.get::<_, i64>(0) as u64),
+            Err(_) => None,
+        };
+        StoreError::Stale {
+            mine,
+            stored: stored.unwrap_or(0),
+        }
+    }
+}
+
+/// A store error as the caller sees it: the store is unavailable. (Refusals by epoch are not
+/// errors of PostgreSQL; they are rows not returned or not updated.)
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+async fn bounded<T>(
+    call: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(r) => r.map_err(unavailable),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer within {CALL_TIMEOUT:?}"
+        ))),
+    }
+}
+
+fn epoch_param(epoch: u64) -> i64 {
+    i64::try_from(epoch).unwrap_or(i64::MAX)
+}
+
+#[async_trait::async_trait]
+impl StateStore for PgStore {
+    async fn activate(
+        &self,
+        actor: &StateRef,
+        epoch: u64,
+        handed: Option<&Value>,
+    ) -> Result<Option<Value>, StoreError> {
+        let client = self.client().await?;
+        let row = bounded(client.query_opt(
+            ACTIVATE,
+            &[
+                &actor.key.namespace,
+                &actor.key.name,
+                &actor.uid,
+                &epoch_param(epoch),
+                &handed,
+            ],
+        ))
+        .await?;
+        match row {
+            Some(row) => Ok(row.get::<_, Option<Value>>(0)),
+            None => Err(self.stale(actor, epoch).await),
+        }
+    }
+
+    async fn save(&self, actor: &StateRef, epoch: u64, state: &Value) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let updated = bounded(client.execute(
+            SAVE,
+            &[
+                &actor.key.namespace,
+                &actor.key.name,
+                &actor.uid,
+                &epoch_param(epoch),
+                state,
+            ],
+        ))
+        .await?;
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(self.stale(actor, epoch).await)
+        }
+    }
+}
