@@ -38,6 +38,7 @@ OPERATOR_PORT=${TROUPE_OPERATOR_PORT:-$((NODE_PORT + 1))}
 PROM_PORT=${TROUPE_PROMETHEUS_PORT:-$((NODE_PORT + 2))}
 AM_PORT=${TROUPE_ALERTMANAGER_PORT:-$((NODE_PORT + 3))}
 SECOND_OPERATOR_PORT=${TROUPE_SECOND_OPERATOR_PORT:-$((NODE_PORT + 4))}
+PG_PORT=${TROUPE_POSTGRES_PORT:-$((NODE_PORT + 5))}
 POD_SUBNET=${TROUPE_POD_SUBNET:-127.10}
 # podman (the node agent's podman runtime) reads the containers.conf `make tools` writes.
 if [ -z "${CONTAINERS_CONF:-}" ] && [ -f "${TROUPE_CACHE:-$HOME/.cache/troupe}/containers.conf" ]; then
@@ -232,6 +233,7 @@ cmd_up() {
     wait_for node 30 curl -sf "http://127.0.0.1:$NODE_PORT/healthz"
   fi
   start_monitoring
+  start_postgres
 
   KUBECONFIG=$KUBECONFIG_PATH kubectl apply --server-side --field-manager=troupe-cluster -f "$REPO/manifests/crds/" >/dev/null
   KUBECONFIG=$KUBECONFIG_PATH kubectl wait --for=condition=Established --timeout=60s \
@@ -287,6 +289,42 @@ EOF
     --storage.path "$m/alertmanager-data" --web.listen-address "127.0.0.1:$AM_PORT" --cluster.listen-address=
   wait_for prometheus 30 curl -sf "http://127.0.0.1:$PROM_PORT/-/ready"
   wait_for alertmanager 30 curl -sf "http://127.0.0.1:$AM_PORT/-/ready"
+}
+
+# PostgreSQL, the actors' state store (persistence modes Interval and EveryMessage), as a plain
+# process on loopback with a password of its own. PostgreSQL refuses to run as root: as root it
+# runs as the `postgres` user (Debian's package makes it) from a data folder under /tmp that user
+# can reach. The connection string is written to $DIR/postgres.dsn (mode 600) for the Secret a
+# pool names; nothing else holds it.
+start_postgres() {
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$bin" ] && [ -x "$bin/postgres" ] || {
+    log "PostgreSQL not installed (e2e/tools/install.sh postgres): the persistence modes Interval and EveryMessage have no store"
+    return 0
+  }
+  local as=() data=$DIR/postgres
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || { log "no postgres user to run PostgreSQL as: no state store"; return 0; }
+    as=(runuser -u postgres --)
+    data=/tmp/troupe-postgres-$PG_PORT
+  fi
+  if [ ! -s "$DIR/postgres.password" ]; then
+    (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$DIR/postgres.password")
+  fi
+  if [ ! -f "$data/PG_VERSION" ]; then
+    rm -rf "$data"
+    mkdir -p "$data"
+    local pwfile=$data.pw
+    (umask 077; cp "$DIR/postgres.password" "$pwfile")
+    if [ ${#as[@]} -gt 0 ]; then chown postgres "$data" "$pwfile"; fi
+    "${as[@]}" "$bin/initdb" -D "$data" -U troupe --pwfile="$pwfile" --auth=scram-sha-256 -E UTF8 >>"$LOGS/postgres.log" 2>&1 \
+      || { rm -f "$pwfile"; die "initdb failed (log $LOGS/postgres.log)"; }
+    rm -f "$pwfile"
+  fi
+  start postgres "${as[@]}" "$bin/postgres" -D "$data" -h 127.0.0.1 -p "$PG_PORT" -k "$data" -c max_connections=200
+  (umask 077; echo "postgres://troupe:$(cat "$DIR/postgres.password")@127.0.0.1:$PG_PORT/postgres" >"$DIR/postgres.dsn")
+  wait_for postgres 30 "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"
 }
 
 # The operator runs as a local process too (its pods would need a container engine); short
@@ -353,6 +391,7 @@ cmd_down() {
     local ids; ids=$(podman ps -aq --filter "label=dev.troupe.node=$(cd "$DIR/pods" && pwd -P)" 2>/dev/null || true)
     [ -z "$ids" ] || podman rm -f -t 0 $ids >/dev/null 2>&1 || true
   fi
+  stop postgres
   stop alertmanager
   stop prometheus
   stop front
@@ -361,11 +400,12 @@ cmd_down() {
 }
 
 cmd_status() {
-  for p in etcd apiserver front node operator prometheus alertmanager; do
+  for p in etcd apiserver front node operator prometheus alertmanager postgres; do
     if running "$p"; then echo "  $p: running (pid $(cat "$PIDS/$p.pid"), log $LOGS/$p.log)"; else echo "  $p: stopped"; fi
   done
   echo "  kubeconfig: $KUBECONFIG_PATH   (kubectl via the front at http://127.0.0.1:$FRONT_PORT)"
   if running prometheus; then echo "  prometheus: http://127.0.0.1:$PROM_PORT   alertmanager: http://127.0.0.1:$AM_PORT"; fi
+  if running postgres; then echo "  postgres (state store): 127.0.0.1:$PG_PORT, connection string in $DIR/postgres.dsn"; fi
   echo "  admin kubeconfig: $ADMIN_KUBECONFIG   (TLS client certificate, straight to the API server)"
 }
 
@@ -374,7 +414,7 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   env) echo "export KUBECONFIG=$KUBECONFIG_PATH"; echo "export PATH=${TROUPE_CACHE:-$HOME/.cache/troupe}/bin:\$PATH" ;;
-  clean) cmd_down; rm -rf "$DIR" ;;
+  clean) cmd_down; rm -rf "$DIR" "/tmp/troupe-postgres-$PG_PORT" ;;
   restart-operator) stop operator; start_operator ;;
   start-operator) start_operator ;;
   restart-apiserver) BIN=$(tools_bin); stop apiserver; start_apiserver ;;

@@ -204,3 +204,49 @@ async fn counters_keep_their_exact_count_through_a_canary_step_and_its_rollback(
     assert!(!moved_back.is_empty(), "the rollback moved counters: {back:?}");
     counts_kept(&env, &ip, &expected, &moved_back, "after the rollback").await;
 }
+
+/// The local control plane's PostgreSQL (`e2e/cluster.sh` writes its connection string).
+fn store_dsn() -> String {
+    let dir = std::env::var("TROUPE_CLUSTER_DIR").expect("TROUPE_CLUSTER_DIR (set by make e2e)");
+    std::fs::read_to_string(format!("{dir}/postgres.dsn"))
+        .expect("the control plane's PostgreSQL (e2e/tools/install.sh postgres; cluster.sh starts it)")
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn with_every_message_counters_keep_their_exact_count_across_kill_9_of_their_worker() {
+    let env = TestEnv::new("durable-crash").await;
+    env.secret("troupe-worker-token", &[("token", TOKEN)]);
+    env.secret("state-store", &[("dsn", &store_dsn())]);
+    let persistence = "  persistence: {mode: EveryMessage, storeSecretRef: {name: state-store}}\n";
+    assert!(env.apply(&manifests(2, persistence)).0);
+    let before = running_on(&env, 2).await;
+    let pods = env.pods().await;
+    let (victim, survivor) = (&pods[0], &pods[1]);
+    let survivor_ip = survivor["ip"].as_str().unwrap().to_string();
+    // Every tell answered 202 is committed before its answer.
+    let expected = count_up(&env, &survivor_ip).await;
+
+    // The worker process dies at once: no handoff, no goodbye.
+    let victim_name = victim["name"].as_str().unwrap().to_string();
+    let pid = victim["containers"][0]["pid"].as_i64().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let on_victim: Vec<String> = before
+        .iter()
+        .filter(|(_, (_, w, ..))| *w == victim_name)
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert!(!on_victim.is_empty(), "the killed worker hosted counters: {before:?}");
+    // Its counters run again under a newer epoch (failed over, or on the restarted worker).
+    running(&env, "the killed worker's counters Running again under a new epoch", |a| {
+        on_victim.iter().all(|n| a[n].2 > before[n].2)
+    })
+    .await;
+    let moved: Vec<&String> = on_victim.iter().collect();
+    counts_kept(&env, &survivor_ip, &expected, &moved, "after kill -9 of their worker").await;
+}

@@ -248,6 +248,24 @@ install_podman() {
   fi
 }
 
+install_postgres() {
+  # PostgreSQL, the state store of durable actors (started by e2e/cluster.sh as a plain process).
+  if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+    return 0
+  fi
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    log "WARNING: PostgreSQL missing and no apt-get as root to install it: the persistence tests will fail"
+    return 0
+  fi
+  log "postgresql from Debian"
+  # The package's own cluster is not used (the control plane makes its own); policy-rc.d keeps
+  # the package from starting a service in a container without an init.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2 || {
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2
+  }
+}
+
 install_chromium() {
   # Headless Chromium and its WebDriver for the console's browser tests (e2e/tests/console.rs).
   if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
@@ -272,10 +290,11 @@ case "$what" in
   monitoring) install_monitoring ;;
   podman) install_podman ;;
   chromium) install_chromium ;;
+  postgres) install_postgres ;;
   go) go_prefix ;;
   vapcheck) install_vapcheck ;;
   chart-checks) install_chart_checks ;;
-  all) install_etcd; install_kubectl_helm; install_apiserver; install_vapcheck || true; install_monitoring; install_podman; install_chromium; install_chart_checks ;;
-  *) echo "usage: $0 [all|etcd|apiserver|kubectl|vapcheck|chart-checks|monitoring|podman|chromium]" >&2; exit 2 ;;
+  all) install_etcd; install_kubectl_helm; install_apiserver; install_vapcheck || true; install_monitoring; install_podman; install_chromium; install_postgres; install_chart_checks ;;
+  *) echo "usage: $0 [all|etcd|apiserver|kubectl|vapcheck|chart-checks|monitoring|podman|chromium|postgres]" >&2; exit 2 ;;
 esac
 echo "$BIN"
