@@ -232,3 +232,257 @@ async fn the_actors_table_filters_and_pages_through_150_actors() {
     );
     let _ = b.clone().close().await;
 }
+
+/// A pool of one worker per revision with a canary `strategy` (YAML lines under `spec:`); `env`
+/// goes into the worker's template, so changing it makes a new revision.
+fn canary_pool(name: &str, env: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: troupe.dev/v1alpha1\nkind: ActorPool\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n  template:\n    spec:\n      terminationGracePeriodSeconds: 5\n      containers:\n        - name: worker\n          image: troupe/worker:0.1.0\n          env: [{{name: TROUPE_FLAKY_FAILURE_RATE, value: \"{env}\"}}]\n{spec}"
+    )
+}
+
+/// A new revision of `pool`: its flaky failure rate set to `rate`.
+fn set_failure_rate(env: &TestEnv, pool: &str, rate: &str) {
+    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [{
+        "name": "worker", "image": "troupe/worker:0.1.0",
+        "env": [{"name": "TROUPE_FLAKY_FAILURE_RATE", "value": rate}]
+    }]}}}});
+    env.kubectl_ok(&[
+        "patch",
+        "actorpool",
+        pool,
+        "--type=merge",
+        "-p",
+        &patch.to_string(),
+    ]);
+}
+
+fn pool_status(env: &TestEnv, pool: &str) -> serde_json::Value {
+    env.kubectl_json(&["get", "actorpool", pool])["status"].clone()
+}
+
+async fn stable_revision(env: &TestEnv, pool: &str) -> String {
+    eventually("the first revision stable", WAIT, || {
+        let st = pool_status(env, pool);
+        std::future::ready(st["stableRevision"].as_str().map(str::to_string))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_ask_sent_from_the_actor_page_shows_the_answer_and_pause_is_confirmed_there() {
+    let Some((driver, chromium)) = browser_binaries() else {
+        return;
+    };
+    let env = TestEnv::new("console-ask").await;
+    env.secret("troupe-worker-token", &[("token", TOKEN)]);
+    assert!(env.apply(&pool("shop")).0);
+    assert!(env.apply(&actor("cart", "shop", "  config: {start: 40}\n")).0);
+    eventually("cart Running", WAIT, || {
+        let phase = env.kubectl_json(&["get", "actor", "cart"])["status"]["phase"].clone();
+        std::future::ready((phase == "Running").then_some(()))
+    })
+    .await;
+
+    let (_console, url) = start_console(&env.namespace);
+    let browser = Browser::start(&driver, &chromium).await;
+    let b = &browser.client;
+    b.goto(&format!("{url}/namespaces/{}/actors/cart", env.namespace))
+        .await
+        .unwrap();
+    browser
+        .wait_text("#actor-phase", WAIT, |t| t.contains("Running"))
+        .await;
+
+    // Ask, as a person: type the JSON, press Ask; the counter's answer is on the page.
+    let form = b.form(fantoccini::Locator::Css("#message")).await.unwrap();
+    form.set_by_name("message", r#"{"add": 2}"#).await.unwrap();
+    let clicked = Instant::now();
+    browser.click("#send-ask").await;
+    browser
+        .wait_text("#answer-body", WAIT, |t| t.contains(r#"{"value":42}"#))
+        .await;
+    let round_trip = clicked.elapsed();
+    let status = browser.text("#answer-status").await;
+    assert!(status.contains("HTTP 200 from worker shop-"), "{status}");
+    eprintln!(
+        "ask from the actor page → answer shown: {:.0} ms in the browser (click to page); the console says: {status}",
+        round_trip.as_secs_f64() * 1000.0
+    );
+    let kept = b
+        .execute("return document.getElementById('message-text').value;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(kept, r#"{"add": 2}"#, "the message stays in the form");
+    browser.screenshot("actor-ask").await;
+
+    // Tell does not wait; the next ask sees it counted.
+    browser.click("#send-tell").await;
+    browser
+        .wait_text("#answer-status", WAIT, |t| t.contains("Told — HTTP 202"))
+        .await;
+    let form = b.form(fantoccini::Locator::Css("#message")).await.unwrap();
+    form.set_by_name("message", "null").await.unwrap();
+    browser.click("#send-ask").await;
+    browser
+        .wait_text("#answer-body", WAIT, |t| t.contains(r#"{"value":44}"#))
+        .await;
+
+    // Pause from the page: a confirmation first, then the result, then Paused on the actor page.
+    browser.click("#act-pause").await;
+    browser
+        .wait_text("h1", WAIT, |t| t.contains("Pause actor cart?"))
+        .await;
+    assert!(
+        browser
+            .text(".kubectl")
+            .await
+            .contains(&format!("kubectl troupe pause cart -n {}", env.namespace))
+    );
+    browser.screenshot("actor-confirm-pause").await;
+    browser.click("form#confirm button").await;
+    browser
+        .wait_text("#outcome", WAIT, |t| t.contains("is patched"))
+        .await;
+    assert_eq!(
+        env.kubectl_json(&["get", "actor", "cart"])["spec"]["paused"],
+        true
+    );
+    browser.click("#back").await;
+    browser
+        .wait_text("#actor-phase", WAIT, |t| t.contains("Paused"))
+        .await;
+    // A paused actor refuses messages; the page says so with the worker's status.
+    let form = b.form(fantoccini::Locator::Css("#message")).await.unwrap();
+    form.set_by_name("message", "1").await.unwrap();
+    browser.click("#send-ask").await;
+    browser
+        .wait_text("#answer-status", WAIT, |t| t.contains("HTTP 409"))
+        .await;
+    browser.screenshot("actor-refused").await;
+    let _ = b.clone().close().await;
+}
+
+#[tokio::test]
+async fn a_promote_clicked_and_confirmed_in_the_console_moves_a_paused_canary_on() {
+    let Some((driver, chromium)) = browser_binaries() else {
+        return;
+    };
+    let env = TestEnv::new("console-promote").await;
+    env.secret("troupe-worker-token", &[("token", TOKEN)]);
+    let spec = "  strategy:\n    canary:\n      scaleDownDelay: 5s\n      steps: [{setWeight: 50}, {pause: {}}, {setWeight: 100}]\n";
+    assert!(env.apply(&canary_pool("shop", "0", spec)).0);
+    let actors: String = (0..4).map(|i| actor(&format!("c{i}"), "shop", "")).collect();
+    assert!(env.apply(&actors).0);
+    let old = stable_revision(&env, "shop").await;
+    set_failure_rate(&env, "shop", "0.0");
+    let new = eventually("paused at the pause step", WAIT, || {
+        let st = pool_status(&env, "shop");
+        let paused = st["phase"] == "Paused" && st["currentStepIndex"] == 1;
+        std::future::ready(
+            paused
+                .then(|| st["canaryRevision"].as_str().map(str::to_string))
+                .flatten(),
+        )
+    })
+    .await;
+    assert_ne!(new, old);
+
+    let (_console, url) = start_console(&env.namespace);
+    let browser = Browser::start(&driver, &chromium).await;
+    let b = &browser.client;
+    b.goto(&format!("{url}/namespaces/{}/pools/shop", env.namespace))
+        .await
+        .unwrap();
+    browser
+        .wait_text("#steps li[aria-current=step]", WAIT, |t| t.contains("pause"))
+        .await;
+    browser.screenshot("pool-paused").await;
+
+    browser.click("#act-promote").await;
+    browser
+        .wait_text("h1", WAIT, |t| t.contains("Promote pool shop?"))
+        .await;
+    browser.screenshot("pool-confirm-promote").await;
+    let clicked = Instant::now();
+    browser.click("form#confirm button").await;
+    browser
+        .wait_text("#outcome", WAIT, |t| {
+            t.contains("Promote requested") || t.contains("annotation is set")
+        })
+        .await;
+    browser.screenshot("pool-promote-requested").await;
+    browser.click("#back").await;
+    browser.wait_text("#steps", WAIT, |t| !t.is_empty()).await;
+    // The open pool page shows the new revision stable, without a reload.
+    b.execute("window.troupeMarker = 7;", vec![]).await.unwrap();
+    let promoted = browser
+        .wait_text("#stable-revision", WAIT, |t| t.trim() == new)
+        .await;
+    eprintln!(
+        "promote confirmed → new revision stable on the open pool page: {:.1} s after the click ({:.1} s of it waiting on the page)",
+        clicked.elapsed().as_secs_f64(),
+        promoted.as_secs_f64()
+    );
+    assert_eq!(pool_status(&env, "shop")["stableRevision"], new.as_str());
+    let marker = b.execute("return window.troupeMarker;", vec![]).await.unwrap();
+    assert_eq!(marker, 7, "updated in place, not reloaded");
+    let _ = b.clone().close().await;
+}
+
+#[tokio::test]
+async fn a_bad_revision_started_with_kubectl_shows_its_abort_reason_on_the_open_pool_page() {
+    let Some((driver, chromium)) = browser_binaries() else {
+        return;
+    };
+    let env = TestEnv::new("console-abort").await;
+    env.secret("troupe-worker-token", &[("token", TOKEN)]);
+    // The workers' own error rate judges the canary (no Prometheus): flaky actors tick every
+    // 100 ms, and fail every tick on the bad revision.
+    let spec = "  strategy:\n    canary:\n      scaleDownDelay: 5s\n      steps: [{setWeight: 50}, {analysis: {count: 3}}, {setWeight: 100}]\n  analysis:\n    interval: 2s\n    failureLimit: 0\n    inconclusiveLimit: 10\n    metrics:\n      - name: worker-errors\n        template: ErrorRate\n";
+    assert!(env.apply(&canary_pool("shop", "0", spec)).0);
+    let actors: String = (0..4)
+        .map(|i| {
+            format!(
+                "apiVersion: troupe.dev/v1alpha1\nkind: Actor\nmetadata: {{name: f{i}}}\nspec: {{pool: shop, behavior: flaky, schedule: every 100ms}}\n---\n"
+            )
+        })
+        .collect();
+    assert!(env.apply(&actors).0);
+    let old = stable_revision(&env, "shop").await;
+
+    let (_console, url) = start_console(&env.namespace);
+    let browser = Browser::start(&driver, &chromium).await;
+    let b = &browser.client;
+    b.goto(&format!("{url}/namespaces/{}/pools/shop", env.namespace))
+        .await
+        .unwrap();
+    browser
+        .wait_text("#live", WAIT, |t| {
+            t.contains("No rollout of this pool has been aborted")
+        })
+        .await;
+    b.execute("window.troupeMarker = 9;", vec![]).await.unwrap();
+
+    let issued = Instant::now();
+    set_failure_rate(&env, "shop", "1");
+    let shown = browser
+        .wait_text("#abort-message", Duration::from_secs(120), |t| {
+            t.contains("worker-errors")
+        })
+        .await;
+    let message = browser.text("#abort-message").await;
+    let st = pool_status(&env, "shop");
+    assert_eq!(st["abort"]["kind"], "Analysis");
+    assert_eq!(st["abort"]["message"].as_str(), Some(message.trim()));
+    assert_ne!(st["abort"]["revision"], old.as_str());
+    eprintln!(
+        "bad revision applied with kubectl → abort reason on the open pool page: {:.1} s (the wait on the page itself {:.1} s): {message}",
+        issued.elapsed().as_secs_f64(),
+        shown.as_secs_f64()
+    );
+    let marker = b.execute("return window.troupeMarker;", vec![]).await.unwrap();
+    assert_eq!(marker, 9, "the page was updated in place, not reloaded");
+    browser.screenshot("pool-aborted").await;
+    let _ = b.clone().close().await;
+}

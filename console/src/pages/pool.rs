@@ -59,8 +59,8 @@ pub fn page(ns: &str, name: &str, src: Sources, now: Timestamp) -> Page {
     let live = html! {
         dl.summary {
             dt { "Phase" } dd #pool-phase { (badge(pool_badge(row.phase))) @if row.paused { " — held by spec.paused" } }
-            dt { "Stable revision" } dd.rev { (or_dash(row.stable.as_deref())) }
-            dt { "Canary revision" } dd.rev { (or_dash(row.canary.as_deref())) }
+            dt { "Stable revision" } dd.rev #stable-revision { (or_dash(row.stable.as_deref())) }
+            dt { "Canary revision" } dd.rev #canary-revision { (or_dash(row.canary.as_deref())) }
             dt { "Canary weight" } dd { @match row.weight { Some(w) => { (w) "%" }, None => "—" } }
             dt { "Previous revision" } dd.rev { (or_dash(status.previous_revision.as_deref())) }
             dt { "Workers" } dd { (row.ready) " ready of " (row.desired) " desired" }

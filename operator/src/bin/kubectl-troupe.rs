@@ -115,19 +115,9 @@ impl WorkerArgs {
     }
 }
 
-/// `500ms`, `5s`, `1m`.
+/// `500ms`, `5s`, `1m`: the worker's own duration syntax.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number and a unit (ms, s, m)"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?}: the unit must be ms, s or m")),
-    }
+    troupe_crds::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[tokio::main(flavor = "current_thread")]
