@@ -20,7 +20,11 @@ const POOL_SIZE: usize = 8;
 /// How long one call (connect, wait for a connection, statement) may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS troupe_actor_state (
+/// Under an advisory lock: `CREATE TABLE IF NOT EXISTS` run by two sessions at once (workers
+/// starting together) can fail one of them on a duplicate catalogue row.
+const SCHEMA: &str = "BEGIN;
+SELECT pg_advisory_xact_lock(7413327043);
+CREATE TABLE IF NOT EXISTS troupe_actor_state (
     namespace  text        NOT NULL,
     name       text        NOT NULL,
     uid        text        NOT NULL,
@@ -28,7 +32,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS troupe_actor_state (
     state      jsonb,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (namespace, name)
-)";
+);
+COMMIT;";
 
 /// Takes the row for an epoch (see [`StateStore::activate`]) in one statement. A row of another
 /// uid is an Actor deleted since: replaced. The `WHERE` leaves a row of a newer epoch alone, and
@@ -88,13 +93,21 @@ impl PgStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         let client = self.pool.get().await.map_err(unavailable)?;
-        self.schema
+        let made = self
+            .schema
             .get_or_try_init(|| async {
                 bounded(client.batch_execute(SCHEMA)).await?;
                 Ok::<(), StoreError>(())
             })
-            .await?;
-        Ok(client)
+            .await;
+        match made {
+            Ok(()) => Ok(client),
+            Err(e) => {
+                // Perhaps inside the failed transaction: not back into the pool.
+                drop(deadpool_postgres::Object::take(client));
+                Err(e)
+            }
+        }
     }
 
     async fn stale(&self, actor: &StateRef, mine: u64) -> StoreError {
@@ -119,11 +132,19 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// A PostgreSQL error with the server's own words ("db error" alone says nothing).
+fn pg_unavailable(e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => StoreError::Unavailable(format!("{} ({})", db.message(), db.code().code())),
+        None => unavailable(e),
+    }
+}
+
 async fn bounded<T>(
     call: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<T, StoreError> {
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
-        Ok(r) => r.map_err(unavailable),
+        Ok(r) => r.map_err(pg_unavailable),
         Err(_) => Err(StoreError::Unavailable(format!(
             "no answer within {CALL_TIMEOUT:?}"
         ))),

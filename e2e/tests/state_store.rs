@@ -1,0 +1,88 @@
+//! The PostgreSQL state store's rules, against the local control plane's real PostgreSQL: the
+//! epoch fence, a new Actor under an old name, the handed-over state, and a store that is down.
+//! (The host's use of them is tested with the same rules in memory: worker/src/host/tests_persist.rs.)
+
+use serde_json::json;
+use troupe_worker::{
+    host::ActorKey,
+    store::{StateRef, StateStore, StoreError, postgres::PgStore},
+};
+
+fn dsn() -> String {
+    let dir = std::env::var("TROUPE_CLUSTER_DIR").expect("TROUPE_CLUSTER_DIR (set by make e2e)");
+    std::fs::read_to_string(format!("{dir}/postgres.dsn"))
+        .expect("the control plane's PostgreSQL (e2e/tools/install.sh postgres; cluster.sh starts it)")
+        .trim()
+        .to_string()
+}
+
+/// An actor of a namespace no other test run uses.
+fn actor(name: &str, uid: &str) -> StateRef {
+    let ns = format!("store-{}-{}", std::process::id(), rand_suffix());
+    StateRef {
+        key: ActorKey::new(ns, name),
+        uid: uid.into(),
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[tokio::test]
+async fn a_newer_epoch_fences_every_older_writer_at_the_store() {
+    let store = PgStore::new(&dsn()).unwrap();
+    let a = actor("c", "uid-1");
+    assert_eq!(store.activate(&a, 1, None).await.unwrap(), None, "nothing stored yet");
+    store.save(&a, 1, &json!({"value": 3})).await.unwrap();
+
+    // A new activation reads what the old one wrote, and takes the row.
+    assert_eq!(store.activate(&a, 2, None).await.unwrap(), Some(json!({"value": 3})));
+    // The old one, woken up, is refused, and told which epoch owns the row.
+    let refused = store.save(&a, 1, &json!({"value": 99})).await.unwrap_err();
+    assert_eq!(refused, StoreError::Stale { mine: 1, stored: 2 });
+    // So is an activation older than the row.
+    assert!(matches!(store.activate(&a, 1, None).await, Err(StoreError::Stale { .. })));
+    store.save(&a, 2, &json!({"value": 4})).await.unwrap();
+    assert_eq!(store.activate(&a, 3, None).await.unwrap(), Some(json!({"value": 4})));
+}
+
+#[tokio::test]
+async fn a_handed_over_state_replaces_the_checkpoint_and_a_new_actor_of_the_same_name_starts_afresh() {
+    let store = PgStore::new(&dsn()).unwrap();
+    let a = actor("c", "uid-1");
+    store.activate(&a, 1, None).await.unwrap();
+    store.save(&a, 1, &json!({"value": 5})).await.unwrap();
+    let handed = json!({"value": 8});
+    assert_eq!(store.activate(&a, 2, Some(&handed)).await.unwrap(), Some(handed.clone()));
+    assert_eq!(store.activate(&a, 2, None).await.unwrap(), Some(handed));
+
+    // Deleted and created again: a new uid, epochs from 1 again, no state.
+    let again = StateRef {
+        uid: "uid-2".into(),
+        ..a.clone()
+    };
+    assert_eq!(store.activate(&again, 1, None).await.unwrap(), None);
+    // The deleted object's writer is refused.
+    assert!(matches!(
+        store.save(&a, 2, &json!({"value": 1})).await,
+        Err(StoreError::Stale { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_store_that_does_not_answer_is_unavailable_within_the_call_timeout_and_names_no_password() {
+    // A port nothing listens on, and a password that must not be repeated.
+    let store = PgStore::new("postgres://troupe:s3cret-pw@127.0.0.1:9/postgres").unwrap();
+    let started = std::time::Instant::now();
+    let err = store.activate(&actor("c", "u"), 1, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(!err.to_string().contains("s3cret-pw"), "{err}");
+    eprintln!("unavailable after {:?}: {err}", started.elapsed());
+
+    let bad = PgStore::new("postgres://troupe:s3cret-pw@[bad").err().unwrap();
+    assert!(!bad.contains("s3cret-pw"), "{bad}");
+}
