@@ -323,7 +323,7 @@ start_postgres() {
     rm -f "$pwfile"
   fi
   start postgres "${as[@]}" "$bin/postgres" -D "$data" -h 127.0.0.1 -p "$PG_PORT" -k "$data" -c max_connections=200
-  (umask 077; echo "postgres://troupe:$(cat "$DIR/postgres.password")@127.0.0.1:$PG_PORT/postgres" >"$DIR/postgres.dsn")
+  (umask 077; printf '%s' "postgres://troupe:$(cat "$DIR/postgres.password")@127.0.0.1:$PG_PORT/postgres" >"$DIR/postgres.dsn")
   wait_for postgres 30 "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"
 }
 

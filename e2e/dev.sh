@@ -19,6 +19,12 @@ fi
 for f in "$REPO"/manifests/examples/*.yaml; do
   kubectl apply --namespace "$NS" -f "$f" >/dev/null
 done
+# Durable counters, when the control plane runs PostgreSQL: the Secret holds its address.
+if [ -s "$DIR/postgres.dsn" ]; then
+  kubectl create secret generic state-store -n "$NS" --from-file=dsn="$DIR/postgres.dsn" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl apply --namespace "$NS" -f "$REPO/manifests/examples/durable/counters.yaml" >/dev/null
+fi
 
 echo "waiting for the actors to run…"
 for _ in $(seq 1 60); do
@@ -49,6 +55,7 @@ Look around (the same kubectl you use on a cluster):
   curl -s http://127.0.0.1:${TROUPE_NODE_PORT:-28081}/pods   # worker pods the node agent runs
   ls $DIR/pods/logs                        # one log file per container
   kubectl scale actorpool counters -n $NS --replicas 3   # watch actors rebalance
+  kubectl get actorpool durable-counters -n $NS   # counters kept in PostgreSQL (EveryMessage), if it runs
 
 Roll out a bad revision and watch it roll itself back (kubectl-troupe is in target/debug):
   export PATH=$(dirname "$(command -v kubectl-troupe 2>/dev/null || echo target/debug/x)"):\$PATH
