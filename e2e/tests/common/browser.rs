@@ -165,12 +165,15 @@ impl Browser {
 
 /// `kubectl troupe console -n NAMESPACE` against the test cluster; its URL once it printed it.
 pub fn start_console(namespace: &str) -> (Running, String) {
+    let kubeconfig = std::env::var("TROUPE_KUBECONFIG").expect("TROUPE_KUBECONFIG");
+    start_console_as(namespace, std::path::Path::new(&kubeconfig))
+}
+
+/// The same with another user's kubeconfig (their RBAC decides what the console may do).
+pub fn start_console_as(namespace: &str, kubeconfig: &std::path::Path) -> (Running, String) {
     let path = crate::common::plugin_path();
     let mut child = Command::new("kubectl")
-        .env(
-            "KUBECONFIG",
-            std::env::var("TROUPE_KUBECONFIG").expect("TROUPE_KUBECONFIG"),
-        )
+        .env("KUBECONFIG", kubeconfig)
         .env("PATH", path)
         .args(["troupe", "console", "-n", namespace])
         .stdout(Stdio::piped())
