@@ -49,8 +49,9 @@ pub const MAX_REPLY: usize = 4 * MAX_MESSAGE;
 pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connecting to a worker on the pod network takes milliseconds; 2 s means it is gone.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// A tell may wait for room in a blocking mailbox; the worker cuts that itself.
-const TELL_TIMEOUT: Duration = Duration::from_secs(30);
+/// A tell may wait for room in a blocking mailbox (the pool's `blockTimeout`, after which the
+/// worker answers itself); past this, the caller is told it timed out.
+pub const TELL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Path segments keep only the unreserved characters.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC

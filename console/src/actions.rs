@@ -3,7 +3,8 @@
 //! (POST). Every POST passes the origin and token checks (`csrf.rs`) before anything else, and
 //! an action also needs its confirmation field; only then is the API called, with the user's
 //! own client (their RBAC decides; a refusal is shown in the API server's words, with its
-//! status). The writes themselves are `troupe_client`'s, the same as `kubectl troupe`'s.
+//! status). A done action redirects to its result page (`results.rs`). The writes themselves are
+//! `troupe_client`'s, the same as `kubectl troupe`'s.
 
 use std::{sync::Arc, time::Instant};
 
@@ -11,7 +12,7 @@ use axum::{
     body::Bytes,
     extract::{Path, State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode},
-    response::Response,
+    response::{IntoResponse, Redirect, Response},
 };
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
@@ -26,6 +27,7 @@ use crate::{
         self, Page,
         act::{self, Act, Sent},
     },
+    results::Outcome,
     server::{App, respond},
 };
 
@@ -118,7 +120,7 @@ pub async fn actor_post(
 }
 
 fn not_found() -> Response {
-    axum::response::IntoResponse::into_response((StatusCode::NOT_FOUND, "no such action"))
+    (StatusCode::NOT_FOUND, "no such action").into_response()
 }
 
 fn confirm(
@@ -163,16 +165,41 @@ async fn perform(
         Act::Pool(a) => actions::pool_action(&app.client, ns, name, a).await,
         Act::Actor(a) => actions::actor_action(&app.client, ns, name, a).await,
     };
-    let status = match &done {
-        Ok(()) => StatusCode::OK,
-        Err(e) => api_status(e),
-    };
-    if let Err(e) = &done {
-        tracing::info!(action = act.verb(), %ns, %name, error = %e, "action refused");
+    match done {
+        // Done: to the result page by a redirect, so that a reload never does it twice.
+        Ok(()) => {
+            let id = app.results.put(Outcome {
+                act,
+                namespace: ns.into(),
+                name: name.into(),
+            });
+            Redirect::to(&format!("/results/{id}")).into_response()
+        }
+        // Refused: nothing was written, so the answer to the POST says why, with its status.
+        Err(e) => {
+            tracing::info!(action = act.verb(), %ns, %name, error = %e, "action refused");
+            respond(app, headers, api_status(&e), |_| {
+                act::result_page(act, ns, name, Err(e.to_string()))
+            })
+        }
     }
-    respond(app, headers, status, |_| {
-        act::result_page(act, ns, name, done.map_err(|e| e.to_string()))
-    })
+}
+
+/// GET `/results/{id}`: what an action done from this console did.
+pub async fn result(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    match app.results.get(&id) {
+        Some(o) => respond(&app, &headers, StatusCode::OK, |_| {
+            act::result_page(o.act, &o.namespace, &o.name, Ok(()))
+        }),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!(
+                "This result is not kept (the console keeps the last {} results, until it stops).",
+                crate::results::KEPT
+            ),
+        )
+            .into_response(),
+    }
 }
 
 /// The API server's status passed on when it is a refusal a person acts on (403, 404, 409, 422);

@@ -10,7 +10,7 @@
 //!   objects;
 //! - [`pages`]: server-rendered HTML (maud, escaped), readable without JavaScript;
 //! - [`server`]: routes, security headers, the Host check, embedded assets, fragments;
-//! - [`actions`], [`forms`], [`csrf`]: the POSTs (confirmed actions, tell/ask), their forms and
+//! - [`actions`], [`forms`], [`csrf`], [`results`]: the POSTs (confirmed actions, tell/ask), their forms and
 //!   the checks that keep other web sites from posting them; the writes are
 //!   `troupe_client::actions` and `troupe_client::messages`, the same as `kubectl troupe`'s;
 //! - this file: binding the address (loopback unless remote serving is asked for) and serving
@@ -22,6 +22,7 @@ pub mod forms;
 pub mod live;
 pub mod pages;
 pub mod query;
+pub mod results;
 pub mod server;
 pub mod view;
 pub mod watch;
@@ -35,9 +36,11 @@ use tokio::net::TcpListener;
 pub const LIMITS: troupe_net::Limits = troupe_net::Limits {
     // Browsers send whole requests at once; 10 s cuts a client that trickles or idles.
     header_read: Duration::from_secs(10),
-    // Pages render from memory in milliseconds (tens of them with 10,000 actors). An SSE stream
-    // is not cut by this: the timeout covers the response's head, and the stream is its body.
-    request: Duration::from_secs(10),
+    // Pages render from memory in milliseconds (tens of them with 10,000 actors). A message from
+    // the tell/ask form waits for a worker: an ask up to 5 s (+5 s for the hop), a tell for room in
+    // a blocking mailbox up to `TELL_TIMEOUT` (15 s); 20 s lets both answer themselves. An SSE
+    // stream is not cut by this: the timeout covers the response's head, the stream is its body.
+    request: Duration::from_secs(20),
     // Each open page holds one SSE stream and briefly one or two more for fetches: 512 serves
     // well over a hundred pages.
     connections: 512,
@@ -100,6 +103,7 @@ impl Console {
             messenger: troupe_client::messages::Messenger::new(client.clone(), options.worker_route),
             client,
             csrf: csrf::Csrf::generate(),
+            results: results::Results::default(),
         });
         Ok(Console { listener, app })
     }

@@ -24,6 +24,7 @@ use crate::{
     live::{Hub, sse},
     pages::{self, Frame, Page},
     query::ActorQuery,
+    results::Results,
     watch::Stores,
 };
 
@@ -49,6 +50,8 @@ pub struct App {
     pub messenger: Messenger,
     /// The token of every form (see `csrf.rs`).
     pub csrf: Csrf,
+    /// The outcomes of actions done, for their result pages.
+    pub results: Results,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -65,6 +68,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/namespaces/{ns}/actors/{name}/{verb}",
             get(actions::actor_get).post(actions::actor_post),
         )
+        .route("/results/{id}", get(actions::result))
         .route("/live", get(live))
         .route(
             "/assets/console.css",

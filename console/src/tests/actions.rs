@@ -58,6 +58,7 @@ fn console(status: u16, body: &'static str) -> (axum::Router, Calls) {
         messenger: Messenger::new(client.clone(), Route::Lease),
         client,
         csrf: Csrf::fixed(TOKEN),
+        results: Default::default(),
     });
     (router(app), calls)
 }
@@ -161,10 +162,32 @@ async fn an_action_is_done_only_once_confirmed_on_its_confirmation_page() {
 async fn a_confirmed_promote_sets_the_annotation_kubectl_troupe_sets_and_says_so() {
     let (router, calls) = console(200, POOL);
     let form = format!("csrf={TOKEN}&confirm=yes");
-    let (status, page) = send(&router, post("/namespaces/t/pools/p/promote", OWN, &form)).await;
+    let resp = router
+        .clone()
+        .oneshot(post("/namespaces/t/pools/p/promote", OWN, &form))
+        .await
+        .unwrap();
+    // Done: a redirect to the result page, so that reloading it never promotes twice.
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with("/results/"), "{location}");
+    let get = |uri: &str| {
+        Request::builder()
+            .uri(uri)
+            .header("host", HOST)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, page) = send(&router, get(&location)).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("Promote requested"), "{page}");
     assert!(page.contains(r#"href="/namespaces/t/pools/p""#), "a way back");
+    let (status, _) = send(&router, get("/results/0123456789abcdef0123456789abcdef")).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "an id not given out claims nothing"
+    );
     let calls = calls.lock().unwrap();
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(
@@ -184,8 +207,7 @@ async fn a_confirmed_pause_patches_the_actors_spec() {
     let (router, calls) = console(200, actor);
     let form = format!("csrf={TOKEN}&confirm=yes");
     let (status, page) = send(&router, post("/namespaces/t/actors/a/pause", OWN, &form)).await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    assert!(page.contains("Pause requested"));
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
     let calls = calls.lock().unwrap();
     assert_eq!(
         calls[0].0,

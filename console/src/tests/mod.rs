@@ -6,6 +6,7 @@ mod forms;
 mod live;
 mod pages;
 mod query;
+mod results;
 mod views;
 
 use std::{collections::BTreeMap, sync::Arc};
