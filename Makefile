@@ -133,6 +133,11 @@ test: tools build unit e2e ## Set up and pass every test: unit tests, then the e
 bench: ## Benchmarks, each beside a bare tokio baseline of the same run (record figures in docs/benchmarks.md)
 	cargo bench -p troupe-worker --bench host
 
+.PHONY: bench-persistence
+bench-persistence: tools ## Tell throughput by persistence mode (OnMove, Interval, EveryMessage) on the dev control plane's PostgreSQL
+	@$(DEV_ENV) e2e/cluster.sh up >/dev/null
+	TROUPE_STORE_DSN="$$(cat .local/cluster/postgres.dsn)" cargo bench --profile $${BENCH_PROFILE:-dev} -p troupe-worker --bench persistence
+
 .PHONY: bench-operator
 bench-operator: tools build ## Operator figures on a fresh dev cluster (its state is wiped first): apply→Running p50/p99, steady-state writes, failover, RSS
 	@$(DEV_ENV) e2e/cluster.sh clean >/dev/null 2>&1 || true
