@@ -241,12 +241,24 @@ async fn with_every_message_counters_keep_their_exact_count_across_kill_9_of_the
         .filter(|(_, (_, w, ..))| *w == victim_name)
         .map(|(n, _)| n.clone())
         .collect();
-    assert!(!on_victim.is_empty(), "the killed worker hosted counters: {before:?}");
+    assert!(
+        !on_victim.is_empty(),
+        "the killed worker hosted counters: {before:?}"
+    );
     // Its counters run again under a newer epoch (failed over, or on the restarted worker).
-    running(&env, "the killed worker's counters Running again under a new epoch", |a| {
-        on_victim.iter().all(|n| a[n].2 > before[n].2)
-    })
+    running(
+        &env,
+        "the killed worker's counters Running again under a new epoch",
+        |a| on_victim.iter().all(|n| a[n].2 > before[n].2),
+    )
     .await;
     let moved: Vec<&String> = on_victim.iter().collect();
-    counts_kept(&env, &survivor_ip, &expected, &moved, "after kill -9 of their worker").await;
+    counts_kept(
+        &env,
+        &survivor_ip,
+        &expected,
+        &moved,
+        "after kill -9 of their worker",
+    )
+    .await;
 }

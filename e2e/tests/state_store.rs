@@ -36,18 +36,31 @@ fn rand_suffix() -> u128 {
 async fn a_newer_epoch_fences_every_older_writer_at_the_store() {
     let store = PgStore::new(&dsn()).unwrap();
     let a = actor("c", "uid-1");
-    assert_eq!(store.activate(&a, 1, None).await.unwrap(), None, "nothing stored yet");
+    assert_eq!(
+        store.activate(&a, 1, None).await.unwrap(),
+        None,
+        "nothing stored yet"
+    );
     store.save(&a, 1, &json!({"value": 3})).await.unwrap();
 
     // A new activation reads what the old one wrote, and takes the row.
-    assert_eq!(store.activate(&a, 2, None).await.unwrap(), Some(json!({"value": 3})));
+    assert_eq!(
+        store.activate(&a, 2, None).await.unwrap(),
+        Some(json!({"value": 3}))
+    );
     // The old one, woken up, is refused, and told which epoch owns the row.
     let refused = store.save(&a, 1, &json!({"value": 99})).await.unwrap_err();
     assert_eq!(refused, StoreError::Stale { mine: 1, stored: 2 });
     // So is an activation older than the row.
-    assert!(matches!(store.activate(&a, 1, None).await, Err(StoreError::Stale { .. })));
+    assert!(matches!(
+        store.activate(&a, 1, None).await,
+        Err(StoreError::Stale { .. })
+    ));
     store.save(&a, 2, &json!({"value": 4})).await.unwrap();
-    assert_eq!(store.activate(&a, 3, None).await.unwrap(), Some(json!({"value": 4})));
+    assert_eq!(
+        store.activate(&a, 3, None).await.unwrap(),
+        Some(json!({"value": 4}))
+    );
 }
 
 #[tokio::test]
@@ -57,7 +70,10 @@ async fn a_handed_over_state_replaces_the_checkpoint_and_a_new_actor_of_the_same
     store.activate(&a, 1, None).await.unwrap();
     store.save(&a, 1, &json!({"value": 5})).await.unwrap();
     let handed = json!({"value": 8});
-    assert_eq!(store.activate(&a, 2, Some(&handed)).await.unwrap(), Some(handed.clone()));
+    assert_eq!(
+        store.activate(&a, 2, Some(&handed)).await.unwrap(),
+        Some(handed.clone())
+    );
     assert_eq!(store.activate(&a, 2, None).await.unwrap(), Some(handed));
 
     // Deleted and created again: a new uid, epochs from 1 again, no state.
