@@ -243,18 +243,7 @@ fn canary_pool(name: &str, env: &str, spec: &str) -> String {
 
 /// A new revision of `pool`: its flaky failure rate set to `rate`.
 fn set_failure_rate(env: &TestEnv, pool: &str, rate: &str) {
-    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [{
-        "name": "worker", "image": "troupe/worker:0.1.0",
-        "env": [{"name": "TROUPE_FLAKY_FAILURE_RATE", "value": rate}]
-    }]}}}});
-    env.kubectl_ok(&[
-        "patch",
-        "actorpool",
-        pool,
-        "--type=merge",
-        "-p",
-        &patch.to_string(),
-    ]);
+    env.set_worker_env(pool, &[("TROUPE_FLAKY_FAILURE_RATE", rate)]);
 }
 
 fn pool_status(env: &TestEnv, pool: &str) -> serde_json::Value {

@@ -5,7 +5,7 @@ mod common;
 
 use std::{collections::BTreeMap, time::Duration};
 
-use common::{TestEnv, eventually};
+use common::{TestEnv, eventually, store_dsn};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -203,15 +203,6 @@ async fn counters_keep_their_exact_count_through_a_canary_step_and_its_rollback(
     let moved_back = moved_between(&canary, &back);
     assert!(!moved_back.is_empty(), "the rollback moved counters: {back:?}");
     counts_kept(&env, &ip, &expected, &moved_back, "after the rollback").await;
-}
-
-/// The local control plane's PostgreSQL (`e2e/cluster.sh` writes its connection string).
-fn store_dsn() -> String {
-    let dir = std::env::var("TROUPE_CLUSTER_DIR").expect("TROUPE_CLUSTER_DIR (set by make e2e)");
-    std::fs::read_to_string(format!("{dir}/postgres.dsn"))
-        .expect("the control plane's PostgreSQL (e2e/tools/install.sh postgres; cluster.sh starts it)")
-        .trim()
-        .to_string()
 }
 
 #[tokio::test]

@@ -44,21 +44,6 @@ fn setup(env: &TestEnv) {
     env.secret("troupe-worker-token", &[("token", TOKEN)]);
 }
 
-/// A new revision: the template's env replaced.
-fn set_env(env: &TestEnv, pool: &str, vars: &[(&str, &str)]) {
-    let patch = json!({"spec": {"template": {"spec": {"containers": [
-        {"name": "worker", "image": "troupe/worker:0.1.0", "env": env_json(vars)}
-    ]}}}});
-    env.kubectl_ok(&[
-        "patch",
-        "actorpool",
-        pool,
-        "--type=merge",
-        "-p",
-        &patch.to_string(),
-    ]);
-}
-
 fn status(env: &TestEnv, pool: &str) -> Value {
     env.kubectl_json(&["get", "actorpool", pool])["status"].clone()
 }
@@ -163,7 +148,7 @@ async fn a_good_canary_is_promoted_through_all_its_steps_judged_by_prometheus() 
     assert!(env.apply(&flaky_actors("p")).0);
     let old = stable_after_start(&env, "p").await;
 
-    set_env(&env, "p", &[("TROUPE_FLAKY_FAILURE_RATE", "0.0")]);
+    env.set_worker_env("p", &[("TROUPE_FLAKY_FAILURE_RATE", "0.0")]);
     let new = eventually("a canary revision", WAIT, || {
         std::future::ready(status(&env, "p")["canaryRevision"].as_str().map(str::to_string))
     })
@@ -237,7 +222,7 @@ async fn a_bad_canary_is_rolled_back_by_prometheus_analysis_without_anyone_touch
     assert!(env.apply(&flaky_actors("p")).0);
     let old = stable_after_start(&env, "p").await;
 
-    set_env(&env, "p", &[("TROUPE_FLAKY_FAILURE_RATE", "1")]);
+    env.set_worker_env("p", &[("TROUPE_FLAKY_FAILURE_RATE", "1")]);
     // The breach starts when the first actor runs on the bad revision.
     // (On a slow machine the abort may come before a poll sees that: then it counts from now.)
     let breach = eventually("an actor running on the canary", WAIT, || {
@@ -322,8 +307,7 @@ async fn an_alertmanager_alert_rolls_back_a_revision_promoted_within_the_window(
     let metrics_before = operator_metrics(&http).await;
 
     // The new revision behaves for 10 s, long enough to be promoted, then fails everything.
-    set_env(
-        &env,
+    env.set_worker_env(
         "p",
         &[
             ("TROUPE_FLAKY_FAILURE_RATE", "1"),
@@ -398,7 +382,7 @@ async fn blue_green_switches_every_actor_and_rolls_back_instantly_to_the_workers
     })
     .await;
 
-    set_env(&env, "p", &[("TROUPE_FLAKY_FAILURE_RATE", "1")]);
+    env.set_worker_env("p", &[("TROUPE_FLAKY_FAILURE_RATE", "1")]);
     // The new revision comes up in full before a single actor moves.
     let new = eventually("the preview revision", WAIT, || {
         std::future::ready(status(&env, "p")["canaryRevision"].as_str().map(str::to_string))
@@ -458,7 +442,7 @@ async fn a_rollout_survives_an_operator_restart_and_obeys_abort_retry_and_promot
     assert!(env.apply(&pool("p", GOOD, spec)).0);
     assert!(env.apply(&flaky_actors("p")).0);
     let old = stable_after_start(&env, "p").await;
-    set_env(&env, "p", &[("TROUPE_FLAKY_FAILURE_RATE", "0.0")]);
+    env.set_worker_env("p", &[("TROUPE_FLAKY_FAILURE_RATE", "0.0")]);
     let paused = || async {
         eventually("paused at step 1 with 3 actors on the canary", WAIT, || {
             let st = status(&env, "p");

@@ -2,19 +2,14 @@
 //! epoch fence, a new Actor under an old name, the handed-over state, and a store that is down.
 //! (The host's use of them is tested with the same rules in memory: worker/src/host/tests_persist.rs.)
 
+mod common;
+
+use common::store_dsn as dsn;
 use serde_json::json;
 use troupe_worker::{
     host::ActorKey,
     store::{StateRef, StateStore, StoreError, postgres::PgStore},
 };
-
-fn dsn() -> String {
-    let dir = std::env::var("TROUPE_CLUSTER_DIR").expect("TROUPE_CLUSTER_DIR (set by make e2e)");
-    std::fs::read_to_string(format!("{dir}/postgres.dsn"))
-        .expect("the control plane's PostgreSQL (e2e/tools/install.sh postgres; cluster.sh starts it)")
-        .trim()
-        .to_string()
-}
 
 /// An actor of a namespace no other test run uses.
 fn actor(name: &str, uid: &str) -> StateRef {

@@ -94,11 +94,28 @@ pub fn action_links(acts: &[Act], ns: &str, name: &str) -> Markup {
     }
 }
 
+/// The way back to the object an action concerns.
+fn crumbs(act: Act, ns: &str, name: &str) -> Markup {
+    html! {
+        p.crumbs { a href="/" { "Overview" } " › " (ns) " › " a href=(act.back(ns, name)) { (act.kind()) " " (name) } }
+    }
+}
+
+/// A page that does not change by itself (no live region).
+fn still_page(title: String, head: Markup) -> Page {
+    Page {
+        title,
+        head,
+        live: html! {},
+        topics: vec![],
+    }
+}
+
 /// The confirmation page of `act` on `ns/name`; `problem` says why it is shown again.
 pub fn confirm_page(act: Act, ns: &str, name: &str, csrf: &str, problem: Option<&str>) -> Page {
     let title = format!("{} {} {name}?", act.label(), act.kind());
     let head = html! {
-        p.crumbs { a href="/" { "Overview" } " › " (ns) " › " a href=(act.back(ns, name)) { (act.kind()) " " (name) } }
+        (crumbs(act, ns, name))
         h1 { (title) }
         @if let Some(p) = problem { p.notice #problem role="alert" { (p) } }
         p #explain { (act.explain()) }
@@ -110,12 +127,7 @@ pub fn confirm_page(act: Act, ns: &str, name: &str, csrf: &str, problem: Option<
         }
         (kubectl_block(act, ns, name))
     };
-    Page {
-        title,
-        head,
-        live: html! {},
-        topics: vec![],
-    }
+    still_page(title, head)
 }
 
 /// What happened after a confirmed action: done, or the API server's refusal in its words.
@@ -135,7 +147,7 @@ pub fn result_page(act: Act, ns: &str, name: &str, outcome: Result<(), String>) 
         Err(e) => (format!("{} failed", act.label()), e.clone()),
     };
     let head = html! {
-        p.crumbs { a href="/" { "Overview" } " › " (ns) " › " a href=(act.back(ns, name)) { (act.kind()) " " (name) } }
+        (crumbs(act, ns, name))
         h1 { (title) }
         @match &outcome {
             Ok(()) => p.done #outcome role="status" { span aria-hidden="true" { "✔ " } (message) },
@@ -144,12 +156,7 @@ pub fn result_page(act: Act, ns: &str, name: &str, outcome: Result<(), String>) 
         p { a #back href=(act.back(ns, name)) { "Back to " (act.kind()) " " (name) } }
         (kubectl_block(act, ns, name))
     };
-    Page {
-        title,
-        head,
-        live: html! {},
-        topics: vec![],
-    }
+    still_page(title, head)
 }
 
 /// A message sent from the form, and what came of it.

@@ -98,6 +98,26 @@ impl TestEnv {
             .expect("kubectl ran")
     }
 
+    /// A new revision of `pool`: its worker container's env replaced by `vars` (a merge patch of
+    /// the template, as a user would make one).
+    pub fn set_worker_env(&self, pool: &str, vars: &[(&str, &str)]) {
+        let env: Vec<serde_json::Value> = vars
+            .iter()
+            .map(|(k, v)| serde_json::json!({"name": k, "value": v}))
+            .collect();
+        let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "worker", "image": "troupe/worker:0.1.0", "env": env}
+        ]}}}});
+        self.kubectl_ok(&[
+            "patch",
+            "actorpool",
+            pool,
+            "--type=merge",
+            "-p",
+            &patch.to_string(),
+        ]);
+    }
+
     /// kubectl that must succeed; returns its stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
@@ -304,4 +324,14 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The connection string of the control plane's PostgreSQL, the actors' state store
+/// (`e2e/cluster.sh` writes it).
+pub fn store_dsn() -> String {
+    let dir = std::env::var("TROUPE_CLUSTER_DIR").expect("TROUPE_CLUSTER_DIR (set by make e2e)");
+    std::fs::read_to_string(format!("{dir}/postgres.dsn"))
+        .expect("the control plane's PostgreSQL (e2e/tools/install.sh postgres; cluster.sh starts it)")
+        .trim()
+        .to_string()
 }

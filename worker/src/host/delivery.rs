@@ -73,18 +73,30 @@ impl Host {
     /// other would wait for each other).
     pub(super) async fn enqueue(&self, key: &ActorKey, body: Value) -> Result<(), DeliveryError> {
         let slot = self.admit(key)?;
+        self.push(&slot, body, None, false).await
+    }
+
+    /// Puts one message in the slot's mailbox (with where its answer goes, if anywhere) and
+    /// wakes the actor; a refusal is counted.
+    async fn push(
+        &self,
+        slot: &Arc<Slot>,
+        body: Value,
+        reply: Option<oneshot::Sender<crate::mailbox::Reply>>,
+        ack: bool,
+    ) -> Result<(), DeliveryError> {
         let env = Envelope {
             body,
-            reply: None,
-            ack: false,
+            reply,
+            ack,
             enqueued: Instant::now(),
         };
         match slot.mailbox.push(env).await {
             Ok(p) => {
-                self.wake(&slot, p);
+                self.wake(slot, p);
                 Ok(())
             }
-            Err(e) => Err(self.rejected(&slot, e)),
+            Err(e) => Err(self.rejected(slot, e)),
         }
     }
 
@@ -118,35 +130,14 @@ impl Host {
         if self.config.persistence == PersistenceMode::EveryMessage && self.store().is_some() {
             return self.tell_committed(slot, body).await;
         }
-        let env = Envelope {
-            body,
-            reply: None,
-            ack: false,
-            enqueued: Instant::now(),
-        };
-        match slot.mailbox.push(env).await {
-            Ok(p) => {
-                self.wake(slot, p);
-                Ok(())
-            }
-            Err(e) => Err(self.rejected(slot, e)),
-        }
+        self.push(slot, body, None, false).await
     }
 
     /// A tell answered once its state change is committed (EveryMessage).
     async fn tell_committed(&self, slot: &Arc<Slot>, body: Value) -> Result<(), DeliveryError> {
         let key = &slot.key;
         let (tx, rx) = oneshot::channel();
-        let env = Envelope {
-            body,
-            reply: Some(tx),
-            ack: true,
-            enqueued: Instant::now(),
-        };
-        match slot.mailbox.push(env).await {
-            Ok(p) => self.wake(slot, p),
-            Err(e) => return Err(self.rejected(slot, e)),
-        }
+        self.push(slot, body, Some(tx), true).await?;
         match tokio::time::timeout(self.config.commit_timeout, rx).await {
             Err(_) => Err(DeliveryError::Timeout(key.clone())),
             Ok(Ok(Ok(_))) => Ok(()),
@@ -175,16 +166,7 @@ impl Host {
     ) -> Result<Value, DeliveryError> {
         let key = &slot.key;
         let (tx, rx) = oneshot::channel();
-        let env = Envelope {
-            body,
-            reply: Some(tx),
-            ack: false,
-            enqueued: Instant::now(),
-        };
-        match slot.mailbox.push(env).await {
-            Ok(p) => self.wake(slot, p),
-            Err(e) => return Err(self.rejected(slot, e)),
-        }
+        self.push(slot, body, Some(tx), false).await?;
         match tokio::time::timeout(timeout, rx).await {
             Err(_) => Err(DeliveryError::Timeout(key.clone())),
             Ok(Err(_)) => Err(DeliveryError::Failed {

@@ -31,6 +31,18 @@ fn counter(epoch: u64) -> Assignment {
     }
 }
 
+/// The counter's assignment under `epoch` after a planned move from worker "a" (epoch 1).
+fn moved_from_a(epoch: u64) -> Assignment {
+    Assignment {
+        previous: Some(PreviousHolder {
+            worker: "a".into(),
+            epoch: 1,
+            pool: "local".into(),
+        }),
+        ..counter(epoch)
+    }
+}
+
 async fn count(host: &Host, key: &ActorKey) -> Value {
     host.ask(key, json!(0), Duration::from_secs(2)).await.unwrap()["value"].clone()
 }
@@ -208,15 +220,7 @@ async fn a_handed_over_state_is_written_under_the_new_epoch() {
     assert_eq!(stored_count(&store, &key), None, "no checkpoint yet");
     // A planned move back to the same worker: the state it kept goes to the store at epoch 2.
     a.remove(&key, None).await;
-    let moved = Assignment {
-        previous: Some(PreviousHolder {
-            worker: "a".into(),
-            epoch: 1,
-            pool: "local".into(),
-        }),
-        ..counter(2)
-    };
-    a.assign(key.clone(), moved).await;
+    a.assign(key.clone(), moved_from_a(2)).await;
     assert_eq!(count(&a, &key).await, json!(4));
     assert_eq!(store.get(&key), Some((2, Some(json!({"value": 4})))));
     a.tell(&key, json!(1)).await.unwrap();
@@ -231,15 +235,7 @@ async fn mode_none_starts_from_the_config_even_after_a_planned_move() {
     a.tell(&key, json!(4)).await.unwrap();
     assert_eq!(count(&a, &key).await, json!(4));
     a.remove(&key, None).await;
-    let moved = Assignment {
-        previous: Some(PreviousHolder {
-            worker: "a".into(),
-            epoch: 1,
-            pool: "local".into(),
-        }),
-        ..counter(2)
-    };
-    a.assign(key.clone(), moved).await;
+    a.assign(key.clone(), moved_from_a(2)).await;
     assert_eq!(count(&a, &key).await, json!(0));
     assert_eq!(store.get(&key), None, "mode None writes nothing");
 }

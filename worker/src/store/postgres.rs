@@ -109,20 +109,19 @@ impl PgStore {
             }
         }
     }
+}
 
-    async fn stale(&self, actor: &StateRef, mine: u64) -> StoreError {
-        let stored = match self.pool.get().await {
-            Ok(c) => bounded(c.query_opt(EPOCH_OF, &[&actor.key.namespace, &actor.key.name]))
-                .await
-                .ok()
-                .flatten()
-                .map(|row| row.get::<_, i64>(0) as u64),
-            Err(_) => None,
-        };
-        StoreError::Stale {
-            mine,
-            stored: stored.unwrap_or(0),
-        }
+/// The refusal of `mine`, with the epoch that holds the row, read on the connection that was
+/// refused (a second one from the pool could wait behind callers holding all of them).
+async fn stale(client: &deadpool_postgres::Object, actor: &StateRef, mine: u64) -> StoreError {
+    let stored = bounded(client.query_opt(EPOCH_OF, &[&actor.key.namespace, &actor.key.name]))
+        .await
+        .ok()
+        .flatten()
+        .map(|row| row.get::<_, i64>(0) as u64);
+    StoreError::Stale {
+        mine,
+        stored: stored.unwrap_or(0),
     }
 }
 
@@ -177,7 +176,7 @@ impl StateStore for PgStore {
         .await?;
         match row {
             Some(row) => Ok(row.get::<_, Option<Value>>(0)),
-            None => Err(self.stale(actor, epoch).await),
+            None => Err(stale(&client, actor, epoch).await),
         }
     }
 
@@ -197,7 +196,7 @@ impl StateStore for PgStore {
         if updated == 1 {
             Ok(())
         } else {
-            Err(self.stale(actor, epoch).await)
+            Err(stale(&client, actor, epoch).await)
         }
     }
 }
