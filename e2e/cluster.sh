@@ -297,34 +297,23 @@ EOF
 # can reach. The connection string is written to $DIR/postgres.dsn (mode 600) for the Secret a
 # pool names; nothing else holds it.
 start_postgres() {
-  local bin
-  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-  [ -n "$bin" ] && [ -x "$bin/postgres" ] || {
+  local pg=$HERE/tools/postgres.sh
+  "$pg" bin >/dev/null 2>&1 || {
     log "PostgreSQL not installed (e2e/tools/install.sh postgres): the persistence modes Interval and EveryMessage have no store"
     return 0
   }
-  local as=() data=$DIR/postgres
+  local data=$DIR/postgres
   if [ "$(id -u)" = 0 ]; then
     id postgres >/dev/null 2>&1 || { log "no postgres user to run PostgreSQL as: no state store"; return 0; }
-    as=(runuser -u postgres --)
     data=/tmp/troupe-postgres-$PG_PORT
   fi
   if [ ! -s "$DIR/postgres.password" ]; then
     (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$DIR/postgres.password")
   fi
-  if [ ! -f "$data/PG_VERSION" ]; then
-    rm -rf "$data"
-    mkdir -p "$data"
-    local pwfile=$data.pw
-    (umask 077; cp "$DIR/postgres.password" "$pwfile")
-    if [ ${#as[@]} -gt 0 ]; then chown postgres "$data" "$pwfile"; fi
-    "${as[@]}" "$bin/initdb" -D "$data" -U troupe --pwfile="$pwfile" --auth=scram-sha-256 -E UTF8 >>"$LOGS/postgres.log" 2>&1 \
-      || { rm -f "$pwfile"; die "initdb failed (log $LOGS/postgres.log)"; }
-    rm -f "$pwfile"
-  fi
-  start postgres "${as[@]}" "$bin/postgres" -D "$data" -h 127.0.0.1 -p "$PG_PORT" -k "$data" -c max_connections=200
+  "$pg" init "$data" "$DIR/postgres.password" "$LOGS/postgres.log" || die "initdb failed (log $LOGS/postgres.log)"
+  start postgres "$pg" run "$data" "$PG_PORT"
   (umask 077; printf '%s' "postgres://troupe:$(cat "$DIR/postgres.password")@127.0.0.1:$PG_PORT/postgres" >"$DIR/postgres.dsn")
-  wait_for postgres 30 "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"
+  wait_for postgres 30 "$("$pg" bin)/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"
 }
 
 # The operator runs as a local process too (its pods would need a container engine); short

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::store_dsn as dsn;
+use common::store::store_dsn as dsn;
 use serde_json::json;
 use troupe_worker::{
     host::ActorKey,

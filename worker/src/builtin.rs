@@ -17,7 +17,14 @@ pub fn registry() -> Registry {
                 .as_i64()
                 .ok_or_else(|| ActorError::new("counter: config.start must be an integer"))?,
         };
-        Ok(Box::new(Counter { value: start }))
+        let latency = match init.config.get("latencyMs") {
+            None => Duration::ZERO,
+            Some(v) => latency("counter", v.as_f64())?,
+        };
+        Ok(Box::new(Counter {
+            value: start,
+            latency,
+        }))
     });
     r.register("scheduled", |_| Ok(Box::new(Scheduled::default())));
     r.register("pipeline-stage", |init| {
@@ -47,14 +54,20 @@ impl Behavior for Echo {
 }
 
 /// Keeps a count. A number adds itself, `{"add": n}` adds n, anything else reads; every message
-/// answers `{"value": n}`.
+/// answers `{"value": n}`. Config: `start` (default 0), and `latencyMs`, how long each message
+/// takes (default 0: a slow actor, for demos and for pausing a worker in the middle of a
+/// message).
 pub struct Counter {
     pub value: i64,
+    pub latency: Duration,
 }
 
 #[async_trait::async_trait]
 impl Behavior for Counter {
     async fn handle(&mut self, _: &Context, msg: Value) -> Result<Value, ActorError> {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
         let add = msg.as_i64().or_else(|| msg.get("add").and_then(Value::as_i64));
         if let Some(n) = add {
             self.value = self
@@ -257,8 +270,19 @@ pub struct Flaky {
 static FLAKY_SINCE: std::sync::LazyLock<std::time::Instant> =
     std::sync::LazyLock::new(std::time::Instant::now);
 
-/// The longest delay `flaky` adds to a message: a minute, longer than any ask waits.
-pub const FLAKY_MAX_LATENCY_MS: f64 = 60_000.0;
+/// The longest delay `flaky` or `counter` adds to a message: a minute, longer than any ask waits.
+pub const MAX_LATENCY_MS: f64 = 60_000.0;
+
+/// A configured per-message delay in milliseconds, refused outside 0..[`MAX_LATENCY_MS`] (or
+/// when it is not a number) with a message naming the behaviour.
+fn latency(behavior: &str, ms: Option<f64>) -> Result<Duration, ActorError> {
+    match ms {
+        Some(ms) if (0.0..=MAX_LATENCY_MS).contains(&ms) => Ok(Duration::from_millis(ms as u64)),
+        _ => Err(ActorError::new(format!(
+            "{behavior}: latencyMs must be a number within 0..{MAX_LATENCY_MS}"
+        ))),
+    }
+}
 
 impl Flaky {
     pub fn from_config(
@@ -288,15 +312,7 @@ impl Flaky {
         };
         Ok(Self {
             failure_rate: rate("failureRate", "TROUPE_FLAKY_FAILURE_RATE")?,
-            latency: {
-                let ms = read("latencyMs", "TROUPE_FLAKY_LATENCY_MS")?;
-                if !(0.0..=FLAKY_MAX_LATENCY_MS).contains(&ms) {
-                    return Err(ActorError::new(format!(
-                        "flaky: latencyMs must be within 0..{FLAKY_MAX_LATENCY_MS}"
-                    )));
-                }
-                Duration::from_millis(ms as u64)
-            },
+            latency: latency("flaky", Some(read("latencyMs", "TROUPE_FLAKY_LATENCY_MS")?))?,
             panic_rate: rate("panicRate", "TROUPE_FLAKY_PANIC_RATE")?,
             good_until: match env("TROUPE_FLAKY_FAIL_AFTER").filter(|v| !v.is_empty()) {
                 None => None,
@@ -393,6 +409,17 @@ mod tests {
         assert!(build("counter", json!({"start": "ten"})).is_err());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_counter_takes_its_latency_for_every_message() {
+        let c = ctx(Arc::default());
+        let mut counter = build("counter", json!({"latencyMs": 1500})).unwrap();
+        let started = tokio::time::Instant::now();
+        counter.handle(&c, json!(1)).await.unwrap();
+        counter.handle(&c, json!(1)).await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_millis(3000));
+        assert_eq!(counter.snapshot().unwrap(), Some(json!({"value": 2})));
+    }
+
     #[tokio::test]
     async fn a_counter_at_its_limit_refuses_to_overflow_by_message_or_tick_and_keeps_its_value() {
         let c = ctx(Arc::default());
@@ -416,6 +443,8 @@ mod tests {
             ("pipeline-stage", json!({"stage": "rank", "keep": 10_001})),
             ("flaky", json!({"latencyMs": 1e300})),
             ("flaky", json!({"latencyMs": -5})),
+            ("counter", json!({"latencyMs": 3_600_000})),
+            ("counter", json!({"latencyMs": "slow"})),
         ] {
             let err = build(behavior, config.clone()).err().expect("refused");
             assert!(err.to_string().contains("must be"), "{config}: {err}");

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 pub mod bad_manifests;
 pub mod images;
+pub mod store;
 
 pub struct TestEnv {
     pub namespace: String,
@@ -324,14 +325,4 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// The connection string of the control plane's PostgreSQL, the actors' state store
-/// (`e2e/cluster.sh` writes it).
-pub fn store_dsn() -> String {
-    let dir = std::env::var("TROUPE_CLUSTER_DIR").expect("TROUPE_CLUSTER_DIR (set by make e2e)");
-    std::fs::read_to_string(format!("{dir}/postgres.dsn"))
-        .expect("the control plane's PostgreSQL (e2e/tools/install.sh postgres; cluster.sh starts it)")
-        .trim()
-        .to_string()
 }
