@@ -112,6 +112,56 @@ pub struct ActorSpec {
     /// status (condition CircuitOpen). Unset: no circuit breaker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreakerSpec>,
+
+    /// Keeps an append-only journal of the actor's state changes in its pool's state store:
+    /// every write of its state (each committed batch of messages with persistence mode
+    /// EveryMessage, each checkpoint with Interval) adds an entry with the state, the epoch and
+    /// the number of messages handled since the previous one. Read it with
+    /// `kubectl troupe journal ACTOR`. Needs the pool's persistence mode Interval or
+    /// EveryMessage; otherwise nothing is journaled and condition Journaled says why. Unset: no
+    /// journal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalSpec>,
+}
+
+/// How much of an actor's journal is kept (older entries are removed as new ones are written).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalSpec {
+    /// The newest entries to keep: from 1 to 100000. Default 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub keep: Option<i32>,
+
+    /// Entries older than this are removed too: from 1m to 8760h (a year). Unset: by count only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "!self.matches('^([0-9]+(ms|s|m|h))+$') || (duration(self) >= duration('1m') && duration(self) <= duration('8760h'))",
+         "message": "journal.keepFor must be from 1m to 8760h"}
+    ]))]
+    pub keep_for: Option<String>,
+}
+
+impl JournalSpec {
+    /// Entries kept when `keep` is unset.
+    pub const DEFAULT_KEEP: u32 = 1000;
+
+    /// The number of entries to keep.
+    pub fn keep(&self) -> u32 {
+        self.keep
+            .and_then(|k| u32::try_from(k).ok())
+            .filter(|k| *k >= 1)
+            .unwrap_or(Self::DEFAULT_KEEP)
+    }
+
+    /// The age past which entries are removed, if any (None also for a value the schema should
+    /// have refused).
+    pub fn keep_for(&self) -> Option<std::time::Duration> {
+        self.keep_for
+            .as_deref()
+            .and_then(|d| crate::duration::parse_duration(d).ok())
+    }
 }
 
 /// When an actor is restarted.

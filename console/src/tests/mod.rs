@@ -41,6 +41,7 @@ pub fn actor(ns: &str, name: &str, pool: &str, phase: ActorPhase, worker: &str, 
             trigger: None,
             restart_policy: RestartPolicySpec::default(),
             circuit_breaker: None,
+            journal: None,
         },
     );
     a.metadata.namespace = Some(ns.into());

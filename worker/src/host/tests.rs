@@ -19,6 +19,7 @@ pub(super) fn spec(behavior: &str, config: Value) -> ActorSpec {
         trigger: None,
         restart_policy: RestartPolicySpec::default(),
         circuit_breaker: None,
+        journal: None,
     }
 }
 
