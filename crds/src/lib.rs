@@ -24,8 +24,8 @@ pub mod pool;
 pub mod worker_env;
 
 pub use actor::{
-    Actor, ActorPhase, ActorSpec, ActorStatus, CircuitBreakerSpec, RestartBackoff, RestartPolicy,
-    RestartPolicySpec,
+    Actor, ActorPhase, ActorSpec, ActorStatus, CircuitBreakerSpec, JournalSpec, RestartBackoff,
+    RestartPolicy, RestartPolicySpec,
 };
 pub use common::{GROUP, VERSION, labels};
 pub use config::ActorConfig;

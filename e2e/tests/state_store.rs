@@ -1,5 +1,6 @@
 //! The PostgreSQL state store's rules, against the local control plane's real PostgreSQL: the
-//! epoch fence, a new Actor under an old name, the handed-over state, and a store that is down.
+//! epoch fence, a new Actor under an old name, the handed-over state, the journal, and a store
+//! that is down.
 //! (The host's use of them is tested with the same rules in memory: worker/src/host/tests_persist.rs.)
 
 mod common;
@@ -8,7 +9,7 @@ use common::store::store_dsn as dsn;
 use serde_json::json;
 use troupe_worker::{
     host::ActorKey,
-    store::{StateRef, StateStore, StoreError, postgres::PgStore},
+    store::{JournalWrite, StateRef, StateStore, StoreError, postgres::PgStore},
 };
 
 /// An actor of a namespace no other test run uses.
@@ -36,7 +37,7 @@ async fn a_newer_epoch_fences_every_older_writer_at_the_store() {
         None,
         "nothing stored yet"
     );
-    store.save(&a, 1, &json!({"value": 3})).await.unwrap();
+    store.save(&a, 1, &json!({"value": 3}), None).await.unwrap();
 
     // A new activation reads what the old one wrote, and takes the row.
     assert_eq!(
@@ -44,14 +45,14 @@ async fn a_newer_epoch_fences_every_older_writer_at_the_store() {
         Some(json!({"value": 3}))
     );
     // The old one, woken up, is refused, and told which epoch owns the row.
-    let refused = store.save(&a, 1, &json!({"value": 99})).await.unwrap_err();
+    let refused = store.save(&a, 1, &json!({"value": 99}), None).await.unwrap_err();
     assert_eq!(refused, StoreError::Stale { mine: 1, stored: 2 });
     // So is an activation older than the row.
     assert!(matches!(
         store.activate(&a, 1, None).await,
         Err(StoreError::Stale { .. })
     ));
-    store.save(&a, 2, &json!({"value": 4})).await.unwrap();
+    store.save(&a, 2, &json!({"value": 4}), None).await.unwrap();
     assert_eq!(
         store.activate(&a, 3, None).await.unwrap(),
         Some(json!({"value": 4}))
@@ -63,7 +64,7 @@ async fn a_handed_over_state_replaces_the_checkpoint_and_a_new_actor_of_the_same
     let store = PgStore::new(&dsn()).unwrap();
     let a = actor("c", "uid-1");
     store.activate(&a, 1, None).await.unwrap();
-    store.save(&a, 1, &json!({"value": 5})).await.unwrap();
+    store.save(&a, 1, &json!({"value": 5}), None).await.unwrap();
     let handed = json!({"value": 8});
     assert_eq!(
         store.activate(&a, 2, Some(&handed)).await.unwrap(),
@@ -79,7 +80,7 @@ async fn a_handed_over_state_replaces_the_checkpoint_and_a_new_actor_of_the_same
     assert_eq!(store.activate(&again, 1, None).await.unwrap(), None);
     // The deleted object's writer is refused.
     assert!(matches!(
-        store.save(&a, 2, &json!({"value": 1})).await,
+        store.save(&a, 2, &json!({"value": 1}), None).await,
         Err(StoreError::Stale { .. })
     ));
 }
@@ -96,4 +97,75 @@ async fn a_store_that_does_not_answer_is_unavailable_within_the_call_timeout_and
 
     let bad = PgStore::new("postgres://troupe:s3cret-pw@[bad").err().unwrap();
     assert!(!bad.contains("s3cret-pw"), "{bad}");
+}
+
+#[tokio::test]
+async fn the_journal_keeps_every_write_that_landed_fenced_by_epoch_and_as_many_as_its_policy_says() {
+    let store = PgStore::new(&dsn()).unwrap();
+    let a = actor("j", "uid-1");
+    let values = |entries: &[troupe_worker::store::JournalEntry]| {
+        entries
+            .iter()
+            .map(|e| (e.epoch, e.state["value"].as_i64().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    store.activate(&a, 1, None).await.unwrap();
+    let keep_3 = JournalWrite {
+        messages: 2,
+        keep: 3,
+        keep_for: None,
+    };
+    for v in 1..=5 {
+        store
+            .save(&a, 1, &json!({"value": v}), Some(&keep_3))
+            .await
+            .unwrap();
+    }
+    let entries = store.journal(&a.key, 100).await.unwrap();
+    assert_eq!(
+        values(&entries),
+        [(1, 5), (1, 4), (1, 3)],
+        "the newest 3, newest first"
+    );
+    assert!(
+        entries
+            .windows(2)
+            .all(|w| w[0].seq > w[1].seq && w[0].at >= w[1].at)
+    );
+    assert!(entries.iter().all(|e| e.messages == 2 && e.uid == "uid-1"));
+
+    // A newer activation: the old one's journaled write is refused and adds no entry.
+    store.activate(&a, 2, None).await.unwrap();
+    assert!(matches!(
+        store.save(&a, 1, &json!({"value": 99}), Some(&keep_3)).await,
+        Err(StoreError::Stale { mine: 1, stored: 2 })
+    ));
+    store
+        .save(&a, 2, &json!({"value": 6}), Some(&keep_3))
+        .await
+        .unwrap();
+    // A write without a journal adds none.
+    store.save(&a, 2, &json!({"value": 7}), None).await.unwrap();
+    assert_eq!(
+        values(&store.journal(&a.key, 100).await.unwrap()),
+        [(2, 6), (1, 5), (1, 4)]
+    );
+    assert_eq!(
+        values(&store.journal(&a.key, 1).await.unwrap()),
+        [(2, 6)],
+        "a limit"
+    );
+
+    // By age: entries older than keepFor go at the next write.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let keep_1s = JournalWrite {
+        messages: 1,
+        keep: 100,
+        keep_for: Some(std::time::Duration::from_secs(1)),
+    };
+    store
+        .save(&a, 2, &json!({"value": 8}), Some(&keep_1s))
+        .await
+        .unwrap();
+    assert_eq!(values(&store.journal(&a.key, 100).await.unwrap()), [(2, 8)]);
 }

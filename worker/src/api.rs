@@ -4,6 +4,7 @@
 //! ```text
 //! POST /v1/namespaces/{ns}/actors/{name}/tell          body: any JSON   → 202
 //! POST /v1/namespaces/{ns}/actors/{name}/ask?timeout=5s body: any JSON  → 200 with the answer
+//! GET  /v1/namespaces/{ns}/actors/{name}/journal?limit=100  → 200 {"entries": [...], "truncated"}
 //! GET  /livez /readyz /startupz /metrics
 //! ```
 //!
@@ -47,6 +48,7 @@ use crate::{
     host::{ActorKey, DeliveryError, HandoffSource, Host, PreviousHolder},
     membership::ADDRESS_ANNOTATION,
     peer,
+    store::{JOURNAL_READ_MAX, JournalEntry},
 };
 
 /// Marks a request one worker forwarded to another, so it is never forwarded twice.
@@ -124,6 +126,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/namespaces/{namespace}/actors/{name}/tell", post(tell))
         .route("/v1/namespaces/{namespace}/actors/{name}/ask", post(ask))
         .route("/v1/namespaces/{namespace}/actors/{name}/handoff", get(handoff))
+        .route("/v1/namespaces/{namespace}/actors/{name}/journal", get(journal))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(messages)
@@ -304,6 +307,76 @@ struct HandoffQuery {
 
 /// The state this worker kept for `name` when its assignment `epoch` ended here (a planned
 /// move), handed over once to the worker that runs the actor next; 404 when there is none.
+#[derive(Deserialize)]
+struct JournalQuery {
+    limit: Option<u32>,
+}
+
+/// Entries a journal read returns unless asked (`?limit=`, at most [`JOURNAL_READ_MAX`]).
+const JOURNAL_DEFAULT_LIMIT: u32 = 100;
+/// The largest journal answer: entries past it are left out (`"truncated": true`).
+pub const JOURNAL_MAX_BYTES: usize = 8 * 1024 * 1024;
+
+/// The actor's journal, newest first, read from the pool's store. Only for actors of this
+/// worker's own pool (its token is the pool's): another pool's journal is another pool's data.
+async fn journal(
+    State(state): State<Arc<ApiState>>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(q): Query<JournalQuery>,
+) -> Response {
+    let key = ActorKey::new(namespace, name);
+    let mine = &state.host.config().pool;
+    match state.forwarder.pool_of(&key).await {
+        Err(response) => return response,
+        Ok(Some(pool)) if pool != *mine => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "actor {key} is of pool {pool}, not of this worker's pool {mine}: ask a worker of pool {pool}"
+                ),
+            );
+        }
+        Ok(_) => {}
+    }
+    let limit = q
+        .limit
+        .unwrap_or(JOURNAL_DEFAULT_LIMIT)
+        .clamp(1, JOURNAL_READ_MAX);
+    match state.host.journal(&key, limit).await {
+        None => error(
+            StatusCode::CONFLICT,
+            format!(
+                "pool {mine} keeps no state store (persistence mode {}): it has no journal; use mode Interval or EveryMessage",
+                state.host.config().persistence.as_str()
+            ),
+        ),
+        Some(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Some(Ok(entries)) => {
+            let (entries, truncated) = within_bytes(entries, JOURNAL_MAX_BYTES);
+            (
+                StatusCode::OK,
+                axum::Json(json!({ "entries": entries, "truncated": truncated })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The first entries whose JSON fits in `max` bytes, and whether any was left out.
+fn within_bytes(entries: Vec<JournalEntry>, max: usize) -> (Vec<JournalEntry>, bool) {
+    let mut used = 0;
+    let total = entries.len();
+    let kept: Vec<JournalEntry> = entries
+        .into_iter()
+        .take_while(|e| {
+            used += serde_json::to_vec(e).map(|v| v.len()).unwrap_or(usize::MAX / 2);
+            used <= max
+        })
+        .collect();
+    let truncated = kept.len() < total;
+    (kept, truncated)
+}
+
 async fn handoff(
     State(state): State<Arc<ApiState>>,
     Path((namespace, name)): Path<(String, String)>,

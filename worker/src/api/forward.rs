@@ -45,6 +45,20 @@ impl Forwarder {
         f
     }
 
+    /// The pool of the Actor `key` (None without API access: fixed routes, tests), or the
+    /// response saying it does not exist.
+    pub async fn pool_of(&self, key: &ActorKey) -> Result<Option<String>, Response> {
+        let Some(client) = &self.client else {
+            return Ok(None);
+        };
+        let actor = Api::<Actor>::namespaced(client.clone(), &key.namespace)
+            .get_opt(&key.name)
+            .await
+            .map_err(|e| error(StatusCode::BAD_GATEWAY, format!("looking up actor {key}: {e}")))?
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("actor {key} does not exist")))?;
+        Ok(Some(actor.spec.pool))
+    }
+
     /// Where the actor's worker listens, or the response explaining why there is none.
     async fn locate(&self, key: &ActorKey) -> Result<String, Response> {
         if let Some(addr) = self.static_routes.get(key) {

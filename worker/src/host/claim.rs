@@ -56,7 +56,8 @@ impl Host {
                 return;
             }
             s.claiming = true;
-            let running = snapshot::running_status(slot, &s, Utc::now());
+            let running =
+                snapshot::running_status(slot, &s, Utc::now(), self.config.persistence.uses_store());
             s.claim = Some(running.clone());
             (s.epoch, s.resource_version.clone(), s.incarnation, running)
         };

@@ -347,6 +347,7 @@ impl Host {
                     },
                     epoch,
                     &self.config,
+                    spec.journal.as_ref(),
                 )
             }),
         });

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use ractor::{Actor as RactorActor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use troupe_crds::{ActorPhase, ActorSpec, MailboxFullPolicy, PersistenceMode};
+use troupe_crds::{ActorPhase, ActorSpec, JournalSpec, MailboxFullPolicy, PersistenceMode};
 
 mod actor;
 mod claim;
@@ -49,7 +49,7 @@ use crate::{
     mailbox::{Envelope, Mailbox, Pushed, SendError},
     metrics::Metrics,
     schedule::Schedule,
-    store::{StateRef, StateStore, StoreError},
+    store::{JournalEntry, JournalWrite, StateRef, StateStore, StoreError},
     supervision::{CircuitBreaker, Decision, RestartTracker},
 };
 use actor::{HostedActor, HostedArgs, Supervisor};

@@ -24,6 +24,8 @@ pub(super) struct Saver {
     write_through: bool,
     /// Handled since the last write.
     unsaved: u32,
+    /// The Actor's `spec.journal`: every write also appends an entry.
+    journal: Option<JournalSpec>,
 }
 
 /// Why a state change was not committed.
@@ -36,7 +38,13 @@ pub(super) enum CommitError {
 }
 
 impl Saver {
-    pub(super) fn new(store: Arc<dyn StateStore>, actor: StateRef, epoch: u64, config: &HostConfig) -> Saver {
+    pub(super) fn new(
+        store: Arc<dyn StateStore>,
+        actor: StateRef,
+        epoch: u64,
+        config: &HostConfig,
+        journal: Option<&JournalSpec>,
+    ) -> Saver {
         let write_through = config.persistence == PersistenceMode::EveryMessage;
         Saver {
             store,
@@ -49,6 +57,7 @@ impl Saver {
             },
             write_through,
             unsaved: 0,
+            journal: journal.cloned(),
         }
     }
 
@@ -84,10 +93,18 @@ impl Saver {
             }
             Err(e) => return Err(CommitError::Abandoned(format!("the snapshot failed: {}", e.0))),
         };
+        let journal = self.journal.as_ref().map(|j| JournalWrite {
+            messages: self.unsaved,
+            keep: j.keep(),
+            keep_for: j.keep_for(),
+        });
         let mut wait = RETRY_FIRST;
         let mut down = false;
         loop {
-            let outcome = self.store.save(&self.actor, self.epoch, &state).await;
+            let outcome = self
+                .store
+                .save(&self.actor, self.epoch, &state, journal.as_ref())
+                .await;
             let label = match &outcome {
                 Ok(()) => "ok",
                 Err(StoreError::Stale { .. }) => "stale",
@@ -142,6 +159,13 @@ impl HostedCallbacks<'_> {
 }
 
 impl Host {
+    /// The newest entries (at most `limit`) of an actor's journal, from the pool's store: any
+    /// worker of the pool answers for every actor of it. None: the pool keeps no store.
+    pub async fn journal(&self, key: &ActorKey, limit: u32) -> Option<Result<Vec<JournalEntry>, StoreError>> {
+        let store = self.store()?;
+        Some(store.journal(key, limit).await)
+    }
+
     /// Before a start: looks, in the background, for the state to start from, and starts the
     /// actor when it is in ([`HostEvent::HandedOver`]). After a planned move, the worker it left
     /// is asked for the state it handed over; in a store mode the store is then told of the

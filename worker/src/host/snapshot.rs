@@ -14,7 +14,10 @@ impl Host {
                 let s = slot.lock();
                 *depth.entry(self.behavior_label(&s.spec.behavior)).or_default() += slot.mailbox.len() as i64;
                 *phases.entry(s.phase).or_default() += 1;
-                (slot.key.clone(), runtime_status(slot, &s))
+                (
+                    slot.key.clone(),
+                    runtime_status(slot, &s, self.config.persistence.uses_store()),
+                )
             })
             .collect();
         for (behavior, d) in depth {
@@ -33,8 +36,9 @@ impl Host {
     }
 }
 
-/// The runtime status of one actor as its slot says.
-pub(super) fn runtime_status(slot: &Slot, s: &SlotState) -> RuntimeStatus {
+/// The runtime status of one actor as its slot says (`journaled`: the pool keeps a store, where
+/// an actor's journal is written).
+pub(super) fn runtime_status(slot: &Slot, s: &SlotState, journaled: bool) -> RuntimeStatus {
     let mut conditions = vec![ConditionState {
         type_: "Ready",
         status: s.phase == ActorPhase::Running,
@@ -57,6 +61,19 @@ pub(super) fn runtime_status(slot: &Slot, s: &SlotState) -> RuntimeStatus {
                 .unwrap_or_else(|| "the circuit is closed".into()),
         });
     }
+    if s.spec.journal.is_some() {
+        conditions.push(ConditionState {
+            type_: "Journaled",
+            status: journaled,
+            reason: if journaled { "Journaling" } else { "NoStateStore" }.into(),
+            message: if journaled {
+                "every write of the actor's state adds an entry to its journal (kubectl troupe journal)"
+            } else {
+                "spec.journal needs the pool's persistence mode Interval or EveryMessage: nothing is journaled"
+            }
+            .into(),
+        });
+    }
     RuntimeStatus {
         phase: s.phase,
         epoch: s.epoch,
@@ -73,8 +90,13 @@ pub(super) fn runtime_status(slot: &Slot, s: &SlotState) -> RuntimeStatus {
 }
 
 /// The status an actor will have once started at `at`: what its claim writes.
-pub(super) fn running_status(slot: &Slot, s: &SlotState, at: DateTime<Utc>) -> RuntimeStatus {
-    let mut status = runtime_status(slot, s);
+pub(super) fn running_status(
+    slot: &Slot,
+    s: &SlotState,
+    at: DateTime<Utc>,
+    journaled: bool,
+) -> RuntimeStatus {
+    let mut status = runtime_status(slot, s, journaled);
     status.phase = ActorPhase::Running;
     status.last_transition = at;
     status.started_at = Some(at);

@@ -239,3 +239,63 @@ async fn mode_none_starts_from_the_config_even_after_a_planned_move() {
     assert_eq!(count(&a, &key).await, json!(0));
     assert_eq!(store.get(&key), None, "mode None writes nothing");
 }
+
+fn journaled(epoch: u64, keep: i32) -> Assignment {
+    let mut a = counter(epoch);
+    a.spec.journal = Some(troupe_crds::JournalSpec {
+        keep: Some(keep),
+        keep_for: None,
+    });
+    a
+}
+
+fn condition<'a>(status: &'a RuntimeStatus, type_: &str) -> Option<&'a ConditionState> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[tokio::test]
+async fn a_journaled_actor_adds_an_entry_for_every_committed_change_and_keeps_the_newest() {
+    let store = Arc::new(MemoryStore::default());
+    let key = ActorKey::new("ns", "c");
+    let a = host_on("a", &store, PersistenceMode::EveryMessage, 1).await;
+    a.assign(key.clone(), journaled(1, 3)).await;
+    for _ in 0..5 {
+        a.tell(&key, json!(2)).await.unwrap();
+    }
+    let entries = a.journal(&key, 100).await.expect("a store").unwrap();
+    let seen: Vec<_> = entries
+        .iter()
+        .map(|e| (e.epoch, e.messages, e.state["value"].clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [(1, 1, json!(10)), (1, 1, json!(8)), (1, 1, json!(6))],
+        "the newest 3 of 5 changes, newest first"
+    );
+    let status = phase_becomes(&a, &key, ActorPhase::Running).await;
+    let journal = condition(&status, "Journaled").expect("the Journaled condition");
+    assert!(journal.status, "{journal:?}");
+
+    // An actor without spec.journal writes its state and no entry.
+    let plain = ActorKey::new("ns", "plain");
+    a.assign(plain.clone(), counter(1)).await;
+    a.tell(&plain, json!(1)).await.unwrap();
+    assert_eq!(stored_count(&store, &plain), Some(json!(1)));
+    assert!(a.journal(&plain, 100).await.unwrap().unwrap().is_empty());
+    let status = phase_becomes(&a, &plain, ActorPhase::Running).await;
+    assert!(condition(&status, "Journaled").is_none());
+}
+
+#[tokio::test]
+async fn a_journal_asked_for_in_a_pool_without_a_store_says_that_nothing_is_journaled() {
+    let store = Arc::new(MemoryStore::default());
+    let key = ActorKey::new("ns", "c");
+    let a = host_on("a", &store, PersistenceMode::OnMove, 1).await;
+    a.assign(key.clone(), journaled(1, 10)).await;
+    a.tell(&key, json!(1)).await.unwrap();
+    let status = phase_becomes(&a, &key, ActorPhase::Running).await;
+    let journal = condition(&status, "Journaled").expect("the Journaled condition");
+    assert_eq!((journal.status, journal.reason.as_str()), (false, "NoStateStore"));
+    assert!(journal.message.contains("Interval or EveryMessage"));
+    assert!(a.journal(&key, 10).await.is_none(), "no store, no journal");
+}

@@ -1,11 +1,15 @@
 //! The state store's rules in memory: for tests of the host, and for embedding the host without
 //! a database. Nothing survives the process.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Mutex,
+};
 
+use chrono::Utc;
 use serde_json::Value;
 
-use super::{StateRef, StateStore, StoreError};
+use super::{JournalEntry, JournalWrite, StateRef, StateStore, StoreError};
 use crate::host::ActorKey;
 
 /// One actor's row.
@@ -20,6 +24,8 @@ struct Row {
 #[derive(Default)]
 pub struct MemoryStore {
     rows: Mutex<HashMap<ActorKey, Row>>,
+    /// Each actor's journal, oldest first, and the last sequence number given.
+    journals: Mutex<(HashMap<ActorKey, VecDeque<JournalEntry>>, i64)>,
     /// While set, every call answers `Unavailable` (a store that is down).
     down: Mutex<Option<String>>,
 }
@@ -34,6 +40,28 @@ impl MemoryStore {
     /// Makes the store answer `Unavailable` (Some) or work again (None).
     pub fn set_down(&self, why: Option<&str>) {
         *self.down.lock().unwrap_or_else(|e| e.into_inner()) = why.map(str::to_string);
+    }
+
+    fn append(&self, actor: &StateRef, epoch: u64, state: &Value, j: &JournalWrite) {
+        let mut journals = self.journals.lock().unwrap_or_else(|e| e.into_inner());
+        journals.1 += 1;
+        let seq = journals.1;
+        let now = Utc::now();
+        let entries = journals.0.entry(actor.key.clone()).or_default();
+        entries.push_back(JournalEntry {
+            seq,
+            uid: actor.uid.clone(),
+            epoch,
+            at: now,
+            messages: j.messages,
+            state: state.clone(),
+        });
+        while entries.len() > j.keep as usize {
+            entries.pop_front();
+        }
+        if let Some(age) = j.keep_for.and_then(|a| chrono::TimeDelta::from_std(a).ok()) {
+            entries.retain(|e| now - e.at <= age);
+        }
     }
 
     fn check_up(&self) -> Result<(), StoreError> {
@@ -79,12 +107,21 @@ impl StateStore for MemoryStore {
         Ok(row.state.clone())
     }
 
-    async fn save(&self, actor: &StateRef, epoch: u64, state: &Value) -> Result<(), StoreError> {
+    async fn save(
+        &self,
+        actor: &StateRef,
+        epoch: u64,
+        state: &Value,
+        journal: Option<&JournalWrite>,
+    ) -> Result<(), StoreError> {
         self.check_up()?;
         let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
         match rows.get_mut(&actor.key) {
             Some(row) if row.uid == actor.uid && row.epoch == epoch => {
                 row.state = Some(state.clone());
+                if let Some(j) = journal {
+                    self.append(actor, epoch, state, j);
+                }
                 Ok(())
             }
             Some(row) => Err(StoreError::Stale {
@@ -97,5 +134,15 @@ impl StateStore for MemoryStore {
                 stored: 0,
             }),
         }
+    }
+
+    async fn journal(&self, key: &ActorKey, limit: u32) -> Result<Vec<JournalEntry>, StoreError> {
+        self.check_up()?;
+        let journals = self.journals.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(journals
+            .0
+            .get(key)
+            .map(|entries| entries.iter().rev().take(limit as usize).cloned().collect())
+            .unwrap_or_default())
     }
 }

@@ -11,6 +11,10 @@
 //! [`postgres::PgStore`] is the store; [`memory::MemoryStore`] keeps the same rules in memory
 //! (tests, embedding without a database).
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::host::ActorKey;
@@ -55,6 +59,49 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> Result<Option<Value>, StoreError>;
 
     /// Writes `state` under `epoch`; refused with [`StoreError::Stale`] when a newer activation
-    /// took the row since.
-    async fn save(&self, actor: &StateRef, epoch: u64, state: &Value) -> Result<(), StoreError>;
+    /// took the row since. With `journal`, also appends the state to the actor's journal in the
+    /// same transaction (an entry only for a write that landed) and removes the entries its
+    /// policy no longer keeps.
+    async fn save(
+        &self,
+        actor: &StateRef,
+        epoch: u64,
+        state: &Value,
+        journal: Option<&JournalWrite>,
+    ) -> Result<(), StoreError>;
+
+    /// The newest entries (at most `limit`) of the actor's journal, newest first: those of
+    /// every Actor that had its name (each entry names its uid).
+    async fn journal(&self, key: &ActorKey, limit: u32) -> Result<Vec<JournalEntry>, StoreError>;
 }
+
+/// What a journaled write adds (an Actor's `spec.journal`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct JournalWrite {
+    /// Messages and ticks handled since the previous write.
+    pub messages: u32,
+    /// The newest entries to keep.
+    pub keep: u32,
+    /// Entries older than this are removed.
+    pub keep_for: Option<Duration>,
+}
+
+/// One entry of an actor's journal: its state after a write.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalEntry {
+    /// Increases with every entry (of any actor): the order of the entries.
+    pub seq: i64,
+    /// The Actor object the entry is of.
+    pub uid: String,
+    /// The activation that wrote it.
+    pub epoch: u64,
+    /// When it was committed.
+    pub at: DateTime<Utc>,
+    /// Messages and ticks handled since the previous entry.
+    pub messages: u32,
+    pub state: Value,
+}
+
+/// The most entries one read returns.
+pub const JOURNAL_READ_MAX: u32 = 1000;

@@ -13,7 +13,8 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
 
-use super::{StateRef, StateStore, StoreError};
+use super::{JOURNAL_READ_MAX, JournalEntry, JournalWrite, StateRef, StateStore, StoreError};
+use crate::host::ActorKey;
 
 /// Connections one worker keeps to the store at most.
 const POOL_SIZE: usize = 8;
@@ -33,6 +34,17 @@ CREATE TABLE IF NOT EXISTS troupe_actor_state (
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (namespace, name)
 );
+CREATE TABLE IF NOT EXISTS troupe_actor_journal (
+    seq       bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    namespace text        NOT NULL,
+    name      text        NOT NULL,
+    uid       text        NOT NULL,
+    epoch     bigint      NOT NULL,
+    at        timestamptz NOT NULL DEFAULT now(),
+    messages  integer     NOT NULL,
+    state     jsonb       NOT NULL
+);
+CREATE INDEX IF NOT EXISTS troupe_actor_journal_actor ON troupe_actor_journal (namespace, name, seq);
 COMMIT;";
 
 /// Takes the row for an epoch (see [`StateStore::activate`]) in one statement. A row of another
@@ -52,6 +64,26 @@ const ACTIVATE: &str = "INSERT INTO troupe_actor_state AS t (namespace, name, ui
 /// Writes under exactly the epoch that took the row: an older one finds no row to update.
 const SAVE: &str = "UPDATE troupe_actor_state SET state = $5, updated_at = now()
     WHERE namespace = $1 AND name = $2 AND uid = $3 AND epoch = $4";
+
+/// [`SAVE`] and, only when it updated the row, the journal's entry: one statement, so the entry
+/// is fenced by the same epoch and committed with the state or not at all.
+const SAVE_JOURNALED: &str = "WITH saved AS (
+        UPDATE troupe_actor_state SET state = $5, updated_at = now()
+        WHERE namespace = $1 AND name = $2 AND uid = $3 AND epoch = $4
+        RETURNING namespace, name, uid, epoch, state)
+    INSERT INTO troupe_actor_journal (namespace, name, uid, epoch, messages, state)
+    SELECT namespace, name, uid, epoch, $6, state FROM saved";
+
+/// Removes the entries past the newest `$3`, and those older than `$4` seconds when given.
+const PRUNE_JOURNAL: &str = "DELETE FROM troupe_actor_journal
+    WHERE namespace = $1 AND name = $2 AND (
+        seq < (SELECT min(seq) FROM (SELECT seq FROM troupe_actor_journal
+                                     WHERE namespace = $1 AND name = $2
+                                     ORDER BY seq DESC LIMIT $3) newest)
+        OR ($4::double precision IS NOT NULL AND at < now() - make_interval(secs => $4)))";
+
+const READ_JOURNAL: &str = "SELECT seq, uid, epoch, at, messages, state FROM troupe_actor_journal
+    WHERE namespace = $1 AND name = $2 ORDER BY seq DESC LIMIT $3";
 
 const EPOCH_OF: &str = "SELECT epoch FROM troupe_actor_state WHERE namespace = $1 AND name = $2";
 
@@ -180,23 +212,54 @@ impl StateStore for PgStore {
         }
     }
 
-    async fn save(&self, actor: &StateRef, epoch: u64, state: &Value) -> Result<(), StoreError> {
+    async fn save(
+        &self,
+        actor: &StateRef,
+        epoch: u64,
+        state: &Value,
+        journal: Option<&JournalWrite>,
+    ) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let updated = bounded(client.execute(
-            SAVE,
-            &[
-                &actor.key.namespace,
-                &actor.key.name,
-                &actor.uid,
-                &epoch_param(epoch),
-                state,
-            ],
-        ))
-        .await?;
-        if updated == 1 {
-            Ok(())
-        } else {
-            Err(stale(&client, actor, epoch).await)
+        let messages = journal.map(|j| i32::try_from(j.messages).unwrap_or(i32::MAX));
+        let key = &actor.key;
+        let epoch_p = epoch_param(epoch);
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            vec![&key.namespace, &key.name, &actor.uid, &epoch_p, state];
+        if let Some(messages) = &messages {
+            params.push(messages);
         }
+        let statement = if journal.is_some() { SAVE_JOURNALED } else { SAVE };
+        let updated = bounded(client.execute(statement, &params)).await?;
+        if updated != 1 {
+            return Err(stale(&client, actor, epoch).await);
+        }
+        if let Some(j) = journal {
+            // The entry is in; keeping the journal short may wait for the next write if this fails.
+            let keep = i64::from(j.keep.max(1));
+            let age = j.keep_for.map(|a| a.as_secs_f64());
+            if let Err(e) =
+                bounded(client.execute(PRUNE_JOURNAL, &[&key.namespace, &key.name, &keep, &age])).await
+            {
+                tracing::warn!(actor = %key, error = %e, "pruning the journal failed; retried at the next write");
+            }
+        }
+        Ok(())
+    }
+
+    async fn journal(&self, key: &ActorKey, limit: u32) -> Result<Vec<JournalEntry>, StoreError> {
+        let client = self.client().await?;
+        let limit = i64::from(limit.min(JOURNAL_READ_MAX));
+        let rows = bounded(client.query(READ_JOURNAL, &[&key.namespace, &key.name, &limit])).await?;
+        Ok(rows
+            .iter()
+            .map(|r| JournalEntry {
+                seq: r.get(0),
+                uid: r.get(1),
+                epoch: r.get::<_, i64>(2).max(0) as u64,
+                at: r.get(3),
+                messages: r.get::<_, i32>(4).max(0) as u32,
+                state: r.get(5),
+            })
+            .collect())
     }
 }
