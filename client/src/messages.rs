@@ -1,6 +1,7 @@
 //! Telling and asking an actor from outside the cluster, as `kubectl troupe tell|ask` and the
 //! console's form do: through a worker's message API (`POST /v1/namespaces/{ns}/actors/{name}/
-//! tell|ask`, docs/worker.md), which forwards to the worker hosting the actor.
+//! tell|ask`, docs/worker.md), which forwards to the worker hosting the actor; and reading its
+//! journal (`GET …/journal`, `kubectl troupe journal`), which any worker of its pool answers.
 //!
 //! **How the worker is reached.** The address a worker's Lease announces (`troupe.dev/address`,
 //! `ip:port`): the worker hosting the actor (its `troupe.dev/worker` label) when its Lease is
@@ -52,6 +53,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A tell may wait for room in a blocking mailbox (the pool's `blockTimeout`, after which the
 /// worker answers itself); past this, the caller is told it timed out.
 pub const TELL_TIMEOUT: Duration = Duration::from_secs(15);
+/// A journal read is one call to the store (bounded at 5 s by the worker).
+const JOURNAL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Path segments keep only the unreserved characters.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -147,6 +150,61 @@ impl From<ActionError> for MessageError {
 /// The bearer token, which never shows in `Debug` output.
 struct Token(String);
 
+/// A worker to send a request about an actor to.
+struct Target {
+    /// `http://ip:port`, or the caller's URL.
+    base: String,
+    /// The worker pod, or the caller's URL.
+    via: String,
+    token: Token,
+    /// The Actor's uid.
+    uid: String,
+}
+
+impl Target {
+    /// The URL of the actor's route `verb` (tell, ask, journal), its segments escaped.
+    fn url(&self, ns: &str, name: &str, verb: &str) -> String {
+        format!(
+            "{}/v1/namespaces/{}/actors/{}/{verb}",
+            self.base,
+            utf8_percent_encode(ns, SEGMENT),
+            utf8_percent_encode(name, SEGMENT),
+        )
+    }
+
+    /// Sends `request` with the token and reads the answer, at most [`MAX_REPLY`] bytes of it.
+    async fn call(self, request: reqwest::RequestBuilder) -> Result<Reply, MessageError> {
+        let via = self.via;
+        let http_err = |source| MessageError::Http {
+            via: via.clone(),
+            source,
+        };
+        let mut resp = request
+            .bearer_auth(&self.token.0)
+            .send()
+            .await
+            .map_err(|e| http_err(e.without_url()))?;
+        let status = resp.status().as_u16();
+        let mut body = Vec::new();
+        let mut truncated = false;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| http_err(e.without_url()))? {
+            let room = MAX_REPLY - body.len();
+            if chunk.len() > room {
+                body.extend_from_slice(&chunk[..room]);
+                truncated = true;
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Reply {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            truncated,
+            via,
+        })
+    }
+}
+
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Token(hidden)")
@@ -183,6 +241,38 @@ impl Messenger {
         timeout: Option<Duration>,
     ) -> Result<Reply, MessageError> {
         check_message(message)?;
+        let target = self.target(ns, name).await?;
+        let mut url = target.url(ns, name, kind.verb());
+        let wait = match kind {
+            Kind::Ask => {
+                let t = timeout.unwrap_or(DEFAULT_ASK_TIMEOUT);
+                url += &format!("?timeout={}ms", t.as_millis());
+                t + Duration::from_secs(5)
+            }
+            Kind::Tell => TELL_TIMEOUT,
+        };
+        let request = self
+            .http
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(message.to_string())
+            .timeout(wait);
+        target.call(request).await
+    }
+
+    /// Reads the newest `limit` entries of actor `ns/name`'s journal from a worker of its pool
+    /// (`GET …/journal`, docs/durability.md). Returns the worker's answer and the Actor's uid
+    /// (the journal keeps the entries of earlier Actors of the same name too).
+    pub async fn journal(&self, ns: &str, name: &str, limit: u32) -> Result<(Reply, String), MessageError> {
+        let target = self.target(ns, name).await?;
+        let uid = target.uid.clone();
+        let url = format!("{}?limit={limit}", target.url(ns, name, "journal"));
+        let request = self.http.get(url).timeout(JOURNAL_TIMEOUT);
+        Ok((target.call(request).await?, uid))
+    }
+
+    /// The worker to talk to about actor `ns/name`, and the pool's token.
+    async fn target(&self, ns: &str, name: &str) -> Result<Target, MessageError> {
         let actor = Api::<Actor>::namespaced(self.client.clone(), ns)
             .get(name)
             .await
@@ -211,51 +301,11 @@ impl Messenger {
             .as_ref()
             .and_then(|l| l.metadata.labels.as_ref()?.get(labels::REVISION).cloned());
         let token = self.token(ns, &pool, revision.as_deref()).await?;
-        let mut url = format!(
-            "{base}/v1/namespaces/{}/actors/{}/{}",
-            utf8_percent_encode(ns, SEGMENT),
-            utf8_percent_encode(name, SEGMENT),
-            kind.verb()
-        );
-        let wait = match kind {
-            Kind::Ask => {
-                let t = timeout.unwrap_or(DEFAULT_ASK_TIMEOUT);
-                url += &format!("?timeout={}ms", t.as_millis());
-                t + Duration::from_secs(5)
-            }
-            Kind::Tell => TELL_TIMEOUT,
-        };
-        let http_err = |source| MessageError::Http {
-            via: via.clone(),
-            source,
-        };
-        let mut resp = self
-            .http
-            .post(url)
-            .bearer_auth(&token.0)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(message.to_string())
-            .timeout(wait)
-            .send()
-            .await
-            .map_err(|e| http_err(e.without_url()))?;
-        let status = resp.status().as_u16();
-        let mut body = Vec::new();
-        let mut truncated = false;
-        while let Some(chunk) = resp.chunk().await.map_err(|e| http_err(e.without_url()))? {
-            let room = MAX_REPLY - body.len();
-            if chunk.len() > room {
-                body.extend_from_slice(&chunk[..room]);
-                truncated = true;
-                break;
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Reply {
-            status,
-            body: String::from_utf8_lossy(&body).into_owned(),
-            truncated,
+        Ok(Target {
+            base,
             via,
+            token,
+            uid: actor.metadata.uid.unwrap_or_default(),
         })
     }
 

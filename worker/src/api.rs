@@ -314,8 +314,9 @@ struct JournalQuery {
 
 /// Entries a journal read returns unless asked (`?limit=`, at most [`JOURNAL_READ_MAX`]).
 const JOURNAL_DEFAULT_LIMIT: u32 = 100;
-/// The largest journal answer: entries past it are left out (`"truncated": true`).
-pub const JOURNAL_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// The largest journal answer: entries past it are left out (`"truncated": true`). As much as
+/// `kubectl troupe journal` reads of an answer.
+pub const JOURNAL_MAX_BYTES: usize = 4 * 1024 * 1024;
 
 /// The actor's journal, newest first, read from the pool's store. Only for actors of this
 /// worker's own pool (its token is the pool's): another pool's journal is another pool's data.

@@ -9,6 +9,7 @@
 //!   kubectl troupe pause|resume ACTOR   set the actor's spec.paused
 //!   kubectl troupe trigger ACTOR        one tick now (spec.trigger)
 //!   kubectl troupe tell|ask ACTOR JSON  send a message through a worker's API; ask prints the answer
+//!   kubectl troupe journal ACTOR        the actor's journal: its state after each write, newest first
 //!   kubectl troupe console              a live web view of pools, actors, workers and rollouts
 //!
 //! The rollout commands set annotations (`troupe.dev/promote` …) and the actor commands patch the
@@ -82,6 +83,22 @@ enum Cmd {
         /// How long to wait for the answer (e.g. 500ms, 5s, 1m; at most 60s).
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
         timeout: Duration,
+        #[command(flatten)]
+        worker: WorkerArgs,
+    },
+    /// Print an actor's journal (spec.journal): its state after each write, newest first, read
+    /// from the pool's state store through a worker of the pool.
+    Journal {
+        actor: String,
+        /// How many entries, newest first (at most 1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Print the worker's JSON answer (every field, whole states) instead of a table.
+        #[arg(short, long)]
+        json: bool,
+        /// Also the entries of earlier Actors of the same name (deleted since).
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         worker: WorkerArgs,
     },
@@ -171,6 +188,13 @@ async fn run() -> anyhow::Result<()> {
             timeout,
             worker,
         } => return message(&client, &ns, actor, Kind::Ask, json, Some(*timeout), worker).await,
+        Cmd::Journal {
+            actor,
+            limit,
+            json,
+            all,
+            worker,
+        } => return journal(&client, &ns, actor, *limit, *json, *all, worker).await,
         Cmd::Console { .. } => unreachable!("served above"),
     };
     actions::pool_action(&client, &ns, pool, action).await?;
@@ -230,6 +254,85 @@ async fn message(
         ),
     }
     Ok(())
+}
+
+/// Prints the actor's journal as a table (SEQ, EPOCH, AGE, MESSAGES, STATE cut to one line),
+/// or the worker's JSON. Only the current Actor's entries unless `all`.
+async fn journal(
+    client: &Client,
+    ns: &str,
+    actor: &str,
+    limit: u32,
+    json: bool,
+    all: bool,
+    worker: &WorkerArgs,
+) -> anyhow::Result<()> {
+    let messenger = Messenger::new(client.clone(), worker.route());
+    let (reply, uid) = messenger.journal(ns, actor, limit).await?;
+    if !reply.ok() {
+        anyhow::bail!(
+            "worker {} answered {}: {}",
+            reply.via,
+            reply.status,
+            reply.message()
+        );
+    }
+    let mut answer: serde_json::Value = serde_json::from_str(&reply.body)
+        .map_err(|e| anyhow::anyhow!("worker {} answered with malformed JSON: {e}", reply.via))?;
+    if let Some(entries) = answer["entries"].as_array_mut()
+        && !all
+    {
+        entries.retain(|e| e["uid"] == uid.as_str());
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    let entries = answer["entries"].as_array().cloned().unwrap_or_default();
+    if entries.is_empty() {
+        println!(
+            "No journal entries for actor {ns}/{actor} (is spec.journal set, and has it written its state yet?)"
+        );
+        return Ok(());
+    }
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<10} {:<6} {:<5} {:<8} STATE",
+        "SEQ", "EPOCH", "AGE", "MESSAGES"
+    )?;
+    for e in &entries {
+        let age = e["at"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .map_or_else(|| "?".into(), |at| troupe_console::view::time::age(now, at));
+        writeln!(
+            out,
+            "{:<10} {:<6} {:<5} {:<8} {}",
+            e["seq"],
+            e["epoch"],
+            age,
+            e["messages"],
+            one_line(&e["state"].to_string(), 100)
+        )?;
+    }
+    if answer["truncated"] == true {
+        writeln!(
+            out,
+            "(more entries than one answer holds: ask for fewer with --limit)"
+        )?;
+    }
+    Ok(())
+}
+
+/// `text` cut to `max` characters, with an ellipsis when cut.
+fn one_line(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max - 1).collect();
+    format!("{cut}…")
 }
 
 /// Serves the console until Ctrl-C, after printing its URL.

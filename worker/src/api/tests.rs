@@ -153,3 +153,79 @@ async fn a_moved_actors_state_is_handed_over_once_and_only_with_the_token() {
     assert_eq!(code, StatusCode::NOT_FOUND, "handed over once");
     assert!(body["error"].as_str().unwrap().contains("for epoch 0"), "{body}");
 }
+
+#[tokio::test]
+async fn the_journal_is_read_with_the_token_and_only_where_the_pool_keeps_a_store() {
+    // Mode OnMove (the default): there is no store, so no journal.
+    let (app, _) = app(Some("t")).await;
+    let path = "/v1/namespaces/ns/actors/c/journal";
+    assert_eq!(get(&app, path, None).await.0, StatusCode::UNAUTHORIZED);
+    let (code, body) = get(&app, path, Some("t")).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert!(
+        body["error"].as_str().unwrap().contains("keeps no state store"),
+        "{body}"
+    );
+
+    // EveryMessage, with the store's rules in memory: a journaled counter's writes.
+    let config = HostConfig {
+        persistence: troupe_crds::PersistenceMode::EveryMessage,
+        ..HostConfig::default()
+    };
+    let host = Host::start(config, builtin::registry(), Metrics::new())
+        .await
+        .unwrap();
+    let store = Arc::new(crate::store::memory::MemoryStore::default());
+    host.set_store(store.clone());
+    let state = Arc::new(ApiState {
+        host: host.clone(),
+        token: Some("t".into()),
+        forwarder: Arc::new(Forwarder::new(None, None, "me".into())),
+        started: AtomicBool::new(true),
+        ready: AtomicBool::new(true),
+    });
+    let app = router(state);
+    let mut spec = spec("counter", false);
+    spec.journal = Some(troupe_crds::JournalSpec::default());
+    let key = ActorKey::new("ns", "c");
+    host.assign(
+        key.clone(),
+        crate::host::Assignment {
+            uid: Some("u".into()),
+            ..crate::host::Assignment::of(spec, Some(1))
+        },
+    )
+    .await;
+    for _ in 0..3 {
+        host.tell(&key, json!(1)).await.unwrap();
+    }
+    let (code, body) = get(&app, &format!("{path}?limit=2"), Some("t")).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let values: Vec<_> = body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"]["value"].clone())
+        .collect();
+    assert_eq!(values, [json!(3), json!(2)], "the newest 2, newest first");
+    assert_eq!(body["truncated"], json!(false));
+    assert_eq!(body["entries"][0]["uid"], json!("u"));
+}
+
+#[test]
+fn a_journal_answer_leaves_out_the_entries_past_its_byte_limit_and_says_so() {
+    let entry = |seq| JournalEntry {
+        seq,
+        uid: "u".into(),
+        epoch: 1,
+        at: chrono::Utc::now(),
+        messages: 1,
+        state: json!({"blob": "x".repeat(1000)}),
+    };
+    let one = serde_json::to_vec(&entry(1)).unwrap().len();
+    let (kept, truncated) = within_bytes((1..=10).map(entry).collect(), one * 3 + 10);
+    assert_eq!(kept.len(), 3);
+    assert!(truncated);
+    let (kept, truncated) = within_bytes((1..=2).map(entry).collect(), one * 3);
+    assert_eq!((kept.len(), truncated), (2, false));
+}
