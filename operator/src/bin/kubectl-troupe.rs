@@ -233,14 +233,7 @@ async fn message(
     };
     let messenger = Messenger::new(client.clone(), worker.route());
     let reply = messenger.send(ns, actor, kind, &body, timeout).await?;
-    if !reply.ok() {
-        anyhow::bail!(
-            "worker {} answered {}: {}",
-            reply.via,
-            reply.status,
-            reply.message()
-        );
-    }
+    answered_ok(&reply)?;
     match kind {
         Kind::Ask => {
             println!("{}", reply.body.trim_end());
@@ -252,6 +245,19 @@ async fn message(
             "actor.troupe.dev/{actor}: message accepted (HTTP {})",
             reply.status
         ),
+    }
+    Ok(())
+}
+
+/// A worker's refusal as the command's error, in the worker's words.
+fn answered_ok(reply: &messages::Reply) -> anyhow::Result<()> {
+    if !reply.ok() {
+        anyhow::bail!(
+            "worker {} answered {}: {}",
+            reply.via,
+            reply.status,
+            reply.message()
+        );
     }
     Ok(())
 }
@@ -269,14 +275,7 @@ async fn journal(
 ) -> anyhow::Result<()> {
     let messenger = Messenger::new(client.clone(), worker.route());
     let (reply, uid) = messenger.journal(ns, actor, limit).await?;
-    if !reply.ok() {
-        anyhow::bail!(
-            "worker {} answered {}: {}",
-            reply.via,
-            reply.status,
-            reply.message()
-        );
-    }
+    answered_ok(&reply)?;
     let mut answer: serde_json::Value = serde_json::from_str(&reply.body)
         .map_err(|e| anyhow::anyhow!("worker {} answered with malformed JSON: {e}", reply.via))?;
     if let Some(entries) = answer["entries"].as_array_mut()
