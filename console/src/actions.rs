@@ -1,9 +1,11 @@
 //! The handlers that act: the confirmation pages (GET), the confirmed actions (POST) on pools
 //! (promote, abort, retry, undo) and actors (pause, resume, trigger), and the tell/ask form
-//! (POST). Every POST passes the origin and token checks (`csrf.rs`) before anything else, and
-//! an action also needs its confirmation field; only then is the API called, with the user's
-//! own client (their RBAC decides; a refusal is shown in the API server's words, with its
-//! status). A done action redirects to its result page (`results.rs`). The writes themselves are
+//! (POST). Each first asks whether the request may act at all (`access.rs`: an in-cluster
+//! console with its actions off answers 403, a reader without the token 401); every POST then
+//! passes the origin and token checks (`csrf.rs`) before anything else, and an action also needs
+//! its confirmation field; only then is the API called, with the console's client (the user's
+//! own: their RBAC decides; a refusal is shown in the API server's words, with its status). A
+//! done action redirects to its result page (`results.rs`). The writes themselves are
 //! `troupe_client`'s, the same as `kubectl troupe`'s.
 
 use std::{sync::Arc, time::Instant};
@@ -22,17 +24,28 @@ use troupe_client::{
 };
 
 use crate::{
+    access::{Acts, Unauthorized},
     forms::{self, ConfirmForm, FormError, MessageForm},
     pages::{
         self, Page,
         act::{self, Act, Sent},
     },
     results::Outcome,
-    server::{App, respond},
+    server::{App, respond, unauthorized},
 };
 
-/// The pool page with its action links.
-pub fn pool_page(app: &App, ns: &str, name: &str, now: Timestamp) -> Page {
+/// Refuses a request that may not act: 403 where the console's actions are off, 401 (asking
+/// for the token) where they need a token it did not present. `None`: it may.
+fn gate(app: &App, headers: &HeaderMap) -> Option<Response> {
+    match app.acts(headers) {
+        Acts::Allowed => None,
+        Acts::Off => Some(respond(app, headers, StatusCode::FORBIDDEN, |_| act::off_page())),
+        Acts::SignIn => Some(unauthorized(Unauthorized::Missing)),
+    }
+}
+
+/// The pool page with its action links (or why there are none).
+pub fn pool_page(app: &App, acts: Acts, ns: &str, name: &str, now: Timestamp) -> Page {
     let s = &app.stores;
     let src = pages::pool::Sources {
         pool: s.pools.get(&ObjectRef::new(name).within(ns)),
@@ -41,21 +54,34 @@ pub fn pool_page(app: &App, ns: &str, name: &str, now: Timestamp) -> Page {
         events: &s.events.state(),
     };
     let mut page = pages::pool::page(ns, name, src, now);
-    let acts = PoolAction::ALL.map(Act::Pool);
-    page.head = maud::html! { (page.head) (act::action_links(&acts, ns, name)) };
+    let links = match acts {
+        Acts::Allowed => act::action_links(&PoolAction::ALL.map(Act::Pool), ns, name),
+        other => act::actions_unavailable(other),
+    };
+    page.head = maud::html! { (page.head) (links) };
     page
 }
 
 /// The actor page with its action links and the tell/ask form (`text` in its textarea, and the
-/// answer to the message just sent).
-pub fn actor_page(app: &App, ns: &str, name: &str, now: Timestamp, text: &str, sent: Option<&Sent>) -> Page {
+/// answer to the message just sent), or why there are none.
+pub fn actor_page(
+    app: &App,
+    acts: Acts,
+    ns: &str,
+    name: &str,
+    now: Timestamp,
+    text: &str,
+    sent: Option<&Sent>,
+) -> Page {
     let found = app.stores.actors.get(&ObjectRef::new(name).within(ns));
     let mut page = pages::actor::page(ns, name, found, &app.stores.events.state(), now);
-    let acts = ActorAction::ALL.map(Act::Actor);
-    page.head = maud::html! {
-        (page.head)
-        (act::action_links(&acts, ns, name))
-        (act::message_form(ns, name, app.csrf.token(), text, sent))
+    page.head = match acts {
+        Acts::Allowed => maud::html! {
+            (page.head)
+            (act::action_links(&ActorAction::ALL.map(Act::Actor), ns, name))
+            (act::message_form(ns, name, app.csrf.token(), text, sent))
+        },
+        other => maud::html! { (page.head) (act::actions_unavailable(other)) },
     };
     page
 }
@@ -66,6 +92,9 @@ pub async fn pool_get(
     headers: HeaderMap,
     Path((ns, name, verb)): Path<(String, String, String)>,
 ) -> Response {
+    if let Some(refused) = gate(&app, &headers) {
+        return refused;
+    }
     match PoolAction::from_verb(&verb) {
         Some(a) => confirm(&app, &headers, StatusCode::OK, Act::Pool(a), &ns, &name, None),
         None => not_found(),
@@ -79,6 +108,9 @@ pub async fn pool_post(
     Path((ns, name, verb)): Path<(String, String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Some(refused) = gate(&app, &headers) {
+        return refused;
+    }
     match PoolAction::from_verb(&verb) {
         Some(a) => perform(&app, &headers, Act::Pool(a), &ns, &name, body).await,
         None => not_found(),
@@ -93,9 +125,13 @@ pub async fn actor_get(
     Path((ns, name, verb)): Path<(String, String, String)>,
 ) -> Response {
     if verb == "message" {
+        let acts = app.acts(&headers);
         return respond(&app, &headers, StatusCode::OK, |now| {
-            actor_page(&app, &ns, &name, now, "", None)
+            actor_page(&app, acts, &ns, &name, now, "", None)
         });
+    }
+    if let Some(refused) = gate(&app, &headers) {
+        return refused;
     }
     match ActorAction::from_verb(&verb) {
         Some(a) => confirm(&app, &headers, StatusCode::OK, Act::Actor(a), &ns, &name, None),
@@ -110,6 +146,9 @@ pub async fn actor_post(
     Path((ns, name, verb)): Path<(String, String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Some(refused) = gate(&app, &headers) {
+        return refused;
+    }
     if verb == "message" {
         return message(&app, &headers, &ns, &name, body).await;
     }
@@ -168,18 +207,20 @@ async fn perform(
     match done {
         // Done: to the result page by a redirect, so that a reload never does it twice.
         Ok(()) => {
-            let id = app.results.put(Outcome {
+            tracing::info!(action = act.verb(), %ns, %name, "action done from the console");
+            let id = app.results.put(&Outcome {
                 act,
                 namespace: ns.into(),
                 name: name.into(),
+                at: Timestamp::now(),
             });
             Redirect::to(&format!("/results/{id}")).into_response()
         }
         // Refused: nothing was written, so the answer to the POST says why, with its status.
         Err(e) => {
             tracing::info!(action = act.verb(), %ns, %name, error = %e, "action refused");
-            respond(app, headers, api_status(&e), |_| {
-                act::result_page(act, ns, name, Err(e.to_string()))
+            respond(app, headers, api_status(&e), |now| {
+                act::result_page(act, ns, name, Err(e.to_string()), now)
             })
         }
     }
@@ -187,16 +228,16 @@ async fn perform(
 
 /// GET `/results/{id}`: what an action done from this console did.
 pub async fn result(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(refused) = gate(&app, &headers) {
+        return refused;
+    }
     match app.results.get(&id) {
-        Some(o) => respond(&app, &headers, StatusCode::OK, |_| {
-            act::result_page(o.act, &o.namespace, &o.name, Ok(()))
+        Some(o) => respond(&app, &headers, StatusCode::OK, |now| {
+            act::result_page(o.act, &o.namespace, &o.name, Ok(o.at), now)
         }),
         None => (
             StatusCode::NOT_FOUND,
-            format!(
-                "This result is not kept (the console keeps the last {} results, until it stops).",
-                crate::results::KEPT
-            ),
+            "This console made no such result link (it was altered, or made by a console since restarted).",
         )
             .into_response(),
     }
@@ -263,7 +304,7 @@ async fn message(
         millis,
     };
     respond(app, headers, status, |now| {
-        actor_page(app, ns, name, now, &sent.json, Some(&sent))
+        actor_page(app, Acts::Allowed, ns, name, now, &sent.json, Some(&sent))
     })
 }
 
@@ -285,6 +326,6 @@ fn refused(
     };
     let text: String = text.chars().take(forms::MAX_FORM_MESSAGE).collect();
     respond(app, headers, status, |now| {
-        actor_page(app, ns, name, now, &text, Some(&sent))
+        actor_page(app, Acts::Allowed, ns, name, now, &text, Some(&sent))
     })
 }

@@ -9,9 +9,10 @@
 //!   is `Sec-Fetch-Site` other than `same-origin` when present. (The pages' `Referrer-Policy` is
 //!   `same-origin` for this: under `no-referrer` browsers send `Origin: null` from one's own
 //!   forms.)
-//! - **Token.** A random token made when the process starts, in a hidden field of every form,
+//! - **Token.** A random token made when the process starts (in the cluster: derived from the
+//!   console's bearer token, the same in every replica), in a hidden field of every form,
 //!   compared in constant time. Another site cannot read it: no CORS, frames refused, and DNS
-//!   rebinding stopped by the Host check.
+//!   rebinding stopped by the Host check (or, in the cluster, the bearer token every page needs).
 
 use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
@@ -46,7 +47,14 @@ impl Csrf {
     pub fn generate() -> Csrf {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).expect("the operating system gives random bytes");
-        Csrf(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        Csrf::from_key(bytes)
+    }
+
+    /// The token for a 32-byte key, as hex: random for one process, or derived from the
+    /// in-cluster console's bearer token so that every replica takes the others' forms
+    /// (`access.rs`).
+    pub fn from_key(key: [u8; 32]) -> Csrf {
+        Csrf(key.iter().map(|b| format!("{b:02x}")).collect())
     }
 
     /// A fixed token, for tests.

@@ -2,8 +2,12 @@
 //! actions and a form to tell or ask an actor.
 //!
 //! `kubectl troupe console` serves it on loopback with the user's own kubeconfig, so their RBAC
-//! decides what it can show and do. The architecture, in modules:
+//! decides what it can show and do. The operator can serve it in the cluster too
+//! (`--console-listen`), with its own ServiceAccount: then every request presents the console's
+//! token (unless reading without it was allowed) and the actions are off unless turned on
+//! ([`access`]). The architecture, in modules:
 //!
+//! - [`access`]: who may read and act (local, or in the cluster behind a bearer token);
 //! - [`watch`]: one shared watch (reflector) per kind for the whole server;
 //! - [`live`]: what changed → topics → numbered batches → server-sent events to every page;
 //! - [`view`] and [`query`]: pure view models, filters and pagination, built from the typed
@@ -16,6 +20,7 @@
 //! - this file: binding the address (loopback unless remote serving is asked for) and serving
 //!   on the shared `troupe_net` server with its timeouts and caps.
 
+pub mod access;
 pub mod actions;
 pub mod csrf;
 pub mod forms;
@@ -59,6 +64,8 @@ pub struct Options {
     pub allow_remote: bool,
     /// How tell and ask reach a worker.
     pub worker_route: troupe_client::messages::Route,
+    /// Who may read and act: local (the kubeconfig's user), or in the cluster.
+    pub access: access::Access,
 }
 
 /// Why the console did not start.
@@ -89,7 +96,11 @@ pub struct Console {
 
 impl Console {
     pub async fn bind(client: Client, options: Options) -> Result<Console, StartError> {
-        check_listen(options.listen, options.allow_remote)?;
+        // In the cluster the token guards it (or reading without one was chosen): any address.
+        check_listen(
+            options.listen,
+            options.allow_remote || options.access.in_cluster(),
+        )?;
         let listener = TcpListener::bind(options.listen)
             .await
             .map_err(|e| StartError::Bind(options.listen, e))?;
@@ -99,11 +110,13 @@ impl Console {
             stores,
             hub,
             namespace: options.namespace,
-            any_host: options.allow_remote,
+            any_host: options.allow_remote || options.access.in_cluster(),
             messenger: troupe_client::messages::Messenger::new(client.clone(), options.worker_route),
             client,
-            csrf: csrf::Csrf::generate(),
-            results: results::Results::default(),
+            csrf: csrf::Csrf::from_key(options.access.key("troupe-console csrf")),
+            results: results::Results::new(options.access.key("troupe-console results")),
+            instance: server::instance_id(),
+            access: options.access,
         });
         Ok(Console { listener, app })
     }

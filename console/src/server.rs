@@ -1,7 +1,8 @@
 //! The HTTP side: routes, the response headers every answer carries (a Content-Security-Policy
 //! that allows only this server's own files), the Host check that keeps other web sites out of
-//! a console on loopback, the embedded assets, and page-or-fragment rendering. The handlers that
-//! act (POST) are in `actions.rs`.
+//! a console on loopback, the token check of a console in the cluster (`access.rs`), the
+//! embedded assets, and page-or-fragment rendering. The handlers that act (POST) are in
+//! `actions.rs`.
 
 use std::{sync::Arc, time::Instant};
 
@@ -18,11 +19,12 @@ use kube::Client;
 use troupe_client::messages::Messenger;
 
 use crate::{
+    access::{Access, Acts, Unauthorized},
     actions,
     csrf::Csrf,
     forms::MAX_FORM_BODY,
     live::{Hub, sse},
-    pages::{self, Frame, Page},
+    pages::{self, Frame, Page, Served},
     query::ActorQuery,
     results::Results,
     watch::Stores,
@@ -44,14 +46,33 @@ pub struct App {
     pub namespace: Option<String>,
     /// Accept any Host header (remote serving was asked for); otherwise loopback names only.
     pub any_host: bool,
-    /// The user's own client: the actions write with it.
+    /// Who may read and act (`access.rs`).
+    pub access: Access,
+    /// The client the actions write with: the user's own (locally), or the operator's.
     pub client: Client,
     /// Tell and ask, with the same client.
     pub messenger: Messenger,
     /// The token of every form (see `csrf.rs`).
     pub csrf: Csrf,
-    /// The outcomes of actions done, for their result pages.
+    /// The result pages' links (see `results.rs`).
     pub results: Results,
+    /// This process, for the pages' live script: batch numbers are this process's own, so a
+    /// region fetched from another replica of an in-cluster console is never skipped by them.
+    pub instance: String,
+}
+
+impl App {
+    /// What the request may do (it passed the guard, so it may read).
+    pub fn acts(&self, headers: &HeaderMap) -> Acts {
+        self.access.admit(headers).unwrap_or(Acts::Off)
+    }
+}
+
+/// A random name for this process (16 hex digits).
+pub fn instance_id() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the operating system gives random bytes");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -69,6 +90,7 @@ pub fn router(app: Arc<App>) -> Router {
             get(actions::actor_get).post(actions::actor_post),
         )
         .route("/results/{id}", get(actions::result))
+        .route("/login", get(login))
         .route("/live", get(live))
         .route(
             "/assets/console.css",
@@ -114,20 +136,38 @@ pub fn loopback_host(host: &str) -> bool {
         || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// 401, asking for the console's token. Basic first: a browser asks the person for it (the
+/// token as the password); a program sends it as a Bearer.
+pub fn unauthorized(why: Unauthorized) -> Response {
+    let mut resp = (StatusCode::UNAUTHORIZED, why.sentence()).into_response();
+    let h = resp.headers_mut();
+    h.append(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Basic realm="Troupe console", charset="UTF-8""#),
+    );
+    h.append(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Bearer realm="Troupe console""#),
+    );
+    resp
+}
+
 async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    let mut resp = if app.any_host || loopback_host(host) {
-        next.run(req).await
-    } else {
+    let mut resp = if !(app.any_host || loopback_host(host)) {
         (
             StatusCode::MISDIRECTED_REQUEST,
             "this console answers only to its loopback address",
         )
             .into_response()
+    } else if let Err(refused) = app.access.admit(req.headers()) {
+        unauthorized(refused)
+    } else {
+        next.run(req).await
     };
     let h = resp.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
@@ -165,6 +205,12 @@ pub fn respond(
         seq,
         problems: app.stores.problems(),
         now,
+        served: if app.access.in_cluster() {
+            Served::InCluster(app.acts(headers))
+        } else {
+            Served::Local
+        },
+        instance: &app.instance,
     };
     let fragment = headers.get(FRAGMENT_HEADER).is_some_and(|v| v == "live");
     let body = if fragment {
@@ -204,8 +250,9 @@ async fn pool(
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
+    let acts = app.acts(&headers);
     respond(&app, &headers, StatusCode::OK, |now| {
-        actions::pool_page(&app, &ns, &name, now)
+        actions::pool_page(&app, acts, &ns, &name, now)
     })
 }
 
@@ -214,11 +261,27 @@ async fn actor(
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
+    let acts = app.acts(&headers);
     respond(&app, &headers, StatusCode::OK, |now| {
-        actions::actor_page(&app, &ns, &name, now, "", None)
+        actions::actor_page(&app, acts, &ns, &name, now, "", None)
     })
 }
 
 async fn live(State(app): State<Arc<App>>) -> impl IntoResponse {
-    sse::stream_for(&app.hub)
+    sse::stream_for(&app.hub, &app.instance)
+}
+
+/// `/login`: where an anonymous reader of an in-cluster console gets the token asked for (a
+/// browser prompts on the 401 of the guard); with it, or where no token is needed, back to
+/// the overview.
+async fn login(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let signed_in = match &app.access {
+        Access::Local => true,
+        Access::InCluster(_) => crate::access::presented(&headers).is_some(),
+    };
+    if signed_in {
+        axum::response::Redirect::to("/").into_response()
+    } else {
+        unauthorized(Unauthorized::Missing)
+    }
 }

@@ -5,6 +5,7 @@
 pub mod address_allow;
 pub mod alerts;
 pub mod analysis;
+pub mod console;
 pub mod context;
 pub mod deployment;
 #[cfg(test)]

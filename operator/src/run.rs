@@ -70,6 +70,9 @@ pub struct OperatorConfig {
     /// webhook answers 503 (there is no default token).
     #[arg(long, env = "TROUPE_ALERT_TOKEN_FILE")]
     pub alert_token_file: Option<std::path::PathBuf>,
+    /// The console served in the cluster (console.rs).
+    #[command(flatten)]
+    pub console: crate::console::ConsoleConfig,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -187,6 +190,9 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
     };
     let analysis_allow = crate::address_allow::AddressAllowList::new(&cfg.analysis_address_allow)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Checked before anything else starts: a console asked for with actions and no token
+    // stops the operator here, saying why.
+    cfg.console.access()?;
     let (changed_tx, changed_rx) = tokio::sync::mpsc::unbounded_channel();
     let poke = changed_tx.clone();
     let actors = cache(
@@ -239,6 +245,9 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
         leader: leader.clone(),
     });
     tokio::spawn(serve(cfg.listen, health.clone(), sink));
+    // Every replica serves it, leader or not: it reads with its own watches and acts with
+    // writes any replica may make (annotations and spec patches the leader acts on).
+    crate::console::start(&client, &cfg.console).await?;
 
     for (what, ready) in [
         ("actors", actors.wait_until_ready().await.is_ok()),

@@ -3,11 +3,15 @@
 // sent events) and, when a batch names one of the topics its live region shows (data-topics),
 // fetches that region alone (header X-Troupe-Fragment: live) and swaps it in. Forms sit outside
 // the region, so typing is never interrupted; focus inside the region is kept by element id.
+// Batch numbers are one server process's own (data-server names it): a region rendered by
+// another replica of an in-cluster console is refreshed on every batch of its topics.
 (function () {
   "use strict";
   var status = document.getElementById("live-status");
   var region = function () { return document.getElementById("live"); };
   var seqOf = function (el) { return Number((el && el.dataset.seq) || 0); };
+  var server = "";
+  var ours = function (el) { return !!el && el.dataset.server === server; };
   var say = function (text) { if (status) { status.textContent = text; } };
   var busy = false;
   var again = false;
@@ -47,11 +51,13 @@
   source.addEventListener("error", function () { say("Live updates interrupted; reconnecting (or reload to refresh)."); });
   // A batch sent between this page's render and the stream's start, or a restarted server.
   source.addEventListener("hello", function (e) {
-    if (Number(e.data) !== seqOf(region())) { refresh(); }
+    var words = e.data.split(" ");
+    server = words[1] || "";
+    if (!ours(region()) || Number(words[0]) !== seqOf(region())) { refresh(); }
   });
   source.addEventListener("change", function (e) {
     var seq = Number(e.lastEventId || 0);
-    if (seq && seq <= seqOf(region())) { return; }
+    if (seq && ours(region()) && seq <= seqOf(region())) { return; }
     var changed = e.data.split(" ");
     if (changed.some(function (t) { return t === "*" || topics.indexOf(t) >= 0; })) { refresh(); }
   });

@@ -3,14 +3,15 @@
 //! what happened, and the tell/ask form with its answer. Plain links and forms: all of it works
 //! without JavaScript. Every action names its kubectl equivalent.
 
+use k8s_openapi::jiff::Timestamp;
 use maud::{Markup, html};
 use troupe_client::{
     actions::{ActorAction, PoolAction},
     messages::{Kind, Reply},
 };
 
-use super::{Page, actor_href, pool_href};
-use crate::forms::MAX_FORM_MESSAGE;
+use super::{Page, actor_href, pool_href, when};
+use crate::{access::Acts, forms::MAX_FORM_MESSAGE};
 
 /// An action on one object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +95,38 @@ pub fn action_links(acts: &[Act], ns: &str, name: &str) -> Markup {
     }
 }
 
+/// What stands where the action links would be when this request may not act.
+pub fn actions_unavailable(acts: Acts) -> Markup {
+    html! {
+        @match acts {
+            Acts::SignIn => p.hint #actions-off {
+                "Actions (and tell/ask) need the console's token: " a href="/login" { "sign in" } "."
+            },
+            _ => p.hint #actions-off {
+                "This console is read-only: its actions and tell/ask are turned off. Use "
+                code { "kubectl troupe" } " with your own credentials to act."
+            },
+        }
+    }
+}
+
+/// The answer to an action (or its confirmation page, or tell/ask) on a read-only console.
+pub fn off_page() -> Page {
+    let title = "Actions are turned off".to_string();
+    let head = html! {
+        p.crumbs { a href="/" { "Overview" } }
+        h1 { (title) }
+        p.notice #outcome role="alert" {
+            span aria-hidden="true" { "✖ " }
+            "This console is read-only: its actions (promote, abort, retry, undo, pause, resume, trigger) "
+            "and tell/ask are turned off, so nothing was done. Act with " code { "kubectl troupe" }
+            " and your own credentials, or ask whoever runs Troupe to turn them on (the chart's "
+            code { "console.actions.enabled" } ")."
+        }
+    };
+    still_page(title, head)
+}
+
 /// The way back to the object an action concerns.
 fn crumbs(act: Act, ns: &str, name: &str) -> Markup {
     html! {
@@ -130,10 +163,17 @@ pub fn confirm_page(act: Act, ns: &str, name: &str, csrf: &str, problem: Option<
     still_page(title, head)
 }
 
-/// What happened after a confirmed action: done, or the API server's refusal in its words.
-pub fn result_page(act: Act, ns: &str, name: &str, outcome: Result<(), String>) -> Page {
+/// What happened after a confirmed action: done (when), or the API server's refusal in its
+/// words.
+pub fn result_page(
+    act: Act,
+    ns: &str,
+    name: &str,
+    outcome: Result<Timestamp, String>,
+    now: Timestamp,
+) -> Page {
     let (title, message) = match &outcome {
-        Ok(()) => (
+        Ok(_) => (
             format!("{} requested", act.label()),
             match act {
                 Act::Pool(_) => format!(
@@ -150,7 +190,7 @@ pub fn result_page(act: Act, ns: &str, name: &str, outcome: Result<(), String>) 
         (crumbs(act, ns, name))
         h1 { (title) }
         @match &outcome {
-            Ok(()) => p.done #outcome role="status" { span aria-hidden="true" { "✔ " } (message) },
+            Ok(at) => p.done #outcome role="status" { span aria-hidden="true" { "✔ " } "Requested " (when(Some(*at), now)) ". " (message) },
             Err(_) => p.notice #outcome role="alert" { span aria-hidden="true" { "✖ " } (message) },
         }
         p { a #back href=(act.back(ns, name)) { "Back to " (act.kind()) " " (name) } }

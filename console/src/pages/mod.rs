@@ -14,9 +14,19 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp}
 use maud::{DOCTYPE, Markup, html};
 
 use crate::{
+    access::Acts,
     view::{event::EventRow, phase::Badge, time::age},
     watch::WatchHealth,
 };
+
+/// How the console is served, as the header and footer say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Served {
+    /// `kubectl troupe console`: the user's kubeconfig.
+    Local,
+    /// By the operator in the cluster; what this request may do.
+    InCluster(Acts),
+}
 
 /// A page before layout.
 pub struct Page {
@@ -36,12 +46,15 @@ pub struct Frame<'a> {
     pub seq: u64,
     pub problems: Vec<(&'static str, WatchHealth)>,
     pub now: Timestamp,
+    pub served: Served,
+    /// The server process (see `server::App::instance`).
+    pub instance: &'a str,
 }
 
 /// The live region alone, for the script to swap in.
 pub fn fragment(page: &Page, frame: &Frame) -> Markup {
     html! {
-        div #live data-topics=(page.topics.join(" ")) data-seq=(frame.seq) {
+        div #live data-topics=(page.topics.join(" ")) data-seq=(frame.seq) data-server=(frame.instance) {
             (problems(&frame.problems))
             (page.live)
         }
@@ -72,9 +85,7 @@ pub fn document(page: &Page, frame: &Frame) -> Markup {
                         a href="/" { "Overview" }
                         a href="/actors" { "Actors" }
                         span.scope { "Showing " (scope) }
-                        span.readonly title="Actions and messages are made with your kubeconfig: your RBAC decides what they may do." {
-                            "Your RBAC"
-                        }
+                        (served_badge(frame.served))
                     }
                 }
                 main #main tabindex="-1" {
@@ -83,14 +94,53 @@ pub fn document(page: &Page, frame: &Frame) -> Markup {
                 }
                 footer {
                     p {
-                        "Every action asks for confirmation and names its "
-                        code { "kubectl troupe" } " equivalent; it is made with your kubeconfig. "
+                        @match frame.served {
+                            Served::Local => {
+                                "Every action asks for confirmation and names its "
+                                code { "kubectl troupe" } " equivalent; it is made with your kubeconfig. "
+                            }
+                            Served::InCluster(Acts::Allowed) => {
+                                "Served by the Troupe operator. Every action asks for confirmation and names its "
+                                code { "kubectl troupe" } " equivalent; it is made with the operator's ServiceAccount. "
+                            }
+                            Served::InCluster(Acts::SignIn) => {
+                                "Served by the Troupe operator. Actions need the console's token: "
+                                a href="/login" { "sign in" } ". "
+                            }
+                            Served::InCluster(Acts::Off) => {
+                                "Served by the Troupe operator, read-only: its actions are turned off. Use "
+                                code { "kubectl troupe" } " with your own credentials to act. "
+                            }
+                        }
                         span #live-status role="status" { "Live updates need JavaScript; reload to refresh." }
                     }
                 }
             }
         }
     }
+}
+
+/// Who acts, in the header.
+fn served_badge(served: Served) -> Markup {
+    let (text, title) = match served {
+        Served::Local => (
+            "Your RBAC",
+            "Actions and messages are made with your kubeconfig: your RBAC decides what they may do.",
+        ),
+        Served::InCluster(Acts::Allowed) => (
+            "Operator's account",
+            "Served by the Troupe operator: pages are read and actions made with the operator's ServiceAccount, for holders of the console's token.",
+        ),
+        Served::InCluster(Acts::SignIn) => (
+            "Read-only until signed in",
+            "Served by the Troupe operator: actions need the console's token.",
+        ),
+        Served::InCluster(Acts::Off) => (
+            "Read-only",
+            "Served by the Troupe operator with its actions turned off: nothing can be changed from here.",
+        ),
+    };
+    html! { span.readonly #served title=(title) { (text) } }
 }
 
 fn problems(problems: &[(&'static str, WatchHealth)]) -> Markup {

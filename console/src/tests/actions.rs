@@ -14,20 +14,32 @@ use tower::ServiceExt;
 use troupe_client::messages::{Messenger, Route};
 
 use crate::{
+    access::Access,
     csrf::Csrf,
     live::Hub,
+    results::Results,
     server::{App, router},
     watch::Stores,
 };
 
 const TOKEN: &str = "test-csrf-token";
-const HOST: &str = "127.0.0.1:8080";
+pub(super) const HOST: &str = "127.0.0.1:8080";
 
 /// What the stand-in API server was asked: `METHOD path` and the body.
-type Calls = Arc<Mutex<Vec<(String, String)>>>;
+pub(super) type Calls = Arc<Mutex<Vec<(String, String)>>>;
 
 /// A console whose API server answers every request with `status` and `body`.
 fn console(status: u16, body: &'static str) -> (axum::Router, Calls) {
+    console_with(status, body, Access::Local, Csrf::fixed(TOKEN))
+}
+
+/// The same, served as `access` says, with `csrf`.
+pub(super) fn console_with(
+    status: u16,
+    body: &'static str,
+    access: Access,
+    csrf: Csrf,
+) -> (axum::Router, Calls) {
     let calls: Calls = Arc::default();
     let seen = calls.clone();
     let api = tower::service_fn(move |req: Request<kube::client::Body>| {
@@ -50,20 +62,23 @@ fn console(status: u16, body: &'static str) -> (axum::Router, Calls) {
         }
     });
     let client = kube::Client::new(api, "default");
+    let results = Results::new(access.key("troupe-console results"));
     let app = Arc::new(App {
         stores: Stores::detached(),
         hub: Hub::start(),
         namespace: None,
-        any_host: false,
+        any_host: access.in_cluster(),
         messenger: Messenger::new(client.clone(), Route::Lease),
         client,
-        csrf: Csrf::fixed(TOKEN),
-        results: Default::default(),
+        csrf,
+        results,
+        instance: "test".into(),
+        access,
     });
     (router(app), calls)
 }
 
-fn post(path: &str, origin: Option<&str>, form: &str) -> Request<Body> {
+pub(super) fn post(path: &str, origin: Option<&str>, form: &str) -> Request<Body> {
     let mut b = Request::builder()
         .method("POST")
         .uri(path)
@@ -75,15 +90,15 @@ fn post(path: &str, origin: Option<&str>, form: &str) -> Request<Body> {
     b.body(Body::from(form.to_string())).unwrap()
 }
 
-async fn send(router: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
+pub(super) async fn send(router: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
     let resp = router.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-const OWN: Option<&str> = Some("http://127.0.0.1:8080");
-const POOL: &str = r#"{"apiVersion":"troupe.dev/v1alpha1","kind":"ActorPool","metadata":{"name":"p","namespace":"t"},"spec":{"template":{"spec":{"containers":[{"name":"worker","image":"troupe/worker:0.1.0"}]}}}}"#;
+pub(super) const OWN: Option<&str> = Some("http://127.0.0.1:8080");
+pub(super) const POOL: &str = r#"{"apiVersion":"troupe.dev/v1alpha1","kind":"ActorPool","metadata":{"name":"p","namespace":"t"},"spec":{"template":{"spec":{"containers":[{"name":"worker","image":"troupe/worker:0.1.0"}]}}}}"#;
 
 #[tokio::test]
 async fn a_post_without_the_forms_token_is_refused_and_the_api_is_never_called() {
@@ -188,6 +203,15 @@ async fn a_confirmed_promote_sets_the_annotation_kubectl_troupe_sets_and_says_so
         StatusCode::NOT_FOUND,
         "an id not given out claims nothing"
     );
+    // Nor does one altered: another pool's name under this link's MAC.
+    let (payload, mac) = location["/results/".len()..].split_once('.').unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let text = String::from_utf8(b64.decode(payload).unwrap()).unwrap();
+    assert!(text.starts_with("pool\npromote\nt\np\n"), "{text}");
+    let forged = b64.encode(text.replace("\np\n", "\nq\n"));
+    let (status, _) = send(&router, get(&format!("/results/{forged}.{mac}"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "an altered link claims nothing");
     let calls = calls.lock().unwrap();
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(

@@ -1,6 +1,7 @@
 //! Unit tests of the console's pure parts, on typed objects built here (the `crds` types, never
 //! hand-written JSON for status).
 
+mod access;
 mod actions;
 mod forms;
 mod live;

@@ -4,7 +4,7 @@ use troupe_crds::{ActorPhase, PoolPhase};
 use super::*;
 use crate::{
     check_listen,
-    pages::{Frame, document, fragment, overview, pool as pool_page},
+    pages::{Frame, Served, document, fragment, overview, pool as pool_page},
     server::loopback_host,
 };
 
@@ -14,6 +14,8 @@ fn frame() -> Frame<'static> {
         seq: 7,
         problems: vec![],
         now: at(100),
+        served: Served::Local,
+        instance: "i1",
     }
 }
 
@@ -42,7 +44,7 @@ fn the_live_fragment_is_the_region_alone_with_its_topics_and_the_batch_it_is_up_
     let page = pool_page::page("a", "p", src, at(100));
     let html = fragment(&page, &frame()).into_string();
     assert!(
-        html.starts_with(r#"<div id="live" data-topics="pool:a/p" data-seq="7">"#),
+        html.starts_with(r#"<div id="live" data-topics="pool:a/p" data-seq="7" data-server="i1">"#),
         "{html}"
     );
     assert!(!html.contains("<html"));

@@ -1,30 +1,42 @@
-//! The kept outcomes behind the result pages.
+//! The result links: what was done, under a MAC of the console's key.
 
-use troupe_client::actions::PoolAction;
+use k8s_openapi::jiff::Timestamp;
+use troupe_client::actions::{ActorAction, PoolAction};
 
 use crate::{
     pages::act::Act,
-    results::{KEPT, Outcome, Results},
+    results::{Outcome, Results},
 };
 
-fn outcome(i: usize) -> Outcome {
+fn outcome(act: Act, name: &str) -> Outcome {
     Outcome {
-        act: Act::Pool(PoolAction::Promote),
+        act,
         namespace: "t".into(),
-        name: format!("p{i}"),
+        name: name.into(),
+        at: Timestamp::from_second(1_800_000_000).unwrap(),
     }
 }
 
 #[test]
-fn outcomes_are_found_by_their_random_ids_and_the_oldest_forgotten_past_the_limit() {
-    let results = Results::default();
-    let first = results.put(outcome(0));
-    assert_eq!(first.len(), 32);
-    assert_eq!(results.get(&first).unwrap().name, "p0");
-    let ids: Vec<String> = (1..=KEPT).map(|i| results.put(outcome(i))).collect();
-    assert!(results.get(&first).is_none(), "forgotten");
-    assert_eq!(results.get(&ids[0]).unwrap().name, "p1");
-    assert_eq!(results.get(&ids[KEPT - 1]).unwrap().name, format!("p{KEPT}"));
-    assert_ne!(ids[0], ids[1]);
-    assert!(results.get("").is_none());
+fn a_result_link_names_what_was_done_and_only_a_console_with_the_same_key_reads_it() {
+    let results = Results::new([7; 32]);
+    for o in [
+        outcome(Act::Pool(PoolAction::Undo), "shop"),
+        outcome(Act::Actor(ActorAction::Trigger), "cart.v2"),
+    ] {
+        let id = results.put(&o);
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+            "one URL path segment: {id}"
+        );
+        assert_eq!(results.get(&id), Some(o.clone()));
+        // Another replica with the same key (in the cluster: derived from the same token).
+        assert_eq!(Results::new([7; 32]).get(&id), Some(o));
+        // A console with another key (a local console restarted) made no such link.
+        assert_eq!(Results::new([8; 32]).get(&id), None);
+    }
+    assert_eq!(results.get(""), None);
+    assert_eq!(results.get("abc.def"), None);
+    assert_eq!(results.get("...."), None);
 }

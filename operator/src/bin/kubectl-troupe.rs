@@ -161,6 +161,7 @@ async fn run() -> anyhow::Result<()> {
             namespace: cli.namespace.clone(),
             allow_remote: *allow_remote_unauthenticated,
             worker_route: worker.route(),
+            access: troupe_console::access::Access::Local,
         };
         return console(client, options).await;
     }
