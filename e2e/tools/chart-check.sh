@@ -25,6 +25,7 @@ ALL_ON=(
   --set monitoring.prometheusRule.enabled=true --set monitoring.dashboard.enabled=true
   --set networkPolicy.enabled=true --set admissionPolicy.enabled=true
   --set webhook.existingSecret=troupe-webhook
+  --set console.enabled=true --set console.existingSecret=troupe-console --set console.actions.enabled=true
   --set image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000
   --set workers.image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000
 )

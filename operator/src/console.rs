@@ -122,6 +122,32 @@ mod tests {
         }
     }
 
+    /// The flags as the chart writes them (e2e/tests/chart/console.rs checks that it does).
+    #[test]
+    fn the_charts_flags_parse() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            operator: crate::run::OperatorConfig,
+        }
+        let cli = Cli::try_parse_from([
+            "troupe-operator",
+            "--console-listen=0.0.0.0:8090",
+            "--console-actions",
+            "--console-anonymous-read",
+            "--console-token-file=/var/run/troupe/console-token/token",
+        ])
+        .unwrap();
+        let c = cli.operator.console;
+        assert_eq!(c.console_listen, Some("0.0.0.0:8090".parse().unwrap()));
+        assert!(c.console_actions && c.console_anonymous_read);
+        assert_eq!(
+            c.console_token_file.as_deref(),
+            Some(std::path::Path::new("/var/run/troupe/console-token/token"))
+        );
+    }
+
     #[test]
     fn no_console_unless_asked_and_no_console_setting_without_its_address() {
         assert!(cfg(false, None, false, false).access().unwrap().is_none());

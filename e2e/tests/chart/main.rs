@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod console;
 mod monitoring;
 mod packaging;
 mod security;
