@@ -171,7 +171,7 @@ fn judged_cases() -> Vec<Judged> {
             "a flaky latency of 1e300 ms",
             "forever",
             "InvalidConfig",
-            "latencyMs must be within",
+            "latencyMs must be a number within",
         ),
         Judged {
             what: "an actor of a pool that does not exist",
