@@ -4,7 +4,10 @@
 //!
 //! The claim writes the status the actor will have once started (phase `Running`), so a start
 //! costs the worker one status write, not two: the status writer takes the claim as its first
-//! write and writes again only what changed since (say the start failed).
+//! write and writes again only what changed since (say the start failed). An actor that must
+//! first get its state (handed over by the worker it left, or read from the store) is claimed
+//! as `Starting` with the reason it waits for, and written `Running` once started: the API never
+//! says Running before the state is in.
 //!
 //! The condition is what makes a late decision harmless. The operator moves an actor with a
 //! write conditional on the version it decided from; the claim is conditional on the version the
@@ -56,8 +59,13 @@ impl Host {
                 return;
             }
             s.claiming = true;
-            let running =
-                snapshot::running_status(slot, &s, Utc::now(), self.config.persistence.uses_store());
+            let journaled = self.config.persistence.uses_store();
+            let running = match self.recovery(&s) {
+                None => snapshot::running_status(slot, &s, Utc::now(), journaled),
+                Some(looking_for) => {
+                    snapshot::recovering_status(slot, &s, Utc::now(), journaled, looking_for)
+                }
+            };
             s.claim = Some(running.clone());
             (s.epoch, s.resource_version.clone(), s.incarnation, running)
         };
@@ -97,6 +105,15 @@ impl Host {
             s.claimed = outcome == Claim::Won;
             if !s.claimed {
                 s.claim = None;
+            }
+            // A claim that said Starting (state to look for first) is published as it is; the
+            // start writes Running afterwards.
+            if s.claimed && s.claim.as_ref().is_some_and(|c| c.phase != ActorPhase::Running) {
+                let claim = s.claim.take().expect("checked");
+                self.claim_statuses
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((key.clone(), claim));
             }
         }
         match outcome {

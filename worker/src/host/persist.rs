@@ -159,6 +159,30 @@ impl HostedCallbacks<'_> {
 }
 
 impl Host {
+    /// What a start of this actor will first look for (the Starting reason and message), or
+    /// None when it can start at once: its claim says Starting rather than Running when there is
+    /// something to look for, so that the API never shows Running before the state is in.
+    pub(super) fn recovery(&self, s: &SlotState) -> Option<(&'static str, String)> {
+        if s.recovered {
+            return None;
+        }
+        let previous = s
+            .previous
+            .as_ref()
+            .filter(|_| self.config.persistence != PersistenceMode::None);
+        match previous {
+            Some(p) => Some((
+                "HandingOver",
+                format!("asking {} for the state it handed over", p.worker),
+            )),
+            None if self.store().is_some() => Some((
+                "Recovering",
+                "reading the actor's state from the store".to_string(),
+            )),
+            None => None,
+        }
+    }
+
     /// The newest entries (at most `limit`) of an actor's journal, from the pool's store: any
     /// worker of the pool answers for every actor of it. None: the pool keeps no store.
     pub async fn journal(&self, key: &ActorKey, limit: u32) -> Option<Result<Vec<JournalEntry>, StoreError>> {
@@ -174,28 +198,19 @@ impl Host {
     /// start goes ahead at once.
     pub(super) fn recover(&self, slot: &Arc<Slot>) {
         let store = self.store();
-        let (previous, epoch, uid, incarnation) = {
+        let (previous, epoch, uid, incarnation, (reason, message)) = {
             let mut s = slot.lock();
+            let Some(looking_for) = self.recovery(&s) else {
+                s.recovered = true;
+                s.previous = None;
+                return;
+            };
             let previous = s
                 .previous
                 .take()
                 .filter(|_| self.config.persistence != PersistenceMode::None);
-            if previous.is_none() && store.is_none() {
-                s.recovered = true;
-                return;
-            }
             s.handoff_fetch = Some(s.incarnation);
-            (previous, s.epoch, s.uid.clone(), s.incarnation)
-        };
-        let (reason, message) = match &previous {
-            Some(p) => (
-                "HandingOver",
-                format!("asking {} for the state it handed over", p.worker),
-            ),
-            None => (
-                "Recovering",
-                "reading the actor's state from the store".to_string(),
-            ),
+            (previous, s.epoch, s.uid.clone(), s.incarnation, looking_for)
         };
         self.set_phase(slot, ActorPhase::Starting, reason, &message);
         let key = slot.key.clone();

@@ -110,5 +110,28 @@ pub(super) fn running_status(
     status
 }
 
+/// The status of an actor claimed at `at` that first looks for its state (`looking_for`: the
+/// Starting reason and message, see [`Host::recovery`]): what its claim writes.
+pub(super) fn recovering_status(
+    slot: &Slot,
+    s: &SlotState,
+    at: DateTime<Utc>,
+    journaled: bool,
+    looking_for: (&str, String),
+) -> RuntimeStatus {
+    let mut status = runtime_status(slot, s, journaled);
+    status.phase = ActorPhase::Starting;
+    status.last_transition = at;
+    status.started_at = None;
+    status.claimed = true;
+    status.conditions[0] = ConditionState {
+        type_: "Ready",
+        status: false,
+        reason: looking_for.0.into(),
+        message: looking_for.1,
+    };
+    status
+}
+
 /// The Ready reason and message of a running actor.
 pub(super) const RUNNING: (&str, &str) = ("Running", "the actor is running");

@@ -138,3 +138,62 @@ async fn a_paused_actor_moved_away_hands_over_the_state_it_paused_with() {
     let b = moved(&a, &key).await;
     assert_eq!(count(&b, &key).await, json!(4));
 }
+
+/// Wins every claim and keeps the status each one wrote.
+#[derive(Default)]
+struct RecordedClaims(std::sync::Mutex<Vec<RuntimeStatus>>);
+
+#[async_trait::async_trait]
+impl Claimer for RecordedClaims {
+    async fn claim(&self, _: &ActorKey, _: u64, _: Option<&str>, running: &RuntimeStatus) -> Claim {
+        self.0.lock().unwrap().push(running.clone());
+        Claim::Won
+    }
+}
+
+#[tokio::test]
+async fn a_moved_actor_is_claimed_as_starting_and_shows_running_only_once_its_state_is_in() {
+    let a = host().await;
+    let key = ActorKey::new("ns", "c");
+    let claims_a = Arc::new(RecordedClaims::default());
+    a.set_claimer(claims_a.clone());
+    a.assign(key.clone(), assignment(1, None)).await;
+    a.tell(&key, json!(3)).await.unwrap();
+    assert_eq!(count(&a, &key).await, json!(3));
+    let first = claims_a.0.lock().unwrap()[0].clone();
+    assert_eq!(
+        (first.phase, first.conditions[0].reason.as_str()),
+        (ActorPhase::Running, "Running"),
+        "nothing to look for: the claim is the start's status"
+    );
+
+    a.remove(&key, None).await;
+    let b = host().await;
+    let claims_b = Arc::new(RecordedClaims::default());
+    b.set_claimer(claims_b.clone());
+    b.set_handoff_source(Arc::new(FromHost(a.clone())));
+    b.assign(key.clone(), assignment(2, Some(("local-a", 1)))).await;
+    assert_eq!(count(&b, &key).await, json!(3));
+    let claim = claims_b.0.lock().unwrap()[0].clone();
+    assert_eq!(
+        (
+            claim.phase,
+            claim.conditions[0].reason.as_str(),
+            claim.conditions[0].status
+        ),
+        (ActorPhase::Starting, "HandingOver", false),
+        "the claim of a moved actor does not say Running before its state is in"
+    );
+    let published: Vec<_> = b.take_claimed().into_iter().map(|(_, s)| s.phase).collect();
+    assert_eq!(
+        published,
+        vec![ActorPhase::Starting],
+        "the status writer knows what the claim wrote"
+    );
+    let now = b.snapshot().into_iter().find(|(k, _)| *k == key).unwrap().1;
+    assert_eq!(
+        now.phase,
+        ActorPhase::Running,
+        "then written Running, as it differs"
+    );
+}
