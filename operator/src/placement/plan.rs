@@ -39,6 +39,17 @@ pub fn epoch_of(a: &Actor) -> u64 {
     annotated.max(a.reported_epoch().unwrap_or(0))
 }
 
+/// When the actor started on the worker it is assigned to (Unix seconds), if it runs there. An
+/// assignment rewrites the phase but not `startedAt`, which is the worker's: until the new
+/// worker claims it, an actor that just failed over still shows when it started on the dead
+/// one — as old as the survivors' actors, so that balancing would move the survivors' instead.
+pub fn started_here(a: &Actor) -> Option<i64> {
+    let status = a.status.as_ref()?;
+    let running_here =
+        status.phase == Some(ActorPhase::Running) && status.worker.is_some() && status.worker == worker_of(a);
+    running_here.then(|| status.started_at.as_ref().map(|t| t.0.as_second()))?
+}
+
 /// Whether the worker the actor was released from has confirmed that it stopped it: phase
 /// Migrating written by that worker (status.worker) under the epoch of the assignment that ended
 /// (the annotation, which a release keeps). A confirmation of an older assignment, or one that
@@ -138,10 +149,7 @@ pub fn plan(actors: &[&Actor], live: &BTreeSet<String>, eligible: &[WorkerSlot])
     }
     let started: BTreeMap<String, i64> = actors
         .iter()
-        .filter_map(|a| {
-            let at = a.status.as_ref()?.started_at.as_ref()?;
-            Some((a.name_any(), at.0.as_second()))
-        })
+        .filter_map(|a| Some((a.name_any(), started_here(a)?)))
         .collect();
     let placement = place_by_age(&current, eligible, &started);
     let orphaned: BTreeSet<String> = steps
@@ -281,6 +289,40 @@ mod tests {
         // Without room elsewhere the orphan is still taken off its dead worker.
         let steps = coalesce(plan(&[&a], &live(&[]), &[]));
         assert!(matches!(steps[0], Step::Orphan { .. }));
+    }
+
+    #[test]
+    fn a_new_worker_takes_the_actors_that_just_failed_over_not_the_survivors_long_running_ones() {
+        // All four started together on two workers; "dead" died and a0, a1 were assigned to
+        // "survivor" (phase Placed, not claimed yet: startedAt still the dead worker's). Then
+        // the replacement joins: the two that failed over move, whatever their names.
+        let started = "2026-11-23T10:00:00Z";
+        let failed_over = |n| {
+            actor(
+                n,
+                Some("survivor"),
+                json!({"worker": "survivor", "phase": "Placed", "startedAt": started}),
+            )
+        };
+        let long_running = |n| {
+            actor(
+                n,
+                Some("survivor"),
+                json!({"worker": "survivor", "phase": "Running", "startedAt": started}),
+            )
+        };
+        let (a0, a1) = (failed_over("a0"), failed_over("a1"));
+        let (a2, a3) = (long_running("a2"), long_running("a3"));
+        let workers = ["survivor", "replacement"];
+        let steps = plan(&[&a0, &a1, &a2, &a3], &live(&workers), &slots(&workers));
+        let released: Vec<&str> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Release { actor, .. } => Some(actor.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(released, vec!["a0", "a1"]);
     }
 
     #[test]
