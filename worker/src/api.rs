@@ -13,7 +13,8 @@
 //! `{"error": "..."}`: 400 malformed body, 401 no or wrong token, 404 unknown actor, 409 paused,
 //! 429 mailbox full, 503 actor moving or not running, 504 no answer in time.
 //!
-//! Here: routes, authentication, bodies; `forward.rs`: passing messages to the hosting worker.
+//! Here: routes, authentication, bodies; `forward.rs`: passing messages to the hosting worker;
+//! `moving.rs`: messages that wait while their actor moves.
 
 // Handlers return ready HTTP responses as their error values; boxing them gains nothing here.
 #![allow(clippy::result_large_err)]
@@ -53,6 +54,8 @@ use crate::{
 
 /// Marks a request one worker forwarded to another, so it is never forwarded twice.
 const FORWARDED: &str = "x-troupe-forwarded";
+/// Marks a 503 that means "the actor is moving: look again" (see `moving.rs`).
+const MOVING: &str = "x-troupe-moving";
 
 /// Largest message body accepted (read only once the token matched; 413 beyond).
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -245,13 +248,12 @@ async fn tell(
         return error(StatusCode::SERVICE_UNAVAILABLE, "the worker is shutting down");
     }
     let key = ActorKey::new(namespace, name);
-    match state.host.tell(&key, msg.clone()).await {
-        Ok(()) => (StatusCode::ACCEPTED, axum::Json(json!({"accepted": true}))).into_response(),
-        Err(DeliveryError::NotHere(_)) if !headers.contains_key(FORWARDED) => {
-            state.forwarder.forward(&key, "tell", &body, None).await
-        }
-        Err(e) => delivery_error(e),
-    }
+    let forwarded = headers.contains_key(FORWARDED);
+    moving::deliver(&state, &key, "tell", &body, None, forwarded, || async {
+        state.host.tell(&key, msg.clone()).await?;
+        Ok((StatusCode::ACCEPTED, axum::Json(json!({"accepted": true}))).into_response())
+    })
+    .await
 }
 
 async fn ask(
@@ -278,19 +280,24 @@ async fn ask(
         return error(StatusCode::SERVICE_UNAVAILABLE, "the worker is shutting down");
     }
     let key = ActorKey::new(namespace, name);
-    match state.host.ask(&key, msg, timeout).await {
-        Ok(v) => axum::Json(v).into_response(),
-        Err(DeliveryError::NotHere(_)) if !headers.contains_key(FORWARDED) => {
-            state
-                .forwarder
-                .forward(&key, "ask", &body, q.timeout.as_deref())
-                .await
-        }
-        Err(e) => delivery_error(e),
-    }
+    let forwarded = headers.contains_key(FORWARDED);
+    moving::deliver(
+        &state,
+        &key,
+        "ask",
+        &body,
+        q.timeout.as_deref(),
+        forwarded,
+        || async {
+            let answer = state.host.ask(&key, msg.clone(), timeout).await?;
+            Ok(axum::Json(answer).into_response())
+        },
+    )
+    .await
 }
 
 mod forward;
+mod moving;
 
 pub use forward::Forwarder;
 

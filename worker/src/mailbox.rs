@@ -171,6 +171,13 @@ impl Mailbox {
         }
     }
 
+    /// Refuses new messages and keeps the waiting ones for the actor to handle (an actor
+    /// leaving on a planned move drains them before it stops; [`Mailbox::close`] after).
+    pub fn seal(&self) {
+        self.lock().closed = true;
+        self.room.notify_waiters();
+    }
+
     /// Refuses further messages and fails the waiting asks.
     pub fn close(&self, why: &str) -> usize {
         let mut s = self.lock();

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub lease_renewals: IntCounterVec,
     /// Times the worker fenced (stopped every actor for want of a proven lease).
     pub fences: prometheus::IntCounter,
+    /// Messages that waited at this worker for their moving actor's next worker.
+    pub move_waits: prometheus::IntCounter,
     /// Deliveries refused because the lease proof had run out, by kind (message, tick).
     pub stale_deliveries: IntCounterVec,
     pub status_writes: IntCounterVec,
@@ -89,6 +91,11 @@ impl Metrics {
             "Times the worker stopped every actor because it could not prove its lease",
         )
         .expect("valid metric");
+        let move_waits = prometheus::IntCounter::new(
+            "troupe_worker_move_waits_total",
+            "Messages that waited at this worker while their actor moved to its next worker",
+        )
+        .expect("valid metric");
         let stale_deliveries = IntCounterVec::new(
             Opts::new(
                 "troupe_worker_stale_deliveries_refused_total",
@@ -134,6 +141,7 @@ impl Metrics {
             Box::new(breaker_trips.clone()),
             Box::new(lease_renewals.clone()),
             Box::new(fences.clone()),
+            Box::new(move_waits.clone()),
             Box::new(stale_deliveries.clone()),
             Box::new(status_writes.clone()),
             Box::new(state_writes.clone()),
@@ -150,6 +158,7 @@ impl Metrics {
             breaker_trips,
             lease_renewals,
             fences,
+            move_waits,
             stale_deliveries,
             status_writes,
             state_writes,

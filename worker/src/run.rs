@@ -69,9 +69,18 @@ pub struct WorkerConfig {
     /// aborted. Fencing must fit in the lease margin (renew period + 1 s), so keep it short.
     #[arg(long, env = "TROUPE_STOP_DEADLINE", default_value = "500ms", value_parser = parse_duration)]
     pub stop_deadline: Duration,
-    /// On SIGTERM, how long mailboxes may drain before actors are stopped.
+    /// On SIGTERM, and when an actor leaves this worker on a planned move, how long its mailbox
+    /// may drain before it is stopped.
     #[arg(long, env = "TROUPE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// How long a message for an actor that is moving waits at the worker that received it for
+    /// the actor's next worker, before it is answered 503.
+    #[arg(long, env = "TROUPE_MOVE_WAIT", default_value = "10s", value_parser = parse_duration)]
+    pub move_wait: Duration,
+    /// How many messages may wait for moving actors at once on this worker (the others are
+    /// answered 503 at once).
+    #[arg(long, env = "TROUPE_MOVE_BUFFER", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub move_buffer: u32,
     /// The pool's `persistence.mode`: None, OnMove, Interval or EveryMessage.
     #[arg(long, env = "TROUPE_PERSISTENCE", default_value = "OnMove")]
     pub persistence: PersistenceMode,
@@ -148,6 +157,7 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
         passivate_after: (!cfg.passivate_after.is_zero()).then_some(cfg.passivate_after),
         lease: Arc::new(LeaseClock::new()),
         stop_deadline: cfg.stop_deadline,
+        move_drain: cfg.drain_timeout,
         persistence: cfg.persistence,
         checkpoint_every: cfg.checkpoint_every,
         ..HostConfig::default()
@@ -165,11 +175,10 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
         pod: cfg.pod.clone(),
         revision: cfg.revision.clone(),
     }));
-    let forwarder = Arc::new(Forwarder::new(
-        Some(client.clone()),
-        cfg.token.clone(),
-        cfg.pod.clone(),
-    ));
+    let forwarder = Arc::new(
+        Forwarder::new(Some(client.clone()), cfg.token.clone(), cfg.pod.clone())
+            .with_move_buffer(cfg.move_wait, cfg.move_buffer as usize),
+    );
     host.set_router(forwarder.clone());
     host.set_handoff_source(forwarder.clone());
     if cfg.token.is_none() {

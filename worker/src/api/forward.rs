@@ -14,6 +14,8 @@ pub struct Forwarder {
     addresses: Mutex<HashMap<(String, String), (String, Instant)>>,
     /// Fixed actor → address routes, used instead of the API (benchmarks, tests).
     static_routes: HashMap<ActorKey, String>,
+    /// Messages for moving actors that wait here for the next worker (see `moving.rs`).
+    pub(super) moves: super::moving::MoveBuffer,
 }
 
 /// How long a worker's address is reused before it is looked up again.
@@ -35,7 +37,15 @@ impl Forwarder {
             pod,
             addresses: Mutex::new(HashMap::new()),
             static_routes: HashMap::new(),
+            moves: super::moving::MoveBuffer::default(),
         }
+    }
+
+    /// How long, and how many at once, messages for a moving actor wait here for its next
+    /// worker.
+    pub fn with_move_buffer(mut self, wait: Duration, capacity: usize) -> Self {
+        self.moves = super::moving::MoveBuffer::new(wait, capacity);
+        self
     }
 
     /// A forwarder with fixed routes and no API access.
@@ -82,16 +92,12 @@ impl Forwarder {
             .and_then(|l| l.get(labels::WORKER))
             .cloned()
             .ok_or_else(|| {
-                error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("actor {key} is not placed on a worker yet"),
-                )
+                moving(format!(
+                    "actor {key} is not placed on a worker yet (moving, or waiting for room)"
+                ))
             })?;
         if worker == self.pod {
-            return Err(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("actor {key} is moving to this worker; retry shortly"),
-            ));
+            return Err(moving(format!("actor {key} is moving to this worker")));
         }
         self.address_of(&key.namespace, &worker, &actor.spec.pool).await
     }
@@ -123,12 +129,7 @@ impl Forwarder {
                     format!("looking up worker {worker}: {e}"),
                 )
             })?
-            .ok_or_else(|| {
-                error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("worker {worker} is gone"),
-                )
-            })?;
+            .ok_or_else(|| moving(format!("worker {worker} is gone (its actors are failing over)")))?;
         // The pool's token goes only to a worker of the actor's pool, at a plain address.
         let lease_pool = lease.metadata.labels.as_ref().and_then(|l| l.get(labels::POOL));
         if lease_pool.map(String::as_str) != Some(pool) {
@@ -169,8 +170,8 @@ impl Forwarder {
         verb: &str,
         body: &[u8],
         timeout: Option<&str>,
-    ) -> Result<(StatusCode, Bytes), String> {
-        let url = peer::message_url(addr, key, verb, timeout)?;
+    ) -> Result<(StatusCode, HeaderMap, Bytes), Unsent> {
+        let url = peer::message_url(addr, key, verb, timeout).map_err(Unsent::Never)?;
         let mut req = self
             .http
             .post(url)
@@ -180,18 +181,28 @@ impl Forwarder {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("forwarding to {addr}: {}", e.without_url()))?;
+        let resp = req.send().await.map_err(|e| {
+            let connect = e.is_connect();
+            let why = format!("forwarding to {addr}: {}", e.without_url());
+            // Not connected: the request was not sent, so it may be sent again (a worker that
+            // just went away). Anything later may have been handled.
+            if connect {
+                Unsent::NotConnected(why)
+            } else {
+                Unsent::Unknown(why)
+            }
+        })?;
         let code = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let headers = resp.headers().clone();
         let bytes = troupe_net::read_response_body(resp, FORWARDED_ANSWER_MAX)
             .await
-            .map_err(|e| format!("the answer of worker {addr}: {e}"))?;
-        Ok((code, bytes))
+            .map_err(|e| Unsent::Unknown(format!("the answer of worker {addr}: {e}")))?;
+        Ok((code, headers, bytes))
     }
 
-    /// Passes a request on and returns the hosting worker's answer as is.
+    /// Passes a request on and returns the hosting worker's answer as is, or, when the actor is
+    /// moving (no worker yet, or the one named no longer has it), the answer saying so, marked
+    /// as [`MOVING`] so that the caller may wait and try again.
     pub async fn forward(&self, key: &ActorKey, verb: &str, body: &[u8], timeout: Option<&str>) -> Response {
         // A name no actor can have is never looked up (nor put in a URL).
         if let Err(why) = peer::check_key(key) {
@@ -205,10 +216,38 @@ impl Forwarder {
             Err(r) => return r,
         };
         match self.send(&addr, key, verb, body, timeout).await {
-            Ok((code, bytes)) => (code, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+            Ok((code, headers, bytes)) => {
+                let mut resp = (code, [(header::CONTENT_TYPE, "application/json")], bytes).into_response();
+                if headers.contains_key(MOVING) {
+                    resp.headers_mut()
+                        .insert(MOVING, header::HeaderValue::from_static("1"));
+                }
+                resp
+            }
+            Err(Unsent::NotConnected(why)) => moving(why),
+            Err(Unsent::Never(why) | Unsent::Unknown(why)) => error(StatusCode::SERVICE_UNAVAILABLE, why),
         }
     }
+}
+
+/// Why a forwarded request has no answer.
+#[derive(Debug)]
+enum Unsent {
+    /// It was never sent (no URL could be made).
+    Never(String),
+    /// No connection was made: not sent.
+    NotConnected(String),
+    /// Sent, perhaps handled: not to be sent again.
+    Unknown(String),
+}
+
+/// A 503 saying the actor is moving: marked, so that the worker that received the message waits
+/// for the next worker instead of answering at once.
+pub(super) fn moving(why: String) -> Response {
+    let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, why);
+    resp.headers_mut()
+        .insert(MOVING, header::HeaderValue::from_static("1"));
+    resp
 }
 
 #[async_trait::async_trait]
@@ -222,12 +261,12 @@ impl ActorRouter for Forwarder {
             .map_err(|r| ActorError::new(format!("cannot reach {key}: HTTP {}", r.status())))?;
         let body = serde_json::to_vec(&msg).map_err(|e| ActorError::new(e.to_string()))?;
         match self.send(&addr, &key, "tell", &body, None).await {
-            Ok((code, _)) if code.is_success() => Ok(()),
-            Ok((code, bytes)) => Err(ActorError::new(format!(
+            Ok((code, _, _)) if code.is_success() => Ok(()),
+            Ok((code, _, bytes)) => Err(ActorError::new(format!(
                 "{key} refused the message: HTTP {code}: {}",
                 String::from_utf8_lossy(&bytes)
             ))),
-            Err(e) => Err(ActorError::new(e)),
+            Err(Unsent::Never(e) | Unsent::NotConnected(e) | Unsent::Unknown(e)) => Err(ActorError::new(e)),
         }
     }
 }

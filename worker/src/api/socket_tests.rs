@@ -136,3 +136,81 @@ async fn a_hostile_actor_name_is_never_forwarded() {
     }
     assert_eq!(seen.load(Ordering::SeqCst), 0, "the peer was contacted");
 }
+
+/// A worker API on a free port whose host the test drives, routing `routes` elsewhere.
+async fn start_with_host(routes: HashMap<ActorKey, String>, wait: Duration) -> (SocketAddr, Arc<Host>) {
+    let host = Host::start(HostConfig::default(), builtin::registry(), Metrics::new())
+        .await
+        .unwrap();
+    let state = Arc::new(ApiState {
+        host: host.clone(),
+        token: Some(TOKEN.into()),
+        forwarder: Arc::new(
+            Forwarder::with_static_routes(Some(TOKEN.into()), routes).with_move_buffer(wait, 2),
+        ),
+        started: AtomicBool::new(true),
+        ready: AtomicBool::new(true),
+    });
+    let limits = limits(Duration::from_secs(1));
+    (troupe_net::testing::start(router(state), limits).await.0, host)
+}
+
+fn counter() -> crate::host::Assignment {
+    crate::host::Assignment::of(
+        serde_json::from_value(serde_json::json!({"pool": "p", "behavior": "counter"})).unwrap(),
+        Some(1),
+    )
+}
+
+#[tokio::test]
+async fn a_tell_for_a_moving_actor_waits_for_its_next_worker_and_is_accepted_there_once() {
+    let key = ActorKey::new("ns", "e");
+    // B is the actor's next worker; it has not started it yet.
+    let (b, next) = start_with_host(HashMap::new(), Duration::from_secs(5)).await;
+    let (a, entry) = start_with_host([(key.clone(), b.to_string())].into(), Duration::from_secs(5)).await;
+    let arrives = tokio::spawn({
+        let next = next.clone();
+        let key = key.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            next.assign(key, counter()).await;
+        }
+    });
+    let answer = post(a, TELL, Some(TOKEN), 1, b"5").await;
+    assert!(
+        answer.starts_with("HTTP/1.1 202"),
+        "accepted once B ran it: {answer}"
+    );
+    arrives.await.unwrap();
+    let value = next
+        .ask(&key, serde_json::json!(0), Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(value["value"], 5, "handled once, on B");
+    assert!(
+        entry
+            .metrics()
+            .render()
+            .contains("troupe_worker_move_waits_total 1")
+    );
+}
+
+#[tokio::test]
+async fn a_tell_for_an_actor_that_never_arrives_gets_503_after_the_wait_and_the_buffer_is_bounded() {
+    let key = ActorKey::new("ns", "e");
+    let (b, _next) = start_with_host(HashMap::new(), Duration::from_secs(5)).await;
+    let (a, _) = start_with_host([(key.clone(), b.to_string())].into(), Duration::from_millis(600)).await;
+    let started = Instant::now();
+    // Three at once on a buffer of two: one is answered at once, two after the wait.
+    let answers = futures::future::join_all((0..3).map(|_| post(a, TELL, Some(TOKEN), 1, b"1"))).await;
+    let mut full = 0;
+    for answer in &answers {
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        full += usize::from(answer.contains("already wait for moving actors"));
+    }
+    assert_eq!(full, 1, "{answers:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "the others waited"
+    );
+}

@@ -42,6 +42,14 @@ impl Host {
             .with_label_values(&[&self.config.pool, &self.config.revision, &behavior, "rejected"])
             .inc();
         match e {
+            // It left this worker between the lookup and the push: as if not found here.
+            SendError::Closed
+                if self
+                    .slot(&slot.key)
+                    .is_none_or(|now| !std::ptr::eq(now.as_ref(), slot)) =>
+            {
+                DeliveryError::NotHere(slot.key.clone())
+            }
             SendError::Closed => DeliveryError::Unavailable {
                 key: slot.key.clone(),
                 why: e.to_string(),

@@ -129,8 +129,28 @@ impl Host {
     pub async fn remove(&self, key: &ActorKey, resource_version: Option<String>) {
         let slot = self.slots.write().unwrap_or_else(|e| e.into_inner()).remove(key);
         if let Some(slot) = slot {
+            // New messages go to the next worker (they wait at the worker that received them
+            // until it runs the actor); the ones accepted here are handled here first, so the
+            // state handed over includes them.
+            slot.mailbox.seal();
+            self.drain_before_leaving(&slot).await;
             let stopped = self.stop_actor(&slot, "unassigned").await;
-            slot.mailbox.close("the actor left this worker");
+            let left = slot
+                .mailbox
+                .close("the actor left this worker before handling the message");
+            if left > 0 {
+                let behavior = self.behavior_label(&slot.lock().spec.behavior);
+                self.metrics
+                    .messages
+                    .with_label_values(&[
+                        &self.config.pool,
+                        &self.config.revision,
+                        &behavior,
+                        "unhandled_on_move",
+                    ])
+                    .inc_by(left as u64);
+                tracing::warn!(actor = %key, left, drain = ?self.config.move_drain, "messages not handled before the actor left");
+            }
             if !stopped {
                 // A behaviour that never yields cannot be aborted: the actor may still be
                 // running, so its departure is not confirmed and it is not placed elsewhere.
@@ -152,6 +172,23 @@ impl Host {
                     epoch,
                     resource_version,
                 });
+        }
+    }
+
+    /// Waits, up to `move_drain`, until an actor that is leaving has handled every message it
+    /// accepted. Only an actor that runs (or is parked and wakes for them) can; a paused, failed
+    /// or starting one keeps its messages unhandled.
+    async fn drain_before_leaving(&self, slot: &Slot) {
+        let until = Instant::now() + self.config.move_drain;
+        loop {
+            let can_run = {
+                let s = slot.lock();
+                s.actor.is_some() || s.parked.is_some()
+            };
+            if !can_run || slot.mailbox.is_idle() || Instant::now() >= until {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 

@@ -101,6 +101,10 @@ pub struct HostConfig {
     /// How long an actor may take to stop (finish its current message) before it is aborted.
     /// Fencing must fit in the lease margin, so this is short.
     pub stop_deadline: Duration,
+    /// How long an actor leaving this worker on a planned move may take to handle the messages
+    /// it had accepted before it stops (and its state is handed over): new ones wait at the
+    /// worker that received them until the next worker runs it (`api::deliver`).
+    pub move_drain: Duration,
     /// The pool's `persistence.mode`: whether state is handed over on moves (all but None) and
     /// written to the store ([`Host::set_store`]; Interval and EveryMessage).
     pub persistence: PersistenceMode,
@@ -124,6 +128,7 @@ impl Default for HostConfig {
             passivate_after: Some(Duration::from_secs(60)),
             lease: Arc::new(LeaseClock::unbounded()),
             stop_deadline: Duration::from_millis(500),
+            move_drain: Duration::from_secs(10),
             persistence: PersistenceMode::OnMove,
             checkpoint_every: troupe_crds::pool::DEFAULT_CHECKPOINT_EVERY as u32,
             commit_timeout: Duration::from_secs(10),

@@ -197,3 +197,39 @@ async fn a_moved_actor_is_claimed_as_starting_and_shows_running_only_once_its_st
         "then written Running, as it differs"
     );
 }
+
+#[tokio::test]
+async fn an_actor_leaving_handles_the_tells_it_accepted_and_hands_over_their_effect() {
+    let a = host().await;
+    let key = ActorKey::new("ns", "slow");
+    let mut slow = assignment(1, None);
+    slow.spec = spec("counter", json!({"start": 0, "latencyMs": 20}));
+    a.assign(key.clone(), slow).await;
+    // Ten tells accepted (202 each), most still queued when the actor is told to leave.
+    for _ in 0..10 {
+        a.tell(&key, json!(1)).await.unwrap();
+    }
+    let b = moved(&a, &key).await;
+    assert_eq!(
+        count(&b, &key).await,
+        json!(10),
+        "every accepted tell was handled before the state was handed over"
+    );
+    assert!(
+        !a.metrics().render().contains("unhandled_on_move"),
+        "none was dropped"
+    );
+}
+
+#[tokio::test]
+async fn a_message_for_an_actor_that_just_left_is_not_here_not_refused() {
+    let a = host().await;
+    let key = ActorKey::new("ns", "gone");
+    a.assign(key.clone(), assignment(1, None)).await;
+    assert_eq!(count(&a, &key).await, json!(0));
+    a.remove(&key, None).await;
+    assert!(
+        matches!(a.tell(&key, json!(1)).await, Err(DeliveryError::NotHere(_))),
+        "the sender looks for its next worker"
+    );
+}
