@@ -63,6 +63,22 @@ async fn running(env: &TestEnv, what: &str, placed: impl Fn(&Placement) -> bool)
     .await
 }
 
+/// Every counter Running, spread evenly over `workers` workers (the rebalance is over).
+async fn running_balanced(env: &TestEnv, workers: usize) -> Placement {
+    running(
+        env,
+        &format!("{ACTORS} counters balanced over {workers} workers"),
+        |a| {
+            let mut per: BTreeMap<&String, usize> = BTreeMap::new();
+            for (_, w, ..) in a.values() {
+                *per.entry(w).or_default() += 1;
+            }
+            per.len() == workers && per.values().max().unwrap() - per.values().min().unwrap() <= 1
+        },
+    )
+    .await
+}
+
 async fn running_on(env: &TestEnv, workers: usize) -> Placement {
     running(
         env,
@@ -182,6 +198,77 @@ async fn counters_moved_by_a_rebalance_keep_their_exact_count() {
         "a rebalance over 3 workers moves some counters: {after:?}"
     );
     counts_kept(&env, &ip, &expected, &moved, "after the rebalance").await;
+}
+
+#[tokio::test]
+async fn tells_sent_while_counters_move_are_each_accepted_and_handled_exactly_once() {
+    let env = TestEnv::new("durable-busy-move").await;
+    env.secret("troupe-worker-token", &[("token", TOKEN)]);
+    // 5 ms a message and three senders each: a backlog waits in every mailbox when it moves.
+    let slow = manifests(1, "").replace("behavior: counter}", "behavior: counter, config: {latencyMs: 5}}");
+    assert!(env.apply(&slow).0);
+    let before = running_on(&env, 1).await;
+    let pods = env.pods().await;
+    let ip = pods[0]["ip"].as_str().unwrap().to_string();
+
+    // Every counter told without pause by three senders, one tell at a time each, through the first worker,
+    // while the pool grows to 3 workers and counters move.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders: Vec<_> = (0..ACTORS * 3)
+        .map(|i| {
+            let i = i % ACTORS;
+            let (stop, ip, ns) = (stop.clone(), ip.clone(), env.namespace.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let url = format!("http://{ip}:8080/v1/namespaces/{ns}/actors/c{i}/tell");
+                let (mut accepted, mut refused) = (0usize, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let r = http
+                        .post(&url)
+                        .bearer_auth(TOKEN)
+                        .json(&json!(1))
+                        .send()
+                        .await
+                        .unwrap();
+                    match r.status().as_u16() {
+                        202 => accepted += 1,
+                        code => refused.push(format!("{code} {}", r.text().await.unwrap_or_default())),
+                    }
+                }
+                (format!("c{i}"), accepted, refused)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.kubectl_ok(&["scale", "actorpool", "counters", "--replicas", "3"]);
+    let after = running_balanced(&env, 3).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut expected = BTreeMap::new();
+    let mut refused = Vec::new();
+    for s in senders {
+        let (name, accepted, no) = s.await.unwrap();
+        refused.extend(no.into_iter().map(|r| format!("{name}: {r}")));
+        *expected.entry(name).or_default() += accepted;
+    }
+    let moved = moved_between(&before, &after);
+    assert!(
+        moved.len() >= ACTORS / 2,
+        "the rebalance moved counters: {after:?}"
+    );
+    eprintln!(
+        "told while {} of {ACTORS} counters moved: {} tells accepted, {} refused",
+        moved.len(),
+        expected.values().sum::<usize>(),
+        refused.len()
+    );
+    assert!(
+        refused.is_empty(),
+        "no tell refused during the moves: {refused:?}"
+    );
+    // Exactly: none lost (handled before the state was handed over, or waited for the next
+    // worker) and none handled twice.
+    counts_kept(&env, &ip, &expected, &moved, "after moving while told").await;
 }
 
 #[tokio::test]

@@ -133,8 +133,15 @@ impl Host {
             // until it runs the actor); the ones accepted here are handled here first, so the
             // state handed over includes them.
             slot.mailbox.seal();
-            self.drain_before_leaving(&slot).await;
-            let stopped = self.stop_actor(&slot, "unassigned").await;
+            let until = Instant::now() + self.config.move_drain;
+            self.drain_before_leaving(&slot, until).await;
+            // Not a fence: the lease is held, so the current message may end within what is
+            // left of the drain (a busy worker can take longer than the fencing deadline to get
+            // to it; an aborted actor's state could not be handed over).
+            let deadline = until
+                .saturating_duration_since(Instant::now())
+                .max(self.config.stop_deadline);
+            let stopped = self.stop_actor_within(&slot, "unassigned", deadline).await;
             let left = slot
                 .mailbox
                 .close("the actor left this worker before handling the message");
@@ -175,11 +182,10 @@ impl Host {
         }
     }
 
-    /// Waits, up to `move_drain`, until an actor that is leaving has handled every message it
+    /// Waits, up to `until`, until an actor that is leaving has handled every message it
     /// accepted. Only an actor that runs (or is parked and wakes for them) can; a paused, failed
     /// or starting one keeps its messages unhandled.
-    async fn drain_before_leaving(&self, slot: &Slot) {
-        let until = Instant::now() + self.config.move_drain;
+    async fn drain_before_leaving(&self, slot: &Slot, until: Instant) {
         loop {
             let can_run = {
                 let s = slot.lock();
@@ -485,6 +491,11 @@ impl Host {
     /// aborted. Returns whether it really ended (false only for a behaviour that blocks its
     /// thread and so cannot be aborted).
     pub(super) async fn stop_actor(&self, slot: &Slot, why: &str) -> bool {
+        self.stop_actor_within(slot, why, self.config.stop_deadline).await
+    }
+
+    /// As [`Host::stop_actor`], waiting up to `deadline` for the current message to end.
+    pub(super) async fn stop_actor_within(&self, slot: &Slot, why: &str, deadline: Duration) -> bool {
         let (actor, schedule) = {
             let mut s = slot.lock();
             s.incarnation += 1;
@@ -506,7 +517,6 @@ impl Host {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&actor.get_id());
-        let deadline = self.config.stop_deadline;
         let cell = actor.get_cell();
         if cell
             .stop_and_wait(Some(why.to_string()), Some(deadline))
