@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use kube::ResourceExt;
 use serde::Deserialize;
-use troupe_crds::Actor;
+use troupe_crds::{Actor, ActorPhase};
 
 use crate::view::{actor::ActorRow, matches, phase::actor_phase_named};
 
@@ -38,23 +37,28 @@ pub struct ActorQuery {
 impl ActorQuery {
     /// Whether actor `a` passes every filter set.
     pub fn accepts(&self, a: &Actor) -> bool {
-        let status = a.status.as_ref();
-        let phase_ok = self.phase.trim().is_empty()
-            || actor_phase_named(&self.phase) == Some(status.and_then(|s| s.phase).unwrap_or_default());
-        let ns = a.namespace().unwrap_or_default();
-        phase_ok
-            && matches(&a.name_any(), &self.name)
-            && matches(&a.spec.behavior, &self.behavior)
-            && matches(
-                status.and_then(|s| s.worker.as_deref()).unwrap_or(""),
-                &self.worker,
-            )
-            && status
-                .and_then(|s| s.revision.as_deref())
-                .unwrap_or("")
-                .starts_with(self.revision.trim())
-            && (self.namespace.trim().is_empty() || ns == self.namespace.trim())
-            && (self.pool.trim().is_empty() || a.spec.pool == self.pool.trim())
+        self.filter().accepts(a)
+    }
+
+    /// The filters made ready for a pass over the whole store: trimmed, the phase parsed, once
+    /// per request rather than once per actor.
+    fn filter(&self) -> Filter<'_> {
+        let phase = (!self.phase.trim().is_empty()).then(|| actor_phase_named(&self.phase));
+        let f = Filter {
+            name: self.name.trim(),
+            behavior: self.behavior.trim(),
+            worker: self.worker.trim(),
+            revision: self.revision.trim(),
+            namespace: self.namespace.trim(),
+            pool: self.pool.trim(),
+            phase,
+            everything: false,
+        };
+        let everything = f.phase.is_none()
+            && [f.name, f.behavior, f.worker, f.revision, f.namespace, f.pool]
+                .iter()
+                .all(|v| v.is_empty());
+        Filter { everything, ..f }
     }
 
     /// This query at another page, as a URL query string (for the page links).
@@ -64,6 +68,46 @@ impl ActorQuery {
             pairs.push(("page", page.to_string()));
         }
         encode(&pairs)
+    }
+}
+
+/// An [`ActorQuery`]'s filters, trimmed. Borrows every field it compares: a request walks the
+/// whole store through [`Filter::accepts`].
+struct Filter<'q> {
+    name: &'q str,
+    behavior: &'q str,
+    worker: &'q str,
+    revision: &'q str,
+    namespace: &'q str,
+    pool: &'q str,
+    /// `None`: any phase; `Some(None)`: a name that is no phase, which no actor has.
+    phase: Option<Option<ActorPhase>>,
+    /// No filter set.
+    everything: bool,
+}
+
+impl Filter<'_> {
+    fn accepts(&self, a: &Actor) -> bool {
+        if self.everything {
+            return true;
+        }
+        let status = a.status.as_ref();
+        let phase_ok = self
+            .phase
+            .is_none_or(|want| want == Some(status.and_then(|s| s.phase).unwrap_or_default()));
+        phase_ok
+            && matches(a.metadata.name.as_deref().unwrap_or(""), self.name)
+            && matches(&a.spec.behavior, self.behavior)
+            && matches(
+                status.and_then(|s| s.worker.as_deref()).unwrap_or(""),
+                self.worker,
+            )
+            && status
+                .and_then(|s| s.revision.as_deref())
+                .unwrap_or("")
+                .starts_with(self.revision)
+            && (self.namespace.is_empty() || a.metadata.namespace.as_deref() == Some(self.namespace))
+            && (self.pool.is_empty() || a.spec.pool == self.pool)
     }
 }
 
@@ -126,21 +170,37 @@ impl ActorPage {
 
 /// The page `query.page` of the actors matching `query`, by namespace then name.
 pub fn actor_page(actors: &[Arc<Actor>], query: &ActorQuery) -> ActorPage {
-    let mut hits: Vec<&Arc<Actor>> = actors.iter().filter(|a| query.accepts(a)).collect();
+    let filter = query.filter();
+    // Only the keys are compared: names are borrowed, nothing is cloned before the cut.
+    let mut hits: Vec<(&str, &str, &Arc<Actor>)> = actors
+        .iter()
+        .filter(|a| filter.accepts(a))
+        .map(|a| {
+            let m = &a.metadata;
+            (
+                m.namespace.as_deref().unwrap_or(""),
+                m.name.as_deref().unwrap_or(""),
+                a,
+            )
+        })
+        .collect();
     let matched = hits.len();
     let pages = matched.div_ceil(PAGE_SIZE).max(1);
     let page = query.page.unwrap_or(1).clamp(1, pages);
-    // Only the keys are compared: names are borrowed, nothing is cloned before the cut.
-    hits.sort_by(|a, b| {
-        (a.metadata.namespace.as_deref(), a.metadata.name.as_deref())
-            .cmp(&(b.metadata.namespace.as_deref(), b.metadata.name.as_deref()))
-    });
-    let rows = hits
-        .into_iter()
-        .skip((page - 1) * PAGE_SIZE)
-        .take(PAGE_SIZE)
-        .map(|a| ActorRow::of(a))
-        .collect();
+    // Only the page shown is sorted: the actors before it and after it are partitioned around
+    // it (linear), not put in order. Names are unique in a namespace, so no two keys are equal.
+    let (lo, hi) = ((page - 1) * PAGE_SIZE, (page * PAGE_SIZE).min(matched));
+    let by_key = |a: &(&str, &str, &Arc<Actor>), b: &(&str, &str, &Arc<Actor>)| (a.0, a.1).cmp(&(b.0, b.1));
+    if lo > 0 {
+        hits.select_nth_unstable_by(lo, by_key);
+    }
+    let rest = &mut hits[lo..];
+    if hi - lo < rest.len() {
+        rest.select_nth_unstable_by(hi - lo, by_key);
+    }
+    let shown = &mut rest[..hi - lo];
+    shown.sort_unstable_by(by_key);
+    let rows = shown.iter().map(|(_, _, a)| ActorRow::of(a)).collect();
     ActorPage {
         rows,
         matched,
