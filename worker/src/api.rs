@@ -54,6 +54,8 @@ use crate::{
 
 /// Marks a request one worker forwarded to another, so it is never forwarded twice.
 const FORWARDED: &str = "x-troupe-forwarded";
+/// On a handoff answer: when the worker stopped taking messages for the actor (Unix µs).
+const STOPPED_AT: &str = "x-troupe-stopped-at";
 /// Marks a 503 that means "the actor is moving: look again" (see `moving.rs`).
 const MOVING: &str = "x-troupe-moving";
 
@@ -392,7 +394,18 @@ async fn handoff(
 ) -> Response {
     let key = ActorKey::new(namespace, name);
     match state.host.take_handoff(&key, q.epoch) {
-        Some(s) => (StatusCode::OK, axum::Json(s)).into_response(),
+        Some(h) => {
+            let mut resp = (StatusCode::OK, axum::Json(h.state)).into_response();
+            if let Some(micros) = h
+                .stopped_at
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_micros().to_string())
+                .and_then(|v| header::HeaderValue::from_str(&v).ok())
+            {
+                resp.headers_mut().insert(STOPPED_AT, micros);
+            }
+            resp
+        }
         None => error(
             StatusCode::NOT_FOUND,
             format!("no state of {key} handed over for epoch {}", q.epoch),

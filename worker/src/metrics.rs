@@ -18,6 +18,9 @@ pub struct Metrics {
     pub lease_renewals: IntCounterVec,
     /// Times the worker fenced (stopped every actor for want of a proven lease).
     pub fences: prometheus::IntCounter,
+    /// Planned moves: from the previous worker no longer taking messages for an actor to its
+    /// start here with the state handed over.
+    pub handoff_seconds: prometheus::Histogram,
     /// Messages that waited at this worker for their moving actor's next worker.
     pub move_waits: prometheus::IntCounter,
     /// Deliveries refused because the lease proof had run out, by kind (message, tick).
@@ -91,6 +94,14 @@ impl Metrics {
             "Times the worker stopped every actor because it could not prove its lease",
         )
         .expect("valid metric");
+        let handoff_seconds = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "troupe_worker_handoff_seconds",
+                "Planned moves of actors to this worker: from the previous worker no longer taking messages for the actor to its start here with its state (wall clocks of the two workers)",
+            )
+            .buckets(prometheus::exponential_buckets(0.001, 1.5, 30).expect("valid buckets")),
+        )
+        .expect("valid metric");
         let move_waits = prometheus::IntCounter::new(
             "troupe_worker_move_waits_total",
             "Messages that waited at this worker while their actor moved to its next worker",
@@ -142,6 +153,7 @@ impl Metrics {
             Box::new(lease_renewals.clone()),
             Box::new(fences.clone()),
             Box::new(move_waits.clone()),
+            Box::new(handoff_seconds.clone()),
             Box::new(stale_deliveries.clone()),
             Box::new(status_writes.clone()),
             Box::new(state_writes.clone()),
@@ -159,6 +171,7 @@ impl Metrics {
             lease_renewals,
             fences,
             move_waits,
+            handoff_seconds,
             stale_deliveries,
             status_writes,
             state_writes,

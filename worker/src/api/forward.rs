@@ -277,7 +277,7 @@ const HANDOFF_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[async_trait::async_trait]
 impl HandoffSource for Forwarder {
-    async fn fetch(&self, key: &ActorKey, previous: &PreviousHolder) -> Option<Value> {
+    async fn fetch(&self, key: &ActorKey, previous: &PreviousHolder) -> Option<crate::host::Handoff> {
         let fetched = async {
             let addr = self
                 .address_of(&key.namespace, &previous.worker, &previous.pool)
@@ -293,12 +293,18 @@ impl HandoffSource for Forwarder {
                 .await
                 .map_err(|e| format!("{addr}: {}", e.without_url()))?;
             let status = resp.status();
+            let stopped_at = resp
+                .headers()
+                .get(STOPPED_AT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|micros| std::time::UNIX_EPOCH + Duration::from_micros(micros));
             let bytes = troupe_net::read_response_body(resp, HANDOFF_ANSWER_MAX)
                 .await
                 .map_err(|e| format!("the answer of {addr}: {e}"))?;
             match status.as_u16() {
                 200 => serde_json::from_slice::<Value>(&bytes)
-                    .map(Some)
+                    .map(|state| Some(crate::host::Handoff { state, stopped_at }))
                     .map_err(|e| format!("the answer of {addr} is not JSON: {e}")),
                 404 => Ok(None),
                 code => Err(format!(

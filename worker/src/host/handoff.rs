@@ -12,7 +12,7 @@
 use std::{
     collections::HashMap,
     sync::Mutex,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use serde_json::Value;
@@ -38,17 +38,28 @@ pub struct PreviousHolder {
     pub pool: String,
 }
 
+/// A state handed over, and when the worker it left stopped taking messages for the actor (the
+/// start of the move as the actor's senders see it; wall-clock time, so the gap measured on the
+/// next worker includes the two machines' clock difference). `stopped_at` is None when the
+/// worker that handed it over did not say.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Handoff {
+    pub state: Value,
+    pub stopped_at: Option<SystemTime>,
+}
+
 /// Where a worker gets the state of an actor it now runs from the worker that ran it before.
 #[async_trait::async_trait]
 pub trait HandoffSource: Send + Sync {
     /// The state `previous` handed over for `key` when its assignment `previous.epoch` ended
     /// there; `None` when there is none (stateless, too large, expired, or that worker is gone).
-    async fn fetch(&self, key: &ActorKey, previous: &PreviousHolder) -> Option<Value>;
+    async fn fetch(&self, key: &ActorKey, previous: &PreviousHolder) -> Option<Handoff>;
 }
 
 struct Handed {
     epoch: u64,
     state: Value,
+    stopped_at: SystemTime,
     at: Instant,
 }
 
@@ -61,7 +72,7 @@ pub struct HandoffStore {
 impl HandoffStore {
     /// Keeps `state`, the actor's state when its assignment `epoch` ended here, replacing any
     /// older one. Refused (and said why) when it is too large.
-    pub fn put(&self, key: ActorKey, epoch: u64, state: Value) -> Result<(), String> {
+    pub fn put(&self, key: ActorKey, epoch: u64, state: Value, stopped_at: SystemTime) -> Result<(), String> {
         let size = serde_json::to_vec(&state).map(|v| v.len()).unwrap_or(usize::MAX);
         if size > MAX_STATE_BYTES {
             return Err(format!(
@@ -85,6 +96,7 @@ impl HandoffStore {
             Handed {
                 epoch,
                 state,
+                stopped_at,
                 at: now,
             },
         );
@@ -93,10 +105,13 @@ impl HandoffStore {
 
     /// Hands the state over once: only for the epoch it was kept for (a state of an earlier
     /// assignment is not the one the asker must continue from) and while it has not expired.
-    pub fn take(&self, key: &ActorKey, epoch: u64) -> Option<Value> {
+    pub fn take(&self, key: &ActorKey, epoch: u64) -> Option<Handoff> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         match entries.get(key) {
-            Some(h) if h.epoch == epoch && h.at.elapsed() < TTL => entries.remove(key).map(|h| h.state),
+            Some(h) if h.epoch == epoch && h.at.elapsed() < TTL => entries.remove(key).map(|h| Handoff {
+                state: h.state,
+                stopped_at: Some(h.stopped_at),
+            }),
             _ => None,
         }
     }
@@ -122,30 +137,35 @@ mod tests {
     #[test]
     fn a_state_is_handed_over_once_and_only_for_the_epoch_that_ended() {
         let store = HandoffStore::default();
-        store.put(key("a"), 4, json!({"count": 7})).unwrap();
+        store
+            .put(key("a"), 4, json!({"count": 7}), SystemTime::UNIX_EPOCH)
+            .unwrap();
         assert_eq!(
             store.take(&key("a"), 3),
             None,
             "an older epoch's asker gets nothing"
         );
-        assert_eq!(store.take(&key("a"), 4), Some(json!({"count": 7})));
+        assert_eq!(
+            store.take(&key("a"), 4).map(|h| h.state),
+            Some(json!({"count": 7}))
+        );
         assert_eq!(store.take(&key("a"), 4), None, "taken once");
     }
 
     #[test]
     fn a_later_epoch_replaces_the_state_kept_for_an_earlier_one() {
         let store = HandoffStore::default();
-        store.put(key("a"), 1, json!(1)).unwrap();
-        store.put(key("a"), 2, json!(2)).unwrap();
+        store.put(key("a"), 1, json!(1), SystemTime::UNIX_EPOCH).unwrap();
+        store.put(key("a"), 2, json!(2), SystemTime::UNIX_EPOCH).unwrap();
         assert_eq!(store.take(&key("a"), 1), None);
-        assert_eq!(store.take(&key("a"), 2), Some(json!(2)));
+        assert_eq!(store.take(&key("a"), 2).map(|h| h.state), Some(json!(2)));
     }
 
     #[test]
     fn a_state_larger_than_a_message_is_refused_and_says_its_size() {
         let store = HandoffStore::default();
         let big = json!("x".repeat(MAX_STATE_BYTES));
-        let err = store.put(key("a"), 1, big).unwrap_err();
+        let err = store.put(key("a"), 1, big, SystemTime::UNIX_EPOCH).unwrap_err();
         assert!(err.contains("more than the 1048576"), "{err}");
         assert!(store.is_empty());
     }
@@ -154,11 +174,15 @@ mod tests {
     fn when_full_the_oldest_state_goes_first() {
         let store = HandoffStore::default();
         for i in 0..MAX_ENTRIES {
-            store.put(key(&format!("a{i}")), 1, json!(i)).unwrap();
+            store
+                .put(key(&format!("a{i}")), 1, json!(i), SystemTime::UNIX_EPOCH)
+                .unwrap();
         }
-        store.put(key("newest"), 1, json!("n")).unwrap();
+        store
+            .put(key("newest"), 1, json!("n"), SystemTime::UNIX_EPOCH)
+            .unwrap();
         assert_eq!(store.len(), MAX_ENTRIES);
         assert_eq!(store.take(&key("a0"), 1), None, "the oldest was dropped");
-        assert_eq!(store.take(&key("newest"), 1), Some(json!("n")));
+        assert_eq!(store.take(&key("newest"), 1).map(|h| h.state), Some(json!("n")));
     }
 }

@@ -45,6 +45,7 @@ impl Host {
                     uid: uid.unwrap_or_default(),
                     restore: None,
                     recovered: false,
+                    moved_since: None,
                     store_down: None,
                     handoff_fetch: None,
                     retired: None,
@@ -133,6 +134,7 @@ impl Host {
             // until it runs the actor); the ones accepted here are handled here first, so the
             // state handed over includes them.
             slot.mailbox.seal();
+            let stopped_taking = std::time::SystemTime::now();
             let until = Instant::now() + self.config.move_drain;
             self.drain_before_leaving(&slot, until).await;
             // Not a fence: the lease is held, so the current message may end within what is
@@ -169,7 +171,7 @@ impl Host {
                 (s.epoch, s.retired.take())
             };
             if let Some(behavior) = retired {
-                self.hand_over(key, epoch, behavior.as_ref());
+                self.hand_over(key, epoch, behavior.as_ref(), stopped_taking);
             }
             self.departed
                 .lock()
@@ -199,10 +201,16 @@ impl Host {
     }
 
     /// Keeps the state of an actor that left (after its last message) for the next worker.
-    fn hand_over(&self, key: &ActorKey, epoch: u64, behavior: &dyn Behavior) {
+    fn hand_over(
+        &self,
+        key: &ActorKey,
+        epoch: u64,
+        behavior: &dyn Behavior,
+        stopped_taking: std::time::SystemTime,
+    ) {
         let outcome = match behavior.snapshot() {
             Ok(None) => return,
-            Ok(Some(state)) => self.handoff.put(key.clone(), epoch, state),
+            Ok(Some(state)) => self.handoff.put(key.clone(), epoch, state, stopped_taking),
             Err(e) => Err(format!("the snapshot failed: {}", e.0)),
         };
         match outcome {
@@ -417,6 +425,11 @@ impl Host {
             snapshot::RUNNING.0,
             snapshot::RUNNING.1,
         );
+        if let Some(since) = slot.lock().moved_since.take() {
+            // Wall clocks of two workers: a negative gap (clock difference) counts as none.
+            let gap = since.elapsed().unwrap_or_default();
+            self.metrics.handoff_seconds.observe(gap.as_secs_f64());
+        }
         if let Some(c) = claim {
             slot.lock().since = c.last_transition;
             self.claim_statuses
@@ -616,7 +629,8 @@ impl Host {
                 key,
                 incarnation,
                 state,
-            } => self.handed_over(key, incarnation, state).await,
+                stopped_at,
+            } => self.handed_over(key, incarnation, state, stopped_at).await,
             HostEvent::StoreDown {
                 key,
                 incarnation,

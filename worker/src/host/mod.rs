@@ -55,7 +55,7 @@ use crate::{
 use actor::{HostedActor, HostedArgs, Supervisor};
 pub use claim::{Claim, Claimer};
 use delivery::HostRouter;
-pub use handoff::{HandoffSource, HandoffStore, MAX_STATE_BYTES, PreviousHolder};
+pub use handoff::{Handoff, HandoffSource, HandoffStore, MAX_STATE_BYTES, PreviousHolder};
 use persist::{CommitError, HostedCallbacks, Saver};
 
 /// An actor's namespace and name.
@@ -252,6 +252,8 @@ enum HostEvent {
         key: ActorKey,
         incarnation: u64,
         state: Result<Option<Value>, String>,
+        /// When the previous worker stopped taking messages for it (a planned move).
+        stopped_at: Option<std::time::SystemTime>,
     },
     /// The store did not answer a read or write of the actor's state (Some) or answers again
     /// (None): the actor takes no messages meanwhile.
@@ -332,6 +334,9 @@ struct SlotState {
     /// The state to start from has been looked for (handoff, store) since the last start: the
     /// next start may go ahead.
     recovered: bool,
+    /// When the worker it left stopped taking messages for it, if it arrives by a planned
+    /// move: its start observes the gap (`troupe_worker_handoff_seconds`).
+    moved_since: Option<std::time::SystemTime>,
     /// Why the state store cannot be used right now: the actor takes no messages meanwhile.
     store_down: Option<String>,
     /// A fetch of the handed-over state is in flight (for the claim of this incarnation): the
@@ -495,7 +500,7 @@ impl Host {
 
     /// The state this worker handed over for `key` when its assignment `epoch` ended here,
     /// once (the handoff endpoint's answer).
-    pub fn take_handoff(&self, key: &ActorKey, epoch: u64) -> Option<Value> {
+    pub fn take_handoff(&self, key: &ActorKey, epoch: u64) -> Option<Handoff> {
         self.handoff.take(key, epoch)
     }
 

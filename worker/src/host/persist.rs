@@ -232,6 +232,8 @@ impl Host {
                 (None, Some(previous), Some(source)) => source.fetch(&key, &previous).await,
                 _ => None,
             };
+            let stopped_at = handed.as_ref().and_then(|h| h.stopped_at);
+            let handed = handed.map(|h| h.state);
             let state = match store {
                 None => Ok(handed),
                 Some(store) => {
@@ -246,6 +248,7 @@ impl Host {
                 key,
                 incarnation,
                 state,
+                stopped_at,
             });
         });
     }
@@ -257,6 +260,7 @@ impl Host {
         key: ActorKey,
         incarnation: u64,
         state: Result<Option<Value>, String>,
+        stopped_at: Option<std::time::SystemTime>,
     ) {
         let Some(slot) = self.slot(&key) else { return };
         {
@@ -273,6 +277,7 @@ impl Host {
                 Ok(state) => {
                     s.restore = state;
                     s.recovered = true;
+                    s.moved_since = stopped_at;
                 }
                 Err(why) => {
                     s.last_error = Some(why.clone());

@@ -432,8 +432,10 @@ impl Behavior for Slow {
 async fn an_actor_that_does_not_stop_in_time_is_aborted_and_only_then_its_departure_confirmed() {
     let mut registry = Registry::new();
     registry.register("slow", |_| Ok(Box::new(Slow(Duration::from_secs(30)))));
+    // A planned move waits for the current message up to the drain, then aborts.
     let config = HostConfig {
         stop_deadline: Duration::from_millis(100),
+        move_drain: Duration::from_secs(1),
         ..Default::default()
     };
     let host = Host::start(config, registry, Metrics::new()).await.unwrap();

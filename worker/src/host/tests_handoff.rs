@@ -11,7 +11,7 @@ struct FromHost(Arc<Host>);
 
 #[async_trait::async_trait]
 impl HandoffSource for FromHost {
-    async fn fetch(&self, key: &ActorKey, previous: &PreviousHolder) -> Option<Value> {
+    async fn fetch(&self, key: &ActorKey, previous: &PreviousHolder) -> Option<Handoff> {
         self.0.take_handoff(key, previous.epoch)
     }
 }
@@ -21,8 +21,11 @@ struct Answers(Option<Value>);
 
 #[async_trait::async_trait]
 impl HandoffSource for Answers {
-    async fn fetch(&self, _: &ActorKey, _: &PreviousHolder) -> Option<Value> {
-        self.0.clone()
+    async fn fetch(&self, _: &ActorKey, _: &PreviousHolder) -> Option<Handoff> {
+        self.0.clone().map(|state| Handoff {
+            state,
+            stopped_at: None,
+        })
     }
 }
 
@@ -68,6 +71,12 @@ async fn a_counter_moved_to_another_worker_keeps_its_exact_count() {
     b.tell(&key, json!(1)).await.unwrap();
     assert_eq!(count(&b, &key).await, json!(6));
     assert_eq!(a.take_handoff(&key, 1), None, "a state is handed over once");
+    assert_eq!(
+        b.metrics().handoff_seconds.get_sample_count(),
+        1,
+        "the move's gap is observed where the actor started"
+    );
+    assert!(b.metrics().handoff_seconds.get_sample_sum() < 5.0);
 }
 
 #[tokio::test]
