@@ -18,6 +18,11 @@ TEST_ENV := TROUPE_CLUSTER_DIR=$(CURDIR)/.local/test-cluster TROUPE_ETCD_PORT=13
 CHAOS_ENV := TROUPE_CLUSTER_DIR=$(CURDIR)/.local/chaos-cluster TROUPE_ETCD_PORT=14790 \
             TROUPE_APISERVER_PORT=17443 TROUPE_FRONT_PORT=19080 TROUPE_NODE_PORT=19081 \
             TROUPE_POD_SUBNET=127.30
+# The console's figures (10,000 actors) too, so that `make bench-operator`, which wipes the dev
+# cluster, can never wipe it in the middle of a run (nor the other way round).
+BENCH_ENV := TROUPE_CLUSTER_DIR=$(CURDIR)/.local/bench-cluster TROUPE_ETCD_PORT=12790 \
+            TROUPE_APISERVER_PORT=12443 TROUPE_FRONT_PORT=12080 TROUPE_NODE_PORT=12081 \
+            TROUPE_POD_SUBNET=127.40
 NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo yes)
 
 .PHONY: help
@@ -144,6 +149,15 @@ bench-operator: tools build ## Operator figures on a fresh dev cluster (its stat
 	@$(DEV_ENV) e2e/cluster.sh up || { $(DEV_ENV) e2e/cluster.sh down; exit 1; }
 	$${CARGO_TARGET_DIR:-target}/debug/troupe-bench --kubeconfig .local/cluster/kubeconfig --admin-kubeconfig .local/cluster/admin.kubeconfig \
 	  --node-url http://127.0.0.1:28081 --operator-pid-file .local/cluster/pids/operator.pid --actors $${ACTORS:-1000} --workers 4
+
+.PHONY: bench-console
+bench-console: tools build ## Console figures on a fresh control plane of its own (wiped first, stopped after): 10,000 actors, page render times, change→page, memory, 50 open browsers (KUBECTL_TROUPE=… another build of the plugin; COMPARE=… a second build beside it)
+	@$(BENCH_ENV) e2e/cluster.sh clean >/dev/null 2>&1 || true
+	@$(BENCH_ENV) e2e/cluster.sh up || { $(BENCH_ENV) e2e/cluster.sh down; exit 1; }
+	@status=0; $${CARGO_TARGET_DIR:-target}/debug/console-bench --kubeconfig .local/bench-cluster/admin.kubeconfig \
+	  --kubectl-troupe $${KUBECTL_TROUPE:-$${CARGO_TARGET_DIR:-target}/debug/kubectl-troupe} --actors $${ACTORS:-10000} \
+	  $${COMPARE:+--compare-kubectl-troupe $$COMPARE} || status=$$?; \
+	  $(BENCH_ENV) e2e/cluster.sh down; exit $$status
 
 .PHONY: clean
 clean: ## Stop both clusters and remove their state and the build
