@@ -30,7 +30,10 @@ mod tests {
         assert!(super::matches("Payments-EU", "ments-eu"));
         assert!(super::matches("anything", "  "));
         assert!(!super::matches("payments", "orders"));
-        assert!(!super::matches("pay", "payments"), "a needle longer than the name");
+        assert!(
+            !super::matches("pay", "payments"),
+            "a needle longer than the name"
+        );
         // Only ASCII letters fold, as `to_ascii_lowercase` did: ü is not Ü.
         assert!(super::matches("grüße-eu", "GRü"));
         assert!(!super::matches("grüße-eu", "GRÜ"));
