@@ -159,6 +159,14 @@ bench-console: tools build ## Console figures on a fresh control plane of its ow
 	  $${COMPARE:+--compare-kubectl-troupe $$COMPARE} || status=$$?; \
 	  $(BENCH_ENV) e2e/cluster.sh down; exit $$status
 
+.PHONY: bench-moves
+bench-moves: tools build ## Durable actors' figures on a fresh control plane of its own (wiped first, stopped after): 1,000 counters moved at once (per-actor handoff p50/p99), recovery of 1,000 EveryMessage counters after SIGKILL (ACTORS=2000: half of them move or crash)
+	@$(BENCH_ENV) e2e/cluster.sh clean >/dev/null 2>&1 || true
+	@$(BENCH_ENV) e2e/cluster.sh up || { $(BENCH_ENV) e2e/cluster.sh down; exit 1; }
+	@status=0; $${CARGO_TARGET_DIR:-target}/debug/move-bench --kubeconfig .local/bench-cluster/kubeconfig \
+	  --node-url http://127.0.0.1:12081 --store-dsn-file .local/bench-cluster/postgres.dsn --actors $${ACTORS:-2000} || status=$$?; \
+	  $(BENCH_ENV) e2e/cluster.sh down; exit $$status
+
 .PHONY: clean
 clean: ## Stop both clusters and remove their state and the build
 	-@$(DEV_ENV) e2e/cluster.sh clean

@@ -467,10 +467,10 @@ async fn crash_recovery(cli: &Cli, dsn_file: &std::path::Path) -> anyhow::Result
         let now = Instant::now();
         let epochs = b.epochs().await?;
         for (name, (phase, worker)) in b.placement().await? {
-            // A newer epoch, or started since the kill (restarted in place, same assignment).
+            // A newer epoch, or started in a later second than the kill (restarted in place,
+            // same assignment; startedAt has seconds).
             let (now_epoch, started) = epochs.get(&name).copied().unwrap_or_default();
-            let newer =
-                now_epoch > epochs_before.get(&name).map(|e| e.0).unwrap_or(0) || started >= killed_at;
+            let newer = now_epoch > epochs_before.get(&name).map(|e| e.0).unwrap_or(0) || started > killed_at;
             if its.contains(&name) && phase == Some(ActorPhase::Running) && newer && !back.contains_key(&name)
             {
                 back.insert(name, now);
