@@ -19,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use common::{TestEnv, cluster_setting, eventually};
+use common::{TestEnv, cluster_setting, eventually, free_port};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -32,14 +32,6 @@ fn repo() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The chart's RBAC for release `release` in `ns` (console and its actions on), applied; the

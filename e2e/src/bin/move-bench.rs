@@ -54,6 +54,14 @@ const TOKEN: &str = "move-bench-token";
 /// The lease duration of workers on the local control plane (the operator's default).
 const LEASE: Duration = Duration::from_secs(6);
 
+/// One actor's status, as the bench reads it.
+struct Seen {
+    phase: Option<ActorPhase>,
+    worker: String,
+    epoch: i64,
+    started: i64,
+}
+
 struct Bench {
     ns: String,
     client: Client,
@@ -165,23 +173,8 @@ impl Bench {
         Ok(())
     }
 
-    /// name → (phase, worker) of every actor.
-    async fn placement(&self) -> anyhow::Result<BTreeMap<String, (Option<ActorPhase>, String)>> {
-        Ok(self
-            .actors()
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .map(|a| {
-                let s = a.status.clone().unwrap_or_default();
-                (a.name_any(), (s.phase, s.worker.unwrap_or_default()))
-            })
-            .collect())
-    }
-
-    /// name → the epoch its status reports and when it started (Unix seconds).
-    async fn epochs(&self) -> anyhow::Result<BTreeMap<String, (i64, i64)>> {
+    /// What every actor's status says: name → (phase, worker, epoch, startedAt in Unix seconds).
+    async fn seen(&self) -> anyhow::Result<BTreeMap<String, Seen>> {
         Ok(self
             .actors()
             .list(&ListParams::default())
@@ -192,8 +185,34 @@ impl Bench {
                 let name = a.name_any();
                 let s = a.status.unwrap_or_default();
                 let started = s.started_at.map(|t| t.0.as_second()).unwrap_or(0);
-                (name, (s.epoch.unwrap_or(0), started))
+                let seen = Seen {
+                    phase: s.phase,
+                    worker: s.worker.unwrap_or_default(),
+                    epoch: s.epoch.unwrap_or(0),
+                    started,
+                };
+                (name, seen)
             })
+            .collect())
+    }
+
+    /// name → (phase, worker) of every actor.
+    async fn placement(&self) -> anyhow::Result<BTreeMap<String, (Option<ActorPhase>, String)>> {
+        Ok(self
+            .seen()
+            .await?
+            .into_iter()
+            .map(|(n, s)| (n, (s.phase, s.worker)))
+            .collect())
+    }
+
+    /// name → (epoch, startedAt) of every actor.
+    async fn epochs(&self) -> anyhow::Result<BTreeMap<String, (i64, i64)>> {
+        Ok(self
+            .seen()
+            .await?
+            .into_iter()
+            .map(|(n, s)| (n, (s.epoch, s.started)))
             .collect())
     }
 

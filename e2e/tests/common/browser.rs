@@ -11,6 +11,8 @@ use std::{
 };
 
 use fantoccini::{Client, ClientBuilder};
+
+use super::common::free_port;
 use serde_json::json;
 
 /// Where each page's screenshot is kept (linked from docs/console.md).
@@ -50,14 +52,6 @@ pub fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
             None
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A browser session: chromedriver on a free port, one headless Chromium window.

@@ -263,6 +263,15 @@ impl Drop for TestEnv {
 
 /// A setting the local control plane recorded in `ports.env` (e.g. `TROUPE_OPERATOR_PORT`).
 /// `PATH` with this build's target directory first, where kubectl finds `kubectl-troupe`.
+/// A free TCP port on 127.0.0.1 (for a process the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn plugin_path() -> String {
     let exe = std::env::current_exe().expect("test binary path");
     let bin_dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
