@@ -1,5 +1,5 @@
 //! An actor's life on this worker: assigned, started (lazily activated), restarted per its
-//! policy, paused, stopped, unassigned.
+//! policy, paused, stopped (departures: `departure.rs`).
 
 use super::*;
 
@@ -121,120 +121,6 @@ impl Host {
     pub fn observe_published(&self, key: &ActorKey, phase: Option<ActorPhase>) {
         if let Some(slot) = self.slot(key) {
             slot.lock().published_phase = phase;
-        }
-    }
-
-    /// Stops and forgets an actor that is no longer assigned here; `resource_version` is the
-    /// Actor's version as this worker saw it leave. Its departure is confirmed only once it has
-    /// really stopped.
-    pub async fn remove(&self, key: &ActorKey, resource_version: Option<String>) {
-        let slot = self.slots.write().unwrap_or_else(|e| e.into_inner()).remove(key);
-        if let Some(slot) = slot {
-            // New messages go to the next worker (they wait at the worker that received them
-            // until it runs the actor); the ones accepted here are handled here first, so the
-            // state handed over includes them.
-            slot.mailbox.seal();
-            let stopped_taking = std::time::SystemTime::now();
-            let until = Instant::now() + self.config.move_drain;
-            self.drain_before_leaving(&slot, until).await;
-            // Not a fence: the lease is held, so the current message may end within what is
-            // left of the drain (a busy worker can take longer than the fencing deadline to get
-            // to it; an aborted actor's state could not be handed over).
-            let deadline = until
-                .saturating_duration_since(Instant::now())
-                .max(self.config.stop_deadline);
-            let stopped = self.stop_actor_within(&slot, "unassigned", deadline).await;
-            let left = slot
-                .mailbox
-                .close("the actor left this worker before handling the message");
-            if left > 0 {
-                let behavior = self.behavior_label(&slot.lock().spec.behavior);
-                self.metrics
-                    .messages
-                    .with_label_values(&[
-                        &self.config.pool,
-                        &self.config.revision,
-                        &behavior,
-                        "unhandled_on_move",
-                    ])
-                    .inc_by(left as u64);
-                tracing::warn!(actor = %key, left, drain = ?self.config.move_drain, "messages not handled before the actor left");
-            }
-            if !stopped {
-                // A behaviour that never yields cannot be aborted: the actor may still be
-                // running, so its departure is not confirmed and it is not placed elsewhere.
-                tracing::error!(actor = %key, "the actor did not stop; its departure stays unconfirmed");
-                return;
-            }
-            let (epoch, retired) = {
-                let mut s = slot.lock();
-                (s.epoch, s.retired.take())
-            };
-            if let Some(behavior) = retired {
-                self.hand_over(key, epoch, behavior.as_ref(), stopped_taking);
-            }
-            self.departed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(Departure {
-                    key: key.clone(),
-                    epoch,
-                    resource_version,
-                });
-        }
-    }
-
-    /// Waits, up to `until`, until an actor that is leaving has handled every message it
-    /// accepted. Only an actor that runs (or is parked and wakes for them) can; a paused, failed
-    /// or starting one keeps its messages unhandled.
-    async fn drain_before_leaving(&self, slot: &Slot, until: Instant) {
-        loop {
-            let can_run = {
-                let s = slot.lock();
-                s.actor.is_some() || s.parked.is_some()
-            };
-            if !can_run || slot.mailbox.is_idle() || Instant::now() >= until {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    /// Keeps the state of an actor that left (after its last message) for the next worker.
-    fn hand_over(
-        &self,
-        key: &ActorKey,
-        epoch: u64,
-        behavior: &dyn Behavior,
-        stopped_taking: std::time::SystemTime,
-    ) {
-        let outcome = match behavior.snapshot() {
-            Ok(None) => return,
-            Ok(Some(state)) => self.handoff.put(key.clone(), epoch, state, stopped_taking),
-            Err(e) => Err(format!("the snapshot failed: {}", e.0)),
-        };
-        match outcome {
-            Ok(()) => tracing::debug!(actor = %key, epoch, "state kept for the next worker"),
-            Err(why) => {
-                tracing::warn!(actor = %key, epoch, %why, "the actor's state is not handed over; it starts from its config on the next worker")
-            }
-        }
-    }
-
-    /// Actors that left this worker since the last call: stopped, confirmation not yet written.
-    pub fn take_departed(&self) -> Vec<Departure> {
-        std::mem::take(&mut *self.departed.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// A departure whose confirmation is still owed — its write failed, or the actor was
-    /// released from this pod while another process ran it here — written with the next batch,
-    /// unless the actor is hosted here (it came back meanwhile).
-    pub fn retry_departure(&self, departure: Departure) {
-        if !self.is_hosted(&departure.key) {
-            self.departed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(departure);
         }
     }
 

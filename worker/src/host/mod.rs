@@ -31,6 +31,7 @@ use troupe_crds::{ActorPhase, ActorSpec, JournalSpec, MailboxFullPolicy, Persist
 mod actor;
 mod claim;
 mod delivery;
+mod departure;
 mod fence;
 mod handoff;
 mod lifecycle;
