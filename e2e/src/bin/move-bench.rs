@@ -30,6 +30,7 @@ use kube::{
 };
 use serde_json::{Value, json};
 use troupe_crds::{Actor, ActorPhase, ActorPool};
+use troupe_e2e::chaos::faults::NodeAgent;
 
 #[derive(Parser)]
 struct Cli {
@@ -65,7 +66,7 @@ struct Seen {
 struct Bench {
     ns: String,
     client: Client,
-    node_url: String,
+    node: NodeAgent,
     http: reqwest::Client,
 }
 
@@ -116,7 +117,7 @@ impl Bench {
         let b = Bench {
             ns,
             client,
-            node_url: cli.node_url.clone(),
+            node: NodeAgent::new(cli.node_url.clone()),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
@@ -238,22 +239,12 @@ impl Bench {
 
     /// This namespace's pods from the node agent: name → (ip, pid of the worker process).
     async fn pods(&self) -> anyhow::Result<BTreeMap<String, (String, Option<i64>)>> {
-        let all: Vec<Value> = self
-            .http
-            .get(format!("{}/pods", self.node_url))
-            .send()
+        Ok(self
+            .node
+            .pods(&self.ns)
             .await?
-            .json()
-            .await?;
-        Ok(all
             .into_iter()
-            .filter(|p| p["namespace"] == self.ns.as_str())
-            .filter_map(|p| {
-                Some((
-                    p["name"].as_str()?.to_string(),
-                    (p["ip"].as_str()?.to_string(), p["containers"][0]["pid"].as_i64()),
-                ))
-            })
+            .filter_map(|p| Some((p.name, (p.ip?, p.pid.map(i64::from)))))
             .collect())
     }
 

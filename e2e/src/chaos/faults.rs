@@ -269,13 +269,15 @@ pub struct NodeAgent {
     http: reqwest::Client,
 }
 
-/// A pod as the node agent lists it: name, whether it is terminating, its worker's pid.
+/// A pod as the node agent lists it: name, whether it is terminating, its worker's pid and
+/// its address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodView {
     pub name: String,
     pub terminating: bool,
     pub ready: bool,
     pub pid: Option<u32>,
+    pub ip: Option<String>,
 }
 
 impl NodeAgent {
@@ -306,6 +308,7 @@ impl NodeAgent {
                 terminating: p["terminating"] == true,
                 ready: p["ready"] == true,
                 pid: p["containers"][0]["pid"].as_u64().map(|p| p as u32),
+                ip: p["ip"].as_str().map(str::to_string),
             })
             .collect())
     }
