@@ -55,7 +55,7 @@ impl Host {
     pub(super) fn begin_claim(&self, slot: &Arc<Slot>) {
         let (epoch, version, incarnation, running) = {
             let mut s = slot.lock();
-            if s.claiming {
+            if s.claiming || s.claimed {
                 return;
             }
             s.claiming = true;
@@ -96,6 +96,7 @@ impl Host {
     /// it); on a failure, try again after a pause.
     pub(super) async fn claimed(&self, key: ActorKey, incarnation: u64, outcome: Claim) {
         let Some(slot) = self.slot(&key) else { return };
+        let _turn = slot.turn.lock().await;
         {
             let mut s = slot.lock();
             if s.incarnation != incarnation || !s.claiming {
@@ -118,7 +119,7 @@ impl Host {
         }
         match outcome {
             // The start looks for the state to start from first (`recover`).
-            Claim::Won => self.reconcile(&slot).await,
+            Claim::Won => self.reconcile_in_turn(&slot).await,
             Claim::Lost(why) => {
                 tracing::info!(actor = %key, %why, "claim lost: the actor is no longer assigned here");
                 self.set_phase(&slot, ActorPhase::Pending, "Reassigned", &why);

@@ -11,6 +11,8 @@ impl Host {
     pub async fn remove(&self, key: &ActorKey, resource_version: Option<String>) {
         let slot = self.slots.write().unwrap_or_else(|e| e.into_inner()).remove(key);
         if let Some(slot) = slot {
+            // A start under way finishes first; one waiting for its turn finds the actor gone.
+            let _turn = slot.turn.lock().await;
             // New messages go to the next worker (they wait at the worker that received them
             // until it runs the actor); the ones accepted here are handled here first, so the
             // state handed over includes them.

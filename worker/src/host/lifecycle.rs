@@ -31,6 +31,7 @@ impl Host {
                 )),
                 processed: Arc::new(AtomicU64::new(0)),
                 last_active: AtomicU64::new(0),
+                turn: tokio::sync::Mutex::new(()),
                 state: Mutex::new(SlotState {
                     last_trigger: spec.trigger.clone(),
                     published_phase: None,
@@ -71,6 +72,7 @@ impl Host {
             self.reconcile(&slot).await;
             return;
         };
+        let _turn = slot.turn.lock().await;
         let (needs_restart, trigger) = {
             let mut s = slot.lock();
             let old = s.spec.clone();
@@ -110,7 +112,7 @@ impl Host {
         if needs_restart {
             self.stop_actor(&slot, "spec changed").await;
         }
-        self.reconcile(&slot).await;
+        self.reconcile_in_turn(&slot).await;
         if trigger {
             self.tick(&key);
         }
@@ -124,8 +126,24 @@ impl Host {
         }
     }
 
-    /// Brings an actor to what its spec and the host's state say: running, paused or fenced.
+    /// Brings an actor to what its spec and the host's state say: running, paused or fenced
+    /// (once it is the actor's turn).
     pub(super) async fn reconcile(&self, slot: &Arc<Slot>) {
+        let _turn = slot.turn.lock().await;
+        self.reconcile_in_turn(slot).await
+    }
+
+    /// Whether `slot` is still this worker's slot of its actor (not removed meanwhile).
+    pub(super) fn is_current(&self, slot: &Arc<Slot>) -> bool {
+        self.slot(&slot.key).is_some_and(|s| Arc::ptr_eq(&s, slot))
+    }
+
+    /// [`Host::reconcile`], for a caller that holds the actor's turn.
+    pub(super) async fn reconcile_in_turn(&self, slot: &Arc<Slot>) {
+        // Removed while waiting for the turn: it is not this worker's to start any more.
+        if !self.is_current(slot) {
+            return;
+        }
         let (paused, circuit, running) = {
             let s = slot.lock();
             (
@@ -264,6 +282,19 @@ impl Host {
             }
         };
         let mut s = slot.lock();
+        // A fence does not wait for the turn (it must stop actors at once): one that came while
+        // the behaviour was built finds nothing to stop, so this start must not go on. Checked
+        // under the slot's lock, which the fence's stop takes too.
+        if self.is_fenced() {
+            drop(s);
+            self.set_phase(
+                slot,
+                ActorPhase::Pending,
+                "LeaseLost",
+                "the worker could not prove its lease",
+            );
+            return;
+        }
         s.incarnation += 1;
         if s.tracker.is_none() {
             s.tracker = Some(tracker);
@@ -529,12 +560,13 @@ impl Host {
             } => self.stale_epoch(key, incarnation, why).await,
             HostEvent::Restart { key, incarnation } => {
                 let Some(slot) = self.slot(&key) else { return };
+                let _turn = slot.turn.lock().await;
                 let current = {
                     let s = slot.lock();
                     s.incarnation == incarnation && s.actor.is_none()
                 };
                 if current {
-                    self.reconcile(&slot).await;
+                    self.reconcile_in_turn(&slot).await;
                 }
             }
             HostEvent::CircuitOpen {
@@ -543,6 +575,7 @@ impl Host {
                 why,
             } => {
                 let Some(slot) = self.slot(&key) else { return };
+                let _turn = slot.turn.lock().await;
                 {
                     let mut s = slot.lock();
                     if s.incarnation != incarnation {
@@ -557,7 +590,7 @@ impl Host {
                     .with_label_values(&[&self.config.pool, &self.config.revision, &behavior])
                     .inc();
                 tracing::warn!(actor = %key, %why, "circuit breaker opened; actor paused");
-                self.reconcile(&slot).await;
+                self.reconcile_in_turn(&slot).await;
             }
         }
     }

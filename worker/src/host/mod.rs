@@ -43,6 +43,8 @@ mod tests;
 mod tests_handoff;
 #[cfg(test)]
 mod tests_persist;
+#[cfg(test)]
+mod tests_races;
 
 use crate::{
     behavior::{ActorInit, Behavior, Context, Registry, Router},
@@ -380,6 +382,12 @@ struct Slot {
     /// The host's idle clock (see [`Host::idle_clock`]) when the actor last handled something.
     last_active: AtomicU64,
     state: Mutex<SlotState>,
+    /// One change of the actor's life at a time. The watch of assignments and the host's event
+    /// loop both act on an actor (an assignment read again while its claim's answer comes in),
+    /// on a multi-threaded runtime in parallel; each takes the turn for the whole of a decision
+    /// and its effects, so no two starts interleave (one would build the behaviour twice, or
+    /// say Starting over an actor that runs). Held across awaits, hence tokio's mutex.
+    turn: tokio::sync::Mutex<()>,
 }
 
 impl Slot {

@@ -263,6 +263,7 @@ impl Host {
         stopped_at: Option<std::time::SystemTime>,
     ) {
         let Some(slot) = self.slot(&key) else { return };
+        let _turn = slot.turn.lock().await;
         {
             let mut s = slot.lock();
             if s.handoff_fetch != Some(incarnation) {
@@ -288,7 +289,7 @@ impl Host {
                 }
             }
         }
-        self.reconcile(&slot).await;
+        self.reconcile_in_turn(&slot).await;
     }
 
     /// The store stopped (Some) or started (None) answering for a running or starting actor.
@@ -323,6 +324,7 @@ impl Host {
     /// and stays Failed (reason StaleEpoch).
     pub(super) async fn stale_epoch(&self, key: ActorKey, incarnation: u64, why: String) {
         let Some(slot) = self.slot(&key) else { return };
+        let _turn = slot.turn.lock().await;
         if slot.lock().incarnation != incarnation {
             return;
         }
