@@ -33,6 +33,12 @@ pub mod labels {
     /// worker asks that worker for the state it handed over before the actor's first message.
     /// Written by the operator with the assignment, removed by every other placement write.
     pub const HANDOFF_FROM: &str = "troupe.dev/handoff-from";
+    /// On a worker's Lease: the worker is leaving (SIGTERM: a scale-in, a rollout, a node
+    /// drain). It still runs its actors and hands each over when moved; the operator places
+    /// nothing new on it and moves its actors to the pool's other workers with planned moves,
+    /// so that none is stopped mid-message and each keeps its state. The value is when the
+    /// worker started leaving (RFC 3339).
+    pub const LEAVING: &str = "troupe.dev/leaving";
     /// On an Actor, `manual`: the operator leaves its placement alone; the `WORKER` label set by
     /// hand decides where it runs (like a pod's nodeName). For debugging and tests.
     pub const PLACEMENT: &str = "troupe.dev/placement";

@@ -17,6 +17,7 @@ pub struct WorkerTimings {
     pub passivate_after: Duration,
     pub stop_deadline: Duration,
     pub drain_timeout: Duration,
+    pub leave_timeout: Duration,
     pub mailbox_block_timeout: Duration,
     pub mailbox_capacity: usize,
 }
@@ -32,6 +33,7 @@ impl Default for WorkerTimings {
             passivate_after: Duration::from_secs(60),
             stop_deadline: Duration::from_millis(500),
             drain_timeout: Duration::from_secs(10),
+            leave_timeout: Duration::from_secs(15),
             mailbox_block_timeout: Duration::from_secs(1),
             mailbox_capacity: 1000,
         }
@@ -57,6 +59,7 @@ impl WorkerTimings {
                 "TROUPE_PASSIVATE_AFTER" => duration(&mut t.passivate_after)?,
                 "TROUPE_STOP_DEADLINE" => duration(&mut t.stop_deadline)?,
                 "TROUPE_DRAIN_TIMEOUT" => duration(&mut t.drain_timeout)?,
+                "TROUPE_LEAVE_TIMEOUT" => duration(&mut t.leave_timeout)?,
                 "TROUPE_MAILBOX_BLOCK_TIMEOUT" => duration(&mut t.mailbox_block_timeout)?,
                 "TROUPE_MAILBOX_CAPACITY" => {
                     t.mailbox_capacity = value
@@ -113,6 +116,12 @@ impl WorkerTimings {
             self.drain_timeout,
             Duration::ZERO,
             secs(600),
+        )?;
+        within(
+            "TROUPE_LEAVE_TIMEOUT",
+            self.leave_timeout,
+            Duration::ZERO,
+            secs(3600),
         )?;
         within(
             "TROUPE_MAILBOX_BLOCK_TIMEOUT",

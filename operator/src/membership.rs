@@ -39,6 +39,9 @@ pub struct LiveWorker {
     pub settled: bool,
     /// Where the worker's HTTP API listens (`host:port`, the lease's `troupe.dev/address`).
     pub address: Option<String>,
+    /// The worker is leaving (its Lease says `troupe.dev/leaving`): it still runs and hands over
+    /// its actors, but takes none; they move to the pool's other workers.
+    pub leaving: bool,
     /// How long until the worker counts as gone unless it renews meanwhile: its pool is looked
     /// at again then, so that a failover does not wait for the next periodic look.
     pub lapses_in: Duration,
@@ -258,6 +261,7 @@ pub fn live_workers<'a>(
                 revision: l.labels().get(labels::REVISION).cloned().unwrap_or_default(),
                 settled: o.settled(now),
                 address: l.annotations().get(ADDRESS_ANNOTATION).cloned(),
+                leaving: l.annotations().contains_key(labels::LEAVING),
             })
         })
         .collect();
@@ -529,7 +533,27 @@ mod tests {
                 revision: "r1".into(),
                 settled: true,
                 address: None,
+                leaving: false,
             }]
         );
+    }
+
+    #[test]
+    fn a_worker_whose_lease_says_it_is_leaving_is_live_and_leaving() {
+        let observer = LeaseObserver::default();
+        let mut leaving = lease("w-leaving", "p", &t(0), 10);
+        leaving
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(labels::LEAVING.into(), t(0));
+        let live = live_workers(
+            &[leaving, lease("w-ok", "p", &t(0), 10)],
+            "p",
+            &observer,
+            Instant::now(),
+        );
+        let flags: Vec<_> = live.iter().map(|w| (w.name.as_str(), w.leaving)).collect();
+        assert_eq!(flags, [("w-leaving", true), ("w-ok", false)]);
     }
 }

@@ -10,6 +10,7 @@ pub mod assignments;
 pub mod behavior;
 pub mod builtin;
 pub mod host;
+pub mod leave;
 /// The proof of a live lease (shared with the operator's leadership).
 pub use troupe_crds::lease_clock;
 pub mod mailbox;

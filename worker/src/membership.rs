@@ -41,7 +41,8 @@ pub struct LeaseConfig {
     pub margin: Duration,
 }
 
-fn lease_body(cfg: &LeaseConfig, acquired: &MicroTime) -> serde_json::Value {
+/// The Lease this worker holds; `leaving`: since when it is leaving (see [`labels::LEAVING`]).
+fn lease_body(cfg: &LeaseConfig, acquired: &MicroTime, leaving: Option<&str>) -> serde_json::Value {
     let mut body = json!({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
@@ -58,6 +59,9 @@ fn lease_body(cfg: &LeaseConfig, acquired: &MicroTime) -> serde_json::Value {
             "renewTime": MicroTime(Timestamp::now()),
         }
     });
+    if let Some(since) = leaving {
+        body["metadata"]["annotations"][labels::LEAVING] = json!(since);
+    }
     if let Some(uid) = &cfg.pod_uid {
         body["metadata"]["ownerReferences"] =
             json!([{"apiVersion": "v1", "kind": "Pod", "name": cfg.pod, "uid": uid}]);
@@ -67,26 +71,33 @@ fn lease_body(cfg: &LeaseConfig, acquired: &MicroTime) -> serde_json::Value {
 
 /// Renews the lease forever. Each success extends the worker's proof ([`LeaseClock`]) from the
 /// moment its request was sent; when the proof runs out the host is fenced; after a fence, the
-/// first success asks for a fresh list of assignments (`relist`), which lifts the fence.
+/// first success asks for a fresh list of assignments (`relist`), which lifts the fence. Once
+/// `leaving` says since when the worker leaves, the Lease says so, from a renewal sent at once.
 pub async fn run(
     client: Client,
     host: Arc<Host>,
     cfg: LeaseConfig,
     acquired: tokio::sync::watch::Sender<bool>,
     relist: tokio::sync::watch::Sender<u64>,
+    mut leaving: tokio::sync::watch::Receiver<Option<String>>,
 ) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let clock = host.config().lease.clone();
     let acquired_at = MicroTime(Timestamp::now());
     let mut tick = tokio::time::interval(cfg.renew_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut told = true;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = leaving.changed(), if told => told = changed.is_ok(),
+        }
         // A thawed process gets here with its proof long gone: fence before anything else.
         if !clock.is_live() {
             host.fence("the lease proof ran out").await;
         }
-        let body = lease_body(&cfg, &acquired_at);
+        let since = leaving.borrow().clone();
+        let body = lease_body(&cfg, &acquired_at, since.as_deref());
         let sent = BootInstant::now();
         // The proof counts from when the request was *sent*, and the operator can only have seen
         // the renewal after that: however late the answer comes, the proof ends before the
@@ -179,7 +190,7 @@ mod tests {
 
     #[test]
     fn the_lease_names_the_pod_pool_revision_and_address() {
-        let body = lease_body(&cfg(), &MicroTime(Timestamp::now()));
+        let body = lease_body(&cfg(), &MicroTime(Timestamp::now()), None);
         assert_eq!(body["metadata"]["name"], "w-1");
         assert_eq!(body["metadata"]["labels"]["troupe.dev/pool"], "p");
         assert_eq!(body["metadata"]["labels"]["troupe.dev/revision"], "r1");
@@ -190,6 +201,17 @@ mod tests {
         assert_eq!(body["spec"]["holderIdentity"], "w-1");
         assert_eq!(body["spec"]["leaseDurationSeconds"], 10);
         assert!(body["metadata"]["ownerReferences"].is_null());
+        assert!(body["metadata"]["annotations"][labels::LEAVING].is_null());
+    }
+
+    #[test]
+    fn a_leaving_worker_says_since_when_on_its_lease() {
+        let body = lease_body(&cfg(), &MicroTime(Timestamp::now()), Some("2026-11-23T10:00:00Z"));
+        assert_eq!(
+            body["metadata"]["annotations"][labels::LEAVING],
+            "2026-11-23T10:00:00Z"
+        );
+        assert_eq!(body["spec"]["holderIdentity"], "w-1", "it still holds the lease");
     }
 
     #[test]
@@ -198,7 +220,7 @@ mod tests {
             pod_uid: Some("u-1".into()),
             ..cfg()
         };
-        let body = lease_body(&cfg, &MicroTime(Timestamp::now()));
+        let body = lease_body(&cfg, &MicroTime(Timestamp::now()), None);
         let owner = &body["metadata"]["ownerReferences"][0];
         assert_eq!(
             (&owner["kind"], &owner["name"], &owner["uid"]),

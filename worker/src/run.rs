@@ -14,6 +14,7 @@ use crate::{
     behavior::Registry,
     host::{Host, HostConfig},
     lease_clock::LeaseClock,
+    leave,
     membership::{self, LeaseConfig},
     metrics::Metrics,
     status::{self, KubeClaimer},
@@ -73,6 +74,12 @@ pub struct WorkerConfig {
     /// may drain before it is stopped.
     #[arg(long, env = "TROUPE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// On SIGTERM, how long the worker waits for the operator to move its actors to the pool's
+    /// other workers (each handed over with its state) before it stops the ones still here.
+    /// 0s: stop them at once (they fail over). Keep `terminationGracePeriodSeconds` above this
+    /// plus the drain timeout.
+    #[arg(long, env = "TROUPE_LEAVE_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub leave_timeout: Duration,
     /// How long a message for an actor that is moving waits at the worker that received it for
     /// the actor's next worker, before it is answered 503.
     #[arg(long, env = "TROUPE_MOVE_WAIT", default_value = "10s", value_parser = parse_duration)]
@@ -116,6 +123,7 @@ impl WorkerConfig {
             passivate_after: self.passivate_after,
             stop_deadline: self.stop_deadline,
             drain_timeout: self.drain_timeout,
+            leave_timeout: self.leave_timeout,
             mailbox_block_timeout: self.mailbox_block_timeout,
             mailbox_capacity: self.mailbox_capacity,
         }
@@ -217,6 +225,7 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
     };
     let (leased_tx, mut leased) = tokio::sync::watch::channel(false);
     let (relist_tx, relist_rx) = tokio::sync::watch::channel(0u64);
+    let (leaving_tx, leaving_rx) = tokio::sync::watch::channel(None);
     let lease = tokio::spawn(tracing::Instrument::instrument(
         membership::run(
             client.clone(),
@@ -224,6 +233,7 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
             lease_cfg.clone(),
             leased_tx,
             relist_tx,
+            leaving_rx,
         ),
         tracing::info_span!("lease", pod = %cfg.pod),
     ));
@@ -240,12 +250,14 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
         ),
         tracing::info_span!("assignments", pod = %cfg.pod),
     ));
+    let (stop_status, status_stopped) = tokio::sync::oneshot::channel();
     let status = tokio::spawn(tracing::Instrument::instrument(
         status::run(
             client.clone(),
             host.clone(),
             cfg.status_every,
             cfg.status_counters_every,
+            status_stopped,
         ),
         tracing::info_span!("status"),
     ));
@@ -271,12 +283,31 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
         }
     }
 
-    tracing::info!(drain = ?cfg.drain_timeout, "SIGTERM: draining mailboxes, stopping actors, releasing the lease");
     state.ready.store(false, Ordering::SeqCst);
+    // Hand the actors over to the pool's other workers first (see `leave`).
+    if !cfg.leave_timeout.is_zero() && !host.is_empty() && !host.is_fenced() {
+        let actors = host.len();
+        tracing::info!(actors, timeout = ?cfg.leave_timeout, "SIGTERM: leaving; the operator moves this worker's actors to the pool's other workers");
+        let began = std::time::Instant::now();
+        match leave::leave(&host, &leaving_tx, cfg.leave_timeout).await {
+            leave::Left::Empty => {
+                tracing::info!(actors, took = ?began.elapsed(), "every actor moved away with its state")
+            }
+            leave::Left::TimedOut { still_here } => {
+                tracing::warn!(
+                    still_here,
+                    of = actors,
+                    "the leave timed out: the actors still here are stopped and fail over"
+                )
+            }
+            leave::Left::Fenced => tracing::warn!("the lease was lost while leaving: the actors fail over"),
+        }
+    }
+    tracing::info!(drain = ?cfg.drain_timeout, "stopping: draining mailboxes, stopping actors, releasing the lease");
     watch.abort();
     host.shutdown(cfg.drain_timeout).await;
-    status.abort();
-    let mut written = Default::default();
+    let _ = stop_status.send(());
+    let mut written = status.await.unwrap_or_default();
     status::flush(&client, &host, &mut written, Duration::ZERO).await;
     lease.abort();
     watchdog.abort();

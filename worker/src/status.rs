@@ -242,24 +242,32 @@ pub fn needs_write(
     prev.messages_processed != now.messages_processed && at.elapsed() >= counter_every
 }
 
-/// Writes status every `every` until the process ends.
-pub async fn run(client: Client, host: Arc<Host>, every: Duration, counter_every: Duration) {
-    let mut written: HashMap<ActorKey, (RuntimeStatus, Instant)> = HashMap::new();
+/// What the status writer last wrote of each actor, and when.
+pub type Written = HashMap<ActorKey, (RuntimeStatus, Instant)>;
+
+/// Writes status every `every` until `stop` is sent, and returns what it wrote. A batch under way
+/// when `stop` comes ends first: a departure it took is confirmed, not lost with the task.
+pub async fn run(
+    client: Client,
+    host: Arc<Host>,
+    every: Duration,
+    counter_every: Duration,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Written {
+    let mut written = Written::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
     loop {
-        tick.tick().await;
-        flush(&client, &host, &mut written, counter_every).await;
+        tokio::select! {
+            _ = tick.tick() => flush(&client, &host, &mut written, counter_every).await,
+            _ = &mut stop => return written,
+        }
     }
 }
 
 /// One batch: every changed status, up to 16 writes in flight.
-pub async fn flush(
-    client: &Client,
-    host: &Host,
-    written: &mut HashMap<ActorKey, (RuntimeStatus, Instant)>,
-    counter_every: Duration,
-) {
+pub async fn flush(client: &Client, host: &Host, written: &mut Written, counter_every: Duration) {
     // What won claims wrote is published already.
     for (key, status) in host.take_claimed() {
         written.insert(key, (status, Instant::now()));

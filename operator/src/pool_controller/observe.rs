@@ -79,9 +79,17 @@ impl Snapshot {
         self.live.iter().map(|w| w.lapses_in).min()
     }
 
-    /// The live workers of revision `rev`.
+    /// The live workers of revision `rev` that take actors (not leaving).
     pub fn workers_of(&self, rev: &str) -> Vec<&LiveWorker> {
-        self.live.iter().filter(|w| w.revision == rev).collect()
+        self.live
+            .iter()
+            .filter(|w| w.revision == rev && !w.leaving)
+            .collect()
+    }
+
+    /// The live workers that are leaving (their actors move to the others).
+    pub fn leaving(&self) -> impl Iterator<Item = &LiveWorker> {
+        self.live.iter().filter(|w| w.leaving)
     }
 }
 
@@ -190,9 +198,13 @@ impl Groups {
         }
     }
 
-    /// Every actor is on a live worker of its group's revision.
+    /// Every actor is on a live worker of its group's revision that is not leaving.
     pub fn settled(&self, snap: &Snapshot) -> bool {
+        let leaving: BTreeSet<&str> = snap.leaving().map(|w| w.name.as_str()).collect();
         snap.actors.iter().all(|a| {
+            if worker_of(a).is_some_and(|w| leaving.contains(w.as_str())) {
+                return false;
+            }
             let want = if self.canary.contains(&a.name_any()) {
                 self.canary_revision.as_deref()
             } else {

@@ -1,7 +1,10 @@
 //! Act on actors: each group (stable, canary) placed on its revision's live workers, by the
 //! rollout state just decided.
 
-use std::sync::Arc;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use kube::ResourceExt;
 use troupe_crds::{Actor, ActorPool};
@@ -26,6 +29,23 @@ pub(super) struct Placed {
     /// Plain placements written.
     pub placed: usize,
     pub error: Option<Error>,
+}
+
+/// The Event's reason when actors are moved off a worker that is leaving.
+const WORKER_LEAVING: &str = "WorkerLeaving";
+
+/// How many actors the steps take off each leaving worker.
+fn releases_from_leaving(steps: &[Step], snap: &Snapshot) -> BTreeMap<String, usize> {
+    let leaving: BTreeSet<&str> = snap.leaving().map(|w| w.name.as_str()).collect();
+    let mut out = BTreeMap::new();
+    for step in steps {
+        if let Step::Release { from, .. } = step
+            && leaving.contains(from.as_str())
+        {
+            *out.entry(from.clone()).or_default() += 1;
+        }
+    }
+    out
 }
 
 pub(super) async fn place_actors(
@@ -59,6 +79,7 @@ pub(super) async fn place_actors(
         .iter()
         .filter(|s| matches!(s, Step::Unplaceable { .. }))
         .count();
+    let from_leaving = releases_from_leaving(&steps, snap);
     let applied = apply_steps(
         ctx,
         &snap.ns,
@@ -72,6 +93,12 @@ pub(super) async fn place_actors(
     if unplaced > 0 && snap.live.is_empty() {
         let note = format!("{unplaced} actors wait for the pool's workers to start");
         pool_event(ctx, pool, &snap.target, false, "WaitingForWorkers", note).await;
+    }
+    for (worker, n) in from_leaving {
+        let note = format!(
+            "moving {n} actors off worker {worker}, which is leaving (scale-in, rollout or drain): each hands its state over to its next worker"
+        );
+        pool_event(ctx, pool, &snap.target, false, WORKER_LEAVING, note).await;
     }
     // What was written, not what was planned: a refused write is decided again, not announced.
     if applied.placed > 0 {

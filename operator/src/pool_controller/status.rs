@@ -58,7 +58,7 @@ pub(super) fn desired_status(pool: &ActorPool, status: &ActorPoolStatus, o: Outc
             .unwrap_or(ActorPhase::Pending);
         *by_phase.entry(format!("{phase:?}")).or_default() += 1;
     }
-    let ready_workers = snap.live.len() as i32;
+    let ready_workers = snap.live.iter().filter(|w| !w.leaving).count() as i32;
     let stable_live = snap
         .workers_of(next.stable.as_deref().unwrap_or(&snap.target))
         .len() as i32;

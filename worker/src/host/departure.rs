@@ -53,7 +53,10 @@ impl Host {
                 let mut s = slot.lock();
                 (s.epoch, s.retired.take())
             };
-            if let Some(behavior) = retired {
+            // Mode None starts every activation from its config: nobody would come for it.
+            if let Some(behavior) = retired
+                && self.config.persistence != PersistenceMode::None
+            {
                 self.hand_over(key, epoch, behavior.as_ref(), stopped_taking);
             }
             self.departed
@@ -102,6 +105,13 @@ impl Host {
                 tracing::warn!(actor = %key, epoch, %why, "the actor's state is not handed over; it starts from its config on the next worker")
             }
         }
+    }
+
+    /// Whether a worker that is leaving owes nothing more to the actors that left it: every
+    /// departure taken by the status writer (a batch under way confirms it before the writer
+    /// stops) and every state handed over taken by the next worker.
+    pub fn departures_settled(&self) -> bool {
+        self.departed.lock().unwrap_or_else(|e| e.into_inner()).is_empty() && self.handoff.is_empty()
     }
 
     /// Actors that left this worker since the last call: stopped, confirmation not yet written.

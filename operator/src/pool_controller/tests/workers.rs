@@ -1,5 +1,6 @@
 //! The workers' side of a pool reconcile against the mock API: Deployments the API server or the
-//! operator refuses, the workers' identity, and pools whose workers are still starting.
+//! operator refuses, the workers' identity, pools whose workers are still starting, and workers
+//! that leave.
 
 use super::*;
 
@@ -221,4 +222,77 @@ async fn a_template_naming_a_service_account_of_its_own_is_not_deployed_and_the_
         result.is_ok(),
         "a refused template is the user's to change, not an error to retry: {result:?}"
     );
+}
+
+#[tokio::test]
+async fn the_actors_of_a_leaving_worker_move_to_the_others_by_planned_moves_and_the_pool_says_so() {
+    // w-1 got SIGTERM (a scale-in): it still runs a1 and a2, and takes nothing new.
+    let pool = ActorPool::test("p").replicas(2);
+    let rev = pool.current_revision();
+    let actors: Vec<Actor> = [("a1", "11"), ("a2", "12")]
+        .iter()
+        .map(|(n, rv)| {
+            Actor::test(n)
+                .on_worker("w-1")
+                .epoch(1)
+                .phase(ActorPhase::Running, Some("w-1"))
+                .version(rv)
+        })
+        .collect();
+    let leases = vec![
+        Lease::test_worker("w-1").pool("p").revision(&rev).leaving(),
+        Lease::test_worker("w-2").pool("p").revision(&rev),
+    ];
+    let (ctx, server) = test_context(Caches {
+        pools: vec![pool.clone()],
+        actors: actors.clone(),
+        leases,
+        deployments: vec![deployment_of(&pool)],
+    });
+    // Each is released from the live worker (not orphaned: it hands its state over), first
+    // the status that explains the move, then the label.
+    let release = |a: &Actor, rv: &str, status_rv: &str, released_rv: &str| {
+        let name = kube::ResourceExt::name_any(a);
+        vec![
+            actor_status(
+                a,
+                "Pending, moving off w-1",
+                rv,
+                json!({"phase": "Pending", "worker": "w-1", "revision": null}),
+                ("False", "Moving"),
+                status_rv,
+            ),
+            Expected::merge_patch("the release from w-1", actor_path(&name))
+                .body(json!({"metadata": {
+                    "resourceVersion": status_rv,
+                    "labels": {labels::WORKER: null, labels::RELEASED_FROM: "w-1"},
+                    "annotations": {labels::HANDOFF_FROM: null},
+                }}))
+                .reply(Reply::merged(a, released_rv)),
+            Expected::event("Normal", "Moving", &name),
+        ]
+    };
+    let script = vec![
+        no_core_v1(),
+        Stage::interleaved(vec![
+            release(&actors[0], "11", "21", "31"),
+            release(&actors[1], "12", "22", "32"),
+        ]),
+        Expected::event("Normal", "WorkerLeaving", "p")
+            .body_with(|body| {
+                let note = body["note"].as_str().unwrap_or_default();
+                assert!(
+                    note.starts_with("moving 2 actors off worker w-1, which is leaving"),
+                    "{note}"
+                );
+            })
+            .into(),
+        pool_status(&pool, |body| {
+            // One of the two workers takes actors: the pool is short of one.
+            assert_eq!(body["status"]["phase"], "Degraded", "{body}");
+            assert_eq!(body["status"]["readyWorkers"], 1, "{body}");
+        }),
+    ];
+    let action = run_scenario(ctx, server, script, |ctx| reconcile(pool.clone().into(), ctx)).await;
+    assert!(action.is_ok(), "{action:?}");
 }
