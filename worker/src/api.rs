@@ -109,6 +109,18 @@ pub struct ApiState {
     pub ready: AtomicBool,
 }
 
+/// A worker that has not started yet (no lease, assignments not read) takes no message: the
+/// answer says to look again (a worker that forwarded it waits, see `moving`). One that is
+/// leaving (SIGTERM) still takes messages for the actors it runs until they moved away, and
+/// afterwards its host says they are not here.
+fn not_started(state: &ApiState, key: &ActorKey) -> Option<Response> {
+    (!state.started.load(Ordering::SeqCst)).then(|| {
+        forward::moving(format!(
+            "this worker is starting: actor {key} takes messages here once it has read its assignments"
+        ))
+    })
+}
+
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, axum::Json(json!({ "error": message.into() }))).into_response()
 }
@@ -246,10 +258,10 @@ async fn tell(
         Ok(m) => m,
         Err(r) => return r,
     };
-    if !state.ready.load(Ordering::SeqCst) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the worker is shutting down");
-    }
     let key = ActorKey::new(namespace, name);
+    if let Some(refused) = not_started(&state, &key) {
+        return refused;
+    }
     let forwarded = headers.contains_key(FORWARDED);
     moving::deliver(&state, &key, "tell", &body, None, forwarded, || async {
         state.host.tell(&key, msg.clone()).await?;
@@ -278,10 +290,10 @@ async fn ask(
         Some(Ok(d)) => d.min(MAX_ASK_TIMEOUT),
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("timeout: {e}")),
     };
-    if !state.ready.load(Ordering::SeqCst) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the worker is shutting down");
-    }
     let key = ActorKey::new(namespace, name);
+    if let Some(refused) = not_started(&state, &key) {
+        return refused;
+    }
     let forwarded = headers.contains_key(FORWARDED);
     moving::deliver(
         &state,

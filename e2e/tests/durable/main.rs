@@ -1,12 +1,14 @@
 //! Durable actors (issue 13), against the local control plane with real worker processes and a
 //! real PostgreSQL: an actor's state goes with it on a planned move, survives a crash as its
 //! persistence mode promises, waits out a store that stopped, and is never overwritten by a worker
-//! that was frozen past its lease; its journal reads as kubectl troupe journal prints it.
+//! that was frozen past its lease; it is handed over, not stopped, when its worker leaves on a
+//! scale-in; its journal reads as kubectl troupe journal prints it.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod faults;
 mod journal;
+mod scale_in;
 
 use std::{collections::BTreeMap, time::Duration};
 

@@ -7,6 +7,12 @@ use super::*;
 use crate::{builtin, host::HostConfig, metrics::Metrics};
 
 async fn app(token: Option<&str>) -> (Router, Arc<Host>) {
+    let (router, host, _) = app_in(token, true).await;
+    (router, host)
+}
+
+/// The router of a worker that has `started` (or not), with its state (ready: as started).
+async fn app_in(token: Option<&str>, started: bool) -> (Router, Arc<Host>, Arc<ApiState>) {
     let host = Host::start(HostConfig::default(), builtin::registry(), Metrics::new())
         .await
         .unwrap();
@@ -14,10 +20,10 @@ async fn app(token: Option<&str>) -> (Router, Arc<Host>) {
         host: host.clone(),
         token: token.map(str::to_string),
         forwarder: Arc::new(Forwarder::new(None, None, "me".into())),
-        started: AtomicBool::new(true),
-        ready: AtomicBool::new(true),
+        started: AtomicBool::new(started),
+        ready: AtomicBool::new(started),
     });
-    (router(state), host)
+    (router(state.clone()), host, state)
 }
 
 fn spec(behavior: &str, paused: bool) -> troupe_crds::ActorSpec {
@@ -228,4 +234,27 @@ fn a_journal_answer_leaves_out_the_entries_past_its_byte_limit_and_says_so() {
     assert!(truncated);
     let (kept, truncated) = within_bytes((1..=2).map(entry).collect(), one * 3);
     assert_eq!((kept.len(), truncated), (2, false));
+}
+
+#[tokio::test]
+async fn a_leaving_worker_still_takes_messages_for_its_actors_and_a_starting_one_says_look_again() {
+    let (app, host, state) = app_in(Some("t"), true).await;
+    host.upsert(ActorKey::new("ns", "c"), spec("counter", false), Some(1))
+        .await;
+    // SIGTERM: no longer ready (no new traffic routed here), but its actors move only when the
+    // operator moves them; until then their messages are theirs.
+    state.ready.store(false, Ordering::SeqCst);
+    let path = "/v1/namespaces/ns/actors/c/tell";
+    assert_eq!(call(&app, path, Some("t"), "2").await.0, StatusCode::ACCEPTED);
+
+    let (app, _, _) = app_in(Some("t"), false).await;
+    let req = axum::http::Request::post(path)
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer t");
+    let resp = app.oneshot(req.body(Body::from("2")).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        resp.headers().contains_key(MOVING),
+        "a worker that forwarded it looks again"
+    );
 }
