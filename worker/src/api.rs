@@ -109,6 +109,35 @@ pub struct ApiState {
     pub ready: AtomicBool,
 }
 
+/// Delivers a message in the trace its `traceparent` names (see [`crate::trace`]), as this
+/// worker's span of that trace: the message carries it, logs show it, a forward sends it on.
+/// Without a valid header, no trace.
+async fn traced(
+    headers: &HeaderMap,
+    key: &ActorKey,
+    verb: &'static str,
+    delivered: impl Future<Output = Response>,
+) -> Response {
+    let trace = headers
+        .get(crate::trace::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::trace::TraceParent::parse)
+        .map(|t| t.child());
+    match trace {
+        None => delivered.await,
+        Some(t) => {
+            let span = tracing::info_span!(
+                "request",
+                verb,
+                actor = %key,
+                trace_id = %t.trace_id_hex(),
+                span_id = %t.span_id_hex(),
+            );
+            tracing::Instrument::instrument(crate::trace::within(Some(t), delivered), span).await
+        }
+    }
+}
+
 /// A worker that has not started yet (no lease, assignments not read) takes no message: the
 /// answer says to look again (a worker that forwarded it waits, see `moving`). One that is
 /// leaving (SIGTERM) still takes messages for the actors it runs until they moved away, and
@@ -263,11 +292,11 @@ async fn tell(
         return refused;
     }
     let forwarded = headers.contains_key(FORWARDED);
-    moving::deliver(&state, &key, "tell", &body, None, forwarded, || async {
+    let delivered = moving::deliver(&state, &key, "tell", &body, None, forwarded, || async {
         state.host.tell(&key, msg.clone()).await?;
         Ok((StatusCode::ACCEPTED, axum::Json(json!({"accepted": true}))).into_response())
-    })
-    .await
+    });
+    traced(&headers, &key, "tell", delivered).await
 }
 
 async fn ask(
@@ -295,7 +324,7 @@ async fn ask(
         return refused;
     }
     let forwarded = headers.contains_key(FORWARDED);
-    moving::deliver(
+    let delivered = moving::deliver(
         &state,
         &key,
         "ask",
@@ -306,8 +335,8 @@ async fn ask(
             let answer = state.host.ask(&key, msg.clone(), timeout).await?;
             Ok(axum::Json(answer).into_response())
         },
-    )
-    .await
+    );
+    traced(&headers, &key, "ask", delivered).await
 }
 
 mod forward;
@@ -320,6 +349,9 @@ mod tests;
 
 #[cfg(test)]
 mod socket_tests;
+
+#[cfg(test)]
+mod trace_tests;
 
 #[derive(Deserialize)]
 struct HandoffQuery {

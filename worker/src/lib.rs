@@ -22,4 +22,5 @@ pub mod schedule;
 pub mod status;
 pub mod store;
 pub mod supervision;
+pub mod trace;
 pub mod witness;

@@ -27,6 +27,8 @@ pub struct Envelope {
     /// `reply` gets `Ok(null)` once committed, whatever the behaviour answered, or why not.
     pub ack: bool,
     pub enqueued: Instant,
+    /// The trace the message belongs to (it came with a `traceparent`): see [`crate::trace`].
+    pub trace: Option<crate::trace::TraceParent>,
 }
 
 /// Why a message was not accepted.
@@ -211,6 +213,7 @@ mod tests {
             reply: None,
             ack: false,
             enqueued: Instant::now(),
+            trace: None,
         }
     }
 
@@ -252,6 +255,7 @@ mod tests {
             reply: Some(tx),
             ack: false,
             enqueued: Instant::now(),
+            trace: None,
         })
         .unwrap();
         m.try_push(env(2)).unwrap();
@@ -289,6 +293,7 @@ mod tests {
             reply: Some(tx),
             ack: false,
             enqueued: Instant::now(),
+            trace: None,
         })
         .unwrap();
         assert_eq!(m.close("stopping"), 1);

@@ -178,6 +178,9 @@ impl Forwarder {
             .header(FORWARDED, "1")
             .header(header::CONTENT_TYPE, "application/json")
             .body(body.to_vec());
+        if let Some(t) = crate::trace::current() {
+            req = req.header(crate::trace::HEADER, t.to_string());
+        }
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }

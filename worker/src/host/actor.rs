@@ -287,7 +287,23 @@ impl RactorActor for HostedActor {
                         }
                         continue;
                     }
-                    let result = state.args.behavior.handle(&state.args.ctx, env.body).await;
+                    let ctx = &state.args.ctx;
+                    let handled = state.args.behavior.handle(ctx, env.body);
+                    // A traced message is handled in a span of its own: its logs show the trace
+                    // id, and the actors it tells inherit the trace (`ctx.tell`).
+                    let result = match env.trace.map(|t| t.child()) {
+                        None => handled.await,
+                        Some(t) => {
+                            let span = tracing::info_span!(
+                                "message",
+                                actor = %format_args!("{}/{}", ctx.namespace, ctx.name),
+                                trace_id = %t.trace_id_hex(),
+                                span_id = %t.span_id_hex(),
+                            );
+                            tracing::Instrument::instrument(crate::trace::within(Some(t), handled), span)
+                                .await
+                        }
+                    };
                     state.latency.observe(env.enqueued.elapsed().as_secs_f64());
                     let outcome = result.as_ref().map(|_| ()).map_err(|e| e.0.clone());
                     // A tell waiting for its commit is answered "committed", whatever the

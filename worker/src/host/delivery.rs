@@ -98,6 +98,7 @@ impl Host {
             reply,
             ack,
             enqueued: Instant::now(),
+            trace: crate::trace::current(),
         };
         match slot.mailbox.push(env).await {
             Ok(p) => {
