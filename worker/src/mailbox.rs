@@ -28,7 +28,8 @@ pub struct Envelope {
     pub ack: bool,
     pub enqueued: Instant,
     /// The trace the message belongs to (it came with a `traceparent`): see [`crate::trace`].
-    pub trace: Option<crate::trace::TraceParent>,
+    /// Boxed: a traced message pays for it, the others keep a small envelope.
+    pub trace: Option<Box<crate::trace::TraceParent>>,
 }
 
 /// Why a message was not accepted.
