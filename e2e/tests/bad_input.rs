@@ -79,19 +79,6 @@ fn condition(status: &Value, type_: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// (object name, reason) of every Event in the namespace.
-fn events(env: &TestEnv) -> Vec<(String, String)> {
-    env.kubectl_json(&["get", "events"])["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-            (s(&e["involvedObject"]["name"]), s(&e["reason"]))
-        })
-        .collect()
-}
-
 async fn http(
     method: reqwest::Method,
     url: &str,
@@ -328,7 +315,8 @@ async fn bad_input_of_every_kind_fails_alone_and_a_healthy_pool_beside_it_keeps_
             })
             .collect();
         let pool = env.kubectl_json(&["get", "actorpool", "broken-query"])["status"].clone();
-        let reasons: Vec<String> = events(&env)
+        let reasons: Vec<String> = env
+            .events()
             .into_iter()
             .map(|(n, r)| format!("{n}/{r}"))
             .collect();

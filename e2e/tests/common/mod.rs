@@ -152,6 +152,19 @@ impl TestEnv {
         serde::Deserialize::deserialize(&mut de).expect("kubectl -o json")
     }
 
+    /// (object name, reason) of every Event in the namespace.
+    pub fn events(&self) -> Vec<(String, String)> {
+        self.kubectl_json(&["get", "events"])["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+                (s(&e["involvedObject"]["name"]), s(&e["reason"]))
+            })
+            .collect()
+    }
+
     /// The node agent's pods in this namespace.
     pub async fn pods(&self) -> Vec<Value> {
         let all: Vec<Value> = reqwest::get(format!("{}/pods", self.node_url))

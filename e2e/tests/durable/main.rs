@@ -168,6 +168,59 @@ fn moved_between<'a>(before: &Placement, after: &'a Placement) -> Vec<&'a String
         .collect()
 }
 
+/// Senders that tell every counter `1`, one tell at a time each, without pause, through one
+/// worker, until stopped.
+struct Senders {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(String, usize, Vec<String>)>>,
+}
+
+impl Senders {
+    /// `per_counter` senders for each counter, through the worker at `ip`.
+    fn start(env: &TestEnv, ip: &str, per_counter: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..ACTORS * per_counter)
+            .map(|i| {
+                let i = i % ACTORS;
+                let (stop, ns) = (stop.clone(), env.namespace.clone());
+                let url = format!("http://{ip}:8080/v1/namespaces/{ns}/actors/c{i}/tell");
+                tokio::spawn(async move {
+                    let http = reqwest::Client::new();
+                    let (mut accepted, mut refused) = (0usize, Vec::new());
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let r = http
+                            .post(&url)
+                            .bearer_auth(TOKEN)
+                            .json(&json!(1))
+                            .send()
+                            .await
+                            .unwrap();
+                        match r.status().as_u16() {
+                            202 => accepted += 1,
+                            code => refused.push(format!("{code} {}", r.text().await.unwrap_or_default())),
+                        }
+                    }
+                    (format!("c{i}"), accepted, refused)
+                })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    /// Stops them: the tells each counter had answered 202, and every refusal with its counter.
+    async fn stop(self) -> (BTreeMap<String, usize>, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut expected = BTreeMap::new();
+        let mut refused = Vec::new();
+        for t in self.tasks {
+            let (name, accepted, no) = t.await.unwrap();
+            refused.extend(no.into_iter().map(|r| format!("{name}: {r}")));
+            *expected.entry(name).or_default() += accepted;
+        }
+        (expected, refused)
+    }
+}
+
 /// Sends `verb` with `body` to actor `name` through the worker at `ip` (which forwards it).
 async fn send(env: &TestEnv, ip: &str, name: &str, verb: &str, body: Value) -> reqwest::Response {
     reqwest::Client::new()
@@ -215,44 +268,12 @@ async fn tells_sent_while_counters_move_are_each_accepted_and_handled_exactly_on
 
     // Every counter told without pause by three senders, one tell at a time each, through the first worker,
     // while the pool grows to 3 workers and counters move.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let senders: Vec<_> = (0..ACTORS * 3)
-        .map(|i| {
-            let i = i % ACTORS;
-            let (stop, ip, ns) = (stop.clone(), ip.clone(), env.namespace.clone());
-            tokio::spawn(async move {
-                let http = reqwest::Client::new();
-                let url = format!("http://{ip}:8080/v1/namespaces/{ns}/actors/c{i}/tell");
-                let (mut accepted, mut refused) = (0usize, Vec::new());
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let r = http
-                        .post(&url)
-                        .bearer_auth(TOKEN)
-                        .json(&json!(1))
-                        .send()
-                        .await
-                        .unwrap();
-                    match r.status().as_u16() {
-                        202 => accepted += 1,
-                        code => refused.push(format!("{code} {}", r.text().await.unwrap_or_default())),
-                    }
-                }
-                (format!("c{i}"), accepted, refused)
-            })
-        })
-        .collect();
+    let senders = Senders::start(&env, &ip, 3);
     tokio::time::sleep(Duration::from_secs(1)).await;
     env.kubectl_ok(&["scale", "actorpool", "counters", "--replicas", "3"]);
     let after = running_balanced(&env, 3).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut expected = BTreeMap::new();
-    let mut refused = Vec::new();
-    for s in senders {
-        let (name, accepted, no) = s.await.unwrap();
-        refused.extend(no.into_iter().map(|r| format!("{name}: {r}")));
-        *expected.entry(name).or_default() += accepted;
-    }
+    let (expected, refused) = senders.stop().await;
     let moved = moved_between(&before, &after);
     assert!(
         moved.len() >= ACTORS / 2,

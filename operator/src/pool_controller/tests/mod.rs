@@ -111,6 +111,20 @@ fn condition<'a>(body: &'a Value, type_: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no condition {type_} in {body}"))
 }
 
+/// Actors (name, resourceVersion) running on `worker` under epoch 1.
+fn running_on(worker: &str, actors: &[(&str, &str)]) -> Vec<Actor> {
+    actors
+        .iter()
+        .map(|(n, rv)| {
+            Actor::test(n)
+                .on_worker(worker)
+                .epoch(1)
+                .phase(ActorPhase::Running, Some(worker))
+                .version(rv)
+        })
+        .collect()
+}
+
 /// `n` live workers `w-1`… of `pool`'s current revision.
 fn live_workers(pool: &ActorPool, n: usize) -> Vec<Lease> {
     let rev = pool.current_revision();
@@ -380,16 +394,7 @@ async fn an_actor_whose_stop_its_worker_confirmed_is_assigned_with_where_its_sta
 async fn an_actor_taken_off_a_live_worker_is_marked_moving_then_unlabelled_as_released_from_it() {
     // Three actors on w-1, none on w-2 (it just joined): the busiest worker gives one up.
     let pool = ActorPool::test("p").replicas(2);
-    let actors: Vec<Actor> = [("a1", "11"), ("a2", "12"), ("a3", "13")]
-        .iter()
-        .map(|(n, rv)| {
-            Actor::test(n)
-                .on_worker("w-1")
-                .epoch(1)
-                .phase(ActorPhase::Running, Some("w-1"))
-                .version(rv)
-        })
-        .collect();
+    let actors = running_on("w-1", &[("a1", "11"), ("a2", "12"), ("a3", "13")]);
     let (ctx, server) = test_context(Caches {
         pools: vec![pool.clone()],
         actors: actors.clone(),

@@ -229,16 +229,7 @@ async fn the_actors_of_a_leaving_worker_move_to_the_others_by_planned_moves_and_
     // w-1 got SIGTERM (a scale-in): it still runs a1 and a2, and takes nothing new.
     let pool = ActorPool::test("p").replicas(2);
     let rev = pool.current_revision();
-    let actors: Vec<Actor> = [("a1", "11"), ("a2", "12")]
-        .iter()
-        .map(|(n, rv)| {
-            Actor::test(n)
-                .on_worker("w-1")
-                .epoch(1)
-                .phase(ActorPhase::Running, Some("w-1"))
-                .version(rv)
-        })
-        .collect();
+    let actors = running_on("w-1", &[("a1", "11"), ("a2", "12")]);
     let leases = vec![
         Lease::test_worker("w-1").pool("p").revision(&rev).leaving(),
         Lease::test_worker("w-2").pool("p").revision(&rev),
