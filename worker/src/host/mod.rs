@@ -32,6 +32,7 @@ mod actor;
 mod claim;
 mod delivery;
 mod departure;
+mod events;
 mod fence;
 mod handoff;
 mod lifecycle;
@@ -58,6 +59,7 @@ use crate::{
 use actor::{HostedActor, HostedArgs, Supervisor};
 pub use claim::{Claim, Claimer};
 use delivery::HostRouter;
+use events::{events_loop, passivation_loop, spawn_schedule};
 pub use handoff::{Handoff, HandoffSource, HandoffStore, MAX_STATE_BYTES, PreviousHolder};
 use persist::{CommitError, HostedCallbacks, Saver};
 
@@ -569,41 +571,5 @@ impl Host {
         } else {
             "unknown".into()
         }
-    }
-}
-
-async fn events_loop(host: Weak<Host>, mut rx: mpsc::UnboundedReceiver<HostEvent>) {
-    while let Some(event) = rx.recv().await {
-        let Some(host) = host.upgrade() else { return };
-        host.on_event(event).await;
-    }
-}
-
-/// Delivers ticks on schedule until aborted (through the host, which activates the actor).
-fn spawn_schedule(host: Weak<Host>, schedule: Schedule, key: ActorKey) -> tokio::task::JoinHandle<()> {
-    let span = tracing::debug_span!("schedule", actor = %key);
-    tokio::spawn(tracing::Instrument::instrument(
-        async move {
-            loop {
-                let now = Utc::now();
-                let Some(next) = schedule.next_after(now) else {
-                    return;
-                };
-                let wait = (next - now).to_std().unwrap_or_default();
-                tokio::time::sleep(wait).await;
-                let Some(host) = host.upgrade() else { return };
-                host.tick(&key);
-            }
-        },
-        span,
-    ))
-}
-
-async fn passivation_loop(host: Weak<Host>, idle: Duration) {
-    let every = (idle / 2).max(Duration::from_millis(1));
-    loop {
-        tokio::time::sleep(every).await;
-        let Some(host) = host.upgrade() else { return };
-        host.passivate_idle();
     }
 }
