@@ -76,9 +76,11 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     /// On SIGTERM, how long the worker waits for the operator to move its actors to the pool's
     /// other workers (each handed over with its state) before it stops the ones still here.
-    /// 0s: stop them at once (they fail over). Keep `terminationGracePeriodSeconds` above this
-    /// plus the drain timeout.
-    #[arg(long, env = "TROUPE_LEAVE_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    /// 0s (the default): stop them at once (they fail over). Off by default because a worker
+    /// cannot yet tell that no other worker will take its actors (the last worker of a pool, a
+    /// deleted pool, a worker run alone), and would wait the whole timeout. Keep
+    /// `terminationGracePeriodSeconds` above this plus the drain timeout.
+    #[arg(long, env = "TROUPE_LEAVE_TIMEOUT", default_value = "0s", value_parser = parse_duration)]
     pub leave_timeout: Duration,
     /// How long a message for an actor that is moving waits at the worker that received it for
     /// the actor's next worker, before it is answered 503.
