@@ -168,33 +168,47 @@ fn moved_between<'a>(before: &Placement, after: &'a Placement) -> Vec<&'a String
         .collect()
 }
 
-/// Senders that tell every counter `1`, one tell at a time each, without pause, through one
-/// worker, until stopped.
+/// Senders that tell every counter `1`, one tell at a time each, without pause, through the
+/// first of some workers, until stopped. A worker that refuses the connection (it is gone) was
+/// sent nothing, so the sender goes on through the next one.
 struct Senders {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<(String, usize, Vec<String>)>>,
 }
 
 impl Senders {
-    /// `per_counter` senders for each counter, through the worker at `ip`.
-    fn start(env: &TestEnv, ip: &str, per_counter: usize) -> Self {
+    /// `per_counter` senders for each counter, through the workers at `ips`.
+    fn start(env: &TestEnv, ips: &[String], per_counter: usize) -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let tasks = (0..ACTORS * per_counter)
             .map(|i| {
                 let i = i % ACTORS;
                 let (stop, ns) = (stop.clone(), env.namespace.clone());
-                let url = format!("http://{ip}:8080/v1/namespaces/{ns}/actors/c{i}/tell");
+                let urls: Vec<String> = ips
+                    .iter()
+                    .map(|ip| format!("http://{ip}:8080/v1/namespaces/{ns}/actors/c{i}/tell"))
+                    .collect();
                 tokio::spawn(async move {
                     let http = reqwest::Client::new();
-                    let (mut accepted, mut refused) = (0usize, Vec::new());
+                    let (mut accepted, mut refused, mut at) = (0usize, Vec::new(), 0);
                     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                        let r = http
-                            .post(&url)
+                        let sent = http
+                            .post(&urls[at])
                             .bearer_auth(TOKEN)
                             .json(&json!(1))
                             .send()
-                            .await
-                            .unwrap();
+                            .await;
+                        let r = match sent {
+                            Ok(r) => r,
+                            Err(e) if e.is_connect() && at + 1 < urls.len() => {
+                                at += 1;
+                                continue;
+                            }
+                            Err(e) => {
+                                refused.push(format!("not answered: {e}"));
+                                continue;
+                            }
+                        };
                         match r.status().as_u16() {
                             202 => accepted += 1,
                             code => refused.push(format!("{code} {}", r.text().await.unwrap_or_default())),
@@ -268,7 +282,7 @@ async fn tells_sent_while_counters_move_are_each_accepted_and_handled_exactly_on
 
     // Every counter told without pause by three senders, one tell at a time each, through the first worker,
     // while the pool grows to 3 workers and counters move.
-    let senders = Senders::start(&env, &ip, 3);
+    let senders = Senders::start(&env, std::slice::from_ref(&ip), 3);
     tokio::time::sleep(Duration::from_secs(1)).await;
     env.kubectl_ok(&["scale", "actorpool", "counters", "--replicas", "3"]);
     let after = running_balanced(&env, 3).await;

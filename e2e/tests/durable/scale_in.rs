@@ -19,26 +19,30 @@ async fn counters_told_while_the_pool_scales_in_keep_their_exact_count_and_no_te
         .replace("behavior: counter}", "behavior: counter, config: {latencyMs: 5}}");
     assert!(env.apply(&slow).0);
     let before = running_balanced(&env, 3).await;
-    // The local Deployment controller keeps the pod whose name sorts last: the senders go
-    // through it, so that no request is cut by the end of the process it went to.
-    let mut pods = env.pods().await;
-    pods.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    let staying = pods.last().unwrap()["name"].as_str().unwrap().to_string();
-    let ip = pods.last().unwrap()["ip"].as_str().unwrap().to_string();
-    let leaving: Vec<String> = pods[..2]
+    // Whichever pods the Deployment controller stops, senders go on through one that is up.
+    let pods = env.pods().await;
+    let ips: Vec<String> = pods
         .iter()
-        .map(|p| p["name"].as_str().unwrap().to_string())
+        .map(|p| p["ip"].as_str().unwrap().to_string())
         .collect();
-    let on_leaving = before.values().filter(|(_, w, ..)| leaving.contains(w)).count();
-
     // Two senders per counter, one tell at a time each, from before the scale-in to after it.
-    let senders = Senders::start(&env, &ip, 2);
+    let senders = Senders::start(&env, &ips, 2);
     tokio::time::sleep(Duration::from_secs(1)).await;
     env.kubectl_ok(&["scale", "actorpool", "counters", "--replicas", "1"]);
-    let after = running(&env, "every counter Running on the worker that stays", |a| {
-        a.values().all(|(_, w, ..)| *w == staying)
-    })
-    .await;
+    let after = running_on(&env, 1).await;
+    let staying = after.values().next().unwrap().1.clone();
+    let leaving: Vec<String> = pods
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .filter(|n| *n != staying)
+        .collect();
+    let ip = pods
+        .iter()
+        .find(|p| p["name"] == staying.as_str())
+        .and_then(|p| p["ip"].as_str())
+        .unwrap()
+        .to_string();
+    let on_leaving = before.values().filter(|(_, w, ..)| leaving.contains(w)).count();
     // The leaving workers are gone: their processes ended (after their leave, not at its
     // timeout: see the pool's Events below).
     eventually("the leaving workers' pods are gone", WAIT, || async {
