@@ -133,7 +133,7 @@ async fn traced(
                 trace_id = %t.trace_id_hex(),
                 span_id = %t.span_id_hex(),
             );
-            tracing::Instrument::instrument(crate::trace::within(Some(t), delivered), span).await
+            crate::trace::within(t, span, delivered).await
         }
     }
 }

@@ -99,12 +99,10 @@ pub fn current() -> Option<TraceParent> {
     CURRENT.try_with(|t| *t).ok()
 }
 
-/// Runs `f` with `trace` as the current trace (no trace: as it is).
-pub async fn within<F: Future>(trace: Option<TraceParent>, f: F) -> F::Output {
-    match trace {
-        Some(t) => CURRENT.scope(t, f).await,
-        None => f.await,
-    }
+/// Runs `f` with `trace` as the current trace, inside `span` (whose fields name the trace, so
+/// that logs written inside show it).
+pub async fn within<F: Future>(trace: TraceParent, span: tracing::Span, f: F) -> F::Output {
+    tracing::Instrument::instrument(CURRENT.scope(trace, f), span).await
 }
 
 #[cfg(test)]
@@ -164,7 +162,8 @@ mod tests {
     async fn the_current_trace_is_the_one_a_task_runs_within() {
         let t = TraceParent::parse(EXAMPLE).unwrap();
         assert_eq!(current(), None);
-        assert_eq!(within(Some(t), async { current() }).await, Some(t));
-        assert_eq!(within(None, async { current() }).await, None);
+        let span = tracing::Span::none();
+        assert_eq!(within(t, span, async { current() }).await, Some(t));
+        assert_eq!(current(), None, "only inside");
     }
 }

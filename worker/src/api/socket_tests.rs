@@ -16,22 +16,31 @@ use troupe_net::testing::post;
 use super::*;
 use crate::{builtin, host::HostConfig, metrics::Metrics};
 
-const TOKEN: &str = "pool-token";
+pub(super) const TOKEN: &str = "pool-token";
+
+/// The API of a started worker whose host is `host`, on a free port, with the pool's token.
+pub(super) async fn serve(host: Arc<Host>, forwarder: Arc<Forwarder>) -> SocketAddr {
+    let state = Arc::new(ApiState {
+        host,
+        token: Some(TOKEN.into()),
+        forwarder,
+        started: AtomicBool::new(true),
+        ready: AtomicBool::new(true),
+    });
+    let limits = limits(Duration::from_secs(1));
+    troupe_net::testing::start(router(state), limits).await.0
+}
 
 /// The worker's API on a free port, with `routes` for actors hosted elsewhere.
 async fn start(routes: HashMap<ActorKey, String>) -> SocketAddr {
     let host = Host::start(HostConfig::default(), builtin::registry(), Metrics::new())
         .await
         .unwrap();
-    let state = Arc::new(ApiState {
+    serve(
         host,
-        token: Some(TOKEN.into()),
-        forwarder: Arc::new(Forwarder::with_static_routes(Some(TOKEN.into()), routes)),
-        started: AtomicBool::new(true),
-        ready: AtomicBool::new(true),
-    });
-    let limits = limits(Duration::from_secs(1));
-    troupe_net::testing::start(router(state), limits).await.0
+        Arc::new(Forwarder::with_static_routes(Some(TOKEN.into()), routes)),
+    )
+    .await
 }
 
 /// A server that counts its connections and answers each with a JSON body of `size` bytes.
@@ -142,17 +151,8 @@ async fn start_with_host(routes: HashMap<ActorKey, String>, wait: Duration) -> (
     let host = Host::start(HostConfig::default(), builtin::registry(), Metrics::new())
         .await
         .unwrap();
-    let state = Arc::new(ApiState {
-        host: host.clone(),
-        token: Some(TOKEN.into()),
-        forwarder: Arc::new(
-            Forwarder::with_static_routes(Some(TOKEN.into()), routes).with_move_buffer(wait, 2),
-        ),
-        started: AtomicBool::new(true),
-        ready: AtomicBool::new(true),
-    });
-    let limits = limits(Duration::from_secs(1));
-    (troupe_net::testing::start(router(state), limits).await.0, host)
+    let forwarder = Forwarder::with_static_routes(Some(TOKEN.into()), routes).with_move_buffer(wait, 2);
+    (serve(host.clone(), Arc::new(forwarder)).await, host)
 }
 
 fn counter() -> crate::host::Assignment {

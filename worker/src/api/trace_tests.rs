@@ -4,7 +4,10 @@
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
-use super::*;
+use super::{
+    socket_tests::{TOKEN, serve},
+    *,
+};
 use crate::{
     behavior::{ActorError, Behavior, Context, Registry},
     host::HostConfig,
@@ -12,7 +15,6 @@ use crate::{
     trace::TraceParent,
 };
 
-const TOKEN: &str = "pool-token";
 const INCOMING: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 type Seen = Arc<Mutex<Vec<(String, Option<TraceParent>)>>>;
@@ -46,18 +48,7 @@ async fn worker(actor: &str, routes: HashMap<ActorKey, String>, seen: &Seen) -> 
     host.upsert(ActorKey::new("ns", actor), spec, Some(1)).await;
     let forwarder = Arc::new(Forwarder::with_static_routes(Some(TOKEN.into()), routes));
     host.set_router(forwarder.clone());
-    let state = Arc::new(ApiState {
-        host,
-        token: Some(TOKEN.into()),
-        forwarder,
-        started: AtomicBool::new(true),
-        ready: AtomicBool::new(true),
-    });
-    let limits = limits(Duration::from_secs(1));
-    troupe_net::testing::start(router(state), limits)
-        .await
-        .0
-        .to_string()
+    serve(host, forwarder).await.to_string()
 }
 
 async fn tell(addr: &str, actor: &str, body: Value, traceparent: Option<&str>) -> u16 {

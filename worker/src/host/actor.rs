@@ -300,8 +300,7 @@ impl RactorActor for HostedActor {
                                 trace_id = %t.trace_id_hex(),
                                 span_id = %t.span_id_hex(),
                             );
-                            tracing::Instrument::instrument(crate::trace::within(Some(t), handled), span)
-                                .await
+                            crate::trace::within(t, span, handled).await
                         }
                     };
                     state.latency.observe(env.enqueued.elapsed().as_secs_f64());
