@@ -33,7 +33,7 @@ impl Default for WorkerTimings {
             passivate_after: Duration::from_secs(60),
             stop_deadline: Duration::from_millis(500),
             drain_timeout: Duration::from_secs(10),
-            leave_timeout: Duration::ZERO,
+            leave_timeout: Duration::from_secs(15),
             mailbox_block_timeout: Duration::from_secs(1),
             mailbox_capacity: 1000,
         }

@@ -20,28 +20,51 @@ use crate::host::Host;
 pub enum Left {
     /// Every actor moved away and everything owed to them (confirmations, states) is done.
     Empty,
+    /// No other worker of the pool could take the actors (the last worker of a pool scaled to
+    /// zero or deleted, a worker run alone): waiting would change nothing. They stop the old
+    /// way, with these many still here.
+    NobodyToTake { still_here: usize },
     /// The timeout ran out with these many actors still here.
     TimedOut { still_here: usize },
     /// The lease was lost meanwhile: the operator fails the actors over; nothing more to do.
     Fenced,
 }
 
+/// How often a leaving worker asks whether another worker could take its actors.
+const LOOK_FOR_TAKERS_EVERY: Duration = Duration::from_secs(1);
+
 /// Says the worker leaves (`leaving` carries since when, for the Lease) and waits, up to
-/// `timeout`, until it hosts no actor and owes nothing to those that left.
-pub async fn leave(
+/// `timeout`, until it hosts no actor and owes nothing to those that left. `anyone_to_take`
+/// says whether another worker of the pool could take actors (`None`: cannot tell, keep
+/// waiting); asked at once and then every second while actors are still here.
+pub async fn leave<F, Fut>(
     host: &Arc<Host>,
     leaving: &tokio::sync::watch::Sender<Option<String>>,
     timeout: Duration,
-) -> Left {
+    mut anyone_to_take: F,
+) -> Left
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<bool>>,
+{
     let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     leaving.send_replace(Some(since));
     let until = Instant::now() + timeout;
+    let mut next_look = Instant::now();
     loop {
         if host.is_fenced() || !host.config().lease.is_live() {
             return Left::Fenced;
         }
         if host.is_empty() && host.departures_settled() {
             return Left::Empty;
+        }
+        if !host.is_empty() && Instant::now() >= next_look {
+            next_look = Instant::now() + LOOK_FOR_TAKERS_EVERY;
+            if anyone_to_take().await == Some(false) {
+                return Left::NobodyToTake {
+                    still_here: host.len(),
+                };
+            }
         }
         if Instant::now() >= until {
             return Left::TimedOut {
@@ -62,6 +85,11 @@ mod tests {
         host::{ActorKey, Assignment, HostConfig},
         metrics::Metrics,
     };
+
+    /// Another worker of the pool could take the actors.
+    async fn someone() -> Option<bool> {
+        Some(true)
+    }
 
     async fn host_with_counters(n: usize) -> (Arc<Host>, Vec<ActorKey>) {
         let host = Host::start(HostConfig::default(), builtin::registry(), Metrics::new())
@@ -96,7 +124,7 @@ mod tests {
         let (leaving, told) = tokio::sync::watch::channel(None);
         let left = tokio::spawn({
             let host = host.clone();
-            async move { leave(&host, &leaving, Duration::from_secs(30)).await }
+            async move { leave(&host, &leaving, Duration::from_secs(30), someone).await }
         });
         // The operator moves the actors away: the watch removes them, the status writer takes
         // the departures, the next workers take the states.
@@ -127,7 +155,25 @@ mod tests {
     async fn a_leave_that_times_out_says_how_many_actors_are_still_here() {
         let (host, _keys) = host_with_counters(2).await;
         let (leaving, _told) = tokio::sync::watch::channel(None);
-        let outcome = leave(&host, &leaving, Duration::from_millis(100)).await;
+        let outcome = leave(&host, &leaving, Duration::from_millis(100), someone).await;
         assert_eq!(outcome, Left::TimedOut { still_here: 2 });
+    }
+
+    #[tokio::test]
+    async fn the_last_worker_of_a_pool_stops_at_once_instead_of_waiting_for_a_move_nobody_makes() {
+        let (host, _keys) = host_with_counters(2).await;
+        let (leaving, _told) = tokio::sync::watch::channel(None);
+        let began = Instant::now();
+        let outcome = leave(&host, &leaving, Duration::from_secs(30), || async { Some(false) }).await;
+        assert_eq!(outcome, Left::NobodyToTake { still_here: 2 });
+        assert!(began.elapsed() < Duration::from_secs(5), "{:?}", began.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_cannot_tell_whether_anyone_takes_its_actors_waits_for_them() {
+        let (host, _keys) = host_with_counters(1).await;
+        let (leaving, _told) = tokio::sync::watch::channel(None);
+        let outcome = leave(&host, &leaving, Duration::from_millis(1500), || async { None }).await;
+        assert_eq!(outcome, Left::TimedOut { still_here: 1 });
     }
 }

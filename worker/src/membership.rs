@@ -12,8 +12,8 @@ use k8s_openapi::{
     api::coordination::v1::Lease, apimachinery::pkg::apis::meta::v1::MicroTime, jiff::Timestamp,
 };
 use kube::{
-    Api, Client,
-    api::{DeleteParams, Patch, PatchParams},
+    Api, Client, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
 };
 use serde_json::json;
 use troupe_crds::labels;
@@ -161,6 +161,41 @@ pub async fn watchdog(host: Arc<Host>, every: Duration) {
     }
 }
 
+/// How many other workers of this worker's pool could take its actors: their Lease is held,
+/// renewed lately and not leaving. Asked by a leaving worker, so that the last worker of a pool
+/// (scaled to zero, deleted, or run alone) stops at once instead of waiting for a move that
+/// nobody will make. `Err` when the Leases cannot be listed: the caller keeps waiting.
+pub async fn takers(client: Client, cfg: &LeaseConfig) -> Result<usize, kube::Error> {
+    let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
+    let selector = format!("{}={}", labels::POOL, cfg.pool);
+    let leases = api.list(&ListParams::default().labels(&selector)).await?;
+    Ok(count_takers(&leases.items, &cfg.pod, Timestamp::now()))
+}
+
+/// The Leases of `leases` whose worker could take actors at `now`: another holder, not
+/// leaving, renewed within two lease durations. Judged on this worker's wall clock against the
+/// peer's: a skewed clock only changes how long a leave waits, never who runs an actor (the
+/// operator judges liveness, and fencing keeps a single activation either way).
+fn count_takers(leases: &[Lease], me: &str, now: Timestamp) -> usize {
+    leases
+        .iter()
+        .filter(|lease| lease.name_any() != me)
+        .filter(|lease| !lease.annotations().contains_key(labels::LEAVING))
+        .filter(|lease| {
+            let Some(spec) = &lease.spec else {
+                return false;
+            };
+            let held = spec.holder_identity.as_deref().is_some_and(|h| !h.is_empty());
+            let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0).max(1));
+            let fresh = spec
+                .renew_time
+                .as_ref()
+                .is_some_and(|renewed| renewed.0.as_second() + 2 * duration >= now.as_second());
+            held && fresh
+        })
+        .count()
+}
+
 /// Deletes the lease so the operator can re-place this worker's actors at once.
 pub async fn release(client: Client, cfg: &LeaseConfig) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
@@ -212,6 +247,41 @@ mod tests {
             "2026-11-23T10:00:00Z"
         );
         assert_eq!(body["spec"]["holderIdentity"], "w-1", "it still holds the lease");
+    }
+
+    fn peer(name: &str, renewed_secs_ago: i64, leaving: bool) -> Lease {
+        let now = Timestamp::now().as_second();
+        let mut body = lease_body(
+            &LeaseConfig {
+                pod: name.into(),
+                ..cfg()
+            },
+            &MicroTime(Timestamp::now()),
+            leaving.then_some("2026-11-23T10:00:00Z"),
+        );
+        body["spec"]["renewTime"] = json!(MicroTime(Timestamp::from_second(now - renewed_secs_ago).unwrap()));
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn only_other_live_workers_that_are_not_leaving_could_take_a_leaving_workers_actors() {
+        let now = Timestamp::now();
+        let me = peer("w-1", 0, true);
+        assert_eq!(count_takers(std::slice::from_ref(&me), "w-1", now), 0, "a worker alone");
+        let leaving = peer("w-2", 0, true);
+        let expired = peer("w-3", 25, false);
+        assert_eq!(
+            count_takers(&[me.clone(), leaving, expired], "w-1", now),
+            0,
+            "the others leave too (scaled to zero, pool deleted) or lapsed two leases ago"
+        );
+        let live = peer("w-4", 3, false);
+        let late = peer("w-5", 15, false);
+        assert_eq!(
+            count_takers(&[me, live, late], "w-1", now),
+            2,
+            "a renewal up to two leases old counts: clocks differ"
+        );
     }
 
     #[test]

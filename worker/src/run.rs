@@ -76,11 +76,11 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     /// On SIGTERM, how long the worker waits for the operator to move its actors to the pool's
     /// other workers (each handed over with its state) before it stops the ones still here.
-    /// 0s (the default): stop them at once (they fail over). Off by default because a worker
-    /// cannot yet tell that no other worker will take its actors (the last worker of a pool, a
-    /// deleted pool, a worker run alone), and would wait the whole timeout. Keep
-    /// `terminationGracePeriodSeconds` above this plus the drain timeout.
-    #[arg(long, env = "TROUPE_LEAVE_TIMEOUT", default_value = "0s", value_parser = parse_duration)]
+    /// A worker that no other live worker of its pool could relieve (the last worker of a pool
+    /// scaled to zero or deleted, a worker run alone) does not wait. 0s: stop the actors at
+    /// once (they fail over). Keep `terminationGracePeriodSeconds` above this plus the drain
+    /// timeout (the defaults, 15 s + 10 s, fit Kubernetes' 30 s).
+    #[arg(long, env = "TROUPE_LEAVE_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub leave_timeout: Duration,
     /// How long a message for an actor that is moving waits at the worker that received it for
     /// the actor's next worker, before it is answered 503.
@@ -291,10 +291,23 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
         let actors = host.len();
         tracing::info!(actors, timeout = ?cfg.leave_timeout, "SIGTERM: leaving; the operator moves this worker's actors to the pool's other workers");
         let began = std::time::Instant::now();
-        match leave::leave(&host, &leaving_tx, cfg.leave_timeout).await {
+        let anyone_to_take = || async {
+            match membership::takers(client.clone(), &lease_cfg).await {
+                Ok(n) => Some(n > 0),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not list the pool's workers: waiting for the moves");
+                    None
+                }
+            }
+        };
+        match leave::leave(&host, &leaving_tx, cfg.leave_timeout, anyone_to_take).await {
             leave::Left::Empty => {
                 tracing::info!(actors, took = ?began.elapsed(), "every actor moved away with its state")
             }
+            leave::Left::NobodyToTake { still_here } => tracing::info!(
+                still_here,
+                "no other worker of the pool could take the actors: they stop here"
+            ),
             leave::Left::TimedOut { still_here } => {
                 tracing::warn!(
                     still_here,

@@ -10,13 +10,8 @@ use crate::common::TestEnv;
 async fn counters_told_while_the_pool_scales_in_keep_their_exact_count_and_no_tell_is_refused() {
     let env = TestEnv::new("durable-scale-in").await;
     env.secret("troupe-worker-token", &[("token", TOKEN)]);
-    // The leave is off by default (TROUPE_LEAVE_TIMEOUT=0s): this pool turns it on.
-    let slow = manifests(3, "")
-        .replace(
-            "value: \"1\"}",
-            "value: \"1\"}, {name: TROUPE_LEAVE_TIMEOUT, value: 15s}",
-        )
-        .replace("behavior: counter}", "behavior: counter, config: {latencyMs: 5}}");
+    // The leave is on by default (TROUPE_LEAVE_TIMEOUT=15s): the pool does not set it.
+    let slow = manifests(3, "").replace("behavior: counter}", "behavior: counter, config: {latencyMs: 5}}");
     assert!(env.apply(&slow).0);
     let before = running_balanced(&env, 3).await;
     // Whichever pods the Deployment controller stops, senders go on through one that is up.
