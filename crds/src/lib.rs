@@ -32,7 +32,7 @@ pub use config::ActorConfig;
 pub use pool::{
     AbortKind, AbortReason, ActorCounts, ActorPool, ActorPoolSpec, ActorPoolStatus, AlertRollbackSpec,
     AnalysisSpec, AnalysisStatus, AnalysisStep, BlueGreenStrategy, BuiltinMetric, CanaryStep, CanaryStrategy,
-    HandledCommand, MailboxFullPolicy, MailboxSpec, MeasurementOutcome, MetricProvider, MetricResult,
-    MetricSpec, PauseStep, PersistenceMode, PersistenceSpec, PoolPhase, PrometheusProvider, RolloutStrategy,
-    Threshold, WorkerMetricProvider,
+    HandledCommand, MEASUREMENT_HISTORY, MailboxFullPolicy, MailboxSpec, Measurement, MeasurementOutcome,
+    MetricProvider, MetricResult, MetricSpec, PauseStep, PersistenceMode, PersistenceSpec, PoolPhase,
+    PrometheusProvider, RolloutStrategy, Threshold, WorkerMetricProvider,
 };

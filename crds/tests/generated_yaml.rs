@@ -88,6 +88,20 @@ fn pools_have_status_and_scale_subresources_for_kubectl_scale_and_hpa() {
     assert!(version("actors")["subresources"]["status"].is_object());
 }
 
+/// The status keeps a bounded history of each metric, and the API server enforces the bound too.
+#[test]
+fn a_metrics_recent_measurements_are_bounded_in_the_schema_by_the_operators_constant() {
+    let status = &version("actorpools")["schema"]["openAPIV3Schema"]["properties"]["status"];
+    let result = &status["properties"]["analysis"]["properties"]["results"]["items"];
+    let measurements = &result["properties"]["measurements"];
+    assert_eq!(
+        measurements["maxItems"].as_u64(),
+        Some(troupe_crds::MEASUREMENT_HISTORY as u64)
+    );
+    let fields = measurements["items"]["properties"].as_object().unwrap();
+    assert_eq!(fields.keys().collect::<Vec<_>>(), ["outcome", "time", "value"]);
+}
+
 /// Every field a user can set carries prose, because it becomes `kubectl explain` text.
 #[test]
 fn every_spec_field_is_documented() {

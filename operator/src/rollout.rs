@@ -513,6 +513,7 @@ pub fn advance(pool: &ActorPool, current: &Rollout, obs: &Observed) -> Decision 
 }
 
 mod account;
+mod history;
 mod progress;
 mod settings;
 #[cfg(test)]

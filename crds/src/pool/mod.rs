@@ -19,8 +19,8 @@ pub use analysis::{
 pub use persistence::{DEFAULT_CHECKPOINT_EVERY, PersistenceMode, PersistenceSpec, StoreSecretRef};
 pub use rollout::{AnalysisStep, BlueGreenStrategy, CanaryStep, CanaryStrategy, PauseStep, RolloutStrategy};
 pub use status::{
-    AbortKind, AbortReason, ActorCounts, ActorPoolStatus, AnalysisStatus, HandledCommand, MeasurementOutcome,
-    MetricResult, PoolPhase,
+    AbortKind, AbortReason, ActorCounts, ActorPoolStatus, AnalysisStatus, HandledCommand,
+    MEASUREMENT_HISTORY, Measurement, MeasurementOutcome, MetricResult, PoolPhase,
 };
 
 /// An ActorPool is a fleet of worker pods running one worker image. Each revision of its pod

@@ -91,7 +91,27 @@ pub enum MeasurementOutcome {
     Inconclusive,
 }
 
-/// The latest measurement of one metric.
+/// How many recent measurements of each metric `status.analysis.results[].measurements` keeps
+/// (Argo Rollouts keeps an AnalysisRun's measurements the same way). Ten rounds are a minute and
+/// a half at the default 10 s interval, enough to see a trend, while a pool's status stays small:
+/// a measurement is about 80 bytes of JSON, so the 16 metrics an analysis may define add at most
+/// about 13 KiB.
+pub const MEASUREMENT_HISTORY: usize = 10;
+
+/// One measurement of a metric, kept in its recent history.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Measurement {
+    /// When the round of measurements it belongs to was taken.
+    pub time: Time,
+    /// Passed, Failed or Inconclusive.
+    pub outcome: MeasurementOutcome,
+    /// The measured value; absent when there was none (no data, or a query that could not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+}
+
+/// The latest measurement of one metric, and its recent ones.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricResult {
@@ -106,6 +126,14 @@ pub struct MetricResult {
     pub threshold: String,
     /// What was measured or why there is no value.
     pub message: String,
+    /// The recent measurements of this metric on `status.analysis.revision`, oldest first and
+    /// the latest (this result's own) last, at most 10: older ones are dropped. Started afresh
+    /// when the revision analysed changes or its analysis starts over (a retry, post-promotion
+    /// analysis), and when a round leaves this metric out (an analysis step measuring only some
+    /// metrics). Rounds without a value are kept as such.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MEASUREMENT_HISTORY))]
+    pub measurements: Vec<Measurement>,
 }
 
 /// The analysis of the revision being judged.
@@ -129,7 +157,7 @@ pub struct AnalysisStatus {
     /// When the first failed measurement of this rollout was taken (for time-to-detect).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_failure_at: Option<Time>,
-    /// The latest measurement of each metric.
+    /// The latest measurement of each metric of the last round, each with its recent ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub results: Vec<MetricResult>,

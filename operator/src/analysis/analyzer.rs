@@ -107,6 +107,8 @@ impl Analyzer {
                 threshold: threshold_of(m),
                 // Into the pool's status and Events: no configured credentials.
                 message: troupe_net::redact_urls_in(&message),
+                // The rollout adds the metric's earlier measurements (`rollout/history.rs`).
+                measurements: Vec::new(),
             });
         }
         Round {

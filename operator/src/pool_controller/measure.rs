@@ -161,6 +161,7 @@ fn over_budget(
                 pool.name_any(),
                 budget.as_secs()
             ),
+            measurements: Vec::new(),
         })
         .collect();
     Round {

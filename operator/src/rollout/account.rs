@@ -18,7 +18,7 @@ impl Machine<'_> {
                 ..Default::default()
             });
         a.measured_at = Some(Time(round.time));
-        a.results = round.results.clone();
+        a.results = history::with_history(Some(&a), round);
         let outcome = round.outcome();
         match outcome {
             MeasurementOutcome::Passed => {

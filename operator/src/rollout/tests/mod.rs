@@ -85,6 +85,7 @@ fn round(outcome: MeasurementOutcome, value: Option<f64>, at: i64) -> Round {
             value,
             threshold: "<= 0.05".into(),
             message: "measured on 1 worker".into(),
+            measurements: Vec::new(),
         }],
         time: t(at),
     }
@@ -495,4 +496,43 @@ fn a_promote_with_no_rollout_in_progress_is_acted_on_as_a_no_op_and_does_not_ski
     s.step(1);
     let d = s.step(1);
     assert_eq!((d.next.step, d.phase), (Some(1), PoolPhase::Paused));
+}
+
+#[test]
+fn each_round_adds_to_its_metrics_history_across_steps_and_the_aborting_round_stays_to_be_seen() {
+    let mut s = Sim::new(pool(
+        canary(json!([{"setWeight": 50}, {"analysis": {"count": 1}}, {"setWeight": 100}, {"pause": {}}])),
+        Some(error_rate_analysis(0)),
+        None,
+    ));
+    s.step(0);
+    s.step(1);
+    s.step_with(10, |o| {
+        o.round = Some(round(MeasurementOutcome::Inconclusive, None, 11))
+    });
+    let d = s.step_with(10, |o| {
+        o.round = Some(round(MeasurementOutcome::Passed, Some(0.01), 21))
+    });
+    assert_eq!(
+        d.next.step,
+        Some(2),
+        "the analysis step passed: the history goes on"
+    );
+    let d = s.step_with(10, |o| {
+        o.round = Some(round(MeasurementOutcome::Failed, Some(0.5), 31))
+    });
+    assert!(d.aborted.is_some());
+    let kept: Vec<_> = d.next.analysis.as_ref().unwrap().results[0]
+        .measurements
+        .iter()
+        .map(|m| (m.outcome, m.value, m.time.0))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (MeasurementOutcome::Inconclusive, None, t(11)),
+            (MeasurementOutcome::Passed, Some(0.01), t(21)),
+            (MeasurementOutcome::Failed, Some(0.5), t(31)),
+        ]
+    );
 }
