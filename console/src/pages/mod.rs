@@ -7,6 +7,7 @@
 pub mod act;
 pub mod actor;
 pub mod actors;
+pub mod chart;
 pub mod overview;
 pub mod pool;
 

@@ -1,5 +1,6 @@
 //! `/namespaces/{ns}/pools/{name}`: a pool's rollout (steps with the current one marked,
-//! analysis per metric, the abort reason), its workers and its Events.
+//! analysis per metric with its recent measurements drawn against the threshold, the abort
+//! reason), its workers and its Events.
 
 use std::sync::Arc;
 
@@ -8,9 +9,13 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use maud::html;
-use troupe_crds::{Actor, ActorPool, MeasurementOutcome};
+use troupe_crds::{Actor, ActorPool};
 
-use super::{Page, badge, conditions_table, events_table, or_dash, when};
+use super::{
+    Page, badge,
+    chart::{analysis_charts, outcome_badge},
+    conditions_table, events_table, or_dash, when,
+};
 use crate::{
     live::topics::pool_topic,
     query::ActorQuery,
@@ -111,10 +116,9 @@ pub fn page(ns: &str, name: &str, src: Sources, now: Timestamp) -> Page {
                         thead { tr { th scope="col" { "Metric" } th scope="col" { "Outcome" } th scope="col" { "Value" } th scope="col" { "Threshold" } th scope="col" { "Measured" } } }
                         tbody {
                             @for r in &a.results {
-                                @let (sym, class) = match r.outcome { MeasurementOutcome::Passed => ("✔", "ok"), MeasurementOutcome::Failed => ("✖", "bad"), MeasurementOutcome::Inconclusive => ("?", "wait") };
                                 tr {
                                     th scope="row" { (r.name) }
-                                    td { span class={ "badge " (class) } { span aria-hidden="true" { (sym) } " " (format!("{:?}", r.outcome)) } }
+                                    td { (outcome_badge(r.outcome)) }
                                     td.num { @match r.value { Some(v) => (format!("{v:.4}")), None => "—" } }
                                     td { (r.threshold) }
                                     td { (r.message) }
@@ -122,6 +126,7 @@ pub fn page(ns: &str, name: &str, src: Sources, now: Timestamp) -> Page {
                             }
                         }
                     }
+                    (analysis_charts(a, now))
                 }
             }
         }

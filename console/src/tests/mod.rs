@@ -3,6 +3,7 @@
 
 mod access;
 mod actions;
+mod chart;
 mod forms;
 mod live;
 mod pages;

@@ -4,6 +4,7 @@
 //! The pages (`crate::pages`) only lay these out.
 
 pub mod actor;
+pub mod chart;
 pub mod event;
 pub mod phase;
 pub mod pool;
