@@ -30,7 +30,7 @@ use troupe_client::{
     actions::{self, ActorAction, PoolAction},
     messages::{self, Kind, Messenger, Route},
 };
-use troupe_crds::{Actor, ActorPool};
+use troupe_crds::{Actor, ActorPool, MeasurementOutcome};
 use troupe_operator::rollout::canary_steps;
 
 #[derive(Parser)]
@@ -463,6 +463,25 @@ fn render(pool: &ActorPool, actors: &[Actor]) -> String {
                 r.threshold,
                 r.message
             );
+            // The metric's recent rounds (status keeps the last 10), oldest first.
+            if r.measurements.len() > 1 {
+                let recent: Vec<String> = r
+                    .measurements
+                    .iter()
+                    .map(|m| {
+                        let mark = match m.outcome {
+                            MeasurementOutcome::Passed => "passed",
+                            MeasurementOutcome::Failed => "FAILED",
+                            MeasurementOutcome::Inconclusive => "inconclusive",
+                        };
+                        match m.value {
+                            Some(v) => format!("{v:.4} {mark}"),
+                            None => format!("- {mark}"),
+                        }
+                    })
+                    .collect();
+                out += &format!("  {:<24} recent, oldest first: {}\n", "", recent.join(", "));
+            }
         }
     }
     if let Some(a) = &s.abort {
