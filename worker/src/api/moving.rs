@@ -81,7 +81,10 @@ where
         if !resp.headers().contains_key(MOVING) || forwarded {
             return resp;
         }
-        if Instant::now() + pause >= until {
+        // Look until the wait is over, the last time at its end: giving up when the next pause
+        // would pass it cut the wait short by up to a pause (seen: a 600 ms wait ended at 350 ms).
+        let now = Instant::now();
+        if now >= until {
             return resp;
         }
         if held.is_none() {
@@ -99,7 +102,7 @@ where
             }
             state.host.metrics().move_waits.inc();
         }
-        tokio::time::sleep(pause).await;
+        tokio::time::sleep(pause.min(until - now)).await;
         pause = (pause * 2).min(LONGEST_PAUSE);
     }
 }

@@ -211,6 +211,7 @@ async fn a_tell_for_an_actor_that_never_arrives_gets_503_after_the_wait_and_the_
     assert_eq!(full, 1, "{answers:?}");
     assert!(
         started.elapsed() >= Duration::from_millis(400),
-        "the others waited"
+        "the others waited: {:?} {answers:?}",
+        started.elapsed()
     );
 }
