@@ -472,6 +472,27 @@ async fn a_bad_revision_started_with_kubectl_shows_its_abort_reason_on_the_open_
     );
     let marker = b.execute("return window.troupeMarker;", vec![]).await.unwrap();
     assert_eq!(marker, 9, "the page was updated in place, not reloaded");
+    // The round that aborted it is drawn too, in the same region: the metric's chart names the
+    // failed measurement, marks it with a cross, and lists it under "Values".
+    let chart = b
+        .execute(
+            "const f = document.querySelector('#analysis-charts figure[data-metric=\"worker-errors\"]');
+             return f && [f.querySelector('svg[role=img]').getAttribute('aria-label'),
+                          f.querySelectorAll('svg .failed').length,
+                          f.querySelector('table.values').textContent];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let label = chart[0].as_str().unwrap_or_default();
+    assert!(
+        label.starts_with("worker-errors: ")
+            && label.contains("threshold <= 0.05")
+            && !label.contains(" 0 failed"),
+        "the chart's summary names the failed measurement: {chart}"
+    );
+    assert!(chart[1].as_u64() >= Some(1), "a failed mark: {chart}");
+    assert!(chart[2].as_str().is_some_and(|t| t.contains("Failed")), "{chart}");
     browser.screenshot("pool-aborted").await;
     let _ = b.clone().close().await;
 }
