@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -34,6 +35,11 @@ type kind struct {
 	// fields are the field selectors beyond metadata.name and metadata.namespace.
 	fields  func(obj runtime.Object) fields.Set
 	columns []column
+	// wide are the columns kubectl shows only with -o wide (priority 1), after AGE.
+	wide []column
+	// gracefulDelete, when set, makes deletes graceful as rest.RESTGracefulDeleteStrategy
+	// does: it sets options.GracePeriodSeconds and says whether the delete is graceful.
+	gracefulDelete func(obj runtime.Object, options *metav1.DeleteOptions) bool
 }
 
 var kinds = append(append(coreKinds, rbacKinds...), policyKinds...)
@@ -196,8 +202,9 @@ var coreKinds = []*kind{
 			p := obj.(*corev1.Pod)
 			return fields.Set{"spec.nodeName": p.Spec.NodeName, "status.phase": string(p.Status.Phase), "spec.serviceAccountName": p.Spec.ServiceAccountName}
 		},
-		columns: []column{{"Status", func(o runtime.Object) interface{} { return string(o.(*corev1.Pod).Status.Phase) }},
-			{"IP", func(o runtime.Object) interface{} { return o.(*corev1.Pod).Status.PodIP }}},
+		columns:        podColumns,
+		wide:           podWideColumns,
+		gracefulDelete: podGracefulDelete,
 	},
 	{resource: "events", singular: "event", kind: "Event", shortNames: []string{"ev"}, namespaced: true,
 		name: apivalidation.NameIsDNSSubdomain,

@@ -65,6 +65,9 @@ func storeFor(k *kind, opts generic.RESTOptionsGetter) (map[string]rest.Storage,
 		DeleteStrategy:            s,
 		TableConvertor:            table{k},
 	}
+	if k.gracefulDelete != nil {
+		store.DeleteStrategy = gracefulStrategy{s}
+	}
 	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: opts, AttrFunc: k.attrs}); err != nil {
 		return nil, fmt.Errorf("%s: %w", gr, err)
 	}

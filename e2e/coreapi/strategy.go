@@ -143,6 +143,9 @@ func (t table) ConvertToTable(_ context.Context, obj runtime.Object, _ runtime.O
 	if !event {
 		out.ColumnDefinitions = append(out.ColumnDefinitions, metav1.TableColumnDefinition{Name: "Age", Type: "string", Format: "date"})
 	}
+	for _, c := range t.k.wide {
+		out.ColumnDefinitions = append(out.ColumnDefinitions, metav1.TableColumnDefinition{Name: c.name, Type: "string", Priority: 1})
+	}
 	add := func(o runtime.Object) error {
 		m, err := meta.Accessor(o)
 		if err != nil {
@@ -156,6 +159,9 @@ func (t table) ConvertToTable(_ context.Context, obj runtime.Object, _ runtime.O
 			cells = append(cells[1:], m.GetName())
 		} else {
 			cells = append(cells, translateAge(m.GetCreationTimestamp().Time))
+		}
+		for _, c := range t.k.wide {
+			cells = append(cells, c.value(o))
 		}
 		out.Rows = append(out.Rows, metav1.TableRow{Cells: cells, Object: runtime.RawExtension{Object: o}})
 		return nil

@@ -4,71 +4,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestEnv, eventually};
+use common::{
+    TestEnv, eventually,
+    testpods::{WAIT, deployment, int, live_pods, status, wait_ready},
+};
 use serde_json::Value;
-
-const WAIT: Duration = Duration::from_secs(30);
-
-/// A Deployment of `troupe-testpod` pods with probes every second.
-fn deployment(name: &str, replicas: i32, env: &[(&str, &str)]) -> String {
-    let env: String = env
-        .iter()
-        .map(|(k, v)| format!("          - {{name: {k}, value: \"{v}\"}}\n"))
-        .collect();
-    format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      terminationGracePeriodSeconds: 2
-      containers:
-        - name: app
-          image: troupe/testpod:1
-          ports: [{{name: http, containerPort: 8080}}]
-          readinessProbe: {{httpGet: {{path: /readyz, port: http}}, periodSeconds: 1}}
-          livenessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1, failureThreshold: 2}}
-          env:
-          - {{name: TEST_MARK, value: "base"}}
-{env}"#
-    )
-}
-
-fn status(env: &TestEnv, name: &str) -> Value {
-    env.kubectl_json(&["get", "deployment", name])["status"].clone()
-}
-
-fn int(v: &Value, field: &str) -> i64 {
-    v[field].as_i64().unwrap_or(0)
-}
-
-async fn wait_ready(env: &TestEnv, name: &str, replicas: i64) -> Value {
-    eventually(
-        &format!("deployment {name} with {replicas} ready, updated, available replicas"),
-        WAIT,
-        || {
-            let s = status(env, name);
-            let done = int(&s, "replicas") == replicas
-                && int(&s, "readyReplicas") == replicas
-                && int(&s, "updatedReplicas") == replicas
-                && int(&s, "availableReplicas") == replicas;
-            std::future::ready(done.then_some(s))
-        },
-    )
-    .await
-}
-
-async fn live_pods(env: &TestEnv) -> Vec<Value> {
-    env.pods()
-        .await
-        .into_iter()
-        .filter(|p| p["terminating"] == false)
-        .collect()
-}
 
 #[tokio::test]
 async fn pods_run_as_processes_with_their_own_address_and_downward_api_env() {

@@ -1,6 +1,7 @@
 //! The node agent's own HTTP API (loopback only): list pods, kill a pod's containers (a crash:
 //! they restart in place), pause them (SIGSTOP, then SIGCONT after a while: a suspended VM),
-//! delete a pod (node loss: the Deployment gets a new pod with a new name and address).
+//! delete a pod (node loss: the Deployment gets a new pod with a new name and address; its Pod
+//! object is deleted with the grace period given).
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,7 +14,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{Node, remove_pod};
+use super::{Deletion, Node, remove_pod};
 
 pub async fn serve(node: Arc<Node>) -> anyhow::Result<()> {
     let listen = node.config.listen;
@@ -92,13 +93,8 @@ async fn delete_pod(
     if !state.pods.contains_key(&key) {
         return not_found(&ns, &name);
     }
-    let grace = q.grace.map(Duration::from_secs);
-    remove_pod(
-        &node,
-        &mut state,
-        &key,
-        Some(grace.unwrap_or(Duration::from_secs(30))),
-    );
+    let grace = q.grace.map_or(Duration::from_secs(30), Duration::from_secs);
+    remove_pod(&node, &mut state, &key, grace, Deletion::Ask);
     tracing::info!(namespace = %ns, pod = %name, "deleted the pod on request");
     (StatusCode::ACCEPTED, "deleted\n").into_response()
 }

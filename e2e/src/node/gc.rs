@@ -3,12 +3,10 @@
 //! Like the real collector, an object is deleted (in the background) when none of its
 //! ownerReferences points at a live object with the same uid. Owners of a kind the server does
 //! not serve are assumed alive: deleting on a guess would lose data. The kinds collected are the
-//! CRDs' (stand-ins included) and the core API's namespaced kinds that carry owners.
+//! CRDs' (stand-ins included) and the core API's kinds that carry owners, Pods among them (a
+//! Pod's deletion is graceful: the node agent stops it, then removes it).
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    time::Duration,
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::{
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -48,11 +46,11 @@ async fn served(client: &Client) -> kube::Result<BTreeMap<(String, String), Serv
         }
     }
     // The core API's kinds that carry ownerReferences (the operator's ServiceAccounts,
-    // RoleBindings and Services, a chart's ConfigMaps and Secrets). Not Pods: the API serves
-    // them, but this agent does not publish its pods there; a Pod owner (a worker's Lease has
-    // one) is alive while this node runs it (see `collect`).
+    // RoleBindings and Services, a chart's ConfigMaps and Secrets, the node agent's Pods) or
+    // are owners (a worker's Lease is its Pod's: the Pod stays until its containers are gone).
     const RBAC: &str = "rbac.authorization.k8s.io";
     for (group, kind, plural, namespaced) in [
+        ("", "Pod", "pods", true),
         ("", "ServiceAccount", "serviceaccounts", true),
         ("", "Secret", "secrets", true),
         ("", "ConfigMap", "configmaps", true),
@@ -73,17 +71,12 @@ async fn served(client: &Client) -> kube::Result<BTreeMap<(String, String), Serv
 }
 
 /// Whether the owner exists with the uid the reference names; `None` when it cannot be told.
-/// A Pod is alive while the node runs it, terminating included (`pods`: their uids).
 async fn owner_alive(
     client: &Client,
     served: &BTreeMap<(String, String), Served>,
-    pods: &BTreeSet<String>,
     ns: Option<&str>,
     owner: &OwnerReference,
 ) -> Option<bool> {
-    if owner.api_version == "v1" && owner.kind == "Pod" {
-        return Some(pods.contains(&owner.uid));
-    }
     let s = served.get(&(owner.api_version.clone(), owner.kind.clone()))?;
     let api: Api<DynamicObject> = match (s.namespaced, ns) {
         (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &s.resource),
@@ -97,14 +90,8 @@ async fn owner_alive(
     }
 }
 
-/// One pass: every object of every served kind whose owners are all gone is deleted. `pods`
-/// tells the uids of the pods the node runs now; it is asked after the objects are listed, so
-/// that a pod started meanwhile is never missed.
-pub async fn collect<F, Fut>(client: &Client, pods: F) -> kube::Result<usize>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = BTreeSet<String>>,
-{
+/// One pass: every object of every served kind whose owners are all gone is deleted.
+pub async fn collect(client: &Client) -> kube::Result<usize> {
     let served = served(client).await?;
     let mut deleted = 0;
     let kinds: Vec<_> = served.values().cloned().collect();
@@ -114,7 +101,6 @@ where
             Ok(l) => l,
             Err(_) => continue,
         };
-        let pods = pods().await;
         for obj in list.items {
             let owners = obj.metadata.owner_references.clone().unwrap_or_default();
             if owners.is_empty() || obj.metadata.deletion_timestamp.is_some() {
@@ -123,7 +109,7 @@ where
             let ns = obj.metadata.namespace.as_deref();
             let mut any_alive = false;
             for o in &owners {
-                if owner_alive(client, &served, &pods, ns, o).await != Some(false) {
+                if owner_alive(client, &served, ns, o).await != Some(false) {
                     any_alive = true;
                     break;
                 }
@@ -155,10 +141,9 @@ async fn delete(client: &Client, s: &Served, obj: &PartialObjectMeta<DynamicObje
 
 /// Runs the collector forever.
 pub async fn run(node: std::sync::Arc<super::Node>, every: Duration) {
-    let pods = || async { node.state.lock().await.pod_uids.clone() };
     loop {
         tokio::time::sleep(every).await;
-        if let Err(e) = collect(&node.client, pods).await {
+        if let Err(e) = collect(&node.client).await {
             tracing::warn!(error = %e, "garbage collection pass failed");
         }
     }

@@ -189,7 +189,7 @@ fn field_value(pod: &PodSpec, path: &str) -> Option<String> {
         "metadata.namespace" => Some(pod.namespace.clone()),
         "metadata.uid" => Some(pod.uid.clone()),
         "status.podIP" | "status.hostIP" => Some(pod.ip.clone()),
-        "spec.nodeName" => Some("troupe-local-node".into()),
+        "spec.nodeName" => Some(super::publish::NODE_NAME.into()),
         "spec.serviceAccountName" => Some("default".into()),
         _ => {
             let key = path.strip_prefix("metadata.labels['")?.strip_suffix("']")?;

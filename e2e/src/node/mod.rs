@@ -1,19 +1,25 @@
 //! The local node agent: plays the Deployment controller and the kubelet for Deployments.
 //!
 //! Each replica of a Deployment runs on its own loopback address, its containers as local
-//! processes or as podman containers (`runtime/`). The agent keeps Deployment status true
-//! (replicas, updated, ready, available, observedGeneration, conditions), replaces pods when the
-//! template changes (new pods first, an old one retired for each new one that is ready), scales,
-//! restarts crashed containers with the kubelet's backoff, and garbage-collects objects whose
-//! owners are gone. See docs/local-control-plane.md for how it differs from a real kubelet.
+//! processes or as podman containers (`runtime/`), and is a Pod object in the API (created
+//! before it starts, its status kept current, deleted when it is gone: `pods_api.rs`). The agent
+//! keeps Deployment status true (replicas, updated, ready, available, observedGeneration,
+//! conditions), replaces pods when the template changes (new pods first, an old one retired for
+//! each new one that is ready), scales (deleting pods in the ReplicaSet controller's order, pod
+//! deletion cost included), terminates Pods deleted through the API, restarts crashed containers
+//! with the kubelet's backoff, and garbage-collects objects whose owners are gone. See
+//! docs/local-control-plane.md for how it differs from a real kubelet.
 
 pub mod api;
+mod controller;
 pub mod deployment;
 pub mod gc;
 pub mod launch;
 pub mod pod;
 pub mod pod_files;
+pub mod pods_api;
 pub mod probe;
+pub mod publish;
 pub mod runtime;
 mod supervise;
 
@@ -27,14 +33,14 @@ use std::{
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
-    Api, Client, ResourceExt,
-    api::{Patch, PatchParams},
+    Api, Client,
     runtime::{WatchStreamExt, reflector, watcher},
 };
 use tokio::sync::Mutex;
 
-use deployment::{DeploymentKey, PlanStep, plan, status_for, template_hash};
-use pod::{Pod, PodSpec, RuntimeConfig};
+use deployment::DeploymentKey;
+use pod::{Pod, RuntimeConfig};
+use pods_api::PodStore;
 
 /// Settings of the node agent.
 #[derive(Clone, Debug)]
@@ -58,21 +64,20 @@ pub struct NodeConfig {
 #[derive(Default)]
 pub struct NodeState {
     pub pods: BTreeMap<(String, String), Pod>,
-    /// The uids of the pods this node runs or is still terminating (the garbage collector's
-    /// view of Pods, which are not published to the API).
+    /// The uids of the pods this node runs or is still terminating: their Pod objects stay.
     pub pod_uids: BTreeSet<String>,
     used_ips: BTreeSet<u32>,
 }
 
 impl NodeState {
-    fn allocate_ip(&mut self, subnet: &str) -> Option<String> {
+    pub(crate) fn allocate_ip(&mut self, subnet: &str) -> Option<String> {
         // .0.0, .0.1 and broadcast-looking addresses are skipped; 127.x.0.1 stays the host's.
         let n = (2..65534u32).find(|n| n % 256 != 0 && n % 256 != 255 && !self.used_ips.contains(n))?;
         self.used_ips.insert(n);
         Some(format!("{subnet}.{}.{}", n / 256, n % 256))
     }
 
-    fn release_ip(&mut self, subnet: &str, ip: &str) {
+    pub(crate) fn release_ip(&mut self, subnet: &str, ip: &str) {
         if let Some(rest) = ip.strip_prefix(subnet).and_then(|r| r.strip_prefix('.'))
             && let Some((a, b)) = rest.split_once('.')
             && let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>())
@@ -119,6 +124,8 @@ pub async fn run(config: NodeConfig, client: Client) -> anyhow::Result<()> {
             }
         });
     tokio::spawn(watch);
+    let (pods, watch_pods) = pods_api::watch(client.clone());
+    tokio::spawn(watch_pods);
 
     tokio::spawn(gc::run(node.clone(), config.gc_every));
     let api = tokio::spawn(api::serve(node.clone()));
@@ -133,6 +140,7 @@ pub async fn run(config: NodeConfig, client: Client) -> anyhow::Result<()> {
     };
     tokio::pin!(shutdown);
     store.wait_until_ready().await?;
+    pods.wait_until_ready().await?;
     tracing::info!("node agent running");
     let mut tick = tokio::time::interval(config.sync_every);
     loop {
@@ -140,7 +148,7 @@ pub async fn run(config: NodeConfig, client: Client) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 let span = tracing::debug_span!("sync");
                 let _e = span.enter();
-                sync(&node, &store.state()).await;
+                sync(&node, &store.state(), &pods).await;
             }
             _ = &mut shutdown => break,
         }
@@ -154,14 +162,25 @@ pub async fn run(config: NodeConfig, client: Client) -> anyhow::Result<()> {
     drop(state);
     let waits: Vec<_> = pods
         .into_values()
-        .map(|mut p| p.terminate(Duration::from_secs(5)))
+        .map(|mut p| {
+            let done = p.terminate(Duration::from_secs(5));
+            let client = node.client.clone();
+            // Their Pod objects go too: nothing runs them any more.
+            async move {
+                done.await;
+                pods_api::delete(&client, &p.namespace, &p.name, &p.uid, 0).await;
+            }
+        })
         .collect();
     futures::future::join_all(waits).await;
     Ok(())
 }
 
-/// One pass of the Deployment controller over every Deployment.
-async fn sync(node: &Arc<Node>, deployments: &[Arc<Deployment>]) {
+/// One pass of the node: its pods squared with their Pod objects (deletions through the API),
+/// the Deployment controller over every Deployment, then the pods' status written.
+async fn sync(node: &Arc<Node>, deployments: &[Arc<Deployment>], pods: &PodStore) {
+    let objects = pods_api::by_uid(pods);
+    pods_api::reconcile(node, &mut *node.state.lock().await, &objects);
     let mut live: BTreeSet<DeploymentKey> = BTreeSet::new();
     for d in deployments {
         let key = DeploymentKey::of(d);
@@ -169,24 +188,26 @@ async fn sync(node: &Arc<Node>, deployments: &[Arc<Deployment>]) {
         if d.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        if let Err(e) = sync_one(node, d, &key).await {
+        if let Err(e) = controller::sync_one(node, d, &key, &objects).await {
             tracing::warn!(deployment = %key, error = %e, "sync failed");
         }
     }
-    // Pods whose Deployment is gone are terminated, as the ReplicaSet GC would.
+    // Pods whose Deployment is gone are terminated, as the garbage collector would have their
+    // Pods deleted.
     let mut state = node.state.lock().await;
     let orphans: Vec<_> = state
         .pods
         .iter()
         .filter(|(_, p)| !live.contains(&DeploymentKey::new(&p.namespace, &p.deployment)))
-        .map(|(k, _)| k.clone())
+        .map(|(k, p)| (k.clone(), p.grace))
         .collect();
-    for k in orphans {
-        remove_pod(node, &mut state, &k, None);
+    for (k, grace) in orphans {
+        remove_pod(node, &mut state, &k, grace, Deletion::Ask);
     }
+    drop(state);
+    pods_api::publish_statuses(node).await;
     if let Some(path) = &node.config.scrape_targets {
-        let targets = scrape_targets(state.pods.values());
-        drop(state);
+        let targets = scrape_targets(node.state.lock().await.pods.values());
         if let Err(e) = write_if_changed(path, &targets) {
             tracing::warn!(path = %path.display(), error = %e, "writing the scrape targets failed");
         }
@@ -226,128 +247,45 @@ fn write_if_changed(path: &std::path::Path, content: &str) -> std::io::Result<()
     std::fs::rename(tmp, path)
 }
 
-async fn sync_one(node: &Arc<Node>, d: &Deployment, key: &DeploymentKey) -> anyhow::Result<()> {
-    let spec = d.spec.clone().unwrap_or_default();
-    let hash = template_hash(&spec.template);
-    let grace = Duration::from_secs(
-        spec.template
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
-            .unwrap_or(30)
-            .max(0) as u64,
-    );
-    let min_ready = Duration::from_secs(spec.min_ready_seconds.unwrap_or(0).max(0) as u64);
-    let mut state = node.state.lock().await;
-    let pods: Vec<_> = state
-        .pods
-        .values()
-        .filter(|p| p.namespace == key.namespace && p.deployment == key.name)
-        .collect();
-    for step in plan(spec.replicas.unwrap_or(1), &hash, &pods) {
-        match step {
-            PlanStep::Create => {
-                let Some(ip) = state.allocate_ip(&node.config.pod_subnet) else {
-                    anyhow::bail!("no free pod address in {}.0.0/16", node.config.pod_subnet);
-                };
-                let name = format!("{}-{}-{}", key.name, &hash[..10], random_suffix());
-                let spec = PodSpec {
-                    namespace: key.namespace.clone(),
-                    name: name.clone(),
-                    uid: format!("{}-{}", d.uid().unwrap_or_default(), random_suffix()),
-                    deployment: key.name.clone(),
-                    template_hash: hash.clone(),
-                    ip: ip.clone(),
-                    labels: spec
-                        .template
-                        .metadata
-                        .as_ref()
-                        .and_then(|m| m.labels.clone())
-                        .unwrap_or_default(),
-                    containers: spec
-                        .template
-                        .spec
-                        .as_ref()
-                        .map(|s| s.containers.clone())
-                        .unwrap_or_default(),
-                    grace,
-                    runtime_class: spec
-                        .template
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.runtime_class_name.clone()),
-                    security: spec
-                        .template
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.security_context.clone()),
-                    volumes: spec
-                        .template
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.volumes.clone())
-                        .unwrap_or_default(),
-                    service_account: spec
-                        .template
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.service_account_name.clone()),
-                    automount_token: spec
-                        .template
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.automount_service_account_token),
-                };
-                tracing::info!(deployment = %key, pod = %name, %ip, "creating pod");
-                let kubelet = pod::Kubelet {
-                    client: node.client.clone(),
-                    cluster: node.config.cluster.clone(),
-                };
-                state.pod_uids.insert(spec.uid.clone());
-                let pod = Pod::start(spec, &node.config.runtime, kubelet);
-                state.pods.insert((key.namespace.clone(), name), pod);
-            }
-            PlanStep::Delete(name) => {
-                tracing::info!(deployment = %key, pod = %name, "deleting pod");
-                remove_pod(node, &mut state, &(key.namespace.clone(), name), Some(grace));
-            }
-        }
-    }
-    let pods: Vec<_> = state
-        .pods
-        .values()
-        .filter(|p| p.namespace == key.namespace && p.deployment == key.name)
-        .collect();
-    let status = status_for(d, &hash, &pods, min_ready);
-    drop(state);
-    if let Some(status) = status {
-        let api: Api<Deployment> = Api::namespaced(node.client.clone(), &key.namespace);
-        let patch = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "status": status});
-        api.patch_status(
-            &key.name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("writing status: {e}"))?;
-    }
-    Ok(())
+/// Why a pod is removed, which tells what is left to do to its Pod object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Deletion {
+    /// The node decided (scale-down, rollout, its own HTTP API): the Pod is deleted through the
+    /// API with the same grace period, so that it shows Terminating meanwhile.
+    Ask,
+    /// The Pod was deleted through the API: it has its deletionTimestamp already.
+    Asked,
+    /// The Pod object is gone already.
+    Gone,
 }
 
-/// Starts the pod's termination in the background and frees its address when it is gone.
+/// Starts the pod's termination in the background (SIGTERM, SIGKILL after `grace`); when its
+/// containers are gone, its Pod object is deleted for good and its address freed.
 pub(crate) fn remove_pod(
     node: &Arc<Node>,
     state: &mut NodeState,
     key: &(String, String),
-    grace: Option<Duration>,
+    grace: Duration,
+    how: Deletion,
 ) {
     if let Some(mut pod) = state.pods.remove(key) {
-        let done = pod.terminate(grace.unwrap_or(Duration::from_secs(30)));
+        let done = pod.terminate(grace);
         let node = node.clone();
-        let ip = pod.ip.clone();
-        let uid = pod.uid.clone();
+        let (ns, name, ip, uid) = (
+            pod.namespace.clone(),
+            pod.name.clone(),
+            pod.ip.clone(),
+            pod.uid.clone(),
+        );
+        let grace_secs = grace.as_secs_f64().ceil() as u32;
         tokio::spawn(async move {
+            if how == Deletion::Ask {
+                pods_api::delete(&node.client, &ns, &name, &uid, grace_secs).await;
+            }
             done.await;
+            if how != Deletion::Gone {
+                pods_api::delete(&node.client, &ns, &name, &uid, 0).await;
+            }
             let mut state = node.state.lock().await;
             state.release_ip(&node.config.pod_subnet, &ip);
             state.pod_uids.remove(&uid);
@@ -356,7 +294,7 @@ pub(crate) fn remove_pod(
     }
 }
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();

@@ -5,7 +5,7 @@ use std::{
     collections::BTreeMap,
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use k8s_openapi::api::core::v1::{Container, PodSecurityContext, Volume};
@@ -52,6 +52,7 @@ pub struct Kubelet {
 pub struct PodInfo {
     pub namespace: String,
     pub name: String,
+    pub uid: String,
     pub deployment: String,
     pub template_hash: String,
     pub ip: String,
@@ -77,6 +78,9 @@ pub struct ContainerStatus {
     /// When the container became ready (for minReadySeconds).
     #[serde(skip)]
     pub ready_since: Option<Instant>,
+    /// When the running container started (its status' `state.running.startedAt`).
+    #[serde(skip)]
+    pub started_at: Option<SystemTime>,
 }
 
 /// A running pod and the supervisors of its containers.
@@ -86,8 +90,21 @@ pub struct Pod {
     pub deployment: String,
     pub template_hash: String,
     pub ip: String,
+    /// The uid of the pod's Pod object in the API.
     pub uid: String,
     pub created: Instant,
+    /// The Pod object's creationTimestamp.
+    pub created_at: Option<SystemTime>,
+    /// When this node took the pod on (its status' `startTime`).
+    pub started_at: SystemTime,
+    /// The template's terminationGracePeriodSeconds.
+    pub grace: Duration,
+    /// Each container's image, for its status.
+    pub images: Vec<String>,
+    /// The status last written to the Pod object (`None`: none yet).
+    pub published: Option<k8s_openapi::api::core::v1::PodStatus>,
+    /// Whether the Pod object was seen in the API: one missing after that was deleted there.
+    pub api_seen: bool,
     /// The pod's labels (for the Prometheus scrape targets the agent publishes).
     pub labels: BTreeMap<String, String>,
     /// `ip:port` of container ports named `http` or `metrics`: where Prometheus scrapes.
@@ -183,6 +200,16 @@ impl Pod {
             ip: spec.ip.clone(),
             uid: spec.uid.clone(),
             created: Instant::now(),
+            created_at: None,
+            started_at: SystemTime::now(),
+            grace: spec.grace,
+            images: spec
+                .containers
+                .iter()
+                .map(|c| c.image.clone().unwrap_or_default())
+                .collect(),
+            published: None,
+            api_seen: false,
             containers,
             stop,
             tasks,
@@ -215,6 +242,7 @@ impl Pod {
         PodInfo {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
+            uid: self.uid.clone(),
             deployment: self.deployment.clone(),
             template_hash: self.template_hash.clone(),
             ip: self.ip.clone(),

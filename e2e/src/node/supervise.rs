@@ -67,6 +67,7 @@ pub(super) async fn supervise(
             s.started = false;
             s.ready_since = None;
             s.pid = None;
+            s.started_at = None;
         });
         match outcome {
             RunEnd::Stopped => break,
@@ -135,6 +136,7 @@ async fn run_once(
         s.running = true;
         s.pid = Some(pid);
         s.waiting_reason = None;
+        s.started_at = Some(std::time::SystemTime::now());
     });
 
     let probes = watch_probes(container, ip, status);

@@ -19,6 +19,7 @@ use serde_json::Value;
 pub mod bad_manifests;
 pub mod images;
 pub mod store;
+pub mod testpods;
 
 pub struct TestEnv {
     pub namespace: String,
@@ -227,6 +228,7 @@ impl TestEnv {
             "actorpools",
             "actors",
             "deployments",
+            "pods",
             "leases",
             "events.events.k8s.io",
         ] {
