@@ -2,6 +2,8 @@
 //! (the `troupe.dev/worker` label), holds its lease and serves its API.
 
 mod common;
+#[path = "worker/traces.rs"]
+mod traces;
 
 use std::time::Duration;
 
@@ -11,8 +13,9 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(40);
 const TOKEN: &str = "e2e-token-5f1c";
 
-/// A Deployment of `replicas` default workers for pool `pool`, with the API token from a secret.
-fn workers(env: &TestEnv, pool: &str, replicas: i32) -> String {
+/// A Deployment of `replicas` default workers for pool `pool`, with the API token from a secret
+/// and `extra_env` (lines of the env list, indented as the others).
+fn workers(env: &TestEnv, pool: &str, replicas: i32, extra_env: &str) -> String {
     env.secret("troupe-api", &[("token", TOKEN)]);
     let kubeconfig = std::env::var("TROUPE_KUBECONFIG").unwrap();
     format!(
@@ -42,7 +45,7 @@ spec:
             - {{name: TROUPE_MAILBOX_CAPACITY, value: "50"}}
             - name: TROUPE_API_TOKEN
               valueFrom: {{secretKeyRef: {{name: troupe-api, key: token}}}}
-"#
+{extra_env}"#
     )
 }
 
@@ -54,7 +57,12 @@ fn actor(name: &str, worker: &str, behavior: &str, extra: &str) -> String {
 
 /// Starts `replicas` workers and waits until each is ready; returns (pod name, address) pairs.
 async fn start_workers(env: &TestEnv, replicas: i32) -> Vec<(String, String)> {
-    assert!(env.apply(&workers(env, "p", replicas)).0);
+    start_workers_with(env, replicas, "").await
+}
+
+/// [`start_workers`] with more env lines in the workers' template.
+async fn start_workers_with(env: &TestEnv, replicas: i32, extra_env: &str) -> Vec<(String, String)> {
+    assert!(env.apply(&workers(env, "p", replicas, extra_env)).0);
     eventually("every worker ready", WAIT, || async {
         let pods: Vec<Value> = env.pods().await;
         let ready: Vec<(String, String)> = pods
@@ -413,7 +421,7 @@ async fn a_worker_cut_off_from_the_api_server_stops_its_actors_before_its_lease_
         front.replace(&server, &format!("127.0.0.1:{}", partition.port)),
     )
     .unwrap();
-    let manifest = workers(&env, "p", 1).replace(
+    let manifest = workers(&env, "p", 1, "").replace(
         &std::env::var("TROUPE_KUBECONFIG").unwrap(),
         kubeconfig.to_str().unwrap(),
     );

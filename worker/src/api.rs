@@ -121,19 +121,12 @@ async fn traced(
     let trace = headers
         .get(crate::trace::HEADER)
         .and_then(|v| v.to_str().ok())
-        .and_then(crate::trace::TraceParent::parse)
-        .map(|t| t.child());
+        .and_then(crate::trace::TraceParent::parse);
     match trace {
         None => delivered.await,
-        Some(t) => {
-            let span = tracing::info_span!(
-                "request",
-                verb,
-                actor = %key,
-                trace_id = %t.trace_id_hex(),
-                span_id = %t.span_id_hex(),
-            );
-            crate::trace::within(t, span, delivered).await
+        Some(parent) => {
+            let hop = crate::trace::Hop::Request { verb };
+            crate::trace::within(parent, hop, &key.to_string(), delivered).await
         }
     }
 }

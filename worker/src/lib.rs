@@ -16,6 +16,7 @@ pub use troupe_crds::lease_clock;
 pub mod mailbox;
 pub mod membership;
 pub mod metrics;
+pub mod otlp;
 pub mod peer;
 pub mod run;
 pub mod schedule;

@@ -173,6 +173,16 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
         ..HostConfig::default()
     };
     let host = Host::start(host_cfg, registry, Metrics::new()).await?;
+    let otlp = crate::otlp::init(vec![
+        opentelemetry::KeyValue::new("k8s.pod.name", cfg.pod.clone()),
+        opentelemetry::KeyValue::new("k8s.namespace.name", cfg.namespace.clone()),
+        opentelemetry::KeyValue::new("troupe.pool", cfg.pool.clone()),
+        opentelemetry::KeyValue::new("troupe.revision", cfg.revision.clone()),
+    ])
+    .map_err(|e| anyhow::anyhow!("invalid OTLP export settings: {e}"))?;
+    if otlp.is_some() {
+        tracing::info!("traced messages are exported over OTLP/HTTP");
+    }
     if cfg.persistence.uses_store() {
         let store = PgStore::new(cfg.store_dsn.as_deref().unwrap_or_default())
             .map_err(|e| anyhow::anyhow!("invalid worker settings: {e}"))?;
@@ -329,6 +339,9 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
     membership::release(client.clone(), &lease_cfg).await;
     let _ = stop_api.send(());
     let _ = api.await;
+    if let Some(provider) = otlp {
+        crate::otlp::shutdown(provider, Duration::from_secs(2)).await;
+    }
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -99,10 +99,48 @@ pub fn current() -> Option<TraceParent> {
     CURRENT.try_with(|t| *t).ok()
 }
 
-/// Runs `f` with `trace` as the current trace, inside `span` (whose fields name the trace, so
-/// that logs written inside show it).
-pub async fn within<F: Future>(trace: TraceParent, span: tracing::Span, f: F) -> F::Output {
-    tracing::Instrument::instrument(CURRENT.scope(trace, f), span).await
+/// What one hop of a trace is: the request a worker took, or the message an actor handled.
+#[derive(Clone, Copy, Debug)]
+pub enum Hop {
+    /// A tell or ask taken by this worker's API (`verb`: tell or ask).
+    Request { verb: &'static str },
+    /// A message handled by an actor.
+    Message,
+}
+
+impl Hop {
+    /// The span's name, in logs and in the trace backend.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hop::Request { .. } => "request",
+            Hop::Message => "message",
+        }
+    }
+}
+
+/// Runs `f` as one hop of the trace `parent` names: inside a span of this worker, a child of
+/// `parent` (same trace, new span id), which is the current trace inside (a message told from
+/// there carries it) and whose fields name it (logs written inside show it). With export on
+/// ([`crate::otlp`]) the span is exported too, and its id is the one the SDK gave it.
+pub async fn within<F: Future>(parent: TraceParent, hop: Hop, actor: &str, f: F) -> F::Output {
+    let exported = crate::otlp::start(&parent, hop, actor);
+    let trace = match &exported {
+        Some(span) => TraceParent {
+            parent_id: u64::from_be_bytes(crate::otlp::span_id(span).to_bytes()),
+            ..parent
+        },
+        None => parent.child(),
+    };
+    let (trace_id, span_id) = (trace.trace_id_hex(), trace.span_id_hex());
+    let span = match hop {
+        Hop::Request { verb } => {
+            tracing::info_span!("request", verb, actor, trace_id = %trace_id, span_id = %span_id)
+        }
+        Hop::Message => tracing::info_span!("message", actor, trace_id = %trace_id, span_id = %span_id),
+    };
+    let out = tracing::Instrument::instrument(CURRENT.scope(trace, f), span).await;
+    drop(exported);
+    out
 }
 
 #[cfg(test)]
@@ -162,8 +200,11 @@ mod tests {
     async fn the_current_trace_is_the_one_a_task_runs_within() {
         let t = TraceParent::parse(EXAMPLE).unwrap();
         assert_eq!(current(), None);
-        let span = tracing::Span::none();
-        assert_eq!(within(t, span, async { current() }).await, Some(t));
+        let inside = within(t, Hop::Message, "ns/a", async { current() })
+            .await
+            .expect("a trace inside");
+        assert_eq!(inside.trace_id, t.trace_id, "the same trace");
+        assert_ne!(inside.parent_id, t.parent_id, "a span of its own");
         assert_eq!(current(), None, "only inside");
     }
 }

@@ -291,16 +291,12 @@ impl RactorActor for HostedActor {
                     let handled = state.args.behavior.handle(ctx, env.body);
                     // A traced message is handled in a span of its own: its logs show the trace
                     // id, and the actors it tells inherit the trace (`ctx.tell`).
-                    let result = match env.trace.map(|t| t.child()) {
+                    let result = match env.trace {
                         None => handled.await,
-                        Some(t) => {
-                            let span = tracing::info_span!(
-                                "message",
-                                actor = %format_args!("{}/{}", ctx.namespace, ctx.name),
-                                trace_id = %t.trace_id_hex(),
-                                span_id = %t.span_id_hex(),
-                            );
-                            crate::trace::within(t, span, handled).await
+                        Some(parent) => {
+                            let actor = format!("{}/{}", ctx.namespace, ctx.name);
+                            let hop = crate::trace::Hop::Message;
+                            crate::trace::within(*parent, hop, &actor, handled).await
                         }
                     };
                     state.latency.observe(env.enqueued.elapsed().as_secs_f64());
