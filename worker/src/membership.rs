@@ -267,7 +267,11 @@ mod tests {
     fn only_other_live_workers_that_are_not_leaving_could_take_a_leaving_workers_actors() {
         let now = Timestamp::now();
         let me = peer("w-1", 0, true);
-        assert_eq!(count_takers(std::slice::from_ref(&me), "w-1", now), 0, "a worker alone");
+        assert_eq!(
+            count_takers(std::slice::from_ref(&me), "w-1", now),
+            0,
+            "a worker alone"
+        );
         let leaving = peer("w-2", 0, true);
         let expired = peer("w-3", 25, false);
         assert_eq!(

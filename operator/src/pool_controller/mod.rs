@@ -7,6 +7,7 @@
 //! `status.rs`; Events and metrics of the decision and command annotations, `commands.rs`).
 
 mod commands;
+mod deletion_cost;
 pub mod failures;
 pub mod measure;
 mod observe;
@@ -117,7 +118,7 @@ pub async fn reconcile(pool: Arc<ActorPool>, ctx: Arc<Context>) -> Result<Action
     if !ctx.leading() {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    let placed = place::place_actors(&ctx, &pool, &snap, &decision.next).await;
+    let placed = place::place_actors(&ctx, &pool, &snap, &decision.next, &deployed.plan).await;
     failures::tell_failures(&ctx, &snap).await;
     let placed_done = started.elapsed();
     let acted_on = command.as_ref().is_some_and(|g| !g.handled) && decision.command_done;

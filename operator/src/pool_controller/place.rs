@@ -12,11 +12,13 @@ use troupe_crds::{Actor, ActorPool};
 use super::{
     Error,
     commands::pool_event,
+    deletion_cost::costs,
     observe::{Groups, Snapshot},
 };
 use crate::{
     context::Context,
     placement::{Step, WorkerSlot, apply_steps, plan},
+    revisions::Workers,
     rollout::Rollout,
 };
 
@@ -48,21 +50,38 @@ fn releases_from_leaving(steps: &[Step], snap: &Snapshot) -> BTreeMap<String, us
     out
 }
 
+/// The live workers of `rev` a scale-down to `planned` will remove: the surplus, fewest actors
+/// first (as their pods' deletion cost tells the ReplicaSet controller, see `deletion_cost`).
+/// No actor is moved onto them to balance the pool: it would only move again when they leave.
+fn going_in_scale_in(snap: &Snapshot, rev: &str, planned: Option<&Workers>) -> BTreeSet<String> {
+    let wanted = match planned {
+        Some(Workers::Apply(n) | Workers::Scale(n)) => (*n).max(0) as usize,
+        Some(Workers::Retire) => 0,
+        None => return BTreeSet::new(),
+    };
+    let mut by_cost: Vec<(i32, String)> = costs(snap, rev).into_iter().map(|(w, c)| (c, w)).collect();
+    by_cost.sort();
+    let surplus = by_cost.len().saturating_sub(wanted);
+    by_cost.into_iter().take(surplus).map(|(_, w)| w).collect()
+}
+
 pub(super) async fn place_actors(
     ctx: &Arc<Context>,
     pool: &ActorPool,
     snap: &Snapshot,
     next: &Rollout,
+    planned: &BTreeMap<String, Workers>,
 ) -> Placed {
     let groups = Groups::of(next, snap);
     let capacity = pool.spec.actors_per_worker.max(1) as usize;
     let slots = |rev: &str| -> Vec<WorkerSlot> {
+        let going = going_in_scale_in(snap, rev, planned.get(rev));
         snap.workers_of(rev)
             .into_iter()
             .map(|w| WorkerSlot {
                 name: w.name.clone(),
                 capacity,
-                settled: w.settled,
+                settled: w.settled && !going.contains(&w.name),
             })
             .collect()
     };

@@ -1,6 +1,7 @@
 //! Act on workers: their identity (ServiceAccount, RoleBinding, headless Service) and each
 //! revision's Deployment — the current template's applied whole, older ones scaled or retired.
-//! A failure here is reported and retried, but never holds up placement on live workers.
+//! A failure here is reported and retried, but never holds up placement on live workers. A
+//! scale-down first marks which workers should go (`deletion_cost`).
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -12,7 +13,7 @@ use kube::{
 use serde_json::json;
 use troupe_crds::{ActorPool, labels};
 
-use super::{Error, observe::Snapshot};
+use super::{Error, deletion_cost::mark_for_scale_in, observe::Snapshot};
 use crate::{
     context::{Context, MANAGER},
     deployment::{Refusal, build_deployment, deployment_name, template_refusal},
@@ -105,6 +106,13 @@ pub(super) async fn apply_workers(
     let refused = template_refusal(pool, &ctx.settings);
     for (rev, &want) in &plan {
         let found = owned.iter().find(|d| rev_of(d) == *rev);
+        let replicas_now = found.and_then(|d| d.spec.as_ref()?.replicas);
+        if let (Some(now), Workers::Apply(wanted) | Workers::Scale(wanted)) = (replicas_now, want)
+            && wanted < now
+            && !(matches!(want, Workers::Apply(_)) && refused.is_some())
+        {
+            mark_for_scale_in(ctx, snap, rev).await;
+        }
         match want {
             // Not deployed, and not retried as an error: it waits for a template change.
             Workers::Apply(_) if refused.is_some() => {}

@@ -287,3 +287,47 @@ async fn the_actors_of_a_leaving_worker_move_to_the_others_by_planned_moves_and_
     let action = run_scenario(ctx, server, script, |ctx| reconcile(pool.clone().into(), ctx)).await;
     assert!(action.is_ok(), "{action:?}");
 }
+
+#[tokio::test]
+async fn a_scale_down_first_marks_each_worker_pod_with_its_actor_count_as_deletion_cost() {
+    // The pool goes from 3 workers to 1: w-1 runs two actors, w-2 one, w-3 none.
+    let pool = ActorPool::test("p").replicas(1);
+    let mut actors = running_on("w-1", &[("a1", "11"), ("a2", "12")]);
+    actors.extend(running_on("w-2", &[("a3", "13")]));
+    let (ctx, server) = test_context(Caches {
+        pools: vec![pool.clone()],
+        actors,
+        leases: live_workers(&pool, 3),
+        deployments: vec![deployment_of(&ActorPool::test("p").replicas(3))],
+    });
+    let core_v1 = json!({
+        "apiVersion": "v1", "kind": "APIResourceList", "groupVersion": "v1",
+        "resources": [{"name": "pods", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get", "patch"]}],
+    });
+    let cost = |pod: &str, cost: &str| -> Stage {
+        Expected::merge_patch(
+            &format!("the deletion cost of {pod}"),
+            format!("/api/v1/namespaces/ns/pods/{pod}"),
+        )
+        .body(json!({"metadata": {"annotations": {"controller.kubernetes.io/pod-deletion-cost": cost}}}))
+        .reply(Reply::Echo(StatusCode::OK))
+        .into()
+    };
+    let name = deployment_name("p", &pool.current_revision());
+    let script = vec![
+        Expected::get("the discovery of core/v1", "/api/v1".into())
+            .reply(Reply::Object(core_v1))
+            .into(),
+        // Before the scale-down: the ReplicaSet controller then deletes w-3 and w-2 first.
+        cost("w-1", "2"),
+        cost("w-2", "1"),
+        cost("w-3", "0"),
+        Expected::apply("the Deployment, scaled to 1", deployment_path(&name))
+            .body_includes(json!({"spec": {"replicas": 1}}))
+            .reply(Reply::Echo(StatusCode::OK))
+            .into(),
+        pool_status(&pool, |_| {}),
+    ];
+    let action = run_scenario(ctx, server, script, |ctx| reconcile(pool.clone().into(), ctx)).await;
+    assert!(action.is_ok(), "{action:?}");
+}
