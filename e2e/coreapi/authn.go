@@ -109,9 +109,9 @@ func (a *tokenAuthenticator) AuthenticateToken(ctx context.Context, data string)
 		Name:      k.Svcacct.Name,
 		UID:       k.Svcacct.UID,
 	}
-	// Pods are not published on this control plane: a bound token names its Pod in the user's
-	// extra, but the Pod's existence is not checked (kube-apiserver rejects a token whose Pod
-	// is gone).
+	// A bound token names its Pod in the user's extra, but the Pod's existence is not checked
+	// here (kube-apiserver rejects a token whose Pod is gone; the node agent publishes Pods,
+	// but the authenticator does not read them).
 	if k.Pod != nil {
 		info.PodName, info.PodUID = k.Pod.Name, k.Pod.UID
 	}

@@ -71,8 +71,8 @@ func (r *tokenREST) Create(ctx context.Context, name string, obj runtime.Object,
 			// kube also binds to Secrets and Nodes; nothing here needs them.
 			return nil, apierrors.NewBadRequest(fmt.Sprintf("cannot bind token to object of type %s", gvk.String()))
 		}
-		// kube-apiserver reads the Pod and takes its uid; Pods are not published on this
-		// control plane, so the reference itself must carry both.
+		// kube-apiserver reads the Pod and takes its uid; this server does not read Pods (the
+		// node agent, which asks for these tokens, knows the uid), so the reference must carry both.
 		if bound.Name == "" || bound.UID == "" {
 			return nil, apierrors.NewBadRequest("a token bound to a Pod needs boundObjectRef.name and boundObjectRef.uid here: Pods are not read from the API on this control plane")
 		}

@@ -66,6 +66,9 @@ pub struct NodeState {
     pub pods: BTreeMap<(String, String), Pod>,
     /// The uids of the pods this node runs or is still terminating: their Pod objects stay.
     pub pod_uids: BTreeSet<String>,
+    /// The uids of Pod objects this node deleted for good, until the watch shows them gone (so
+    /// that they are not taken for objects left by an earlier run meanwhile).
+    pub deleted_uids: BTreeSet<String>,
     used_ips: BTreeSet<u32>,
 }
 
@@ -202,6 +205,7 @@ async fn sync(node: &Arc<Node>, deployments: &[Arc<Deployment>], pods: &PodStore
         .map(|(k, p)| (k.clone(), p.grace))
         .collect();
     for (k, grace) in orphans {
+        tracing::info!(namespace = %k.0, pod = %k.1, "deleting pod: its Deployment is gone");
         remove_pod(node, &mut state, &k, grace, Deletion::Ask);
     }
     drop(state);
@@ -283,12 +287,13 @@ pub(crate) fn remove_pod(
                 pods_api::delete(&node.client, &ns, &name, &uid, grace_secs).await;
             }
             done.await;
-            if how != Deletion::Gone {
-                pods_api::delete(&node.client, &ns, &name, &uid, 0).await;
-            }
+            let gone = how == Deletion::Gone || pods_api::delete(&node.client, &ns, &name, &uid, 0).await;
             let mut state = node.state.lock().await;
             state.release_ip(&node.config.pod_subnet, &ip);
             state.pod_uids.remove(&uid);
+            if gone {
+                state.deleted_uids.insert(uid);
+            }
             drop(pod);
         });
     }

@@ -78,8 +78,8 @@ pub async fn create(client: &Client, d: &Deployment, name: &str, hash: &str) -> 
 }
 
 /// Deletes the Pod object `uid` (never a new Pod of the same name) with `grace` seconds; 0
-/// removes it for good. An object already gone is fine.
-pub async fn delete(client: &Client, namespace: &str, name: &str, uid: &str, grace: u32) {
+/// removes it for good. An object already gone is fine. Whether the delete was done.
+pub async fn delete(client: &Client, namespace: &str, name: &str, uid: &str, grace: u32) -> bool {
     let api: Api<ApiPod> = Api::namespaced(client.clone(), namespace);
     let params = DeleteParams {
         grace_period_seconds: Some(grace),
@@ -90,9 +90,15 @@ pub async fn delete(client: &Client, namespace: &str, name: &str, uid: &str, gra
         ..Default::default()
     };
     match timed(api.delete(name, &params)).await {
-        Ok(_) => tracing::debug!(namespace, pod = name, grace, "deleted the Pod object"),
-        Err(e) if is_gone(&e) => {}
-        Err(e) => tracing::warn!(namespace, pod = name, error = %e, "deleting the Pod object failed"),
+        Ok(_) => {
+            tracing::debug!(namespace, pod = name, grace, "deleted the Pod object");
+            true
+        }
+        Err(e) if is_gone(&e) => true,
+        Err(e) => {
+            tracing::warn!(namespace, pod = name, error = %e, "deleting the Pod object failed");
+            false
+        }
     }
 }
 
@@ -103,7 +109,7 @@ fn is_gone(e: &anyhow::Error) -> bool {
 
 /// Squares the node's pods with their objects (`objects`, by uid): a pod whose object was
 /// deleted through the API is terminated (gracefully, with the grace period the delete set);
-/// an object the node neither runs nor still terminates is removed.
+/// an object the node neither runs, nor still terminates, nor has just deleted is removed.
 pub fn reconcile(node: &Arc<Node>, state: &mut NodeState, objects: &BTreeMap<String, Arc<ApiPod>>) {
     let mut deleted = Vec::new();
     for (key, pod) in state.pods.iter_mut() {
@@ -129,14 +135,22 @@ pub fn reconcile(node: &Arc<Node>, state: &mut NodeState, objects: &BTreeMap<Str
         tracing::info!(namespace = %key.0, pod = %key.1, ?grace, "the Pod was deleted through the API; terminating it");
         remove_pod(node, state, &key, grace, how);
     }
+    state.deleted_uids.retain(|uid| objects.contains_key(uid));
     for (uid, object) in objects {
-        if state.pod_uids.contains(uid) {
+        if state.pod_uids.contains(uid) || state.deleted_uids.contains(uid) {
             continue;
         }
         let (ns, name) = (object.namespace().unwrap_or_default(), object.name_any());
         tracing::info!(namespace = %ns, pod = %name, "removing a Pod object this node does not run");
-        let (client, uid) = (node.client.clone(), uid.clone());
-        tokio::spawn(async move { delete(&client, &ns, &name, &uid, 0).await });
+        // Marked deleted at once, so that the next passes do not ask again meanwhile; a delete
+        // that failed is tried again.
+        state.deleted_uids.insert(uid.clone());
+        let (node, uid) = (node.clone(), uid.clone());
+        tokio::spawn(async move {
+            if !delete(&node.client, &ns, &name, &uid, 0).await {
+                node.state.lock().await.deleted_uids.remove(&uid);
+            }
+        });
     }
 }
 
