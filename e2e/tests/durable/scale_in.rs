@@ -38,6 +38,27 @@ async fn counters_told_while_the_pool_scales_in_keep_their_exact_count_and_no_te
         .unwrap()
         .to_string();
     let on_leaving = before.values().filter(|(_, w, ..)| leaving.contains(w)).count();
+    // The scale-down removed the emptiest workers: the operator marked each pod with its actor
+    // count as deletion cost (3, 3 and 2 here), and the one that stays is one of the busiest.
+    let per_worker = |w: &str| before.values().filter(|(_, on, ..)| on == w).count();
+    let busiest = pods
+        .iter()
+        .map(|p| per_worker(p["name"].as_str().unwrap()))
+        .max()
+        .unwrap();
+    assert_eq!(
+        per_worker(&staying),
+        busiest,
+        "the worker that stays had the most actors: {before:?}"
+    );
+    let cost = env.kubectl_json(&["get", "pod", &staying])["metadata"]["annotations"]
+        ["controller.kubernetes.io/pod-deletion-cost"]
+        .clone();
+    assert_eq!(
+        cost,
+        json!(busiest.to_string()),
+        "its pod says its actor count as deletion cost"
+    );
     // The leaving workers are gone: their processes ended (after their leave, not at its
     // timeout: see the pool's Events below).
     eventually("the leaving workers' pods are gone", WAIT, || async {
