@@ -23,7 +23,9 @@ const RELEASE_NS: &str = "troupe-system";
 const APP_NS: &str = "demo";
 const WAIT: Duration = Duration::from_secs(120);
 /// The control plane of this test, beside the test cluster `make e2e` runs (ports and pod
-/// addresses of its own).
+/// addresses of its own). Each can be moved with `TROUPE_HELM_<name>` (e.g.
+/// `TROUPE_HELM_ETCD_PORT`), and its folder with `TROUPE_HELM_CLUSTER_DIR`, so that two runs
+/// of the test on one machine stay apart.
 const CLUSTER_ENV: &[(&str, &str)] = &[
     ("TROUPE_ETCD_PORT", "15790"),
     ("TROUPE_APISERVER_PORT", "15443"),
@@ -41,7 +43,8 @@ struct Cluster {
 
 impl Cluster {
     fn up() -> Cluster {
-        let dir = repo().join(".local/helm-cluster");
+        let dir = std::env::var_os("TROUPE_HELM_CLUSTER_DIR")
+            .map_or_else(|| repo().join(".local/helm-cluster"), PathBuf::from);
         let cluster = Cluster { dir };
         // From nothing, as a new cluster (a previous run may have left it, running or not; its
         // logs stay until then for a look after a failure).
@@ -53,7 +56,10 @@ impl Cluster {
     fn script(&self, what: &str) {
         let out = Command::new(repo().join("e2e/cluster.sh"))
             .arg(what)
-            .envs(CLUSTER_ENV.iter().copied())
+            .envs(CLUSTER_ENV.iter().map(|(k, v)| {
+                let moved = std::env::var(k.replacen("TROUPE_", "TROUPE_HELM_", 1));
+                (*k, moved.unwrap_or_else(|_| v.to_string()))
+            }))
             .env("TROUPE_CLUSTER_DIR", &self.dir)
             // Not the test cluster's (make e2e exports its ports).
             .env_remove("TROUPE_OPERATOR_PORT")
@@ -299,7 +305,7 @@ fn leftovers(cluster: &Cluster) -> BTreeSet<String> {
         "kubectl",
         &[
             "get",
-            "deployments,serviceaccounts,secrets,configmaps,services,roles,rolebindings,leases,poddisruptionbudgets",
+            "deployments,pods,serviceaccounts,secrets,configmaps,services,roles,rolebindings,leases,poddisruptionbudgets",
             "-n",
             RELEASE_NS,
             "-o",
@@ -321,7 +327,7 @@ fn leftovers(cluster: &Cluster) -> BTreeSet<String> {
         "kubectl",
         &[
             "get",
-            "deployments,serviceaccounts,rolebindings,leases,services,actorpools,actors",
+            "deployments,pods,serviceaccounts,rolebindings,leases,services,actorpools,actors",
             "-n",
             APP_NS,
             "-o",
