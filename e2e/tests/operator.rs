@@ -441,4 +441,16 @@ async fn a_second_operator_replica_waits_for_leadership_and_writes_nothing() {
     all_running(&env, 1, 1).await;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!text.contains("leading"), "the follower took over: {text}");
+    // A follower told to stop (a rollout of the operator's Deployment) handles SIGTERM and exits
+    // cleanly: without a handler it dies of the signal here, and as PID 1 of a container it
+    // would ignore it and be killed at the end of its grace period. The leader keeps the Lease.
+    let mut second = _second;
+    let pid = second.0.id() as libc::pid_t;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let exited = eventually("the follower to exit on SIGTERM", WAIT, || {
+        std::future::ready(second.0.try_wait().unwrap())
+    })
+    .await;
+    assert!(exited.success(), "{exited:?}");
+    assert_eq!(lease_holder(), "troupe-operator-local");
 }

@@ -267,7 +267,14 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
         (Duration::from_secs(15), Duration::from_secs(2)),
         ctx.leadership.clone(),
     );
-    election.acquire(&client).await;
+    // SIGTERM is heard while following too: a follower is PID 1 of its container, where a
+    // signal without a handler is ignored, and it would wait out the whole grace period.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = election.acquire(&client) => {}
+        _ = term.recv() => return stop_following(&election, &client).await,
+        _ = tokio::signal::ctrl_c() => return stop_following(&election, &client).await,
+    }
     leader.store(true, std::sync::atomic::Ordering::SeqCst);
     // Leadership lost (its proof ran out: an API server outage, a pause) is not the end: every
     // write already waits for the proof, so this replica keeps its warm caches and campaigns
@@ -292,8 +299,6 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
     tokio::spawn(orphans::run(ctx.clone(), Duration::from_secs(1)));
 
     let shutdown = async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
@@ -307,6 +312,15 @@ pub async fn run(cfg: OperatorConfig) -> anyhow::Result<()> {
         .for_each(|_| async {})
         .await;
     election.release(&client).await;
+    tracing::info!("operator stopped");
+    Ok(())
+}
+
+/// A follower told to stop: it never led, but a campaign interrupted just after its write
+/// landed may hold the Lease, which is then handed back (release checks the holder).
+async fn stop_following(election: &Election, client: &kube::Client) -> anyhow::Result<()> {
+    tracing::info!("stopping while following");
+    election.release(client).await;
     tracing::info!("operator stopped");
     Ok(())
 }

@@ -122,6 +122,11 @@ fn the_operator_may_write_only_its_own_leader_election_lease() {
             "cluster-wide, Leases are read only"
         );
     }
+    assert_eq!(
+        grants(cluster, "", "pods"),
+        [(vec!["patch"], vec![])],
+        "Pods are only annotated with their deletion cost: never read, created or deleted"
+    );
     let lease = operator_args(&docs)
         .iter()
         .find_map(|a| a.strip_prefix("--leader-lease=").map(str::to_string))
@@ -155,7 +160,8 @@ fn workers_may_not_update_leases_nor_publish_events() {
     let worker = named(&docs, "ClusterRole", "-worker");
     assert_eq!(
         grants(worker, "coordination.k8s.io", "leases"),
-        [(vec!["get", "create", "patch", "delete"], vec![])]
+        [(vec!["get", "list", "create", "patch", "delete"], vec![])],
+        "list: a leaving worker looks for another worker of its pool to take its actors"
     );
     assert_eq!(
         grants(worker, "troupe.dev", "actors/status"),

@@ -189,7 +189,12 @@ impl Senders {
                     .map(|ip| format!("http://{ip}:8080/v1/namespaces/{ns}/actors/c{i}/tell"))
                     .collect();
                 tokio::spawn(async move {
-                    let http = reqwest::Client::new();
+                    // A connection per tell: a pooled keep-alive connection that a stopping worker
+                    // closes fails the next tell sent on it, which then never reached a worker.
+                    let http = reqwest::Client::builder()
+                        .pool_max_idle_per_host(0)
+                        .build()
+                        .unwrap();
                     let (mut accepted, mut refused, mut at) = (0usize, Vec::new(), 0);
                     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                         let sent = http
@@ -200,7 +205,11 @@ impl Senders {
                             .await;
                         let r = match sent {
                             Ok(r) => r,
-                            Err(e) if e.is_connect() && at + 1 < urls.len() => {
+                            // The worker is gone or going (its API stopped, or closed this
+                            // connection before reading the tell): go on through the next.
+                            // Had a worker handled a tell it did not answer, its count would
+                            // exceed its 202s and `counts_kept` would say so.
+                            Err(_) if at + 1 < urls.len() => {
                                 at += 1;
                                 continue;
                             }
