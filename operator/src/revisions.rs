@@ -23,6 +23,16 @@ pub enum Workers {
     Retire,
 }
 
+impl Workers {
+    /// The workers this revision is to have (none once retired).
+    pub fn replicas(self) -> i32 {
+        match self {
+            Workers::Apply(n) | Workers::Scale(n) => n,
+            Workers::Retire => 0,
+        }
+    }
+}
+
 fn not_elapsed(since: Option<Timestamp>, now: Timestamp, d: k8s_openapi::jiff::SignedDuration) -> bool {
     since.is_some_and(|s| now.duration_since(s) < d)
 }

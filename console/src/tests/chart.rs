@@ -10,7 +10,7 @@ use troupe_crds::{
 
 use super::*;
 use crate::{
-    pages::{Frame, Served, fragment, pool as pool_page},
+    pages::fragment,
     view::chart::{
         BOTTOM, Bounds, Chart, INSET, LEFT, NO_VALUE_LANE, RIGHT, TOP, chart, number, parse_threshold,
     },
@@ -204,23 +204,7 @@ fn pool_with_analysis(results: Vec<MetricResult>) -> String {
         results,
         ..Default::default()
     });
-    let pools = arcs([pool("a", "p", s)]);
-    let src = pool_page::Sources {
-        pool: Some(pools[0].clone()),
-        actors: &[],
-        leases: &[],
-        events: &[],
-    };
-    let page = pool_page::page("a", "p", src, at(100));
-    let frame = Frame {
-        namespace: None,
-        seq: 1,
-        problems: vec![],
-        now: at(100),
-        served: Served::Local,
-        instance: "i1",
-    };
-    fragment(&page, &frame).into_string()
+    fragment(&pool_page_alone(s), &frame()).into_string()
 }
 
 #[test]

@@ -160,3 +160,27 @@ pub fn arcs<T>(items: impl IntoIterator<Item = T>) -> Vec<Arc<T>> {
 pub fn secs(s: i64) -> SignedDuration {
     SignedDuration::from_secs(s)
 }
+
+/// The frame a page is rendered in: all namespaces, batch 7, at `at(100)`.
+pub fn frame() -> crate::pages::Frame<'static> {
+    crate::pages::Frame {
+        namespace: None,
+        seq: 7,
+        problems: vec![],
+        now: at(100),
+        served: crate::pages::Served::Local,
+        instance: "i1",
+    }
+}
+
+/// The page of pool `a/p` with `status`, alone: no actors, workers or Events, at `at(100)`.
+pub fn pool_page_alone(status: ActorPoolStatus) -> crate::pages::Page {
+    let pools = arcs([pool("a", "p", status)]);
+    let src = crate::pages::pool::Sources {
+        pool: Some(pools[0].clone()),
+        actors: &[],
+        leases: &[],
+        events: &[],
+    };
+    crate::pages::pool::page("a", "p", src, at(100))
+}

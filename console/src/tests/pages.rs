@@ -4,20 +4,9 @@ use troupe_crds::{ActorPhase, PoolPhase};
 use super::*;
 use crate::{
     check_listen,
-    pages::{Frame, Served, document, fragment, overview, pool as pool_page},
+    pages::{document, fragment, overview},
     server::loopback_host,
 };
-
-fn frame() -> Frame<'static> {
-    Frame {
-        namespace: None,
-        seq: 7,
-        problems: vec![],
-        now: at(100),
-        served: Served::Local,
-        instance: "i1",
-    }
-}
 
 #[test]
 fn names_and_messages_from_the_cluster_are_escaped_never_interpreted_as_html() {
@@ -34,14 +23,7 @@ fn names_and_messages_from_the_cluster_are_escaped_never_interpreted_as_html() {
 
 #[test]
 fn the_live_fragment_is_the_region_alone_with_its_topics_and_the_batch_it_is_up_to_date_with() {
-    let pools = arcs([pool("a", "p", healthy("r1"))]);
-    let src = pool_page::Sources {
-        pool: Some(pools[0].clone()),
-        actors: &[],
-        leases: &[],
-        events: &[],
-    };
-    let page = pool_page::page("a", "p", src, at(100));
+    let page = pool_page_alone(healthy("r1"));
     let html = fragment(&page, &frame()).into_string();
     assert!(
         html.starts_with(r#"<div id="live" data-topics="pool:a/p" data-seq="7" data-server="i1">"#),

@@ -54,11 +54,10 @@ fn releases_from_leaving(steps: &[Step], snap: &Snapshot) -> BTreeMap<String, us
 /// first (as their pods' deletion cost tells the ReplicaSet controller, see `deletion_cost`).
 /// No actor is moved onto them to balance the pool: it would only move again when they leave.
 fn going_in_scale_in(snap: &Snapshot, rev: &str, planned: Option<&Workers>) -> BTreeSet<String> {
-    let wanted = match planned {
-        Some(Workers::Apply(n) | Workers::Scale(n)) => (*n).max(0) as usize,
-        Some(Workers::Retire) => 0,
-        None => return BTreeSet::new(),
+    let Some(planned) = planned else {
+        return BTreeSet::new();
     };
+    let wanted = planned.replicas().max(0) as usize;
     let mut by_cost: Vec<(i32, String)> = costs(snap, rev).into_iter().map(|(w, c)| (c, w)).collect();
     by_cost.sort();
     let surplus = by_cost.len().saturating_sub(wanted);

@@ -37,13 +37,7 @@ pub(super) struct WorkersApplied {
 impl WorkersApplied {
     /// Workers the plan asks for, over every revision.
     pub fn desired(&self) -> i32 {
-        self.plan
-            .values()
-            .map(|w| match w {
-                Workers::Apply(n) | Workers::Scale(n) => *n,
-                Workers::Retire => 0,
-            })
-            .sum()
+        self.plan.values().map(|w| w.replicas()).sum()
     }
 
     /// Ready replicas over the pool's Deployments.
@@ -106,17 +100,14 @@ pub(super) async fn apply_workers(
     let refused = template_refusal(pool, &ctx.settings);
     for (rev, &want) in &plan {
         let found = owned.iter().find(|d| rev_of(d) == *rev);
-        let replicas_now = found.and_then(|d| d.spec.as_ref()?.replicas);
-        if let (Some(now), Workers::Apply(wanted) | Workers::Scale(wanted)) = (replicas_now, want)
-            && wanted < now
-            && !(matches!(want, Workers::Apply(_)) && refused.is_some())
-        {
-            mark_for_scale_in(ctx, snap, rev).await;
-        }
+        let scales_down = |to: i32| existing.get(rev).is_some_and(|&now| to < now);
         match want {
             // Not deployed, and not retried as an error: it waits for a template change.
             Workers::Apply(_) if refused.is_some() => {}
             Workers::Apply(replicas) => {
+                if scales_down(replicas) {
+                    mark_for_scale_in(ctx, snap, rev).await;
+                }
                 let mut deploy = build_deployment(pool, target, &ctx.settings);
                 if let Some(spec) = deploy.spec.as_mut() {
                     spec.replicas = Some(replicas);
@@ -145,6 +136,9 @@ pub(super) async fn apply_workers(
             }
             Workers::Scale(replicas) => {
                 let Some(d) = found else { continue };
+                if scales_down(replicas) {
+                    mark_for_scale_in(ctx, snap, rev).await;
+                }
                 if d.spec.as_ref().and_then(|s| s.replicas) != Some(replicas) {
                     let patch = json!({"spec": {"replicas": replicas}});
                     if let Err(e) = deployments
