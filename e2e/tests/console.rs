@@ -473,13 +473,15 @@ async fn a_bad_revision_started_with_kubectl_shows_its_abort_reason_on_the_open_
     let marker = b.execute("return window.troupeMarker;", vec![]).await.unwrap();
     assert_eq!(marker, 9, "the page was updated in place, not reloaded");
     // The round that aborted it is drawn too, in the same region: the metric's chart names the
-    // failed measurement, marks it with a cross, and lists it under "Values".
+    // failed measurement, marks it with a cross, lists it under "Values", and places it in time
+    // (the time axis says how long ago its newest measurement was).
     let chart = b
         .execute(
             "const f = document.querySelector('#analysis-charts figure[data-metric=\"worker-errors\"]');
              return f && [f.querySelector('svg[role=img]').getAttribute('aria-label'),
                           f.querySelectorAll('svg .failed').length,
-                          f.querySelector('table.values').textContent];",
+                          f.querySelector('table.values').textContent,
+                          Array.from(f.querySelectorAll('svg text.time')).map(t => t.textContent).join('|')];",
             vec![],
         )
         .await
@@ -493,6 +495,10 @@ async fn a_bad_revision_started_with_kubectl_shows_its_abort_reason_on_the_open_
     );
     assert!(chart[1].as_u64() >= Some(1), "a failed mark: {chart}");
     assert!(chart[2].as_str().is_some_and(|t| t.contains("Failed")), "{chart}");
+    assert!(
+        chart[3].as_str().is_some_and(|t| t.ends_with(" ago")),
+        "a time axis: {chart}"
+    );
     browser.screenshot("pool-aborted").await;
     let _ = b.clone().close().await;
 }

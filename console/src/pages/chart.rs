@@ -1,6 +1,7 @@
 //! The pool page's analysis charts: each metric's recent measurements as inline SVG against its
-//! threshold (laid out from `view::chart`), rendered on the server like the rest of the page, so
-//! it needs no script and no asset, and it is inside the live region, so it redraws with it.
+//! threshold and across time (laid out from `view::chart`), rendered on the server like the rest
+//! of the page, so it needs no script and no asset, and it is inside the live region, so it
+//! redraws with it.
 //!
 //! Colour never carries the outcome alone: a passed measurement is a filled dot, a failed one a
 //! cross, an inconclusive one a ring, a round without a value sits on a lane of its own under
@@ -14,8 +15,9 @@ use maud::{Markup, html};
 use troupe_crds::{AnalysisStatus, MeasurementOutcome};
 
 use super::when;
-use crate::view::chart::{
-    BOTTOM, Chart, HEIGHT, LEFT, NO_VALUE_LANE, Point, RIGHT, TOP, WIDTH, chart, number,
+use crate::view::{
+    chart::{BOTTOM, Chart, HEIGHT, LEFT, NO_VALUE_LANE, Point, RIGHT, TIME_AXIS, TOP, WIDTH, chart, number},
+    time::age,
 };
 
 /// A measurement's outcome as a word and a symbol, coloured (the analysis table and the values
@@ -36,7 +38,7 @@ pub fn analysis_charts(a: &AnalysisStatus, now: Timestamp) -> Markup {
     html! {
         @if !charts.is_empty() {
             p.legend #chart-legend {
-                "Recent measurements, oldest first: "
+                "Recent measurements, placed by when they were measured (oldest on the left): "
                 span aria-hidden="true" { "●" } " passed, " span aria-hidden="true" { "✕" } " failed, "
                 span aria-hidden="true" { "○" } " inconclusive; marks on the lowest line (“none”) had no value. "
                 "Dashed line: the threshold; shaded: its failing side."
@@ -52,7 +54,7 @@ fn figure(c: &Chart, now: Timestamp) -> Markup {
     html! {
         figure.chart data-metric=(c.metric) {
             figcaption { (c.metric) " " span.hint { "(threshold " (c.threshold) ")" } }
-            (svg(c))
+            (svg(c, now))
             @if c.lines.is_empty() { p.legend { "No threshold line: the threshold could not be read." } }
             details {
                 summary { "Values" span.visually-hidden { " of " (c.metric) } }
@@ -81,8 +83,9 @@ fn at(v: f64) -> String {
 
 /// Every SVG element is closed explicitly: in HTML, `<circle …>` without its end tag would hold
 /// the elements after it as children, which are not drawn.
-fn svg(c: &Chart) -> Markup {
+fn svg(c: &Chart, now: Timestamp) -> Markup {
     let (lo, hi) = c.range;
+    let (oldest, newest) = c.times;
     html! {
         svg.chart xmlns="http://www.w3.org/2000/svg" role="img" aria-label=(c.summary)
             viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } width=(WIDTH) height=(HEIGHT) {
@@ -95,6 +98,13 @@ fn svg(c: &Chart) -> Markup {
             text x=(at(LEFT - 4.0)) y=(at(TOP + 3.0)) text-anchor="end" { (number(hi)) }
             text x=(at(LEFT - 4.0)) y=(at(BOTTOM + 3.0)) text-anchor="end" { (number(lo)) }
             text x=(at(LEFT - 4.0)) y=(at(NO_VALUE_LANE + 3.0)) text-anchor="end" { "none" }
+            // The time axis: the ages of its two ends, as everywhere on the page, each with
+            // the exact time as its tooltip.
+            @if oldest < newest {
+                text.time x=(at(LEFT)) y=(at(TIME_AXIS)) text-anchor="start" { title { (oldest) } (age(now, oldest)) " ago" }
+                text.time x=(at((LEFT + RIGHT) / 2.0)) y=(at(TIME_AXIS)) text-anchor="middle" { "time →" }
+            }
+            text.time x=(at(RIGHT)) y=(at(TIME_AXIS)) text-anchor="end" { title { (newest) } (age(now, newest)) " ago" }
             @for (y, _) in &c.lines {
                 line.threshold x1=(at(LEFT)) y1=(at(*y)) x2=(at(RIGHT)) y2=(at(*y)) {}
             }

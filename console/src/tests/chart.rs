@@ -1,9 +1,10 @@
-//! The analysis charts: the threshold read back from its text, where the points and the line
-//! go, the sentence a screen reader hears, and the SVG in the pool page's live region.
+//! The analysis charts: the threshold read back from its text, where the points (by time and
+//! value) and the line go, the sentence a screen reader hears, and the SVG in the pool page's
+//! live region with its time axis.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use troupe_crds::{
-    AnalysisStatus, MEASUREMENT_HISTORY, Measurement,
+    AnalysisStatus, Measurement,
     MeasurementOutcome::{self, Failed, Inconclusive, Passed},
     MetricResult,
 };
@@ -11,17 +12,29 @@ use troupe_crds::{
 use super::*;
 use crate::{
     pages::fragment,
-    view::chart::{
-        BOTTOM, Bounds, Chart, INSET, LEFT, NO_VALUE_LANE, RIGHT, TOP, chart, number, parse_threshold,
-    },
+    view::chart::{BOTTOM, Bounds, INSET, LEFT, NO_VALUE_LANE, RIGHT, TOP, chart, number, parse_threshold},
 };
 
+/// A result whose rounds were 10 s apart, the first at `at(0)`.
 fn result(name: &str, threshold: &str, history: &[(MeasurementOutcome, Option<f64>)]) -> MetricResult {
-    let measurements: Vec<Measurement> = history
+    let timed: Vec<_> = history
         .iter()
         .enumerate()
-        .map(|(i, (outcome, value))| Measurement {
-            time: Time(at(i as i64 * 10)),
+        .map(|(i, (outcome, value))| (i as i64 * 10, *outcome, *value))
+        .collect();
+    result_at(name, threshold, &timed)
+}
+
+/// A result with its rounds at `at(seconds)`.
+fn result_at(
+    name: &str,
+    threshold: &str,
+    history: &[(i64, MeasurementOutcome, Option<f64>)],
+) -> MetricResult {
+    let measurements: Vec<Measurement> = history
+        .iter()
+        .map(|(secs, outcome, value)| Measurement {
+            time: Time(at(*secs)),
             outcome: *outcome,
             value: *value,
         })
@@ -106,12 +119,12 @@ fn the_summary_says_how_many_measurements_the_last_value_the_threshold_and_how_m
     let c = chart(&error_rate(), None).unwrap();
     assert_eq!(
         c.summary,
-        "error-rate: 6 measurements, last 0.12, threshold <= 0.05, 2 failed, 1 inconclusive"
+        "error-rate: 6 measurements over 50s, last 0.12, threshold <= 0.05, 2 failed, 1 inconclusive"
     );
     let no_value = result("latency", "any", &[(Passed, Some(0.1)), (Inconclusive, None)]);
     assert_eq!(
         chart(&no_value, None).unwrap().summary,
-        "latency: 2 measurements, last without a value (Inconclusive), threshold any (not drawn), 0 failed, 1 inconclusive"
+        "latency: 2 measurements over 10s, last without a value (Inconclusive), threshold any (not drawn), 0 failed, 1 inconclusive"
     );
 }
 
@@ -159,19 +172,55 @@ fn a_lower_bound_shades_below_its_line_and_an_unreadable_threshold_draws_none() 
 }
 
 #[test]
-fn a_short_history_fills_from_the_right_with_the_spacing_of_a_full_one() {
-    let full: Vec<_> = (0..MEASUREMENT_HISTORY)
-        .map(|i| (Passed, Some(i as f64 / 100.0)))
-        .collect();
-    let c = chart(&result("e", "<= 0.5", &full), None).unwrap();
-    assert_eq!(c.points[0].x, LEFT + INSET);
-    let two = chart(&result("e", "<= 0.5", &full[..2]), None).unwrap();
-    let gap = |c: &Chart| c.points[1].x - c.points[0].x;
+fn points_are_spaced_by_when_they_were_measured_from_the_oldest_at_the_left_to_the_newest_at_the_right() {
+    // Rounds 10 s apart, then a 30 s pause (a rollout held, an operator restarted), then 5 s.
+    let c = chart(
+        &result_at(
+            "e",
+            "<= 0.5",
+            &[
+                (0, Passed, Some(0.1)),
+                (10, Passed, Some(0.1)),
+                (40, Inconclusive, None),
+                (45, Failed, Some(0.9)),
+            ],
+        ),
+        None,
+    )
+    .unwrap();
+    let x: Vec<f64> = c.points.iter().map(|p| p.x).collect();
+    assert_eq!((x[0], x[3]), (LEFT + INSET, RIGHT - INSET));
+    let per_second = (RIGHT - LEFT - 2.0 * INSET) / 45.0;
+    for (i, secs) in [(1, 10.0), (2, 40.0)] {
+        assert!(
+            (x[i] - (LEFT + INSET + secs * per_second)).abs() < 1e-9,
+            "point {i} at {secs} s: {x:?}"
+        );
+    }
     assert!(
-        (gap(&two) - gap(&c)).abs() < 1e-9,
-        "points keep their spacing as the history grows"
+        x[2] - x[1] > 5.0 * (x[3] - x[2]),
+        "the pause shows as a gap: {x:?}"
     );
-    assert_eq!(two.points[1].x, RIGHT - INSET);
+    assert_eq!(
+        c.times,
+        (at(0), at(45)),
+        "the time axis runs from the oldest to the newest"
+    );
+}
+
+#[test]
+fn one_measurement_or_several_of_one_time_sit_at_the_right_edge() {
+    let one = chart(&result_at("e", "<= 0.5", &[(7, Passed, Some(0.1))]), None).unwrap();
+    assert_eq!(one.points[0].x, RIGHT - INSET);
+    assert_eq!(one.times, (at(7), at(7)));
+    let same = result_at("e", "<= 0.5", &[(7, Passed, Some(0.1)), (7, Failed, Some(0.9))]);
+    let c = chart(&same, None).unwrap();
+    assert!(c.points.iter().all(|p| p.x == RIGHT - INSET), "{:?}", c.points);
+    assert!(
+        c.summary.starts_with("e: 2 measurements, last"),
+        "no time span to tell: {}",
+        c.summary
+    );
 }
 
 #[test]
@@ -217,7 +266,8 @@ fn the_pool_pages_live_region_draws_each_metric_as_an_image_with_its_summary_mar
         html.starts_with(r#"<div id="live""#),
         "in the region the live updates replace"
     );
-    let summary = "error-rate: 6 measurements, last 0.12, threshold &lt;= 0.05, 2 failed, 1 inconclusive";
+    let summary =
+        "error-rate: 6 measurements over 50s, last 0.12, threshold &lt;= 0.05, 2 failed, 1 inconclusive";
     assert!(
         html.contains(&format!(r#"role="img" aria-label="{summary}""#)),
         "{html}"
@@ -231,13 +281,21 @@ fn the_pool_pages_live_region_draws_each_metric_as_an_image_with_its_summary_mar
     assert_eq!(html.matches(r#"<circle class="inconclusive""#).count(), 1);
     assert_eq!(html.matches(r#"<line class="threshold""#).count(), 2);
     assert!(html.contains("✕</span> failed"), "the legend says it in words");
+    assert!(html.contains("placed by when they were measured"));
+    // The time axis of error-rate (at(0) to at(50), the page at at(100)): the ages of its ends,
+    // each with the exact time; latency's one measurement has only its right end.
+    let axis = |secs: i64, age: &str| format!("<title>{}</title>{age} ago</text>", at(secs));
+    assert!(html.contains(&axis(0, "100s")), "{html}");
+    assert!(html.contains(&axis(50, "50s")));
+    assert_eq!(html.matches("time →").count(), 1);
+    assert_eq!(html.matches(r#"<text class="time""#).count(), 3 + 1);
     assert_eq!(
         html.matches(r#"id="chart-legend""#).count(),
         1,
         "one legend for every chart"
     );
     // Every SVG element closed: an unclosed one would swallow the marks after it.
-    for tag in ["circle", "path", "line", "rect"] {
+    for tag in ["circle", "path", "line", "rect", "text"] {
         assert_eq!(
             html.matches(&format!("<{tag} ")).count(),
             html.matches(&format!("</{tag}>")).count(),

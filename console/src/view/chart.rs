@@ -1,14 +1,16 @@
 //! A metric's recent measurements (`status.analysis.results[].measurements`) as a small chart
-//! against its threshold: where each point goes, which shape it gets, where the threshold line
-//! is, and the sentence that says all of it to a screen reader. Pure; `pages::chart` draws it as
-//! inline SVG.
+//! against its threshold: where each point goes (across by when it was measured, up by its
+//! value), which shape it gets, where the threshold line is, and the sentence that says all of
+//! it to a screen reader. Pure; `pages::chart` draws it as inline SVG.
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
-use troupe_crds::{MEASUREMENT_HISTORY, Measurement, MeasurementOutcome, MetricResult};
+use troupe_crds::{Measurement, MeasurementOutcome, MetricResult};
+
+use super::time::short;
 
 /// The drawing's size (SVG user units, also its size in CSS pixels).
 pub const WIDTH: f64 = 300.0;
-pub const HEIGHT: f64 = 94.0;
+pub const HEIGHT: f64 = 106.0;
 /// The plot's frame: values between `TOP` and `BOTTOM`, from `LEFT` to `RIGHT`; the axis labels
 /// sit left of it.
 pub const LEFT: f64 = 40.0;
@@ -20,6 +22,8 @@ pub const INSET: f64 = 7.0;
 /// Rounds without a value are marked in a lane of their own under the plot, never on it: a
 /// point on the plot is always a value.
 pub const NO_VALUE_LANE: f64 = 84.0;
+/// The baseline of the time axis' labels, under the lane.
+pub const TIME_AXIS: f64 = 101.0;
 
 /// The threshold a result states as text (`analysis::threshold_text` in the operator), read
 /// back: the bounds a value must stay within.
@@ -93,6 +97,8 @@ pub struct Chart {
     pub fail_zones: Vec<(f64, f64)>,
     /// The values at the plot's top and bottom, for its axis labels.
     pub range: (f64, f64),
+    /// The times at the plot's left and right edges: the oldest and the newest measurement.
+    pub times: (Timestamp, Timestamp),
     /// What the chart shows, in one sentence (its accessible name).
     pub summary: String,
 }
@@ -122,18 +128,27 @@ pub fn chart(result: &MetricResult, measured_at: Option<Timestamp>) -> Option<Ch
     let span = if top > lo { (top - lo) * 1.1 } else { 1.0 };
     let hi = lo + span;
     let y_of = |v: f64| BOTTOM - (v - lo) / span * (BOTTOM - TOP);
-    // Fixed slots, newest at the right edge: a short history fills from the right, and a point
-    // keeps its width as the history grows.
-    let slots = history.len().max(MEASUREMENT_HISTORY).max(2);
-    let step = (RIGHT - LEFT - 2.0 * INSET) / (slots - 1) as f64;
-    let first = slots - history.len();
+    // Placed by time, from the oldest measurement at the left edge to the newest at the right:
+    // rounds are not evenly spaced (a rollout held at a pause, an operator restarted, a round
+    // that waited for its query), and evenly spaced points would hide that. Measurements all of
+    // one time (or just one) sit at the right edge, where the newest always is.
+    let oldest = history.iter().map(|m| m.time.0).min()?;
+    let newest = history.iter().map(|m| m.time.0).max()?;
+    let span = newest.duration_since(oldest).as_secs_f64();
+    let x_of = |t: Timestamp| {
+        let share = if span > 0.0 {
+            t.duration_since(oldest).as_secs_f64() / span
+        } else {
+            1.0
+        };
+        LEFT + INSET + share * (RIGHT - LEFT - 2.0 * INSET)
+    };
     let points = history
         .iter()
-        .enumerate()
-        .map(|(i, m)| {
+        .map(|m| {
             let value = m.value.filter(|v| v.is_finite());
             Point {
-                x: LEFT + INSET + (first + i) as f64 * step,
+                x: x_of(m.time.0),
                 y: value.map_or(NO_VALUE_LANE, y_of),
                 time: m.time.0,
                 outcome: m.outcome,
@@ -153,7 +168,14 @@ pub fn chart(result: &MetricResult, measured_at: Option<Timestamp>) -> Option<Ch
             fail_zones.push((y_of(min), BOTTOM));
         }
     }
-    let summary = summary(&result.name, &points, &result.threshold, bounds.is_some());
+    let over = (span > 0.0).then(|| short(newest.duration_since(oldest)));
+    let summary = summary(
+        &result.name,
+        &points,
+        over.as_deref(),
+        &result.threshold,
+        bounds.is_some(),
+    );
     Some(Chart {
         metric: result.name.clone(),
         threshold: result.threshold.clone(),
@@ -161,18 +183,21 @@ pub fn chart(result: &MetricResult, measured_at: Option<Timestamp>) -> Option<Ch
         lines,
         fail_zones,
         range: (lo, hi),
+        times: (oldest, newest),
         summary,
     })
 }
 
-/// E.g. `error-rate: 6 measurements, last 0.12, threshold <= 0.05, 2 failed, 1 inconclusive`.
-fn summary(metric: &str, points: &[Point], threshold: &str, drawn: bool) -> String {
+/// E.g. `error-rate: 6 measurements over 50s, last 0.12, threshold <= 0.05, 2 failed, 1
+/// inconclusive` (`over`: the time from the oldest to the newest, when they differ).
+fn summary(metric: &str, points: &[Point], over: Option<&str>, threshold: &str, drawn: bool) -> String {
     let count = |o: MeasurementOutcome| points.iter().filter(|p| p.outcome == o).count();
     let n = points.len();
-    let mut s = format!(
-        "{metric}: {n} measurement{}, last ",
-        if n == 1 { "" } else { "s" }
-    );
+    let mut s = format!("{metric}: {n} measurement{}", if n == 1 { "" } else { "s" });
+    if let Some(over) = over {
+        s.push_str(&format!(" over {over}"));
+    }
+    s.push_str(", last ");
     match points.last() {
         Some(Point { value: Some(v), .. }) => s.push_str(&number(*v)),
         Some(p) => s.push_str(&format!("without a value ({:?})", p.outcome)),
