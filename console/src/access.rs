@@ -169,7 +169,7 @@ impl InCluster {
 }
 
 /// What one request may do beyond reading.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Acts {
     /// It may act: with the user's kubeconfig (locally), or it presented the token.
     Allowed,

@@ -116,6 +116,7 @@ impl Console {
             csrf: csrf::Csrf::from_key(options.access.key("troupe-console csrf")),
             results: results::Results::new(options.access.key("troupe-console results")),
             instance: server::instance_id(),
+            regions: Default::default(),
             access: options.access,
         });
         Ok(Console { listener, app })

@@ -9,9 +9,9 @@ use std::{sync::Arc, time::Instant};
 use axum::{
     Router,
     extract::{DefaultBodyLimit, Path, Query, Request, State},
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header},
     middleware::{self, Next},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::get,
 };
 use k8s_openapi::jiff::Timestamp;
@@ -23,7 +23,11 @@ use crate::{
     actions,
     csrf::Csrf,
     forms::MAX_FORM_BODY,
-    live::{Hub, sse},
+    live::{
+        Hub,
+        regions::{Got, Key, Region, Regions},
+        sse,
+    },
     pages::{self, Frame, Page, Served},
     query::ActorQuery,
     results::Results,
@@ -56,6 +60,8 @@ pub struct App {
     pub csrf: Csrf,
     /// The result pages' links (see `results.rs`).
     pub results: Results,
+    /// Live regions rendered lately, shared by the requests of one batch (`live/regions.rs`).
+    pub regions: Regions,
     /// This process, for the pages' live script: batch numbers are this process's own, so a
     /// region fetched from another replica of an in-cluster console is never skipped by them.
     pub instance: String,
@@ -196,8 +202,61 @@ pub fn respond(
     status: StatusCode,
     render: impl FnOnce(Timestamp) -> Page,
 ) -> Response {
-    let started = Instant::now();
     let seq = app.hub.seq();
+    let region = build(app, headers, status, seq, is_fragment(headers), render);
+    timed(region, Got::Rendered, None)
+}
+
+/// A page as [`respond`] renders it, except that its live region (what every open page showing
+/// it fetches after a batch) is rendered once per batch for every request that asks for the
+/// same one ([`Regions`](crate::live::regions)). `uri` is the URL asked for: the region's name.
+pub async fn respond_live(
+    app: &App,
+    headers: &HeaderMap,
+    uri: &Uri,
+    render: impl FnOnce(Timestamp) -> Page,
+) -> Response {
+    if !is_fragment(headers) {
+        return respond(app, headers, StatusCode::OK, render);
+    }
+    let started = Instant::now();
+    // Read before the render, as in `respond`: the region is up to date with this batch.
+    let seq = app.hub.seq();
+    let key = Key {
+        uri: uri.to_string(),
+        served: served(app, headers),
+    };
+    let (region, got) = app
+        .regions
+        .get(key, seq, || {
+            build(app, headers, StatusCode::OK, seq, true, render)
+        })
+        .await;
+    timed(region, got, Some(started.elapsed()))
+}
+
+fn is_fragment(headers: &HeaderMap) -> bool {
+    headers.get(FRAGMENT_HEADER).is_some_and(|v| v == "live")
+}
+
+fn served(app: &App, headers: &HeaderMap) -> Served {
+    if app.access.in_cluster() {
+        Served::InCluster(app.acts(headers))
+    } else {
+        Served::Local
+    }
+}
+
+/// Renders the page or its region, up to date with batch `seq`.
+fn build(
+    app: &App,
+    headers: &HeaderMap,
+    status: StatusCode,
+    seq: u64,
+    fragment: bool,
+    render: impl FnOnce(Timestamp) -> Page,
+) -> Region {
+    let started = Instant::now();
     let now = Timestamp::now();
     let page = render(now);
     let frame = Frame {
@@ -205,25 +264,41 @@ pub fn respond(
         seq,
         problems: app.stores.problems(),
         now,
-        served: if app.access.in_cluster() {
-            Served::InCluster(app.acts(headers))
-        } else {
-            Served::Local
-        },
+        served: served(app, headers),
         instance: &app.instance,
     };
-    let fragment = headers.get(FRAGMENT_HEADER).is_some_and(|v| v == "live");
     let body = if fragment {
         pages::fragment(&page, &frame)
     } else {
         pages::document(&page, &frame)
     };
-    let mut resp = (status, Html(body.into_string())).into_response();
-    let micros = started.elapsed().as_micros();
+    Region {
+        status,
+        body: body.into_string().into(),
+        took: started.elapsed(),
+    }
+}
+
+/// The response, with its time in `Server-Timing` (the browser's developer tools, the e2e
+/// tests and the bench read it): `render` when this request rendered it, `shared` (the wait)
+/// when it got a render made for another request of the same batch.
+fn timed(region: Region, got: Got, waited: Option<std::time::Duration>) -> Response {
+    let timing = match got {
+        Got::Rendered => format!("render;dur={:.3}", region.took.as_secs_f64() * 1000.0),
+        Got::Shared => format!(
+            "shared;dur={:.3};desc=\"rendered once for this batch\"",
+            waited.unwrap_or_default().as_secs_f64() * 1000.0
+        ),
+    };
+    let mut resp = (
+        region.status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        region.body,
+    )
+        .into_response();
     let h = resp.headers_mut();
     h.insert(header::VARY, HeaderValue::from_static(FRAGMENT_HEADER));
-    // Server-Timing: the browser's developer tools (and the e2e test) read the render time.
-    if let Ok(v) = HeaderValue::from_str(&format!("render;dur={:.3}", micros as f64 / 1000.0)) {
+    if let Ok(v) = HeaderValue::from_str(&timing) {
         h.insert(HeaderName::from_static("server-timing"), v);
     }
     resp
@@ -232,9 +307,10 @@ pub fn respond(
 async fn overview(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
     Query(q): Query<pages::overview::OverviewQuery>,
 ) -> Response {
-    respond(&app, &headers, StatusCode::OK, |now| {
+    respond_live(&app, &headers, &uri, |now| {
         // The actors only for a search: a copy of the store's list is 10,000 reference counts
         // touched (and as many released), most of the overview's time with that many actors.
         let actors = if q.q.trim().is_empty() {
@@ -244,34 +320,45 @@ async fn overview(
         };
         pages::overview::page(&app.stores.pools.state(), &actors, &q, now)
     })
+    .await
 }
 
-async fn actors(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<ActorQuery>) -> Response {
-    respond(&app, &headers, StatusCode::OK, |_| {
+async fn actors(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<ActorQuery>,
+) -> Response {
+    respond_live(&app, &headers, &uri, |_| {
         pages::actors::page(&app.stores.actors.state(), &q)
     })
+    .await
 }
 
 async fn pool(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
     let acts = app.acts(&headers);
-    respond(&app, &headers, StatusCode::OK, |now| {
+    respond_live(&app, &headers, &uri, |now| {
         actions::pool_page(&app, acts, &ns, &name, now)
     })
+    .await
 }
 
 async fn actor(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
     let acts = app.acts(&headers);
-    respond(&app, &headers, StatusCode::OK, |now| {
+    respond_live(&app, &headers, &uri, |now| {
         actions::actor_page(&app, acts, &ns, &name, now, "", None)
     })
+    .await
 }
 
 async fn live(State(app): State<Arc<App>>) -> impl IntoResponse {

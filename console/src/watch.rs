@@ -68,6 +68,24 @@ impl Stores {
             health: Arc::default(),
         }
     }
+
+    /// Stores holding `actors` and `leases`, and the writer of the actors' one (a watch's
+    /// stand-in), for tests of the handlers.
+    #[cfg(test)]
+    pub(crate) fn with(actors: Vec<Actor>, leases: Vec<Lease>) -> (Stores, reflector::store::Writer<Actor>) {
+        let (store, mut writer) = reflector::store();
+        for a in actors {
+            writer.apply_watcher_event(&WatchEvent::Apply(a));
+        }
+        let (lease_store, mut lease_writer) = reflector::store();
+        for l in leases {
+            lease_writer.apply_watcher_event(&WatchEvent::Apply(l));
+        }
+        let mut stores = Stores::detached();
+        stores.actors = store;
+        stores.leases = lease_store;
+        (stores, writer)
+    }
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>

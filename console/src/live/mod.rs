@@ -3,9 +3,11 @@
 //! numbered batch and broadcasts it to every open page over server-sent events ([`sse`]). A page
 //! names the topics it shows (`data-topics`), and its script re-fetches its live region when a
 //! batch names one of them. Fifty open browsers cost fifty SSE streams reading one broadcast,
-//! never fifty watches.
+//! never fifty watches, and the browsers that fetch the same region for the same batch share one
+//! render of it ([`regions`]).
 
 pub mod hub;
+pub mod regions;
 pub mod sse;
 pub mod topics;
 

@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// How the console is served, as the header and footer say it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Served {
     /// `kubectl troupe console`: the user's kubeconfig.
     Local,

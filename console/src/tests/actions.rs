@@ -73,6 +73,7 @@ pub(super) fn console_with(
         csrf,
         results,
         instance: "test".into(),
+        regions: Default::default(),
         access,
     });
     (router(app), calls)

@@ -8,6 +8,7 @@ mod forms;
 mod live;
 mod pages;
 mod query;
+mod regions;
 mod results;
 mod views;
 

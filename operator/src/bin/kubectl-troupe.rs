@@ -137,16 +137,34 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     troupe_crds::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
-    if let Err(e) = run().await {
+/// Threads of the console's runtime. It serves many browsers at once: on one thread, a render
+/// of a large page (a table of 10,000 actors, tens of ms in a debug build) held up every other
+/// request and the live streams behind it. Two let one render run while the rest is served,
+/// without taking every core of the user's machine.
+const CONSOLE_THREADS: usize = 2;
+
+fn main() {
+    let cli = Cli::parse();
+    // Every other command is a few requests one after another: one thread is enough.
+    let runtime = if matches!(cli.command, Cmd::Console { .. }) {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(CONSOLE_THREADS)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    };
+    let result = match runtime {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
 }
 
-async fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Cmd::Console {
         listen,
         allow_remote_unauthenticated,

@@ -67,8 +67,9 @@ pub(crate) struct Seen {
     pub(crate) browser: usize,
     pub(crate) at: Instant,
     pub(crate) topics: Vec<String>,
-    /// The region fetched for it: when it arrived, and its HTML.
-    pub(crate) page: Option<(Instant, String)>,
+    /// The region fetched for it: when it arrived, its HTML, and whether the console rendered
+    /// it for this request (not shared from another request of the same batch).
+    pub(crate) page: Option<(Instant, String, bool)>,
 }
 
 /// The topics a page names (`data-topics` of its live region).
@@ -110,8 +111,8 @@ pub(crate) async fn browser(
         let topics: Vec<String> = ev.data.split(' ').map(String::from).collect();
         let page = match &shows.path {
             Some(path) if concerns(&topics, &shows.topics) => {
-                let (_, html) = get(&http, &format!("{base}{path}"), true).await?;
-                Some((Instant::now(), html))
+                let (t, html) = get(&http, &format!("{base}{path}"), true).await?;
+                Some((Instant::now(), html, !t.shared))
             }
             _ => None,
         };
@@ -145,6 +146,13 @@ pub(crate) struct Phase {
     pub(crate) missed: usize,
     /// Console CPU seconds over the phase, per change.
     pub(crate) cpu_per_change: f64,
+    /// This process's CPU seconds (the simulated browsers), and every process's on the
+    /// machine (the console, the browsers, the API server, etcd, the operator…), per change.
+    pub(crate) bench_cpu_per_change: f64,
+    pub(crate) machine_cpu_per_change: f64,
+    /// Regions fetched, and of them rendered for their own request, per change.
+    pub(crate) fetches_per_change: f64,
+    pub(crate) renders_per_change: f64,
     pub(crate) stat: ProcStat,
     /// The API server's metrics once every browser's stream was open.
     pub(crate) open: Vec<(String, f64)>,
@@ -193,6 +201,9 @@ impl Changes {
         let fetching: Vec<bool> = shows.iter().map(|s| s.path.is_some()).collect();
         let n = shows.len();
         let before = console.stat();
+        let bench_before = proc_stat(std::process::id()).unwrap_or_default();
+        let machine_before = machine_busy();
+        let (mut fetches, mut renders) = (0usize, 0usize);
         let mut p = Phase {
             label: label.into(),
             console: console.label.clone(),
@@ -202,6 +213,10 @@ impl Changes {
             last: vec![],
             missed: 0,
             cpu_per_change: 0.0,
+            bench_cpu_per_change: 0.0,
+            machine_cpu_per_change: 0.0,
+            fetches_per_change: 0.0,
+            renders_per_change: 0.0,
             stat: before,
             open,
         };
@@ -234,7 +249,11 @@ impl Changes {
                 if event_at[s.browser].is_none() && concerns(&s.topics, std::slice::from_ref(&self.topic)) {
                     event_at[s.browser] = Some(s.at);
                 }
-                if let Some((t, html)) = s.page
+                if let Some((_, _, rendered)) = &s.page {
+                    fetches += 1;
+                    renders += usize::from(*rendered);
+                }
+                if let Some((t, html, _)) = s.page
                     && page_at[s.browser].is_none()
                     && html.contains(&word)
                 {
@@ -266,7 +285,13 @@ impl Changes {
             tokio::time::sleep(Duration::from_millis(400)).await;
         }
         let after = console.stat();
-        p.cpu_per_change = (after.cpu - before.cpu) / self.count as f64;
+        let per_change = |x: f64| x / self.count as f64;
+        p.cpu_per_change = per_change(after.cpu - before.cpu);
+        let bench_after = proc_stat(std::process::id()).unwrap_or_default();
+        p.bench_cpu_per_change = per_change(bench_after.cpu - bench_before.cpu);
+        p.machine_cpu_per_change = per_change(machine_busy() - machine_before);
+        p.fetches_per_change = per_change(fetches as f64);
+        p.renders_per_change = per_change(renders as f64);
         p.stat = after;
         for t in tasks {
             t.abort();

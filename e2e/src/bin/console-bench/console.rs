@@ -87,8 +87,10 @@ pub(crate) struct Timed {
     pub(crate) head: f64,
     /// Until the whole body.
     pub(crate) full: f64,
-    /// The console's own render time (`Server-Timing: render;dur=`).
+    /// The console's own render time (`Server-Timing: render;dur=`); NaN when shared.
     pub(crate) render: f64,
+    /// Rendered for another request of the same batch, not for this one.
+    pub(crate) shared: bool,
     pub(crate) bytes: usize,
 }
 
@@ -105,13 +107,24 @@ pub(crate) async fn get(
     let resp = req.send().await?;
     let head = ms(t.elapsed());
     anyhow::ensure!(resp.status().is_success(), "GET {url}: {}", resp.status());
-    let render = resp
+    let timing = resp
         .headers()
         .get("server-timing")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split("dur=").nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
+        .unwrap_or("");
+    // `render;dur=MS` when this request rendered the page; `shared;dur=MS` when it got a render
+    // made for another request of the same batch (a console from `live/regions.rs` on).
+    let entry = |name: &str| {
+        timing
+            .split(',')
+            .map(str::trim)
+            .find(|e| e.split(';').next() == Some(name))
+            .and_then(|e| e.split("dur=").nth(1))
+            .and_then(|v| v.split(';').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let render = entry("render").unwrap_or(f64::NAN);
+    let shared = entry("shared").is_some();
     let body = resp.text().await?;
     let full = ms(t.elapsed());
     Ok((
@@ -119,6 +132,7 @@ pub(crate) async fn get(
             head,
             full,
             render,
+            shared,
             bytes: body.len(),
         },
         body,

@@ -25,7 +25,11 @@
 //!    e2e test, `e2e/tests/console.rs`, times that with Chromium). Phases: 1 browser on the actor
 //!    page; 1 on the actors table; 50 SSE streams only; 50 browsers (half on the actor page, half
 //!    on the table); 1 browser again. The browsers are tasks of this process, on the same cores
-//!    as the console.
+//!    as the console. Where the time goes, per change: the console's CPU, the regions fetched
+//!    and how many of them the console rendered (`Server-Timing`: `render`, or `shared` for a
+//!    render made for another request of the same batch), this process's CPU (the browsers),
+//!    and the whole machine's (every process, the API server's and etcd's included, and
+//!    whatever else runs on it).
 //! 5. The cost of 50 browsers: the API server's own gauge of open WATCH requests
 //!    (`apiserver_longrunning_requests`, scope `namespace`: the consoles are the only
 //!    namespaced watchers, the operator watches the whole cluster) before the consoles, with
@@ -447,12 +451,12 @@ async fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "| console | phase | change → event p50 / p99 | change → region showing it p50 / p99 | slowest browser per change p50 / max | missed | console CPU per change | console RSS after |"
+        "| console | phase | change → event p50 / p99 | change → region showing it p50 / p99 | slowest browser per change p50 / max | missed | console CPU per change | regions fetched / rendered per change | browsers' CPU per change (this process) | whole machine's CPU per change | console RSS after |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for p in &phases {
         println!(
-            "| {} | {} | {} | {} | {} / {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} / {} | {} | {} | {:.1} / {:.1} | {} | {} | {} |",
             p.console,
             p.label,
             p50_99(&p.event),
@@ -461,6 +465,10 @@ async fn main() -> anyhow::Result<()> {
             fmt_ms(pct(&p.last, 1.0)),
             p.missed,
             fmt_ms(p.cpu_per_change * 1000.0),
+            p.fetches_per_change,
+            p.renders_per_change,
+            fmt_ms(p.bench_cpu_per_change * 1000.0),
+            fmt_ms(p.machine_cpu_per_change * 1000.0),
             mib(p.stat.rss_kib)
         );
     }

@@ -40,7 +40,16 @@ pub(crate) async fn measure_pages(
         for k in 0..consoles.len() {
             let i = (r + k) % consoles.len();
             let c = consoles[i];
-            let (t, _) = get(&c.http, &url(c), spec.fragment).await?;
+            // A live region is asked under a URL of its own each time (a query parameter the
+            // console ignores): a console shares a region between the requests of one batch
+            // for a second (`live/regions.rs`), and this table is the cost of one render. The
+            // crowded phases of change → page measure the sharing.
+            let mut u = url(c);
+            if spec.fragment {
+                u.push(if u.contains('?') { '&' } else { '?' });
+                u.push_str(&format!("bench={r}"));
+            }
+            let (t, _) = get(&c.http, &u, spec.fragment).await?;
             figs[i].render.push(t.render);
             figs[i].head.push(t.head);
             figs[i].full.push(t.full);

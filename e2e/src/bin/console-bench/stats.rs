@@ -2,9 +2,10 @@
 
 use super::*;
 
-/// The `p` quantile of `v` (nearest rank); NaN when empty.
+/// The `p` quantile of `v` (nearest rank), NaNs (figures not reported) left out; NaN when
+/// nothing is left.
 pub(crate) fn pct(v: &[f64], p: f64) -> f64 {
-    let mut s = v.to_vec();
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
     s.sort_by(f64::total_cmp);
     if s.is_empty() {
         return f64::NAN;
@@ -78,6 +79,30 @@ pub(crate) fn proc_stat(pid: u32) -> anyhow::Result<ProcStat> {
         hwm_kib: field("VmHWM:"),
         cpu: (ticks(11) + ticks(12)) / tick,
     })
+}
+
+/// CPU seconds every process on the machine has used since boot (all cores: user, nice,
+/// system, irq, softirq, steal), from the first line of /proc/stat.
+pub(crate) fn machine_busy() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: f64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    // SAFETY: sysconf reads a constant of the system and has no other effect.
+    busy / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
 pub(crate) fn mib(kib: f64) -> String {
