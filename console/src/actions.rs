@@ -52,6 +52,7 @@ pub fn pool_page(app: &App, acts: Acts, ns: &str, name: &str, now: Timestamp) ->
         actors: &s.actors.state(),
         leases: &s.leases.state(),
         events: &s.events.state(),
+        mailboxes: &app.mailboxes.looked_at(ns, name),
     };
     let mut page = pages::pool::page(ns, name, src, now);
     let links = match acts {

@@ -10,6 +10,7 @@
 //! - [`access`]: who may read and act (local, or in the cluster behind a bearer token);
 //! - [`watch`]: one shared watch (reflector) per kind for the whole server;
 //! - [`live`]: what changed → topics → numbered batches → server-sent events to every page;
+//! - [`mailbox`]: workers' mailbox depth, read from their metrics where the console reaches them;
 //! - [`view`] and [`query`]: pure view models, filters and pagination, built from the typed
 //!   objects;
 //! - [`pages`]: server-rendered HTML (maud, escaped), readable without JavaScript;
@@ -25,6 +26,7 @@ pub mod actions;
 pub mod csrf;
 pub mod forms;
 pub mod live;
+pub mod mailbox;
 pub mod pages;
 pub mod query;
 pub mod results;
@@ -106,6 +108,7 @@ impl Console {
             .map_err(|e| StartError::Bind(options.listen, e))?;
         let hub = live::Hub::start();
         let stores = watch::start(&client, options.namespace.as_deref(), &hub);
+        let mailboxes = mailbox::Mailboxes::start(stores.clone(), hub.clone());
         let app = Arc::new(server::App {
             stores,
             hub,
@@ -117,6 +120,7 @@ impl Console {
             results: results::Results::new(options.access.key("troupe-console results")),
             instance: server::instance_id(),
             regions: Default::default(),
+            mailboxes,
             access: options.access,
         });
         Ok(Console { listener, app })

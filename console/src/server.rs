@@ -28,6 +28,7 @@ use crate::{
         regions::{Got, Key, Region, Regions},
         sse,
     },
+    mailbox::Mailboxes,
     pages::{self, Frame, Page, Served},
     query::ActorQuery,
     results::Results,
@@ -62,6 +63,8 @@ pub struct App {
     pub results: Results,
     /// Live regions rendered lately, shared by the requests of one batch (`live/regions.rs`).
     pub regions: Regions,
+    /// Workers' mailbox depth, where it can be read (`mailbox.rs`).
+    pub mailboxes: Mailboxes,
     /// This process, for the pages' live script: batch numbers are this process's own, so a
     /// region fetched from another replica of an in-cluster console is never skipped by them.
     pub instance: String,

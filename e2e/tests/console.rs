@@ -1,8 +1,8 @@
 //! The console (issue 12) in a real headless Chromium over WebDriver, started as `kubectl troupe
 //! console -n NAMESPACE` against the test cluster: the overview lists the pool with its actors'
-//! phases, the pool and actor pages show their status (a credential in a config stays hidden),
-//! changes made with kubectl appear on the OPEN page without a reload (timed), and the actors
-//! table filters and paginates. A screenshot of each page is kept in target/console-screenshots/
+//! phases, the pool and actor pages show their status (a credential in a config stays hidden;
+//! the worker's mailbox depth is read from its metrics), changes made with kubectl appear on the
+//! OPEN page without a reload (timed), and the actors table filters and paginates. A screenshot of each page is kept in target/console-screenshots/
 //! (docs/console.md). Skipped, saying so, where chromium or chromedriver is not installed.
 
 #[path = "common/browser.rs"]
@@ -92,6 +92,25 @@ async fn the_console_shows_pools_and_actors_and_a_kubectl_change_reaches_the_ope
     browser
         .wait_text("#workers", WAIT, |t| t.contains("live") && t.contains('3'))
         .await;
+    // Its mailbox depth, read from the worker's metrics (pods are on loopback addresses here, so
+    // the console reaches them) and shown on the open page once read.
+    let read = browser
+        .wait_text("#workers td.mailbox", WAIT, |t| t.trim().parse::<u64>().is_ok())
+        .await;
+    let title = b
+        .execute(
+            "return document.querySelector('#workers td.mailbox span').getAttribute('title');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        title
+            .as_str()
+            .is_some_and(|t| t.contains("troupe_worker_mailbox_depth")),
+        "{title}"
+    );
+    eprintln!("the worker's mailbox depth on the open pool page after {read:?}");
     assert!(browser.text("#steps").await.contains("setWeight 100"));
     browser.screenshot("pool").await;
 

@@ -1,14 +1,14 @@
 //! `/namespaces/{ns}/pools/{name}`: a pool's rollout (steps with the current one marked,
 //! analysis per metric with its recent measurements drawn against the threshold, the abort
-//! reason), its workers and its Events.
+//! reason), its workers (with their mailbox depth where it could be read) and its Events.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::{
     api::{coordination::v1::Lease, events::v1::Event},
     jiff::Timestamp,
 };
-use maud::html;
+use maud::{Markup, html};
 use troupe_crds::{Actor, ActorPool};
 
 use super::{
@@ -18,11 +18,13 @@ use super::{
 };
 use crate::{
     live::topics::pool_topic,
+    mailbox::Mailbox,
     query::ActorQuery,
     view::{
         event::events_about,
         phase::{actor_badge, actor_phase_named, pool_badge},
         pool::{PoolRow, StepState, Strategy, step_age, strategy},
+        time::age,
         worker::workers,
     },
 };
@@ -35,6 +37,8 @@ pub struct Sources<'a> {
     pub actors: &'a [Arc<Actor>],
     pub leases: &'a [Arc<Lease>],
     pub events: &'a [Arc<Event>],
+    /// What the workers' metrics said of their mailboxes, by Lease name (`mailbox.rs`).
+    pub mailboxes: &'a BTreeMap<String, Mailbox>,
 }
 
 pub fn page(ns: &str, name: &str, src: Sources, now: Timestamp) -> Page {
@@ -53,7 +57,7 @@ pub fn page(ns: &str, name: &str, src: Sources, now: Timestamp) -> Page {
     };
     let row = PoolRow::of(&pool);
     let status = pool.status.clone().unwrap_or_default();
-    let workers = workers(src.leases, src.actors, ns, name, now);
+    let workers = workers(src.leases, src.actors, src.mailboxes, ns, name, now);
     let events = events_about(src.events, "ActorPool", ns, name, EVENTS);
     let actors_link = ActorQuery {
         namespace: ns.to_string(),
@@ -134,8 +138,8 @@ pub fn page(ns: &str, name: &str, src: Sources, now: Timestamp) -> Page {
             h2 #workers-h { "Workers" }
             @if workers.is_empty() { p { "No worker holds a lease." } } @else {
                 table #workers {
-                    caption.visually-hidden { "Worker pods, from their Leases" }
-                    thead { tr { th scope="col" { "Worker" } th scope="col" { "Revision" } th scope="col" { "Lease" } th scope="col" { "Renewed" } th scope="col" { "Actors placed" } } }
+                    caption.visually-hidden { "Worker pods, from their Leases; messages waiting in their actors' mailboxes, from their metrics" }
+                    thead { tr { th scope="col" { "Worker" } th scope="col" { "Revision" } th scope="col" { "Lease" } th scope="col" { "Renewed" } th scope="col" { "Actors placed" } th scope="col" { "Mailboxes" } } }
                     tbody {
                         @for w in &workers {
                             tr {
@@ -144,6 +148,7 @@ pub fn page(ns: &str, name: &str, src: Sources, now: Timestamp) -> Page {
                                 td { @if w.live { span.badge.ok { span aria-hidden="true" { "✔" } " live" } } @else { span.badge.bad { span aria-hidden="true" { "✖" } " expired" } } }
                                 td { (w.renewed_ago.as_deref().map_or("never".to_string(), |a| format!("{a} ago"))) }
                                 td.num { (w.actors_placed) }
+                                td.num.mailbox { (mailbox(&w.mailbox, now)) }
                             }
                         }
                     }
@@ -164,5 +169,20 @@ pub fn page(ns: &str, name: &str, src: Sources, now: Timestamp) -> Page {
         head,
         live,
         topics,
+    }
+}
+
+/// Messages waiting on a worker, with when its metrics said so; or a dash that says why it is not
+/// known (as a tooltip, and in words for a screen reader).
+fn mailbox(m: &Mailbox, now: Timestamp) -> Markup {
+    match m {
+        Mailbox::Known { messages, read_at } => html! {
+            span title={ "Messages waiting in its actors' mailboxes (troupe_worker_mailbox_depth in its metrics), read " (age(now, *read_at)) " ago" } {
+                (messages)
+            }
+        },
+        Mailbox::Unknown(why) => html! {
+            span title={ "Not known: " (why) } { span aria-hidden="true" { "—" } span.visually-hidden { "not known: " (why) } }
+        },
     }
 }

@@ -74,6 +74,7 @@ pub(super) fn console_with(
         results,
         instance: "test".into(),
         regions: Default::default(),
+        mailboxes: Default::default(),
         access,
     });
     (router(app), calls)

@@ -6,6 +6,7 @@ mod actions;
 mod chart;
 mod forms;
 mod live;
+mod mailbox;
 mod pages;
 mod query;
 mod regions;
@@ -182,6 +183,7 @@ pub fn pool_page_alone(status: ActorPoolStatus) -> crate::pages::Page {
         actors: &[],
         leases: &[],
         events: &[],
+        mailboxes: &BTreeMap::new(),
     };
     crate::pages::pool::page("a", "p", src, at(100))
 }

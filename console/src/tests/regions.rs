@@ -168,6 +168,7 @@ fn console(
         instance: "test".into(),
         access: Access::Local,
         regions: Default::default(),
+        mailboxes: Default::default(),
     });
     (router(app.clone()), app, writer)
 }

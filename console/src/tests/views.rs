@@ -150,7 +150,7 @@ fn workers_come_from_their_pools_leases_with_lease_age_liveness_and_the_actors_p
         actor("a", "y", "p", ActorPhase::Running, "p-w1", "r1"),
         actor("a", "z", "p", ActorPhase::Pending, "", ""),
     ]);
-    let w = workers(&leases, &actors, "a", "p", now);
+    let w = workers(&leases, &actors, &Default::default(), "a", "p", now);
     assert_eq!(
         w.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
         ["p-w1", "p-w2"]
@@ -223,6 +223,6 @@ fn an_actor_page_tells_whether_its_status_describes_the_current_spec_and_shows_b
 #[test]
 fn a_lease_older_than_its_duration_counts_as_expired_even_by_one_second() {
     let leases = arcs([lease("a", "w", "p", "r", at(0), 10)]);
-    assert!(workers(&leases, &[], "a", "p", at(0) + secs(10))[0].live);
-    assert!(!workers(&leases, &[], "a", "p", at(0) + secs(11))[0].live);
+    assert!(workers(&leases, &[], &Default::default(), "a", "p", at(0) + secs(10))[0].live);
+    assert!(!workers(&leases, &[], &Default::default(), "a", "p", at(0) + secs(11))[0].live);
 }

@@ -1,11 +1,14 @@
 //! A pool's workers, from their Leases (one per worker pod, named after it, labelled with pool
-//! and revision) and from the actors placed on them.
+//! and revision), from the actors placed on them, and from what their metrics said of their
+//! mailboxes (`mailbox.rs`), where the console could read them.
 
 use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::{api::coordination::v1::Lease, jiff::Timestamp};
 use kube::ResourceExt;
 use troupe_crds::{Actor, labels};
+
+use crate::mailbox::{EXPIRED, Mailbox, NOT_READ_YET};
 
 /// One worker of a pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,12 +21,16 @@ pub struct WorkerView {
     /// judges expiry on its own clock; this is a view, not a decision.)
     pub live: bool,
     pub actors_placed: usize,
+    /// Messages waiting in its actors' mailboxes, or why that is not known.
+    pub mailbox: Mailbox,
 }
 
-/// The workers of pool `ns/pool`, by revision then name.
+/// The workers of pool `ns/pool`, by revision then name; `mailboxes`: the readings of the
+/// namespace's workers, by Lease name.
 pub fn workers(
     leases: &[Arc<Lease>],
     actors: &[Arc<Actor>],
+    mailboxes: &BTreeMap<String, Mailbox>,
     ns: &str,
     pool: &str,
     now: Timestamp,
@@ -52,11 +59,19 @@ pub fn workers(
                 .or(spec.acquire_time.as_ref())
                 .map(|t| t.0);
             let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0));
+            let live = renewed.is_some_and(|r| now.duration_since(r).as_secs() <= duration);
+            // Only live workers are read; a reading of one since expired is not shown.
+            let mailbox = match mailboxes.get(&name) {
+                _ if !live => Mailbox::Unknown(EXPIRED.into()),
+                Some(m) => m.clone(),
+                None => Mailbox::Unknown(NOT_READ_YET.into()),
+            };
             WorkerView {
                 revision: l.labels().get(labels::REVISION).cloned().unwrap_or_default(),
                 renewed_ago: renewed.map(|r| super::time::age(now, r)),
-                live: renewed.is_some_and(|r| now.duration_since(r).as_secs() <= duration),
+                live,
                 actors_placed: placed.get(name.as_str()).copied().unwrap_or(0),
+                mailbox,
                 name,
             }
         })
