@@ -100,6 +100,10 @@ pub struct WorkerConfig {
     /// by Interval and EveryMessage; never logged.
     #[arg(long, env = "TROUPE_STORE_DSN", hide_env_values = true)]
     pub store_dsn: Option<String>,
+    /// The CA (PEM) the store's certificate must chain to: the store Secret's `ca.crt`, when it
+    /// has one. With it, a connection string that names no sslmode is verify-full.
+    #[arg(long, env = "TROUPE_STORE_CA", hide_env_values = true)]
+    pub store_ca: Option<String>,
 }
 
 impl WorkerConfig {
@@ -153,6 +157,17 @@ pub fn parse_policy(s: &str) -> Result<MailboxFullPolicy, String> {
 pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
     cfg.check()
         .map_err(|e| anyhow::anyhow!("invalid worker settings: {e}"))?;
+    // Before anything else: TLS settings that cannot work stop the worker with the reason.
+    let store = match cfg.persistence.uses_store() {
+        true => Some(
+            PgStore::with_ca(
+                cfg.store_dsn.as_deref().unwrap_or_default(),
+                cfg.store_ca.as_deref(),
+            )
+            .map_err(|e| anyhow::anyhow!("invalid worker settings: {e}"))?,
+        ),
+        false => None,
+    };
     let client = troupe_client::client()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to the Kubernetes API: {e}"))?;
@@ -183,9 +198,7 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
     if otlp.is_some() {
         tracing::info!("traced messages are exported over OTLP/HTTP");
     }
-    if cfg.persistence.uses_store() {
-        let store = PgStore::new(cfg.store_dsn.as_deref().unwrap_or_default())
-            .map_err(|e| anyhow::anyhow!("invalid worker settings: {e}"))?;
+    if let Some(store) = store {
         host.set_store(Arc::new(store));
     }
     // No actor runs before this worker holds its lease and has read its assignments under it.

@@ -8,8 +8,8 @@
 //! with reason `StaleEpoch`. The lease fence (docs/architecture.md) stops such a worker before
 //! its next message; this is the second line, at the store, for the message it was already in.
 //!
-//! [`postgres::PgStore`] is the store; [`memory::MemoryStore`] keeps the same rules in memory
-//! (tests, embedding without a database).
+//! [`postgres::PgStore`] is the store (over TLS as its connection string says: [`dsn`], [`tls`]);
+//! [`memory::MemoryStore`] keeps the same rules in memory (tests, embedding without a database).
 
 use std::time::Duration;
 
@@ -19,8 +19,10 @@ use serde_json::Value;
 
 use crate::host::ActorKey;
 
+pub mod dsn;
 pub mod memory;
 pub mod postgres;
+pub mod tls;
 
 /// Which object an actor's row belongs to: its key and its Actor's uid, so that an Actor deleted
 /// and created again under the same name (its epochs start over) starts afresh rather than being

@@ -1,7 +1,8 @@
 //! The PostgreSQL state store: one row per actor in `troupe_actor_state`, written under the
 //! activation's epoch. The table is created on first use (the database user needs CREATE on its
 //! schema once); the connection string comes from the Secret the pool names
-//! (`TROUPE_STORE_DSN`) and is never logged.
+//! (`TROUPE_STORE_DSN`) and is never logged. TLS as the string's `sslmode` says, with libpq's
+//! meanings (`tls.rs`).
 //!
 //! Every call is bounded ([`CALL_TIMEOUT`]): a store that hangs is a store that is down, and the
 //! caller decides whether to retry.
@@ -11,9 +12,8 @@ use std::{str::FromStr, time::Duration};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde_json::Value;
 use tokio::sync::OnceCell;
-use tokio_postgres::NoTls;
 
-use super::{JOURNAL_READ_MAX, JournalEntry, JournalWrite, StateRef, StateStore, StoreError};
+use super::{JOURNAL_READ_MAX, JournalEntry, JournalWrite, StateRef, StateStore, StoreError, dsn, tls};
 use crate::host::ActorKey;
 
 /// Connections one worker keeps to the store at most.
@@ -94,17 +94,33 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// A store for `dsn` (`postgres://user:password@host:port/db` or key=value form). Connects
-    /// lazily: a store that is down at the worker's start is retried like one that went down.
-    /// The error names what is wrong with the string, never the string itself.
+    /// A store for `dsn` (`postgres://user:password@host:port/db` or key=value form) with no
+    /// CA of the Secret's: see [`PgStore::with_ca`].
     pub fn new(dsn: &str) -> Result<PgStore, String> {
-        let mut config = tokio_postgres::Config::from_str(dsn)
+        PgStore::with_ca(dsn, None)
+    }
+
+    /// A store for `dsn`, trusting `ca` (PEM: the store Secret's `ca.crt`, `TROUPE_STORE_CA`)
+    /// when given. Connects lazily: a store that is down at the worker's start is retried like
+    /// one that went down. TLS settings that cannot work (a CA that is no certificate,
+    /// `verify-full` with no CA) are refused here, and the worker does not start. The error
+    /// names what is wrong with the string, never the string itself.
+    pub fn with_ca(dsn: &str, ca: Option<&str>) -> Result<PgStore, String> {
+        let dsn = dsn::split(dsn).map_err(|e| format!("TROUPE_STORE_DSN: {e}"))?;
+        let mut config = tokio_postgres::Config::from_str(&dsn.postgres)
             .map_err(|e| format!("TROUPE_STORE_DSN is not a PostgreSQL connection string: {e}"))?;
+        let tls = tls::plan(dsn.sslmode, dsn.sslrootcert.as_ref(), ca)
+            .map_err(|e| format!("the state store's TLS settings: {e}"))?;
+        tracing::info!(tls = %tls.summary, "state store");
+        for warning in &tls.warnings {
+            tracing::warn!("state store: {warning}");
+        }
+        config.ssl_mode(tls.ssl_mode);
         config.connect_timeout(CALL_TIMEOUT);
         config.application_name("troupe-worker");
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls.connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -124,7 +140,11 @@ impl PgStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        let client = self.pool.get().await.map_err(unavailable)?;
+        let client = self.pool.get().await.map_err(|e| match e {
+            // tokio-postgres's own words (a TLS refusal says why), without deadpool's preface.
+            deadpool_postgres::PoolError::Backend(e) => pg_unavailable(e),
+            e => unavailable(e),
+        })?;
         let made = self
             .schema
             .get_or_try_init(|| async {
@@ -163,11 +183,21 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// A PostgreSQL error with the server's own words ("db error" alone says nothing).
+/// A PostgreSQL error with the server's own words ("db error" alone says nothing), or with its
+/// causes: tokio-postgres's own text is only the kind ("error performing TLS handshake"), and
+/// the cause says why (a certificate refused, the server without TLS, a connection refused).
 fn pg_unavailable(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(db) => StoreError::Unavailable(format!("{} ({})", db.message(), db.code().code())),
-        None => unavailable(e),
+        None => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text = format!("{text}: {c}");
+                cause = c.source();
+            }
+            StoreError::Unavailable(text)
+        }
     }
 }
 
