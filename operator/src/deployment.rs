@@ -14,7 +14,8 @@ use k8s_openapi::{
 };
 use kube::{Resource, ResourceExt, api::ObjectMeta};
 use troupe_crds::{
-    ActorPool, MailboxFullPolicy, PersistenceMode, PersistenceSpec, labels, pool::DEFAULT_CHECKPOINT_EVERY,
+    ActorPool, MailboxFullPolicy, PersistenceMode, PersistenceSpec, labels,
+    pool::{DEFAULT_CA_KEY, DEFAULT_CHECKPOINT_EVERY},
     worker_env::WorkerTimings,
 };
 
@@ -282,8 +283,9 @@ fn decorate_worker(
     });
 }
 
-/// The pool's persistence mode for its workers; the store's address from the Secret it names
-/// (resolved by the kubelet: never in the Deployment, the spec or the operator's memory).
+/// The pool's persistence mode for its workers; the store's address, and its CA when the Secret
+/// has one, from the Secret it names (resolved by the kubelet: never in the Deployment, the spec
+/// or the operator's memory).
 fn persistence_env(p: &PersistenceSpec) -> Vec<EnvVar> {
     let mut env = vec![plain_env("TROUPE_PERSISTENCE", p.mode.as_str())];
     if p.mode == PersistenceMode::Interval {
@@ -298,6 +300,20 @@ fn persistence_env(p: &PersistenceSpec) -> Vec<EnvVar> {
                     name: secret.name.clone(),
                     key: secret.key.clone(),
                     optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        // The default key is looked for (a Secret without it means no CA); a key the pool
+        // names must be there, or the pod is held as for a missing Secret.
+        env.push(EnvVar {
+            name: "TROUPE_STORE_CA".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.name.clone(),
+                    key: secret.ca_key.clone().unwrap_or_else(|| DEFAULT_CA_KEY.into()),
+                    optional: Some(secret.ca_key.is_none()),
                 }),
                 ..Default::default()
             }),
@@ -397,6 +413,7 @@ mod tests {
         let default = env(&build_deployment(&pool(), "abc123", &WorkerSettings::default()));
         assert_eq!(default["TROUPE_PERSISTENCE"].value.as_deref(), Some("OnMove"));
         assert!(!default.contains_key("TROUPE_STORE_DSN"));
+        assert!(!default.contains_key("TROUPE_STORE_CA"));
 
         let mut p = pool();
         p.spec.persistence = serde_json::from_value(json!({
@@ -415,6 +432,32 @@ mod tests {
             Some(false),
             "a missing Secret holds the pod, visibly"
         );
+        let ca = secret_ref(&e, "TROUPE_STORE_CA");
+        assert_eq!((ca.name.as_str(), ca.key.as_str()), ("pg", "ca.crt"));
+        assert_eq!(ca.optional, Some(true), "a Secret without ca.crt: no CA");
+
+        p.spec.persistence = serde_json::from_value(json!({
+            "mode": "EveryMessage", "storeSecretRef": {"name": "pg", "key": "url", "caKey": "root.pem"}
+        }))
+        .unwrap();
+        let e = env(&build_deployment(&p, "abc123", &WorkerSettings::default()));
+        let dsn = secret_ref(&e, "TROUPE_STORE_DSN");
+        assert_eq!(dsn.key, "url");
+        let ca = secret_ref(&e, "TROUPE_STORE_CA");
+        assert_eq!(
+            (ca.key.as_str(), ca.optional),
+            ("root.pem", Some(false)),
+            "a named key must exist"
+        );
+    }
+
+    /// The Secret key an env variable is read from.
+    fn secret_ref<'a>(env: &'a BTreeMap<String, EnvVar>, name: &str) -> &'a SecretKeySelector {
+        let from = env[name]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref());
+        from.unwrap_or_else(|| panic!("{name} is not read from a Secret"))
     }
 
     /// The downward-API field an env variable is read from.

@@ -16,7 +16,9 @@ pub use analysis::{
     AlertRollbackSpec, AnalysisSpec, BuiltinMetric, MetricProvider, MetricSpec, PrometheusProvider,
     Threshold, WorkerMetricProvider,
 };
-pub use persistence::{DEFAULT_CHECKPOINT_EVERY, PersistenceMode, PersistenceSpec, StoreSecretRef};
+pub use persistence::{
+    DEFAULT_CA_KEY, DEFAULT_CHECKPOINT_EVERY, PersistenceMode, PersistenceSpec, StoreSecretRef,
+};
 pub use rollout::{AnalysisStep, BlueGreenStrategy, CanaryStep, CanaryStrategy, PauseStep, RolloutStrategy};
 pub use status::{
     AbortKind, AbortReason, ActorCounts, ActorPoolStatus, AnalysisStatus, HandledCommand,

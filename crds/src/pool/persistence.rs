@@ -2,7 +2,8 @@
 //!
 //! The worker reads the mode from its env (`TROUPE_PERSISTENCE`, `TROUPE_CHECKPOINT_EVERY`) and
 //! the store's address from the Secret the pool names (`TROUPE_STORE_DSN`, never in the spec,
-//! status or logs). See docs/durability.md.
+//! status or logs), with the store's CA from the same Secret (`TROUPE_STORE_CA`). See
+//! docs/durability.md.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -90,11 +91,25 @@ pub struct StoreSecretRef {
     /// The Secret's name.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// The key holding the connection string. Default `dsn`.
+    /// The key holding the connection string. Default `dsn`. It may name its TLS settings as
+    /// libpq reads them: `sslmode` (disable, prefer, require, verify-ca, verify-full) and
+    /// `sslrootcert` (a file in the worker's container, or `system`).
     #[serde(default = "default_dsn_key")]
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
+    /// The key holding the CA certificate (PEM) that the store's server certificate must chain
+    /// to. When unset, the key `ca.crt` is used if the Secret has it; when set, the key must
+    /// exist. With a CA, a connection string that names no `sslmode` is `verify-full`; without
+    /// one, it is `prefer` (the connection is then neither sure to be encrypted nor verified,
+    /// and the worker warns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub ca_key: Option<String>,
 }
+
+/// The Secret's key of the store's CA when `caKey` is unset: the name cert-manager and
+/// `kubernetes.io/tls` Secrets use.
+pub const DEFAULT_CA_KEY: &str = "ca.crt";
 
 fn default_dsn_key() -> String {
     "dsn".into()
