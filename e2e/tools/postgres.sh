@@ -9,6 +9,8 @@
 #   postgres.sh run DATA PORT                run the server in the foreground (cluster.sh supervises it)
 #   postgres.sh start DATA PORT              start it in the background, wait until it answers (log DATA.log)
 #   postgres.sh stop DATA                    stop it (fast: clients are cut off) and wait until it is gone
+#   postgres.sh tls DATA CERT KEY            serve TLS with CERT and KEY (PEM), and TLS only: pg_hba.conf
+#                                            gets `hostssl` entries alone (before start; e2e TLS tests)
 #
 # PostgreSQL refuses to run as root: as root, every step runs as the `postgres` user (Debian's
 # package makes it), so DATA must be somewhere that user can reach (under /tmp).
@@ -58,9 +60,23 @@ case "${1:-}" in
       -o "-h 127.0.0.1 -p $port -k $data -c max_connections=50" start >/dev/null \
       || { tail -n 20 "$data.log" >&2; die "the server did not start (log $data.log)"; }
     ;;
+  tls)
+    data=$2 cert=$3 key=$4
+    [ -f "$data/PG_VERSION" ] || die "no data folder at $data (postgres.sh init first)"
+    # The server reads server.crt and server.key from its data folder by default; it refuses a
+    # key that others can read.
+    install -m 0644 "$cert" "$data/server.crt"
+    install -m 0600 "$key" "$data/server.key"
+    owned "$data/server.crt" "$data/server.key"
+    grep -qx "ssl = on" "$data/postgresql.conf" || echo "ssl = on" >>"$data/postgresql.conf"
+    # No `host` entry: a connection without TLS finds none and is refused ("no encryption").
+    printf '%s\n' "local all all scram-sha-256" "hostssl all all 127.0.0.1/32 scram-sha-256" \
+      "hostssl all all ::1/128 scram-sha-256" >"$data/pg_hba.conf"
+    owned "$data/pg_hba.conf"
+    ;;
   stop)
     data=$2
     "${as[@]}" "$(server_bin)/pg_ctl" -D "$data" -m fast -w -t 30 stop >/dev/null
     ;;
-  *) sed -n '2,12p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
 esac

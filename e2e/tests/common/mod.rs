@@ -17,6 +17,7 @@ use kube::{
 use serde_json::Value;
 
 pub mod bad_manifests;
+pub mod certs;
 pub mod images;
 pub mod store;
 pub mod testpods;

@@ -1,6 +1,6 @@
 //! The actors' state store as the tests see it: the control plane's shared PostgreSQL, a private
-//! one a test may stop and start, and what a row really holds (read with `psql`, not through the
-//! worker's own store code).
+//! one a test may stop and start (or that serves TLS only), and what a row really holds (read
+//! with `psql`, not through the worker's own store code).
 
 use std::{path::PathBuf, process::Command};
 
@@ -43,6 +43,16 @@ pub struct OwnStore {
 impl OwnStore {
     /// Makes a fresh data folder and starts the server (a few seconds).
     pub fn start(test: &str) -> OwnStore {
+        OwnStore::start_with(test, None)
+    }
+
+    /// The same, serving TLS with `certs`' server certificate, and TLS only (`hostssl`): a
+    /// connection without TLS is refused.
+    pub fn start_tls(test: &str, certs: &super::certs::Certs) -> OwnStore {
+        OwnStore::start_with(test, Some(certs))
+    }
+
+    fn start_with(test: &str, tls: Option<&super::certs::Certs>) -> OwnStore {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -62,6 +72,14 @@ impl OwnStore {
             &log.display().to_string(),
         ]);
         let _ = std::fs::remove_file(&password_file);
+        if let Some(certs) = tls {
+            script(&[
+                "tls",
+                &data.display().to_string(),
+                &certs.server_cert.display().to_string(),
+                &certs.server_key.display().to_string(),
+            ]);
+        }
         let store = OwnStore { data, port, password };
         store.resume();
         store
@@ -72,6 +90,19 @@ impl OwnStore {
             "postgres://troupe:{}@127.0.0.1:{}/postgres",
             self.password, self.port
         )
+    }
+
+    /// The connection string for `host` (the name TLS checks), with `query` (`?sslmode=…`, or
+    /// empty) after the database.
+    pub fn dsn_at(&self, host: &str, query: &str) -> String {
+        format!(
+            "postgres://troupe:{}@{host}:{}/postgres{query}",
+            self.password, self.port
+        )
+    }
+
+    pub fn password(&self) -> &str {
+        &self.password
     }
 
     /// Stops the server (fast shutdown: every client connection is cut).
@@ -97,15 +128,12 @@ impl Drop for OwnStore {
     }
 }
 
-/// What the store holds for an actor, as `(epoch, state)`, read with `psql` (None: no row).
-pub fn stored_row(dsn: &str, namespace: &str, name: &str) -> Option<(i64, Value)> {
+/// What `query` returns through `psql` (libpq: the DSN's `sslmode` and `sslrootcert` apply),
+/// unaligned, fields separated by tabs.
+pub fn psql(dsn: &str, query: &str) -> String {
     let psql = PathBuf::from(script(&["bin"])).join("psql");
-    // Names of Kubernetes objects hold no quote; the test made both.
-    let query = format!(
-        "SELECT epoch, state FROM troupe_actor_state WHERE namespace = '{namespace}' AND name = '{name}'"
-    );
     let out = Command::new(psql)
-        .args([dsn, "-At", "-F", "\t", "-c", &query])
+        .args([dsn, "-At", "-F", "\t", "-c", query])
         .output()
         .expect("running psql");
     assert!(
@@ -113,8 +141,17 @@ pub fn stored_row(dsn: &str, namespace: &str, name: &str) -> Option<(i64, Value)
         "psql: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (epoch, state) = text.trim().split_once('\t')?;
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// What the store holds for an actor, as `(epoch, state)`, read with `psql` (None: no row).
+pub fn stored_row(dsn: &str, namespace: &str, name: &str) -> Option<(i64, Value)> {
+    // Names of Kubernetes objects hold no quote; the test made both.
+    let query = format!(
+        "SELECT epoch, state FROM troupe_actor_state WHERE namespace = '{namespace}' AND name = '{name}'"
+    );
+    let text = psql(dsn, &query);
+    let (epoch, state) = text.split_once('\t')?;
     Some((
         epoch.parse().expect("an epoch"),
         serde_json::from_str(state).expect("a JSON state"),

@@ -16,7 +16,10 @@ use crate::common::{
 /// through one worker, `kill -9`s the other, and waits until the counters it hosted run again
 /// under a newer epoch. Returns the counts each counter was told, the survivor's address and
 /// the counters that lost their worker.
-async fn crash_a_worker(env: &TestEnv, persistence: &str) -> (BTreeMap<String, usize>, String, Vec<String>) {
+pub(super) async fn crash_a_worker(
+    env: &TestEnv,
+    persistence: &str,
+) -> (BTreeMap<String, usize>, String, Vec<String>) {
     assert!(env.apply(&manifests(2, persistence)).0);
     let before = running_on(env, 2).await;
     let pods = env.pods().await;

@@ -2,13 +2,15 @@
 //! real PostgreSQL: an actor's state goes with it on a planned move, survives a crash as its
 //! persistence mode promises, waits out a store that stopped, and is never overwritten by a worker
 //! that was frozen past its lease; it is handed over, not stopped, when its worker leaves on a
-//! scale-in; its journal reads as kubectl troupe journal prints it.
+//! scale-in; its journal reads as kubectl troupe journal prints it; it is kept in a store that
+//! serves TLS only, reached with the CA of the store's Secret.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod faults;
 mod journal;
 mod scale_in;
+mod tls;
 
 use std::{collections::BTreeMap, time::Duration};
 
