@@ -185,3 +185,18 @@ fn der_reading_stops_at_truncated_or_oversized_lengths() {
         let _ = end_point_digest(&cert[..n]);
     }
 }
+
+#[test]
+fn system_roots_are_loaded_for_verify_full_or_their_absence_is_said() {
+    match plan(None, Some(&RootCert::System), None) {
+        Ok(p) => {
+            assert_eq!(p.ssl_mode, Pg::Require);
+            assert_eq!(
+                p.summary,
+                "sslmode=verify-full, trusting the system's trusted roots (sslrootcert=system)"
+            );
+        }
+        // A machine (or an image) without a CA bundle.
+        Err(e) => assert!(e.contains("no system root certificates found"), "{e}"),
+    }
+}
