@@ -97,14 +97,26 @@ fn transition_patch(
 /// The confirmation that this worker stopped an actor it was assigned under `epoch`: phase
 /// Migrating, with the worker and epoch that the operator checks against the assignment it
 /// ended.
+///
+/// It also says that the actor is between placements (`Placed=False`, reason `Moving`): the
+/// operator released it with its label alone, and writes `Placed` again when it assigns it.
 pub fn departed_patch(name: &str, pod: &str, epoch: u64, resource_version: Option<&str>) -> Value {
     let message = format!("stopped on worker {pod}; moving");
-    transition_patch(
+    let mut patch = transition_patch(
         name,
         resource_version,
         ("Migrating", pod, epoch),
         ("Unassigned", message),
-    )
+    );
+    let now = patch["status"]["lastTransitionTime"].clone();
+    if let Some(conditions) = patch["status"]["conditions"].as_array_mut() {
+        conditions.push(json!({
+            "type": "Placed", "status": "False", "reason": "Moving",
+            "message": format!("released from worker {pod}, which stopped it; waiting for its next worker"),
+            "lastTransitionTime": now,
+        }));
+    }
+    patch
 }
 
 /// The claim of an assignment: this worker runs the actor under `running.epoch` on `revision`,
@@ -441,6 +453,16 @@ mod tests {
         assert_eq!(p["status"]["phase"], "Migrating");
         assert_eq!(p["status"]["worker"], "w-1");
         assert_eq!(p["status"]["epoch"], 7);
+        let placed = p["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Placed")
+            .expect("the departure says the actor is between placements");
+        assert_eq!(
+            (&placed["status"], &placed["reason"]),
+            (&json!("False"), &json!("Moving"))
+        );
     }
 
     #[test]

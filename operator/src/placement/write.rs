@@ -21,6 +21,10 @@ use crate::{
     pool_controller::{Error, WRITES_IN_FLIGHT},
 };
 
+/// The reason of `Placed=False` while an actor moves between two live workers (written by the
+/// worker that confirms the stop; by the operator when the status does not name that worker).
+pub const MOVING: &str = "Moving";
+
 /// Parameters of a JSON merge patch under the operator's field manager (label removal: a merge
 /// patch removes a label whoever set it, where an apply only drops what the operator owns).
 pub fn merge_params() -> PatchParams {
@@ -105,7 +109,13 @@ pub fn handoff_from(actor: &Actor) -> Option<String> {
 /// when the actor had to wait for a worker after it (a `NoWorker` status replaced the Migrating
 /// one); placements after a run clear it (`assignment_patch`).
 pub fn handoff_for_assignment(actor: &Actor) -> Option<String> {
-    handoff_from(actor).or_else(|| actor.annotations().get(labels::HANDOFF_FROM).cloned())
+    handoff_from(actor).or_else(|| {
+        // Recorded for the assignment that ended, and only that one: an annotation left from an
+        // earlier move (a failover does not clear it) names a state the actor has moved on from.
+        let recorded = actor.annotations().get(labels::HANDOFF_FROM)?;
+        let (_, epoch) = recorded.rsplit_once('/')?;
+        (epoch.parse::<u64>().ok()? == actor.assignment_epoch()?).then(|| recorded.clone())
+    })
 }
 
 /// Publishes an Event; a failure is logged, never fatal (Events are best effort).
@@ -128,8 +138,9 @@ pub async fn event(ctx: &Context, actor: &Actor, type_: EventType, reason: &str,
 
 /// What became of one actor's steps.
 enum Applied {
-    /// Written (or moot: the actor is gone); `placed` counts its plain placements written.
-    Done { placed: usize },
+    /// Written (or moot: the actor is gone); `placed` counts its plain placements written,
+    /// `released` names the worker it was released from, if that was written.
+    Done { placed: usize, released: Option<String> },
     /// The actor changed since the snapshot (409): decided again from a fresh copy.
     Conflict,
 }
@@ -153,6 +164,7 @@ async fn apply_actor_steps(
     let mut version = actor.resource_version();
     let generation = actor.metadata.generation;
     let mut placed = 0;
+    let mut released = None;
     // The versions this sequence of writes went through, and the copy the last one returned.
     let mut between = Vec::new();
     let mut written: Option<Actor> = None;
@@ -190,13 +202,22 @@ async fn apply_actor_steps(
                 writes.push((false, assign));
             }
             Step::Release { from, .. } => {
-                // Pending, not Migrating: Migrating is the old worker's word that it stopped it.
-                let message = format!("moving off worker {from} (pool {pool} rebalanced or rolled)");
-                let placement = (Some(from.as_str()), None, None);
-                writes.push((
-                    true,
-                    status(ActorPhase::Pending, placement, (false, "Moving", &message), &None),
-                ));
+                // The label alone, when the status already names the worker: the actor still
+                // runs there (it handles what it accepted), and that worker's confirmation
+                // writes the move into the status (phase Migrating, `Placed=False Moving`). A
+                // status of the operator's own here would be one more write per moved actor and
+                // a phase the running worker puts back before it sees the label go; in a bulk
+                // move both queue at the API server.
+                if actor.status.as_ref().and_then(|s| s.worker.as_deref()) != Some(from.as_str()) {
+                    // Pending, not Migrating: Migrating is the old worker's word that it stopped
+                    // it. Named in the status, the worker must confirm before the actor moves on.
+                    let message = format!("moving off worker {from} (pool {pool} rebalanced or rolled)");
+                    let placement = (Some(from.as_str()), None, None);
+                    writes.push((
+                        true,
+                        status(ActorPhase::Pending, placement, (false, MOVING, &message), &None),
+                    ));
+                }
                 writes.push((false, assignment_patch(None, None, Some(from), None)));
             }
             Step::Orphan { from, .. } => {
@@ -258,20 +279,22 @@ async fn apply_actor_steps(
                     remember(between, written);
                     return Ok(Applied::Conflict);
                 }
-                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Applied::Done { placed }),
+                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Applied::Done { placed, released }),
                 Err(e) => {
                     remember(between, written);
                     return Err(wrap(e));
                 }
             }
         }
-        if matches!(step, Step::Assign { failover: false, .. }) {
-            placed += 1;
+        match step {
+            Step::Assign { failover: false, .. } => placed += 1,
+            Step::Release { from, .. } => released = Some(from.clone()),
+            _ => {}
         }
         after_step(ctx, actor, step, !revision_of_worker.is_empty()).await;
     }
     remember(between, written);
-    Ok(Applied::Done { placed })
+    Ok(Applied::Done { placed, released })
 }
 
 /// Metrics and Events of a step that was written; `any_live`: the pool has a live worker.
@@ -288,11 +311,9 @@ async fn after_step(ctx: &Context, actor: &Actor, step: &Step, any_live: bool) {
             // Event per actor would be a quarter of all writes when thousands are placed. The
             // pool gets one summary Event per reconcile instead.
         }
-        Step::Release { from, .. } => {
-            ctx.metrics.moves.inc();
-            let note = format!("moving off worker {from}");
-            event(ctx, actor, EventType::Normal, "Moving", "Move", note).await;
-        }
+        // One Event per reconcile on the pool says how many moved off which worker (a bulk
+        // move of 1,000 actors is not 1,000 Events queued before their moves).
+        Step::Release { .. } => ctx.metrics.moves.inc(),
         Step::Orphan { .. } => {}
         // Workers full, or gone: a Warning on each actor. No worker live at all (a new pool,
         // or one scaled from zero, whose workers are starting) is normal: the pool says it once.
@@ -313,6 +334,8 @@ pub struct StepsApplied {
     pub conflicts: usize,
     /// Plain placements (not failovers) written.
     pub placed: usize,
+    /// Releases written, by the worker each actor was released from.
+    pub released: BTreeMap<String, usize>,
 }
 
 /// Applies placement steps: each actor's steps in order (an orphan is unlabelled before it is
@@ -358,7 +381,12 @@ pub async fn apply_steps(
     let mut applied = StepsApplied::default();
     for r in results {
         match r {
-            Ok(Applied::Done { placed }) => applied.placed += placed,
+            Ok(Applied::Done { placed, released }) => {
+                applied.placed += placed;
+                if let Some(from) = released {
+                    *applied.released.entry(from).or_default() += 1;
+                }
+            }
             Ok(Applied::Conflict) => applied.conflicts += 1,
             Err(e) => {
                 tracing::warn!(%pool, error = %e, "placement step failed");
@@ -404,7 +432,15 @@ mod tests {
         waited
             .annotations_mut()
             .insert(labels::HANDOFF_FROM.into(), "w-1/4".into());
+        waited.annotations_mut().insert(labels::EPOCH.into(), "4".into());
         assert_eq!(handoff_for_assignment(&waited).as_deref(), Some("w-1/4"));
+        // Left from the move before: the actor ran under epoch 5 since (and then failed over).
+        waited.annotations_mut().insert(labels::EPOCH.into(), "5".into());
+        assert_eq!(
+            handoff_for_assignment(&waited),
+            None,
+            "a stale handoff names a state the actor moved on from"
+        );
         let confirmed = actor(json!({"phase": "Migrating", "worker": "w-2", "epoch": 5}));
         assert_eq!(handoff_for_assignment(&confirmed).as_deref(), Some("w-2/5"));
     }

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     context::Context,
-    placement::{Step, WorkerSlot, apply_steps, plan},
+    placement::{Step, WorkerSlot, apply_steps, plan, write::MOVING},
     revisions::Workers,
     rollout::Rollout,
 };
@@ -36,18 +36,36 @@ pub(super) struct Placed {
 /// The Event's reason when actors are moved off a worker that is leaving.
 const WORKER_LEAVING: &str = "WorkerLeaving";
 
-/// How many actors the steps take off each leaving worker.
-fn releases_from_leaving(steps: &[Step], snap: &Snapshot) -> BTreeMap<String, usize> {
+/// The pool's Events for the releases written, one per reconcile: actors moved off workers that
+/// are leaving (each worker named), and the others (balance, a rollout's step) in one sentence.
+fn release_notes(released: &BTreeMap<String, usize>, snap: &Snapshot) -> Vec<(&'static str, String)> {
     let leaving: BTreeSet<&str> = snap.leaving().map(|w| w.name.as_str()).collect();
-    let mut out = BTreeMap::new();
-    for step in steps {
-        if let Step::Release { from, .. } = step
-            && leaving.contains(from.as_str())
-        {
-            *out.entry(from.clone()).or_default() += 1;
+    let mut notes = Vec::new();
+    let mut others = Vec::new();
+    for (worker, n) in released {
+        if leaving.contains(worker.as_str()) {
+            let note = format!(
+                "moving {n} actors off worker {worker}, which is leaving (scale-in, rollout or drain): each hands its state over to its next worker"
+            );
+            notes.push((WORKER_LEAVING, note));
+        } else {
+            others.push(format!("{n} off worker {worker}"));
         }
     }
-    out
+    if !others.is_empty() {
+        let total: usize = released
+            .iter()
+            .filter(|(w, _)| !leaving.contains(w.as_str()))
+            .map(|(_, n)| n)
+            .sum();
+        let note = format!(
+            "moving {total} actors ({}) to balance the pool or follow its rollout: each hands its state over to its next worker",
+            others.join(", ")
+        );
+        // The reason the moved actors' `Placed` condition gives meanwhile.
+        notes.push((MOVING, note));
+    }
+    notes
 }
 
 /// The live workers of `rev` a scale-down to `planned` will remove: the surplus, fewest actors
@@ -97,7 +115,6 @@ pub(super) async fn place_actors(
         .iter()
         .filter(|s| matches!(s, Step::Unplaceable { .. }))
         .count();
-    let from_leaving = releases_from_leaving(&steps, snap);
     let applied = apply_steps(
         ctx,
         &snap.ns,
@@ -112,11 +129,8 @@ pub(super) async fn place_actors(
         let note = format!("{unplaced} actors wait for the pool's workers to start");
         pool_event(ctx, pool, &snap.target, false, "WaitingForWorkers", note).await;
     }
-    for (worker, n) in from_leaving {
-        let note = format!(
-            "moving {n} actors off worker {worker}, which is leaving (scale-in, rollout or drain): each hands its state over to its next worker"
-        );
-        pool_event(ctx, pool, &snap.target, false, WORKER_LEAVING, note).await;
+    for (reason, note) in release_notes(&applied.released, snap) {
+        pool_event(ctx, pool, &snap.target, false, reason, note).await;
     }
     // What was written, not what was planned: a refused write is decided again, not announced.
     if applied.placed > 0 {

@@ -2,7 +2,13 @@
 //! stops taking messages, handles the ones it accepted, stops, hands its state over to the next
 //! worker, and is confirmed gone (phase Migrating) by the status writer.
 
+use std::time::SystemTime;
+
 use super::*;
+
+/// How long a departure waits for a fetch of the state under way (the fetch itself times out
+/// after 5 s).
+const FETCH_WAIT: Duration = Duration::from_secs(10);
 
 impl Host {
     /// Stops and forgets an actor that is no longer assigned here; `resource_version` is the
@@ -54,10 +60,11 @@ impl Host {
                 (s.epoch, s.retired.take())
             };
             // Mode None starts every activation from its config: nobody would come for it.
-            if let Some(behavior) = retired
-                && self.config.persistence != PersistenceMode::None
-            {
-                self.hand_over(key, epoch, behavior.as_ref(), stopped_taking);
+            if self.config.persistence != PersistenceMode::None {
+                match retired {
+                    Some(behavior) => self.hand_over(key, epoch, behavior.as_ref(), stopped_taking),
+                    None => self.pass_on_unstarted(&slot, key, epoch, stopped_taking).await,
+                }
             }
             self.departed
                 .lock()
@@ -84,6 +91,69 @@ impl Host {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Passes on the state of an actor that leaves before it ever ran here under this assignment:
+    /// released again while its claim or the fetch of its state was under way (a scale-in
+    /// stopping two workers places the first one's actors on the second). The state it was
+    /// handed is the one the next worker must continue from, and that worker asks this one for
+    /// it (the confirmation names this worker and this epoch): it is fetched now if it was not
+    /// yet, awaited if the fetch is under way, and kept here under this epoch.
+    async fn pass_on_unstarted(&self, slot: &Slot, key: &ActorKey, epoch: u64, stopped_taking: SystemTime) {
+        let (restore, previous, in_flight) = {
+            let mut s = slot.lock();
+            (s.restore.take(), s.previous.take(), s.handoff_fetch.is_some())
+        };
+        let handed = if let Some(state) = restore {
+            Some(Handoff {
+                state,
+                stopped_at: None,
+            })
+        } else if let Some(previous) = previous {
+            self.fetch_handoff(key, &previous).await
+        } else if in_flight {
+            self.await_fetch(slot).await
+        } else {
+            None
+        };
+        let Some(handed) = handed else { return };
+        let stopped_at = handed.stopped_at.unwrap_or(stopped_taking);
+        match self.handoff.put(key.clone(), epoch, handed.state, stopped_at) {
+            Ok(()) => {
+                tracing::debug!(actor = %key, epoch, "state passed on for the next worker; the actor never started here")
+            }
+            Err(why) => {
+                tracing::warn!(actor = %key, epoch, %why, "the actor's state is not handed over; it starts from its config on the next worker")
+            }
+        }
+    }
+
+    /// The state `previous` handed over for `key`: kept here if it left this worker, else asked
+    /// from the worker it left.
+    async fn fetch_handoff(&self, key: &ActorKey, previous: &PreviousHolder) -> Option<Handoff> {
+        if previous.worker == self.config.pod {
+            return self.handoff.take(key, previous.epoch);
+        }
+        let source = self
+            .handoff_source
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        source.fetch(key, previous).await
+    }
+
+    /// The answer of the fetch under way for `slot` (it has its own timeout; this waits at most
+    /// [`FETCH_WAIT`] in case it never reports).
+    async fn await_fetch(&self, slot: &Slot) -> Option<Handoff> {
+        let until = Instant::now() + FETCH_WAIT;
+        while Instant::now() < until {
+            if let Some(answer) = slot.lock().fetched.take() {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tracing::warn!(actor = %slot.key, "the fetch of the actor's state did not answer; it is not passed on");
+        None
     }
 
     /// Keeps the state of an actor that left (after its last message) for the next worker.

@@ -49,6 +49,7 @@ impl Host {
                     moved_since: None,
                     store_down: None,
                     handoff_fetch: None,
+                    fetched: None,
                     retired: None,
                     phase: ActorPhase::Starting,
                     since: Utc::now(),

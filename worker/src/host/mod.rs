@@ -347,6 +347,9 @@ struct SlotState {
     /// A fetch of the handed-over state is in flight (for the claim of this incarnation): the
     /// actor does not start before its answer.
     handoff_fetch: Option<u64>,
+    /// The answer of that fetch, once in (`Some(None)`: nothing was handed over): read by a
+    /// departure that comes before the actor started, which passes the state on.
+    fetched: Option<Option<Handoff>>,
     /// The behaviour of the run that just stopped, kept for its snapshot when the actor leaves.
     retired: Option<Box<dyn Behavior>>,
     phase: ActorPhase,

@@ -226,12 +226,18 @@ impl Host {
             .clone();
         let events = self.events.clone();
         let host = self.me.clone();
+        let waiting = Arc::downgrade(slot);
         tokio::spawn(async move {
             let handed = match (local, previous, source) {
                 (Some(state), _, _) => state,
                 (None, Some(previous), Some(source)) => source.fetch(&key, &previous).await,
                 _ => None,
             };
+            // Taken from the worker it left: if the actor leaves here before it starts, the
+            // departure passes this state on (`pass_on_unstarted`).
+            if let Some(slot) = waiting.upgrade() {
+                slot.lock().fetched = Some(handed.clone());
+            }
             let stopped_at = handed.as_ref().and_then(|h| h.stopped_at);
             let handed = handed.map(|h| h.state);
             let state = match store {
@@ -270,6 +276,7 @@ impl Host {
                 return;
             }
             s.handoff_fetch = None;
+            s.fetched = None;
             s.store_down = None;
             if s.incarnation != incarnation {
                 return;

@@ -79,6 +79,48 @@ async fn a_counter_moved_to_another_worker_keeps_its_exact_count() {
     assert!(b.metrics().handoff_seconds.get_sample_sum() < 5.0);
 }
 
+/// The previous worker's handoff store, answered after a delay (a loaded worker or network).
+struct Slowly(Arc<Host>, Duration);
+
+#[async_trait::async_trait]
+impl HandoffSource for Slowly {
+    async fn fetch(&self, key: &ActorKey, previous: &PreviousHolder) -> Option<Handoff> {
+        tokio::time::sleep(self.1).await;
+        self.0.take_handoff(key, previous.epoch)
+    }
+}
+
+#[tokio::test]
+async fn an_actor_released_again_before_its_state_arrived_passes_that_state_to_the_next_worker() {
+    // A scale-in stopping two workers: the counter moves a → b, and b leaves before it started
+    // the actor (the fetch from a still under way). c asks b, as the operator's assignment says.
+    let a = host().await;
+    let key = ActorKey::new("ns", "c");
+    a.assign(key.clone(), assignment(1, None)).await;
+    for _ in 0..7 {
+        a.tell(&key, json!(1)).await.unwrap();
+    }
+    assert_eq!(count(&a, &key).await, json!(7));
+    a.remove(&key, None).await;
+    let b = host().await;
+    b.set_handoff_source(Arc::new(Slowly(a.clone(), Duration::from_millis(300))));
+    b.assign(key.clone(), assignment(2, Some(("worker-a", 1)))).await;
+    assert!(
+        b.slot(&key).unwrap().lock().handoff_fetch.is_some(),
+        "b still waits for the state"
+    );
+    b.remove(&key, None).await;
+    let c = host().await;
+    c.set_handoff_source(Arc::new(FromHost(b.clone())));
+    c.assign(key.clone(), assignment(3, Some(("worker-b", 2)))).await;
+    assert_eq!(
+        count(&c, &key).await,
+        json!(7),
+        "the count went on through the worker that never ran it"
+    );
+    assert_eq!(a.take_handoff(&key, 1), None, "handed over once");
+}
+
 #[tokio::test]
 async fn a_passivated_actor_hands_over_the_state_it_was_parked_with() {
     let a = passivating_host(Duration::from_millis(20)).await;

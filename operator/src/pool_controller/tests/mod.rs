@@ -391,7 +391,7 @@ async fn an_actor_whose_stop_its_worker_confirmed_is_assigned_with_where_its_sta
 }
 
 #[tokio::test]
-async fn an_actor_taken_off_a_live_worker_is_marked_moving_then_unlabelled_as_released_from_it() {
+async fn an_actor_taken_off_a_live_worker_is_unlabelled_as_released_from_it_in_one_write() {
     // Three actors on w-1, none on w-2 (it just joined): the busiest worker gives one up.
     let pool = ActorPool::test("p").replicas(2);
     let actors = running_on("w-1", &[("a1", "11"), ("a2", "12"), ("a3", "13")]);
@@ -404,27 +404,25 @@ async fn an_actor_taken_off_a_live_worker_is_marked_moving_then_unlabelled_as_re
     let a3 = &actors[2];
     let script = vec![
         no_core_v1(),
-        // First the status that explains the move (still naming w-1: it must confirm the stop)…
-        actor_status(
-            a3,
-            "Pending, moving off w-1",
-            "13",
-            json!({"phase": "Pending", "worker": "w-1", "revision": null}),
-            ("False", "Moving"),
-            "14",
-        )
-        .into(),
-        // …then the label goes, conditional on the version the status write left. The epoch
+        // Its status already names w-1, where it still runs until w-1 confirms the stop (that
+        // confirmation writes the move into the status): the label goes, conditional on the
+        // version the decision saw, and nothing else is written to the actor. The epoch
         // annotation stays: w-1 confirms the stop under it.
         Expected::merge_patch("the release of a3 from w-1", actor_path("a3"))
             .body(json!({"metadata": {
-                "resourceVersion": "14",
+                "resourceVersion": "13",
                 "labels": {labels::WORKER: null, labels::RELEASED_FROM: "w-1"},
                 "annotations": {labels::HANDOFF_FROM: null},
             }}))
             .reply(Reply::merged(a3, "15"))
             .into(),
-        Expected::event("Normal", "Moving", "a3").into(),
+        // One Event on the pool says what moved, none on each actor.
+        Expected::event("Normal", "Moving", "p")
+            .body_with(|body| {
+                let note = body["note"].as_str().unwrap_or_default();
+                assert!(note.contains("moving 1 actors (1 off worker w-1)"), "{note}");
+            })
+            .into(),
         // Not assigned to w-2 in the same reconcile: only once w-1 confirmed the stop.
         pool_status(&pool, |_| {}),
     ];

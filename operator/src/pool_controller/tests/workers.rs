@@ -240,34 +240,25 @@ async fn the_actors_of_a_leaving_worker_move_to_the_others_by_planned_moves_and_
         leases,
         deployments: vec![deployment_of(&pool)],
     });
-    // Each is released from the live worker (not orphaned: it hands its state over), first
-    // the status that explains the move, then the label.
-    let release = |a: &Actor, rv: &str, status_rv: &str, released_rv: &str| {
+    // Each is released from the live worker (not orphaned: it hands its state over), in one
+    // write: its label (w-1 confirms the stop in the status).
+    let release = |a: &Actor, rv: &str, released_rv: &str| {
         let name = kube::ResourceExt::name_any(a);
         vec![
-            actor_status(
-                a,
-                "Pending, moving off w-1",
-                rv,
-                json!({"phase": "Pending", "worker": "w-1", "revision": null}),
-                ("False", "Moving"),
-                status_rv,
-            ),
             Expected::merge_patch("the release from w-1", actor_path(&name))
                 .body(json!({"metadata": {
-                    "resourceVersion": status_rv,
+                    "resourceVersion": rv,
                     "labels": {labels::WORKER: null, labels::RELEASED_FROM: "w-1"},
                     "annotations": {labels::HANDOFF_FROM: null},
                 }}))
                 .reply(Reply::merged(a, released_rv)),
-            Expected::event("Normal", "Moving", &name),
         ]
     };
     let script = vec![
         no_core_v1(),
         Stage::interleaved(vec![
-            release(&actors[0], "11", "21", "31"),
-            release(&actors[1], "12", "22", "32"),
+            release(&actors[0], "11", "31"),
+            release(&actors[1], "12", "32"),
         ]),
         Expected::event("Normal", "WorkerLeaving", "p")
             .body_with(|body| {
