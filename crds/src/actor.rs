@@ -304,6 +304,19 @@ impl Actor {
             .ok()
     }
 
+    /// Where the state of this assignment waits, as the operator wrote it with the assignment:
+    /// the worker that stopped the actor and the epoch that ended there
+    /// (`troupe.dev/handoff-from: <pod>/<epoch>`). `None` when absent or malformed.
+    pub fn handoff_from_annotation(&self) -> Option<(&str, u64)> {
+        let value = self
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(crate::labels::HANDOFF_FROM)?;
+        let (worker, epoch) = value.rsplit_once('/')?;
+        Some((worker, epoch.parse().ok()?))
+    }
+
     /// The epoch the status reports (`status.epoch`: the last claim, confirmation or
     /// placement written), if any.
     pub fn reported_epoch(&self) -> Option<u64> {

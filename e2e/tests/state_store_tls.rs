@@ -10,7 +10,7 @@ use std::{process::Command, time::Instant};
 
 use common::{
     certs::Certs,
-    store::{OwnStore, psql, stored_row},
+    store::{OwnStore, stored_row, worker_connections},
 };
 use serde_json::json;
 use troupe_worker::{
@@ -89,16 +89,8 @@ async fn verify_full_with_the_right_ca_reaches_the_store_over_tls_and_a_counters
         stored_row(&libpq, &counter.key.namespace, "counter"),
         Some((2, json!({"value": 6})))
     );
-    let tls = psql(
-        &libpq,
-        "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
-         JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'troupe-worker'",
-    );
-    let (all, encrypted) = tls.split_once('\t').unwrap();
-    assert!(
-        all.parse::<u32>().unwrap() >= 1,
-        "the worker's connections: {tls}"
-    );
+    let (all, encrypted) = worker_connections(&libpq);
+    assert!(all >= 1, "the worker's connections: {all}");
     assert_eq!(all, encrypted, "every connection of the worker is TLS");
 }
 

@@ -38,11 +38,10 @@ pub fn assignment_of(a: &Actor) -> Assignment {
 /// operator wrote them with this assignment (`troupe.dev/handoff-from: <pod>/<epoch>`). None
 /// after a crash or for a new actor: there is no state to ask for.
 fn previous_holder(a: &Actor) -> Option<PreviousHolder> {
-    let value = a.annotations().get(labels::HANDOFF_FROM)?;
-    let (worker, epoch) = value.rsplit_once('/')?;
+    let (worker, epoch) = a.handoff_from_annotation()?;
     Some(PreviousHolder {
         worker: worker.to_string(),
-        epoch: epoch.parse().ok()?,
+        epoch,
         pool: a.spec.pool.clone(),
     })
 }

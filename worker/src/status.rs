@@ -68,55 +68,33 @@ pub fn status_patch(s: &RuntimeStatus, pod: &str, revision: &str) -> Value {
     })
 }
 
-/// A phase change of the worker's own, conditional on the Actor's version (`None`:
-/// unconditional): phase, this worker, the epoch, and a `Ready=False` condition.
-fn transition_patch(
-    name: &str,
-    resource_version: Option<&str>,
-    (phase, pod, epoch): (&str, &str, u64),
-    (reason, message): (&str, String),
-) -> Value {
+/// The confirmation that this worker stopped an actor it was assigned under `epoch`: phase
+/// Migrating, with the worker and epoch that the operator checks against the assignment it
+/// ended, conditional on the Actor's version (`None`: unconditional), and `Ready=False`.
+///
+/// It also says that the actor is between placements (`Placed=False`, reason `Moving`): the
+/// operator released it with its label alone, and writes `Placed` again when it assigns it.
+pub fn departed_patch(name: &str, pod: &str, epoch: u64, resource_version: Option<&str>) -> Value {
     let now = time(chrono::Utc::now());
     json!({
         "apiVersion": "troupe.dev/v1alpha1",
         "kind": "Actor",
         "metadata": {"name": name, "resourceVersion": resource_version},
         "status": {
-            "phase": phase,
+            "phase": "Migrating",
             "worker": pod,
             "epoch": epoch,
             "lastTransitionTime": now,
             "conditions": [{
-                "type": "Ready", "status": "False", "reason": reason,
-                "message": message, "lastTransitionTime": now,
+                "type": "Ready", "status": "False", "reason": "Unassigned",
+                "message": format!("stopped on worker {pod}; moving"), "lastTransitionTime": now,
+            }, {
+                "type": "Placed", "status": "False", "reason": "Moving",
+                "message": format!("released from worker {pod}, which stopped it; waiting for its next worker"),
+                "lastTransitionTime": now,
             }]
         }
     })
-}
-
-/// The confirmation that this worker stopped an actor it was assigned under `epoch`: phase
-/// Migrating, with the worker and epoch that the operator checks against the assignment it
-/// ended.
-///
-/// It also says that the actor is between placements (`Placed=False`, reason `Moving`): the
-/// operator released it with its label alone, and writes `Placed` again when it assigns it.
-pub fn departed_patch(name: &str, pod: &str, epoch: u64, resource_version: Option<&str>) -> Value {
-    let message = format!("stopped on worker {pod}; moving");
-    let mut patch = transition_patch(
-        name,
-        resource_version,
-        ("Migrating", pod, epoch),
-        ("Unassigned", message),
-    );
-    let now = patch["status"]["lastTransitionTime"].clone();
-    if let Some(conditions) = patch["status"]["conditions"].as_array_mut() {
-        conditions.push(json!({
-            "type": "Placed", "status": "False", "reason": "Moving",
-            "message": format!("released from worker {pod}, which stopped it; waiting for its next worker"),
-            "lastTransitionTime": now,
-        }));
-    }
-    patch
 }
 
 /// The claim of an assignment: this worker runs the actor under `running.epoch` on `revision`,

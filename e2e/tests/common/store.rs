@@ -157,3 +157,15 @@ pub fn stored_row(dsn: &str, namespace: &str, name: &str) -> Option<(i64, Value)
         serde_json::from_str(state).expect("a JSON state"),
     ))
 }
+
+/// The store's connections from workers (`application_name` troupe-worker), as `(all, TLS)`,
+/// read with `psql` from `pg_stat_activity` and `pg_stat_ssl`.
+pub fn worker_connections(dsn: &str) -> (u32, u32) {
+    let text = psql(
+        dsn,
+        "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+         JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'troupe-worker'",
+    );
+    let (all, encrypted) = text.split_once('\t').expect("two counts");
+    (all.parse().expect("a count"), encrypted.parse().expect("a count"))
+}

@@ -10,7 +10,7 @@ use crate::common::{
     TestEnv,
     certs::Certs,
     eventually,
-    store::{OwnStore, psql, stored_row},
+    store::{OwnStore, stored_row, worker_connections},
 };
 
 /// The Ready condition of an actor: (phase, reason, message).
@@ -86,16 +86,8 @@ async fn with_the_store_over_verified_tls_counters_keep_their_count_across_kill_
     let c0 = counts_now(&env, &survivor_ip, ["c0".to_string()].iter()).await["c0"];
     let (_, state) = stored_row(&libpq, &env.namespace, "c0").expect("c0's row");
     assert_eq!(state, json!({ "value": c0 }));
-    let tls = psql(
-        &libpq,
-        "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
-         JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'troupe-worker'",
-    );
-    let (all, encrypted) = tls.split_once('\t').unwrap();
-    assert!(
-        all.parse::<u32>().unwrap() >= 1,
-        "the workers' connections: {tls}"
-    );
+    let (all, encrypted) = worker_connections(&libpq);
+    assert!(all >= 1, "the workers' connections: {all}");
     assert_eq!(all, encrypted, "every connection of the workers is TLS");
 
     // A pool whose Secret holds a CA that did not sign the store's certificate: its actor is

@@ -112,9 +112,8 @@ pub fn handoff_for_assignment(actor: &Actor) -> Option<String> {
     handoff_from(actor).or_else(|| {
         // Recorded for the assignment that ended, and only that one: an annotation left from an
         // earlier move (a failover does not clear it) names a state the actor has moved on from.
-        let recorded = actor.annotations().get(labels::HANDOFF_FROM)?;
-        let (_, epoch) = recorded.rsplit_once('/')?;
-        (epoch.parse::<u64>().ok()? == actor.assignment_epoch()?).then(|| recorded.clone())
+        let (worker, epoch) = actor.handoff_from_annotation()?;
+        (epoch == actor.assignment_epoch()?).then(|| format!("{worker}/{epoch}"))
     })
 }
 

@@ -41,7 +41,7 @@ const WORKER_LEAVING: &str = "WorkerLeaving";
 fn release_notes(released: &BTreeMap<String, usize>, snap: &Snapshot) -> Vec<(&'static str, String)> {
     let leaving: BTreeSet<&str> = snap.leaving().map(|w| w.name.as_str()).collect();
     let mut notes = Vec::new();
-    let mut others = Vec::new();
+    let (mut others, mut total) = (Vec::new(), 0);
     for (worker, n) in released {
         if leaving.contains(worker.as_str()) {
             let note = format!(
@@ -50,14 +50,10 @@ fn release_notes(released: &BTreeMap<String, usize>, snap: &Snapshot) -> Vec<(&'
             notes.push((WORKER_LEAVING, note));
         } else {
             others.push(format!("{n} off worker {worker}"));
+            total += n;
         }
     }
     if !others.is_empty() {
-        let total: usize = released
-            .iter()
-            .filter(|(w, _)| !leaving.contains(w.as_str()))
-            .map(|(_, n)| n)
-            .sum();
         let note = format!(
             "moving {total} actors ({}) to balance the pool or follow its rollout: each hands its state over to its next worker",
             others.join(", ")

@@ -128,9 +128,9 @@ impl Host {
         }
     }
 
-    /// The state `previous` handed over for `key`: kept here if it left this worker, else asked
-    /// from the worker it left.
-    async fn fetch_handoff(&self, key: &ActorKey, previous: &PreviousHolder) -> Option<Handoff> {
+    /// The state `previous` handed over for `key`: kept here if it left this worker (and came
+    /// back), else asked from the worker it left.
+    pub(super) async fn fetch_handoff(&self, key: &ActorKey, previous: &PreviousHolder) -> Option<Handoff> {
         if previous.worker == self.config.pod {
             return self.handoff.take(key, previous.epoch);
         }

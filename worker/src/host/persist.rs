@@ -214,23 +214,12 @@ impl Host {
         };
         self.set_phase(slot, ActorPhase::Starting, reason, &message);
         let key = slot.key.clone();
-        // It left this worker and came back: its state is here.
-        let local = previous
-            .as_ref()
-            .filter(|p| p.worker == self.config.pod)
-            .map(|p| self.handoff.take(&key, p.epoch));
-        let source = self
-            .handoff_source
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         let events = self.events.clone();
         let host = self.me.clone();
         let waiting = Arc::downgrade(slot);
         tokio::spawn(async move {
-            let handed = match (local, previous, source) {
-                (Some(state), _, _) => state,
-                (None, Some(previous), Some(source)) => source.fetch(&key, &previous).await,
+            let handed = match (previous, host.upgrade()) {
+                (Some(previous), Some(me)) => me.fetch_handoff(&key, &previous).await,
                 _ => None,
             };
             // Taken from the worker it left: if the actor leaves here before it starts, the
