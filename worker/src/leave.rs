@@ -92,6 +92,13 @@ mod tests {
     }
 
     async fn host_with_counters(n: usize) -> (Arc<Host>, Vec<ActorKey>) {
+        host_with_counters_configured(n, None).await
+    }
+
+    async fn host_with_counters_configured(
+        n: usize,
+        config: Option<troupe_crds::ActorConfig>,
+    ) -> (Arc<Host>, Vec<ActorKey>) {
         let host = Host::start(HostConfig::default(), builtin::registry(), Metrics::new())
             .await
             .unwrap();
@@ -101,7 +108,7 @@ mod tests {
             let spec = troupe_crds::ActorSpec {
                 pool: "p".into(),
                 behavior: "counter".into(),
-                config: None,
+                config: config.clone(),
                 schedule: None,
                 paused: false,
                 trigger: None,
@@ -175,5 +182,48 @@ mod tests {
         let (leaving, _told) = tokio::sync::watch::channel(None);
         let outcome = leave(&host, &leaving, Duration::from_millis(1500), || async { None }).await;
         assert_eq!(outcome, Left::TimedOut { still_here: 1 });
+    }
+
+    fn latency_ms(ms: u64) -> troupe_crds::ActorConfig {
+        let config = json!({"latencyMs": ms});
+        troupe_crds::ActorConfig::from_map(config.as_object().unwrap().clone())
+    }
+
+    #[tokio::test]
+    async fn a_leave_is_not_done_while_an_actor_that_left_still_handles_its_last_messages() {
+        // Each message takes 100 ms: the actor is off the worker's map at once, but its state
+        // is handed over only once the messages it accepted are handled. A leave that counted
+        // only the actors still mapped would end here, release the lease and leave the actor's
+        // state behind (the operator then fails it over from zero).
+        let (host, keys) = host_with_counters_configured(1, Some(latency_ms(100))).await;
+        for _ in 0..4 {
+            host.tell(&keys[0], json!(1)).await.unwrap();
+        }
+        let (leaving, _told) = tokio::sync::watch::channel(None);
+        let left = tokio::spawn({
+            let host = host.clone();
+            async move { leave(&host, &leaving, Duration::from_secs(30), someone).await }
+        });
+        let removal = tokio::spawn({
+            let (host, key) = (host.clone(), keys[0].clone());
+            async move { host.remove(&key, None).await }
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(host.is_empty(), "the actor is off the map while it drains");
+        assert!(!removal.is_finished(), "and still handles its last messages");
+        assert!(!left.is_finished(), "the leave waits for the departure under way");
+        removal.await.unwrap();
+        assert_eq!(host.take_departed().len(), 1);
+        let handed = host.take_handoff(&keys[0], 1).expect("its state was handed over");
+        assert_eq!(
+            handed.state,
+            json!({"value": 7}),
+            "with every message it accepted"
+        );
+        let outcome = tokio::time::timeout(Duration::from_secs(5), left)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(outcome, Left::Empty);
     }
 }

@@ -107,6 +107,9 @@ pub(super) async fn place_actors(
     if let Some(rev) = &groups.canary_revision {
         steps.extend(plan(&canary_refs, &snap.live_names, &slots(rev)));
     }
+    if !steps.is_empty() {
+        tracing::debug!(pool = %snap.name, live = ?snap.live_names, ?steps, "placement steps");
+    }
     let unplaced = steps
         .iter()
         .filter(|s| matches!(s, Step::Unplaceable { .. }))

@@ -10,6 +10,22 @@ use super::*;
 /// after 5 s).
 const FETCH_WAIT: Duration = Duration::from_secs(10);
 
+/// Counts one departure under way for as long as it lives (whichever way `remove` returns).
+struct Departing<'a>(&'a AtomicUsize);
+
+impl<'a> Departing<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Departing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Host {
     /// Stops and forgets an actor that is no longer assigned here; `resource_version` is the
     /// Actor's version as this worker saw it leave. Its departure is confirmed only once it has
@@ -17,6 +33,7 @@ impl Host {
     pub async fn remove(&self, key: &ActorKey, resource_version: Option<String>) {
         let slot = self.slots.write().unwrap_or_else(|e| e.into_inner()).remove(key);
         if let Some(slot) = slot {
+            let _under_way = Departing::start(&self.departing);
             // A start under way finishes first; one waiting for its turn finds the actor gone.
             let _turn = slot.turn.lock().await;
             // New messages go to the next worker (they wait at the worker that received them
@@ -177,11 +194,13 @@ impl Host {
         }
     }
 
-    /// Whether a worker that is leaving owes nothing more to the actors that left it: every
-    /// departure taken by the status writer (a batch under way confirms it before the writer
+    /// Whether a worker that is leaving owes nothing more to the actors that left it: no
+    /// departure under way (an actor still handling its last messages), every departure taken by the status writer (a batch under way confirms it before the writer
     /// stops) and every state handed over taken by the next worker.
     pub fn departures_settled(&self) -> bool {
-        self.departed.lock().unwrap_or_else(|e| e.into_inner()).is_empty() && self.handoff.is_empty()
+        self.departing.load(Ordering::SeqCst) == 0
+            && self.departed.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+            && self.handoff.is_empty()
     }
 
     /// Actors that left this worker since the last call: stopped, confirmation not yet written.

@@ -17,7 +17,7 @@ use std::{
     fmt,
     sync::{
         Arc, Mutex, RwLock, Weak,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -431,6 +431,10 @@ pub struct Host {
     /// Actors stopped because they left this worker, whose stop is still to be confirmed in
     /// their status (phase Migrating), so the operator can place them elsewhere.
     departed: Mutex<Vec<Departure>>,
+    /// Departures under way: actors already off `slots` that are still handling the messages
+    /// they accepted, stopping, or handing their state over. A leaving worker that counted only
+    /// `slots` would release its lease before their states were kept for the next workers.
+    departing: AtomicUsize,
     /// Statuses written by won claims of actors that then started as claimed: the status
     /// writer's record of what is already published.
     claim_statuses: Mutex<Vec<(ActorKey, RuntimeStatus)>>,
@@ -468,6 +472,7 @@ impl Host {
             fence_generation: AtomicU64::new(0),
             idle_clock: Arc::new(AtomicU64::new(0)),
             departed: Mutex::new(Vec::new()),
+            departing: AtomicUsize::new(0),
             claim_statuses: Mutex::new(Vec::new()),
             me: me.clone(),
         });
