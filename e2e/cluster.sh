@@ -19,7 +19,8 @@
 #   TROUPE_POD_SUBNET (127.10 — pods get 127.10.0.2, 127.10.0.3, …), TROUPE_CACHE (~/.cache/troupe),
 #   TROUPE_NODE_RUNTIME (process — or podman: pods as OCI containers from images in local storage;
 #   a pod's runtimeClassName picks either whatever the default), TROUPE_OPERATOR (process — or
-#   none: no operator process, for an operator installed with `helm install`).
+#   none: no operator process, for an operator installed with `helm install`), RUST_LOG (the
+#   operator's log filter) and TROUPE_WORKER_LOG (the workers': info,kube=warn).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -327,7 +328,7 @@ start_operator() {
   start operator env KUBECONFIG="$ADMIN_KUBECONFIG" RUST_LOG="${RUST_LOG:-info,kube=warn}" POD_NAME=troupe-operator-local \
     "$PROFILE_DIR/troupe-operator" --listen "127.0.0.1:$OPERATOR_PORT" \
     --worker-env "KUBECONFIG=$ADMIN_KUBECONFIG" --worker-env TROUPE_LEASE_DURATION=6s \
-    --worker-env TROUPE_LEASE_RENEW=1s --worker-env RUST_LOG=info,kube=warn $(monitoring_flags)
+    --worker-env TROUPE_LEASE_RENEW=1s --worker-env RUST_LOG="${TROUPE_WORKER_LOG:-info,kube=warn}" $(monitoring_flags)
   wait_for operator 30 curl -sf "http://127.0.0.1:$OPERATOR_PORT/readyz"
 }
 
@@ -337,7 +338,7 @@ start_second_operator() {
   start operator-second env KUBECONFIG="$ADMIN_KUBECONFIG" RUST_LOG="${RUST_LOG:-info,kube=warn}" POD_NAME=troupe-operator-second \
     "$PROFILE_DIR/troupe-operator" --listen "127.0.0.1:$SECOND_OPERATOR_PORT" \
     --worker-env "KUBECONFIG=$ADMIN_KUBECONFIG" --worker-env TROUPE_LEASE_DURATION=6s \
-    --worker-env TROUPE_LEASE_RENEW=1s --worker-env RUST_LOG=info,kube=warn $(monitoring_flags)
+    --worker-env TROUPE_LEASE_RENEW=1s --worker-env RUST_LOG="${TROUPE_WORKER_LOG:-info,kube=warn}" $(monitoring_flags)
   wait_for operator-second 30 curl -sf "http://127.0.0.1:$SECOND_OPERATOR_PORT/readyz"
 }
 

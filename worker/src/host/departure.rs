@@ -35,14 +35,18 @@ impl Host {
         if let Some(slot) = slot {
             let _under_way = Departing::start(&self.departing);
             // A start under way finishes first; one waiting for its turn finds the actor gone.
+            let asked = Instant::now();
             let _turn = slot.turn.lock().await;
+            let turn = asked.elapsed();
             // New messages go to the next worker (they wait at the worker that received them
             // until it runs the actor); the ones accepted here are handled here first, so the
             // state handed over includes them.
             slot.mailbox.seal();
             let stopped_taking = std::time::SystemTime::now();
-            let until = Instant::now() + self.config.move_drain;
+            let began = Instant::now();
+            let until = began + self.config.move_drain;
             self.drain_before_leaving(&slot, until).await;
+            let drained = began.elapsed();
             // Not a fence: the lease is held, so the current message may end within what is
             // left of the drain (a busy worker can take longer than the fencing deadline to get
             // to it; an aborted actor's state could not be handed over).
@@ -50,6 +54,7 @@ impl Host {
                 .saturating_duration_since(Instant::now())
                 .max(self.config.stop_deadline);
             let stopped = self.stop_actor_within(&slot, "unassigned", deadline).await;
+            tracing::debug!(actor = %key, ?turn, ?drained, took = ?began.elapsed(), "departure: drained and stopped");
             let left = slot
                 .mailbox
                 .close("the actor left this worker before handling the message");
