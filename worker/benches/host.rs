@@ -3,7 +3,9 @@
 //!
 //! `make bench` (or `cargo bench -p troupe-worker --bench host`). Sizes can be set with
 //! TROUPE_BENCH_MESSAGES (default 1,000,000), TROUPE_BENCH_ASKS (100,000),
-//! TROUPE_BENCH_ACTIVATIONS (20,000), TROUPE_BENCH_IDLE (100,000), TROUPE_BENCH_HTTP (5,000).
+//! TROUPE_BENCH_ACTIVATIONS (20,000), TROUPE_BENCH_IDLE (100,000), TROUPE_BENCH_HTTP (5,000);
+//! TROUPE_BENCH_HTTP_ADDR (127.0.0.1:39101) is where the HTTP benchmark's first worker listens,
+//! the second on the next port.
 
 use std::{
     collections::HashMap,
@@ -16,12 +18,14 @@ use std::{
 };
 
 use serde_json::{Value, json};
+use tracing::instrument::WithSubscriber;
 use troupe_crds::ActorSpec;
 use troupe_worker::{
     api::{ApiState, Forwarder, router},
     behavior::{ActorError, Behavior, Context, Registry},
     host::{ActorKey, Host, HostConfig},
     metrics::Metrics,
+    trace::{self, Hop},
 };
 
 fn size(var: &str, default: usize) -> usize {
@@ -284,27 +288,32 @@ async fn main() {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         tokio::spawn(async move { axum::serve(listener, router(state)).await });
     };
+    let first: std::net::SocketAddr = std::env::var("TROUPE_BENCH_HTTP_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:39101".into())
+        .parse()
+        .expect("TROUPE_BENCH_HTTP_ADDR: ip:port");
+    let second = std::net::SocketAddr::new(first.ip(), first.port() + 1);
+    let (direct_addr, forwarding_addr): (&'static str, &'static str) =
+        (first.to_string().leak(), second.to_string().leak());
     serve(
         target,
         Forwarder::with_static_routes(None, HashMap::new()),
-        "127.0.0.1:39101",
+        direct_addr,
     )
     .await;
-    let routes = HashMap::from([(key.clone(), "127.0.0.1:39101".to_string())]);
+    let routes = HashMap::from([(key.clone(), direct_addr.to_string())]);
     serve(
         host(Arc::default(), 10).await,
         Forwarder::with_static_routes(Some("bench".into()), routes),
-        "127.0.0.1:39102",
+        forwarding_addr,
     )
     .await;
     let client = reqwest::Client::new();
-    let tell = |port: u16| {
+    let tell = |addr: &'static str| {
         let client = client.clone();
         async move {
             let r = client
-                .post(format!(
-                    "http://127.0.0.1:{port}/v1/namespaces/bench/actors/sink/tell"
-                ))
+                .post(format!("http://{addr}/v1/namespaces/bench/actors/sink/tell"))
                 .bearer_auth("bench")
                 .json(&Value::Null)
                 .send()
@@ -313,19 +322,61 @@ async fn main() {
             assert_eq!(r.status().as_u16(), 202);
         }
     };
-    for port in [39101, 39102] {
-        tell(port).await;
+    for addr in [direct_addr, forwarding_addr] {
+        tell(addr).await;
     }
     let t = Instant::now();
     for _ in 0..http {
-        tell(39101).await;
+        tell(direct_addr).await;
     }
     let direct = t.elapsed().as_nanos() as f64 / http as f64;
     row("tell over HTTP (to the hosting worker)", direct, bare, "-");
     let t = Instant::now();
     for _ in 0..http {
-        tell(39102).await;
+        tell(forwarding_addr).await;
     }
     let forwarded = t.elapsed().as_nanos() as f64 / http as f64;
     row("tell over HTTP, forwarded between workers", forwarded, bare, "-");
+
+    // Traces: what a tell or ask taken over HTTP pays for its trace, now that one without a
+    // traceparent starts a trace of its own (ids, the sampler, the request's span with the
+    // traceresponse header, the message's span). Without a log subscriber (spans disabled), then
+    // with the worker's log format at info writing to a sink (spans created, fields formatted).
+    let key = ActorKey::new("bench", "sink");
+    let t = Instant::now();
+    for _ in 0..messages {
+        black_box((trace::new_trace_id(), trace::new_span_id()));
+    }
+    let ids = t.elapsed().as_nanos() as f64 / messages as f64;
+    row("trace: a new trace id and span id", ids, bare, "-");
+    let hops = |n: usize| {
+        let key = key.clone();
+        async move {
+            let t = Instant::now();
+            for _ in 0..n {
+                let request = Hop::Request { verb: "tell" };
+                let root = trace::within(None, request, &key, async { trace::current() }).await;
+                let header = axum::http::HeaderValue::try_from(root.unwrap().to_string());
+                black_box(header.unwrap());
+                trace::within(root, Hop::Message, &key, async {}).await;
+            }
+            t.elapsed().as_nanos() as f64 / n as f64
+        }
+    };
+    let quiet = hops(messages).await;
+    row("trace: new root + message hop, no logs", quiet, bare, "-");
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .with_env_filter("info")
+        .finish();
+    let logged = hops(messages / 10).with_subscriber(logs).await;
+    row("trace: the same, logs at info (text)", logged, bare, "-");
+    let json = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .with_env_filter("info")
+        .json()
+        .with_current_span(true)
+        .finish();
+    let logged = hops(messages / 10).with_subscriber(json).await;
+    row("trace: the same, logs at info (JSON)", logged, bare, "-");
 }

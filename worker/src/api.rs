@@ -109,26 +109,31 @@ pub struct ApiState {
     pub ready: AtomicBool,
 }
 
-/// Delivers a message in the trace its `traceparent` names (see [`crate::trace`]), as this
-/// worker's span of that trace: the message carries it, logs show it, a forward sends it on.
-/// Without a valid header, no trace.
+/// Delivers a message as this worker's span of a trace (see [`crate::trace`]): the one its
+/// `traceparent` names, or, without a valid header, a new trace it starts. The message carries
+/// it, logs show it, a forward sends it on, and the answer names it in `traceresponse` (so a
+/// caller that sent no `traceparent` learns the trace its message started).
 async fn traced(
     headers: &HeaderMap,
     key: &ActorKey,
     verb: &'static str,
     delivered: impl Future<Output = Response>,
 ) -> Response {
-    let trace = headers
+    let parent = headers
         .get(crate::trace::HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::trace::TraceParent::parse);
-    match trace {
-        None => delivered.await,
-        Some(parent) => {
-            let hop = crate::trace::Hop::Request { verb };
-            crate::trace::within(parent, hop, &key.to_string(), delivered).await
-        }
+    let hop = crate::trace::Hop::Request { verb };
+    let (trace, mut response) = crate::trace::within(parent, hop, key, async {
+        (crate::trace::current(), delivered.await)
+    })
+    .await;
+    if let Some(value) = trace.and_then(|t| header::HeaderValue::try_from(t.to_string()).ok()) {
+        response
+            .headers_mut()
+            .insert(crate::trace::RESPONSE_HEADER, value);
     }
+    response
 }
 
 /// A worker that has not started yet (no lease, assignments not read) takes no message: the

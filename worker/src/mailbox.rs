@@ -27,8 +27,9 @@ pub struct Envelope {
     /// `reply` gets `Ok(null)` once committed, whatever the behaviour answered, or why not.
     pub ack: bool,
     pub enqueued: Instant,
-    /// The trace the message belongs to (it came with a `traceparent`): see [`crate::trace`].
-    /// Boxed: a traced message pays for it, the others keep a small envelope.
+    /// The trace the message belongs to, see [`crate::trace`]: every tell or ask taken over HTTP
+    /// has one (its caller's or one it started), and so do the messages sent while handling it;
+    /// a message sent in process outside any trace has none. Boxed: the envelope stays small.
     pub trace: Option<Box<crate::trace::TraceParent>>,
 }
 

@@ -1,31 +1,48 @@
-//! Optional export of traced spans over OTLP/HTTP (protobuf), with the `opentelemetry` crates.
+//! Optional export of spans over OTLP/HTTP (protobuf), with the `opentelemetry` crates.
 //!
 //! Off unless `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the
-//! standard variables, read as every OpenTelemetry SDK reads them: `…_ENDPOINT` gets
-//! `/v1/traces` appended, `OTEL_EXPORTER_OTLP_HEADERS` adds headers such as a collector's token,
-//! `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` name the service). Only messages that come
-//! with a `traceparent` are exported ([`crate::trace`]), and only when the caller sampled them
-//! (flag bit 0): the parent decides, as OpenTelemetry's default `ParentBased` sampler does.
+//! standard variables, read as every OpenTelemetry SDK reads them: `…_TRACES_ENDPOINT` is used
+//! as it is, `…_ENDPOINT` gets `/v1/traces` appended, `OTEL_EXPORTER_OTLP_HEADERS` adds headers
+//! such as a collector's token, `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` name the
+//! service). An `https://` endpoint is reached over TLS (rustls with the ring provider, as the
+//! rest of the worker) and verified against the CA file `OTEL_EXPORTER_OTLP_CERTIFICATE` (or
+//! `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`) names, or against the system's roots without one:
+//! see [`tls`]. Settings that cannot work stop the worker at start with the reason.
 //!
-//! Each exported span has the ids the worker logs and passes on: the span id is the SDK's, and
-//! [`crate::trace::within`] makes it the id of the `traceparent` this worker sends onward.
+//! What is exported follows the sampler ([`crate::trace::Sampling`], `OTEL_TRACES_SAMPLER`):
+//! by default the caller's sampled flag decides for a message that comes with a `traceparent`,
+//! and a message without one starts a sampled trace of its own (`parentbased_always_on`).
+//!
+//! Each exported span has the ids the worker logs and passes on: the SDK draws them with the
+//! worker's generator ([`crate::trace::new_trace_id`]), and [`crate::trace::within`] makes the
+//! span's id the one of the `traceparent` this worker sends onward.
 //! Spans leave in batches from the SDK's own thread, so a slow or absent collector never holds a
-//! message up; a full queue drops spans (the SDK's bound, 2,048 by default).
+//! message up; a full queue drops spans (the SDK's bound, 2,048 by default). A failed export is
+//! logged as a warning, at most once a minute.
 
-use std::{sync::OnceLock, time::Duration};
+mod tls;
+
+use std::{
+    fmt,
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
 
 use opentelemetry::{
     Context, KeyValue,
-    trace::{SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceState, Tracer, TracerProvider},
+    trace::{
+        SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer,
+        TracerProvider,
+    },
 };
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::{
     Resource,
-    trace::{SdkTracer, SdkTracerProvider, Span},
+    trace::{IdGenerator, Sampler, SdkTracer, SdkTracerProvider, Span},
 };
 
-use crate::trace::{Hop, TraceParent};
+use crate::trace::{Hop, Sampling, TraceParent};
 
 /// The tracer spans are exported with, once [`init`] turned export on.
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
@@ -34,46 +51,195 @@ static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 const MAX_ANSWER: usize = 64 * 1024;
 /// One export request may take this long (the SDK's batch then goes on with the next).
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A failed export is logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+const TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+const TRACES_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE";
+const CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+/// Client certificates (mutual TLS): not supported, said at start when set.
+const CLIENT_CREDENTIALS: [&str; 4] = [
+    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+];
+
+/// A variable's value, trimmed; empty counts as unset (as the specification says).
+fn var(env: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    env(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
 
 /// Whether `env` turns export on (a traces or general endpoint, not empty).
 pub fn wanted(env: impl Fn(&str) -> Option<String>) -> bool {
-    [
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-    ]
-    .iter()
-    .any(|name| env(name).is_some_and(|v| !v.trim().is_empty()))
+    var(&env, TRACES_ENDPOINT).is_some() || var(&env, ENDPOINT).is_some()
 }
 
-/// Turns export on when the env asks for it (see the module), describing this worker with
-/// `attributes` (pod, namespace, pool). Returns the provider, to flush at shutdown; `Ok(None)`
-/// when export is off. Call once, inside the Tokio runtime (exports run on it).
-pub fn init(attributes: Vec<KeyValue>) -> anyhow::Result<Option<SdkTracerProvider>> {
-    if !wanted(|name| std::env::var(name).ok()) {
-        return Ok(None);
+/// Where spans go and how, read from the standard variables.
+pub struct Settings {
+    /// The URL spans are posted to (`/v1/traces` already appended to a general endpoint).
+    pub endpoint: String,
+    /// For an `https://` endpoint: the TLS client settings and where the trusted roots come from.
+    tls: Option<tls::Tls>,
+    /// What the settings leave out (a CA for a plain endpoint, client certificates), to log.
+    pub warnings: Vec<String>,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("endpoint", &troupe_net::redact_url(&self.endpoint))
+            .field("trusting", &self.trusting())
+            .field("warnings", &self.warnings)
+            .finish()
     }
-    let client = TokioHttp {
-        client: reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(EXPORT_TIMEOUT)
-            .build()?,
-        runtime: tokio::runtime::Handle::current(),
+}
+
+impl Settings {
+    /// Reads the settings from `env`: `Ok(None)` when export is off. The error says which
+    /// variable cannot work (an endpoint that is not http or https, a CA file that cannot be
+    /// read or holds no certificate, no system roots for an https endpoint).
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Option<Settings>, String> {
+        let (endpoint, from) = match (var(&env, TRACES_ENDPOINT), var(&env, ENDPOINT)) {
+            (Some(e), _) => (e, TRACES_ENDPOINT),
+            (None, Some(e)) => {
+                let slash = if e.ends_with('/') { "" } else { "/" };
+                (format!("{e}{slash}v1/traces"), ENDPOINT)
+            }
+            (None, None) => return Ok(None),
+        };
+        let shown = troupe_net::redact_url(&endpoint);
+        let url = reqwest::Url::parse(&endpoint).map_err(|e| format!("{from}: {shown} is not a URL: {e}"))?;
+        let mut warnings = Vec::new();
+        let ca = [TRACES_CERTIFICATE, CERTIFICATE]
+            .into_iter()
+            .find_map(|name| var(&env, name).map(|path| (name, path)));
+        if matches!(url.scheme(), "http" | "https") && url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("{from}: {shown} names no host"));
+        }
+        let tls = match url.scheme() {
+            "https" => Some(match &ca {
+                Some((name, path)) => tls::Tls::new(tls::Roots::from_file(name, path)?)?,
+                None => tls::Tls::new(tls::Roots::system()?)?,
+            }),
+            "http" => {
+                if let Some((name, _)) = &ca {
+                    warnings.push(format!(
+                        "{name} is set but the endpoint {shown} is plain http://: the CA is not \
+                         used and spans travel unencrypted"
+                    ));
+                }
+                None
+            }
+            other => {
+                return Err(format!(
+                    "{from}: {shown}: the scheme must be http or https, not {other:?} (OTLP/HTTP; \
+                     gRPC is not supported)"
+                ));
+            }
+        };
+        for name in CLIENT_CREDENTIALS {
+            if var(&env, name).is_some() {
+                warnings.push(format!(
+                    "{name} is set, but client certificates (mutual TLS) are not supported: the \
+                     worker sends none, and a collector that requires one refuses its spans"
+                ));
+            }
+        }
+        Ok(Some(Settings {
+            endpoint,
+            tls,
+            warnings,
+        }))
+    }
+
+    /// Where the trusted roots come from, for the start-up log (None for plain http).
+    pub fn trusting(&self) -> Option<&str> {
+        self.tls.as_ref().map(|t| t.roots_from())
+    }
+}
+
+/// Reads the sampler and the export settings from the process's env and turns export on when
+/// they ask for it (see the module), describing this worker with `attributes` (pod, namespace,
+/// pool). The sampler applies whether or not spans are exported: it sets the sampled flag of
+/// the traces this worker starts and passes on. Returns the provider, to flush at shutdown;
+/// `Ok(None)` when export is off. Call once, inside the Tokio runtime (exports run on it).
+pub fn init(attributes: Vec<KeyValue>) -> anyhow::Result<Option<SdkTracerProvider>> {
+    let env = |name: &str| std::env::var(name).ok();
+    let (sampling, warning) = Sampling::from_env(env);
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+    }
+    crate::trace::set_sampling(sampling);
+    let Some(settings) = Settings::from_env(env).map_err(anyhow::Error::msg)? else {
+        return Ok(None);
     };
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+    let provider = provider(&settings, sampling, attributes, tokio::runtime::Handle::current())?;
+    let _ = TRACER.set(provider.tracer("troupe-worker"));
+    tracing::info!(
+        endpoint = %troupe_net::redact_url(&settings.endpoint),
+        sampler = %sampling,
+        trusting = settings.trusting().unwrap_or("- (plain http)"),
+        "exporting spans over OTLP/HTTP"
+    );
+    Ok(Some(provider))
+}
+
+/// A provider that exports to `settings`' endpoint over HTTP(S) on `runtime`, sampling as
+/// `sampling` says and drawing ids with the worker's generator.
+pub fn provider(
+    settings: &Settings,
+    sampling: Sampling,
+    attributes: Vec<KeyValue>,
+    runtime: tokio::runtime::Handle,
+) -> anyhow::Result<SdkTracerProvider> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
-        .with_http_client(client)
+        .with_endpoint(settings.endpoint.clone())
+        .with_http_client(TokioHttp::new(settings, runtime)?)
         .with_timeout(EXPORT_TIMEOUT)
         .build()?;
     let mut resource = Resource::builder().with_attributes(attributes);
     if std::env::var("OTEL_SERVICE_NAME").is_err() {
         resource = resource.with_service_name("troupe-worker");
     }
-    let provider = SdkTracerProvider::builder()
+    Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource.build())
-        .build();
-    let _ = TRACER.set(provider.tracer("troupe-worker"));
-    Ok(Some(provider))
+        .with_sampler(sdk_sampler(sampling))
+        .with_id_generator(Ids)
+        .build())
+}
+
+/// The SDK's sampler for `sampling`: the same decisions as [`Sampling::sampled`].
+fn sdk_sampler(sampling: Sampling) -> Sampler {
+    let root = match sampling.root {
+        crate::trace::Sampler::AlwaysOn => Sampler::AlwaysOn,
+        crate::trace::Sampler::AlwaysOff => Sampler::AlwaysOff,
+        crate::trace::Sampler::TraceIdRatio(r) => Sampler::TraceIdRatioBased(r),
+    };
+    match sampling.parent_based {
+        true => Sampler::ParentBased(Box::new(root)),
+        false => root,
+    }
+}
+
+/// The SDK draws ids with the worker's generator: random, never zero.
+#[derive(Debug)]
+struct Ids;
+
+impl IdGenerator for Ids {
+    fn new_trace_id(&self) -> TraceId {
+        crate::trace::new_trace_id().into()
+    }
+
+    fn new_span_id(&self) -> SpanId {
+        crate::trace::new_span_id().into()
+    }
 }
 
 /// Flushes what is still queued and stops export, waiting at most `timeout` (off the runtime:
@@ -85,18 +251,28 @@ pub async fn shutdown(provider: SdkTracerProvider, timeout: Duration) {
     }
 }
 
-/// Starts the exported span of one hop, a child of `parent` (the span that sent the message);
-/// it ends when dropped. `None` when export is off.
-pub fn start(parent: &TraceParent, hop: Hop, actor: &str) -> Option<Span> {
-    let tracer = TRACER.get()?;
-    let remote = SpanContext::new(
-        parent.trace_id.into(),
-        parent.parent_id.into(),
-        TraceFlags::new(parent.flags),
-        true,
-        TraceState::default(),
-    );
-    let cx = Context::new().with_remote_span_context(remote);
+/// Starts the exported span of one hop, a child of `parent` (the span that sent the message)
+/// or, without one, the root of a new trace; it ends when dropped. `None` when export is off.
+pub fn start(parent: Option<&TraceParent>, hop: Hop, actor: &(dyn fmt::Display + Sync)) -> Option<Span> {
+    TRACER.get().map(|tracer| start_with(tracer, parent, hop, actor))
+}
+
+fn start_with(
+    tracer: &SdkTracer,
+    parent: Option<&TraceParent>,
+    hop: Hop,
+    actor: &(dyn fmt::Display + Sync),
+) -> Span {
+    let cx = match parent {
+        Some(parent) => Context::new().with_remote_span_context(SpanContext::new(
+            parent.trace_id.into(),
+            parent.parent_id.into(),
+            TraceFlags::new(parent.flags),
+            true,
+            TraceState::default(),
+        )),
+        None => Context::new(),
+    };
     let mut attributes = vec![KeyValue::new("troupe.actor", actor.to_string())];
     let kind = match hop {
         Hop::Request { verb } => {
@@ -109,73 +285,105 @@ pub fn start(parent: &TraceParent, hop: Hop, actor: &str) -> Option<Span> {
         .span_builder(hop.name())
         .with_kind(kind)
         .with_attributes(attributes);
-    Some(tracer.build_with_context(builder, &cx))
+    tracer.build_with_context(builder, &cx)
 }
 
-/// The span id the SDK gave an exported span (the id this worker passes on).
-pub fn span_id(span: &Span) -> SpanId {
-    opentelemetry::trace::Span::span_context(span).span_id()
+/// The trace an exported span is: its trace and span ids as the SDK gave them, and its sampled
+/// flag as the SDK's sampler decided (the parent's other flags kept).
+pub fn trace_of(span: &Span, parent: Option<TraceParent>) -> TraceParent {
+    let cx = opentelemetry::trace::Span::span_context(span);
+    TraceParent {
+        trace_id: u128::from_be_bytes(cx.trace_id().to_bytes()),
+        parent_id: u64::from_be_bytes(cx.span_id().to_bytes()),
+        flags: crate::trace::with_sampled(parent.map_or(0, |p| p.flags), cx.is_sampled()),
+    }
 }
 
-/// The OTLP exporter's HTTP client: the worker's `reqwest` on its Tokio runtime. The SDK exports
-/// from a thread of its own with no runtime, so each request is spawned onto the worker's.
+/// The OTLP exporter's HTTP client: the worker's `reqwest` on its Tokio runtime (with rustls for
+/// an https endpoint). The SDK exports from a thread of its own with no runtime, so each request
+/// is spawned onto the worker's.
 #[derive(Debug)]
 struct TokioHttp {
     client: reqwest::Client,
     runtime: tokio::runtime::Handle,
+    /// Where the trusted roots come from, for the reason of a refused handshake.
+    roots_from: Option<Arc<str>>,
+    /// When a failed export was last logged.
+    warned: Arc<Mutex<Option<Instant>>>,
+}
+
+impl TokioHttp {
+    fn new(settings: &Settings, runtime: tokio::runtime::Handle) -> anyhow::Result<TokioHttp> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(EXPORT_TIMEOUT);
+        if let Some(tls) = &settings.tls {
+            builder = builder.use_preconfigured_tls(tls.config()).https_only(true);
+        }
+        Ok(TokioHttp {
+            client: builder.build()?,
+            runtime,
+            roots_from: settings.tls.as_ref().map(|t| t.roots_from().into()),
+            warned: Arc::default(),
+        })
+    }
+
+    /// Logs a failed export, unless one was logged in the last minute.
+    fn warn(&self, why: &str) {
+        let mut last = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < WARN_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        tracing::warn!(error = %why, "exporting spans to the OTLP collector failed: these spans are lost (said at most once a minute)");
+    }
 }
 
 #[async_trait::async_trait]
 impl HttpClient for TokioHttp {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let client = self.client.clone();
+        let roots_from = self.roots_from.clone();
         let sent = self.runtime.spawn(async move {
             let (parts, body) = request.into_parts();
+            let host = parts.uri.host().unwrap_or_default().to_string();
             let mut answer = client
                 .request(parts.method, parts.uri.to_string())
                 .headers(parts.headers)
                 .body(body)
                 .send()
-                .await?;
+                .await
+                .map_err(|e| tls::describe(&e, &host, roots_from.as_deref()))?;
             let mut builder = Response::builder().status(answer.status());
             for (name, value) in answer.headers() {
                 builder = builder.header(name, value);
             }
             let mut body = Vec::new();
-            while let Some(chunk) = answer.chunk().await? {
+            while let Some(chunk) = answer.chunk().await.map_err(|e| e.without_url().to_string())? {
                 if body.len() + chunk.len() > MAX_ANSWER {
-                    return Err::<_, HttpError>("the collector's answer is over 64 KiB".into());
+                    return Err("the collector's answer is over 64 KiB".to_string());
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(builder.body(Bytes::from(body))?)
+            builder.body(Bytes::from(body)).map_err(|e| e.to_string())
         });
-        sent.await?
+        match sent.await {
+            Ok(Ok(answer)) => {
+                // The exporter fails the batch on this; the body is not logged (a collector
+                // may echo credentials back).
+                if !answer.status().is_success() {
+                    self.warn(&format!("the collector answered HTTP {}", answer.status()));
+                }
+                Ok(answer)
+            }
+            Ok(Err(why)) => {
+                self.warn(&why);
+                Err(why.into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn export_is_off_unless_an_endpoint_is_set() {
-        let env = |set: &'static [(&'static str, &'static str)]| {
-            move |name: &str| set.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
-        };
-        assert!(!wanted(env(&[])));
-        assert!(!wanted(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")])));
-        assert!(!wanted(env(&[("OTEL_SERVICE_NAME", "w")])));
-        assert!(wanted(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")])));
-        assert!(wanted(env(&[(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "http://c:4318/v1/traces"
-        )])));
-    }
-
-    #[test]
-    fn without_export_no_span_is_started() {
-        let parent = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
-        assert!(start(&parent, Hop::Message, "ns/a").is_none());
-    }
-}
+mod tests;

@@ -294,9 +294,8 @@ impl RactorActor for HostedActor {
                     let result = match env.trace {
                         None => handled.await,
                         Some(parent) => {
-                            let actor = format!("{}/{}", ctx.namespace, ctx.name);
-                            let hop = crate::trace::Hop::Message;
-                            crate::trace::within(*parent, hop, &actor, handled).await
+                            let (actor, hop) = (&state.args.key, crate::trace::Hop::Message);
+                            crate::trace::within(Some(*parent), hop, actor, handled).await
                         }
                     };
                     state.latency.observe(env.enqueued.elapsed().as_secs_f64());

@@ -1,0 +1,148 @@
+//! TLS to an `https://` OTLP collector, on the TLS stack the worker already has: rustls with
+//! the ring provider (as the store's TLS and kube's client), through `reqwest`. The collector's
+//! certificate chain and host name are verified against the CA file that
+//! `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` or `OTEL_EXPORTER_OTLP_CERTIFICATE` names (those
+//! certificates alone are trusted then, as the OpenTelemetry SDKs do), or against the system's
+//! roots without one. A CA file that cannot be used stops the worker at start with the reason.
+
+use std::{error::Error, sync::Arc};
+
+use rustls::{
+    ClientConfig, RootCertStore,
+    pki_types::{CertificateDer, pem::PemObject},
+};
+
+/// Trusted roots, and where they came from (said in every refusal).
+pub struct Roots {
+    store: RootCertStore,
+    from: String,
+}
+
+impl Roots {
+    /// The certificates of the PEM file at `path`, named by the variable `var`.
+    pub fn from_file(var: &str, path: &str) -> Result<Roots, String> {
+        let pem = std::fs::read(path).map_err(|e| format!("{var}: reading the CA file {path}: {e}"))?;
+        Roots::from_pem(&pem, format!("{var} ({path})"))
+    }
+
+    pub fn from_pem(pem: &[u8], from: String) -> Result<Roots, String> {
+        let mut certs = Vec::new();
+        for item in CertificateDer::pem_slice_iter(pem) {
+            certs.push(item.map_err(|e| format!("{from} is not valid PEM: {e}"))?);
+        }
+        if certs.is_empty() {
+            return Err(format!(
+                "{from} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)"
+            ));
+        }
+        Roots::from_certs(certs, from)
+    }
+
+    /// The system's trusted roots (the worker's image carries a CA bundle; `SSL_CERT_FILE` or
+    /// `SSL_CERT_DIR` can point elsewhere).
+    pub fn system() -> Result<Roots, String> {
+        let found = rustls_native_certs::load_native_certs();
+        if found.certs.is_empty() {
+            let why = found.errors.first().map(|e| format!(": {e}")).unwrap_or_default();
+            return Err(format!(
+                "the OTLP endpoint is https:// and no system root certificates were found to \
+                 verify the collector with: set OTEL_EXPORTER_OTLP_CERTIFICATE to its CA file \
+                 (or SSL_CERT_FILE to a CA bundle){why}"
+            ));
+        }
+        Roots::from_certs(found.certs, "the system's trusted roots".to_string())
+    }
+
+    fn from_certs(certs: Vec<CertificateDer<'static>>, from: String) -> Result<Roots, String> {
+        let mut store = RootCertStore::empty();
+        let total = certs.len();
+        let (added, ignored) = store.add_parsable_certificates(certs);
+        // A system bundle may hold a certificate webpki cannot use; a CA given on purpose may not.
+        if added == 0 || (ignored > 0 && !from.starts_with("the system")) {
+            return Err(format!(
+                "{ignored} of the {total} certificate(s) in {from} cannot be read as X.509"
+            ));
+        }
+        Ok(Roots { store, from })
+    }
+}
+
+/// The TLS client settings for the collector: its chain and host name verified against `roots`.
+pub struct Tls {
+    config: ClientConfig,
+    roots_from: String,
+}
+
+impl Tls {
+    pub fn new(roots: Roots) -> Result<Tls, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots.store),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| format!("TLS to the OTLP collector: {e}"))?;
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS to the OTLP collector: {e}"))?
+            .with_webpki_verifier(verifier)
+            .with_no_client_auth();
+        Ok(Tls {
+            config,
+            roots_from: roots.from,
+        })
+    }
+
+    pub fn config(&self) -> ClientConfig {
+        self.config.clone()
+    }
+
+    pub fn roots_from(&self) -> &str {
+        &self.roots_from
+    }
+}
+
+/// A failed export request in words: a refused handshake says why, naming where the trusted
+/// roots come from; anything else gives the chain of causes (never the URL).
+pub fn describe(e: &reqwest::Error, host: &str, roots_from: Option<&str>) -> String {
+    use rustls::{CertificateError as C, Error as E};
+    let mut causes: Vec<String> = Vec::new();
+    let mut tls: Option<&E> = None;
+    let mut next: Option<&(dyn Error + 'static)> = e.source();
+    while let Some(cause) = next {
+        tls = tls.or_else(|| rustls_error(cause));
+        let text = cause.to_string();
+        if !causes.iter().any(|c| c.contains(&text)) {
+            causes.push(text);
+        }
+        next = cause.source();
+    }
+    let roots = roots_from.unwrap_or("no root certificate");
+    let Some(tls) = tls else {
+        let what = if e.is_timeout() { "timed out" } else { "failed" };
+        let causes = troupe_net::redact_urls_in(&causes.join(": "));
+        return format!("sending spans to the collector {what}: {causes}");
+    };
+    match tls {
+        E::InvalidCertificate(C::UnknownIssuer) => {
+            format!("the collector's certificate is not signed by a trusted root ({roots}): {tls}")
+        }
+        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            format!("the collector's certificate is not valid for the endpoint's host name {host:?}: {tls}")
+        }
+        E::InvalidCertificate(_) => format!("the collector's certificate was refused: {tls}"),
+        E::AlertReceived(_) => format!("the collector refused the TLS handshake: {tls}"),
+        _ => format!("the TLS handshake with the collector failed: {tls}"),
+    }
+}
+
+/// The rustls error `e` is or wraps in io::Errors (which hide what they wrap from `source()`;
+/// the handshake's comes wrapped twice).
+fn rustls_error<'a>(mut e: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
+    loop {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+}
