@@ -34,5 +34,5 @@ pub use pool::{
     AnalysisSpec, AnalysisStatus, AnalysisStep, BlueGreenStrategy, BuiltinMetric, CanaryStep, CanaryStrategy,
     HandledCommand, MEASUREMENT_HISTORY, MailboxFullPolicy, MailboxSpec, Measurement, MeasurementOutcome,
     MetricProvider, MetricResult, MetricSpec, PauseStep, PersistenceMode, PersistenceSpec, PoolPhase,
-    PrometheusProvider, RolloutStrategy, Threshold, WorkerMetricProvider,
+    PrometheusProvider, RolloutStrategy, Threshold, WhenDeleted, WorkerMetricProvider,
 };

@@ -1,6 +1,6 @@
 //! The PostgreSQL state store's rules, against the local control plane's real PostgreSQL: the
-//! epoch fence, a new Actor under an old name, the handed-over state, the journal, and a store
-//! that is down.
+//! epoch fence, a new Actor under an old name, the handed-over state, the journal, a store
+//! that is down, and the removal of a deleted Actor's state.
 //! (The host's use of them is tested with the same rules in memory: worker/src/host/tests_persist.rs.)
 
 mod common;
@@ -18,6 +18,7 @@ fn actor(name: &str, uid: &str) -> StateRef {
     StateRef {
         key: ActorKey::new(ns, name),
         uid: uid.into(),
+        pool: "p".into(),
     }
 }
 
@@ -168,4 +169,59 @@ async fn the_journal_keeps_every_write_that_landed_fenced_by_epoch_and_as_many_a
         .await
         .unwrap();
     assert_eq!(values(&store.journal(&a.key, 100).await.unwrap()), [(2, 8)]);
+}
+
+#[tokio::test]
+async fn forgetting_a_deleted_actor_removes_its_row_and_journal_and_nothing_of_a_newer_actor_of_its_name() {
+    let store = PgStore::new(&dsn()).unwrap();
+    let journal = JournalWrite {
+        messages: 1,
+        keep: 10,
+        keep_for: None,
+    };
+    let old = actor("c", "uid-old");
+    let ns = old.key.namespace.clone();
+    store.activate(&old, 1, None).await.unwrap();
+    store.save(&old, 1, &json!(1), Some(&journal)).await.unwrap();
+    store.save(&old, 1, &json!(2), Some(&journal)).await.unwrap();
+    // Created again under the same name: the row is the new Actor's; the old journal stays.
+    let new = StateRef {
+        uid: "uid-new".into(),
+        ..old.clone()
+    };
+    store.activate(&new, 1, None).await.unwrap();
+    store.save(&new, 1, &json!(7), Some(&journal)).await.unwrap();
+    let mut other_pool = actor("d", "uid-d");
+    other_pool.key.namespace = ns.clone();
+    other_pool.pool = "other".into();
+    store.activate(&other_pool, 1, None).await.unwrap();
+
+    let mut stored = store.stored(&ns, "p").await.unwrap();
+    stored.sort_by(|a, b| a.uid.cmp(&b.uid));
+    assert_eq!(
+        stored.iter().map(|s| s.uid.as_str()).collect::<Vec<_>>(),
+        ["uid-new", "uid-old"],
+        "the pool's Actors with a row or journal entries, and only the pool's"
+    );
+
+    let gone = store.forget(&old).await.unwrap();
+    assert_eq!(
+        (gone.rows, gone.journal_entries),
+        (0, 2),
+        "its 2 entries, not the new row"
+    );
+    assert_eq!(
+        store.activate(&new, 2, None).await.unwrap(),
+        Some(json!(7)),
+        "the new Actor keeps its state"
+    );
+    let left = store.journal(&new.key, 10).await.unwrap();
+    assert_eq!(
+        left.iter().map(|e| e.uid.as_str()).collect::<Vec<_>>(),
+        ["uid-new"]
+    );
+    let gone = store.forget(&new).await.unwrap();
+    assert_eq!((gone.rows, gone.journal_entries), (1, 1));
+    assert!(store.stored(&ns, "p").await.unwrap().is_empty());
+    assert_eq!(store.stored(&ns, "other").await.unwrap().len(), 1);
 }

@@ -22,6 +22,7 @@ fn actor(name: &str) -> StateRef {
     StateRef {
         key: ActorKey::new(format!("tls-{}", std::process::id()), name),
         uid: "uid-1".into(),
+        pool: "p".into(),
     }
 }
 

@@ -292,6 +292,11 @@ fn persistence_env(p: &PersistenceSpec) -> Vec<EnvVar> {
         let every = p.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY);
         env.push(plain_env("TROUPE_CHECKPOINT_EVERY", every.to_string()));
     }
+    // Only when set: the workers' default is Delete, and an env added to every pool's template
+    // would roll every pool out to a new revision.
+    if let (true, Some(when)) = (p.mode.uses_store(), p.when_deleted) {
+        env.push(plain_env("TROUPE_WHEN_DELETED", when.as_str()));
+    }
     if let (true, Some(secret)) = (p.mode.uses_store(), &p.store_secret_ref) {
         env.push(EnvVar {
             name: "TROUPE_STORE_DSN".into(),
@@ -423,6 +428,10 @@ mod tests {
         let e = env(&build_deployment(&p, "abc123", &WorkerSettings::default()));
         assert_eq!(e["TROUPE_PERSISTENCE"].value.as_deref(), Some("Interval"));
         assert_eq!(e["TROUPE_CHECKPOINT_EVERY"].value.as_deref(), Some("25"));
+        assert!(
+            !e.contains_key("TROUPE_WHEN_DELETED"),
+            "the workers' default (Delete) is not written into the template"
+        );
         let dsn = &e["TROUPE_STORE_DSN"];
         assert_eq!(dsn.value, None, "never the value itself");
         let secret = dsn.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
@@ -437,7 +446,8 @@ mod tests {
         assert_eq!(ca.optional, Some(true), "a Secret without ca.crt: no CA");
 
         p.spec.persistence = serde_json::from_value(json!({
-            "mode": "EveryMessage", "storeSecretRef": {"name": "pg", "key": "url", "caKey": "root.pem"}
+            "mode": "EveryMessage", "storeSecretRef": {"name": "pg", "key": "url", "caKey": "root.pem"},
+            "whenDeleted": "Retain"
         }))
         .unwrap();
         let e = env(&build_deployment(&p, "abc123", &WorkerSettings::default()));
@@ -449,6 +459,7 @@ mod tests {
             ("root.pem", Some(false)),
             "a named key must exist"
         );
+        assert_eq!(e["TROUPE_WHEN_DELETED"].value.as_deref(), Some("Retain"));
     }
 
     /// The Secret key an env variable is read from.

@@ -16,7 +16,10 @@ use kube::{
 };
 use troupe_crds::{Actor, ActorPhase, labels};
 
-use crate::host::{ActorKey, Assignment, Departure, Host, PreviousHolder};
+use crate::{
+    cleanup::Cleanup,
+    host::{ActorKey, Assignment, Departure, Host, PreviousHolder},
+};
 
 fn key(a: &Actor) -> ActorKey {
     ActorKey::new(a.namespace().unwrap_or_default(), a.name_any())
@@ -46,6 +49,20 @@ fn previous_holder(a: &Actor) -> Option<PreviousHolder> {
     })
 }
 
+/// Removes the stored state of an Actor that was deleted while assigned here (once it stopped),
+/// when the pool removes deleted Actors' state. A Delete event also comes for an Actor that
+/// only moved away (its label changed): that one still names this pod only if it was deleted
+/// (or is being deleted).
+fn forget_if_deleted(cleanup: Option<&Arc<Cleanup>>, a: &Actor, pod: &str) {
+    let (Some(cleanup), Some(uid)) = (cleanup, a.metadata.uid.clone()) else {
+        return;
+    };
+    let still_here = a.labels().get(labels::WORKER).map(String::as_str) == Some(pod);
+    if still_here || a.metadata.deletion_timestamp.is_some() {
+        cleanup.forget_deleted(key(a), uid);
+    }
+}
+
 /// Watches this pod's Actors in `namespace` forever. `synced` turns true after the first complete
 /// list; `relist` asks for a fresh list on behalf of fence generation N, after which the fence
 /// is lifted.
@@ -56,6 +73,7 @@ pub async fn run(
     pod: String,
     synced: tokio::sync::watch::Sender<bool>,
     mut relist: tokio::sync::watch::Receiver<u64>,
+    cleanup: Option<Arc<Cleanup>>,
 ) {
     let api: Api<Actor> = Api::namespaced(client, &namespace);
     let config = watcher::Config::default().labels(&format!("{}={pod}", labels::WORKER));
@@ -91,13 +109,17 @@ pub async fn run(
                     }
                     if a.metadata.deletion_timestamp.is_some() {
                         host.remove(&k, a.resource_version()).await;
+                        forget_if_deleted(cleanup.as_ref(), &a, &pod);
                     } else {
                         host.assign(k.clone(), assignment_of(&a)).await;
                         host.observe_published(&k, a.status.as_ref().and_then(|s| s.phase));
                     }
                 }
                 // Deleted, or no longer labelled with this pod (moved away).
-                Ok(watcher::Event::Delete(a)) => host.remove(&key(&a), a.resource_version()).await,
+                Ok(watcher::Event::Delete(a)) => {
+                    host.remove(&key(&a), a.resource_version()).await;
+                    forget_if_deleted(cleanup.as_ref(), &a, &pod);
+                }
                 Ok(watcher::Event::InitDone) => {
                     // Actors unassigned while the watch was down are stopped now.
                     if let Some(seen) = listing.take() {

@@ -9,6 +9,7 @@ pub mod api;
 pub mod assignments;
 pub mod behavior;
 pub mod builtin;
+pub mod cleanup;
 pub mod host;
 pub mod leave;
 /// The proof of a live lease (shared with the operator's leadership).

@@ -6,12 +6,13 @@ use std::{
     time::Duration,
 };
 
-use troupe_crds::{MailboxFullPolicy, PersistenceMode, worker_env::WorkerTimings};
+use troupe_crds::{MailboxFullPolicy, PersistenceMode, WhenDeleted, worker_env::WorkerTimings};
 
 use crate::{
     api::{ApiState, Forwarder, router},
     assignments,
     behavior::Registry,
+    cleanup::{Cleanup, SWEEP_EVERY},
     host::{Host, HostConfig},
     lease_clock::LeaseClock,
     leave,
@@ -104,6 +105,10 @@ pub struct WorkerConfig {
     /// has one. With it, a connection string that names no sslmode is verify-full.
     #[arg(long, env = "TROUPE_STORE_CA", hide_env_values = true)]
     pub store_ca: Option<String>,
+    /// The pool's `persistence.whenDeleted`: Delete removes a deleted Actor's state and journal
+    /// from the store; Retain keeps them.
+    #[arg(long, env = "TROUPE_WHEN_DELETED", default_value = "Delete")]
+    pub when_deleted: WhenDeleted,
 }
 
 impl WorkerConfig {
@@ -198,8 +203,13 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
     if otlp.is_some() {
         tracing::info!("traced messages are exported over OTLP/HTTP");
     }
+    let mut cleanup = None;
     if let Some(store) = store {
-        host.set_store(Arc::new(store));
+        let store = Arc::new(store);
+        host.set_store(store.clone());
+        if cfg.when_deleted == WhenDeleted::Delete {
+            cleanup = Some(Cleanup::new(store, &cfg.namespace, &cfg.pool));
+        }
     }
     // No actor runs before this worker holds its lease and has read its assignments under it.
     host.fence("starting: the lease is not held yet").await;
@@ -272,9 +282,17 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
             cfg.pod.clone(),
             synced_tx,
             relist_rx,
+            cleanup.clone(),
         ),
         tracing::info_span!("assignments", pod = %cfg.pod),
     ));
+    let sweep = cleanup.map(|cleanup| {
+        let actors = kube::Api::namespaced(client.clone(), &cfg.namespace);
+        tokio::spawn(tracing::Instrument::instrument(
+            cleanup.run(actors, SWEEP_EVERY),
+            tracing::info_span!("sweep", pool = %cfg.pool),
+        ))
+    });
     let (stop_status, status_stopped) = tokio::sync::oneshot::channel();
     let status = tokio::spawn(tracing::Instrument::instrument(
         status::run(
@@ -343,6 +361,9 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
     }
     tracing::info!(drain = ?cfg.drain_timeout, "stopping: draining mailboxes, stopping actors, releasing the lease");
     watch.abort();
+    if let Some(sweep) = sweep {
+        sweep.abort();
+    }
     host.shutdown(cfg.drain_timeout).await;
     let _ = stop_status.send(());
     let mut written = status.await.unwrap_or_default();

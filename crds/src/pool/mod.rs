@@ -17,7 +17,7 @@ pub use analysis::{
     Threshold, WorkerMetricProvider,
 };
 pub use persistence::{
-    DEFAULT_CA_KEY, DEFAULT_CHECKPOINT_EVERY, PersistenceMode, PersistenceSpec, StoreSecretRef,
+    DEFAULT_CA_KEY, DEFAULT_CHECKPOINT_EVERY, PersistenceMode, PersistenceSpec, StoreSecretRef, WhenDeleted,
 };
 pub use rollout::{AnalysisStep, BlueGreenStrategy, CanaryStep, CanaryStrategy, PauseStep, RolloutStrategy};
 pub use status::{

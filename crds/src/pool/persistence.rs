@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
     {"rule": "!(self.mode == 'Interval' || self.mode == 'EveryMessage') || has(self.storeSecretRef)",
      "message": "persistence modes Interval and EveryMessage need storeSecretRef: the Secret holding the PostgreSQL DSN"},
     {"rule": "!has(self.checkpointEvery) || self.mode == 'Interval'",
-     "message": "persistence.checkpointEvery only applies when persistence.mode is Interval"}
+     "message": "persistence.checkpointEvery only applies when persistence.mode is Interval"},
+    {"rule": "!has(self.whenDeleted) || self.mode == 'Interval' || self.mode == 'EveryMessage'",
+     "message": "persistence.whenDeleted only applies when persistence.mode is Interval or EveryMessage (the modes with a store)"}
 ]))]
 pub struct PersistenceSpec {
     /// None: an actor starts from its config after every move or crash. OnMove (the default):
@@ -35,6 +37,46 @@ pub struct PersistenceSpec {
     /// e.g. `postgres://troupe:…@db:5432/troupe`. Needed by Interval and EveryMessage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_secret_ref: Option<StoreSecretRef>,
+
+    /// What happens to a deleted Actor's stored state and journal. Delete (the default): the
+    /// worker that ran it removes them when it sees the Actor go, and each worker sweeps its
+    /// pool's rows of Actors that no longer exist every hour (for Actors deleted while no worker
+    /// ran them). Retain: they stay (`kubectl troupe journal NAME --all` still reads the journal)
+    /// until removed by hand. An Actor created again under the same name starts afresh either
+    /// way. Only with modes Interval and EveryMessage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_deleted: Option<WhenDeleted>,
+}
+
+/// What happens to a deleted Actor's stored state (`persistence.whenDeleted`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum WhenDeleted {
+    /// Removed with the Actor.
+    #[default]
+    Delete,
+    /// Kept until removed by hand.
+    Retain,
+}
+
+impl WhenDeleted {
+    /// The name in the spec and in the worker's env (`TROUPE_WHEN_DELETED`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenDeleted::Delete => "Delete",
+            WhenDeleted::Retain => "Retain",
+        }
+    }
+}
+
+impl std::str::FromStr for WhenDeleted {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [WhenDeleted::Delete, WhenDeleted::Retain]
+            .into_iter()
+            .find(|w| w.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a whenDeleted policy (Delete, Retain)"))
+    }
 }
 
 /// How often an actor's state is written, and where.

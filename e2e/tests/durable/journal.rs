@@ -5,8 +5,9 @@ use serde_json::{Value, json};
 use super::*;
 use crate::common::{TestEnv, eventually, store::store_dsn};
 
-/// The pool `ledgers` (EveryMessage) and one counter in it, `spec.journal` keeping 3 entries.
-const LEDGER: &str = "apiVersion: troupe.dev/v1alpha1\nkind: ActorPool\nmetadata: {name: ledgers}\nspec:\n  replicas: 1\n  persistence: {mode: EveryMessage, storeSecretRef: {name: state-store}}\n  template:\n    spec:\n      containers: [{name: worker, image: troupe/worker:0.1.0}]\n---\napiVersion: troupe.dev/v1alpha1\nkind: Actor\nmetadata: {name: ledger}\nspec: {pool: ledgers, behavior: counter, journal: {keep: 3}}\n";
+/// The pool `ledgers` (EveryMessage, keeping deleted Actors' state: the test reads the journal
+/// of one) and one counter in it, `spec.journal` keeping 3 entries.
+const LEDGER: &str = "apiVersion: troupe.dev/v1alpha1\nkind: ActorPool\nmetadata: {name: ledgers}\nspec:\n  replicas: 1\n  persistence: {mode: EveryMessage, storeSecretRef: {name: state-store}, whenDeleted: Retain}\n  template:\n    spec:\n      containers: [{name: worker, image: troupe/worker:0.1.0}]\n---\napiVersion: troupe.dev/v1alpha1\nkind: Actor\nmetadata: {name: ledger}\nspec: {pool: ledgers, behavior: counter, journal: {keep: 3}}\n";
 
 /// The same journaled counter in a pool that keeps no store (OnMove).
 const NO_STORE: &str = "apiVersion: troupe.dev/v1alpha1\nkind: ActorPool\nmetadata: {name: ephemeral}\nspec:\n  replicas: 1\n  template:\n    spec:\n      containers: [{name: worker, image: troupe/worker:0.1.0}]\n---\napiVersion: troupe.dev/v1alpha1\nkind: Actor\nmetadata: {name: forgetful}\nspec: {pool: ephemeral, behavior: counter, journal: {keep: 3}}\n";

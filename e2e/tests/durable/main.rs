@@ -3,10 +3,12 @@
 //! persistence mode promises, waits out a store that stopped, and is never overwritten by a worker
 //! that was frozen past its lease; it is handed over, not stopped, when its worker leaves on a
 //! scale-in; its journal reads as kubectl troupe journal prints it; it is kept in a store that
-//! serves TLS only, reached with the CA of the store's Secret.
+//! serves TLS only, reached with the CA of the store's Secret; it goes from the store with its
+//! Actor unless the pool retains it.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod deleted;
 mod faults;
 mod journal;
 mod scale_in;

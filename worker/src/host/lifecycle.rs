@@ -313,6 +313,7 @@ impl Host {
                     StateRef {
                         key: key.clone(),
                         uid,
+                        pool: self.config.pool.clone(),
                     },
                     epoch,
                     &self.config,

@@ -217,6 +217,7 @@ impl Host {
         let events = self.events.clone();
         let host = self.me.clone();
         let waiting = Arc::downgrade(slot);
+        let pool = self.config.pool.clone();
         tokio::spawn(async move {
             let handed = match (previous, host.upgrade()) {
                 (Some(previous), Some(me)) => me.fetch_handoff(&key, &previous).await,
@@ -235,6 +236,7 @@ impl Host {
                     let actor = StateRef {
                         key: key.clone(),
                         uid,
+                        pool,
                     };
                     activate(&*store, &actor, epoch, handed, &events, incarnation, &host).await
                 }

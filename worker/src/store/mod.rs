@@ -31,6 +31,9 @@ pub mod tls;
 pub struct StateRef {
     pub key: ActorKey,
     pub uid: String,
+    /// The Actor's pool: whose workers sweep the row once the Actor is gone
+    /// (`persistence.whenDeleted`).
+    pub pool: String,
 }
 
 /// Why the store did not take a write or an activation.
@@ -75,7 +78,26 @@ pub trait StateStore: Send + Sync + 'static {
     /// The newest entries (at most `limit`) of the actor's journal, newest first: those of
     /// every Actor that had its name (each entry names its uid).
     async fn journal(&self, key: &ActorKey, limit: u32) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// Removes the state and the journal of `actor` (that Actor object: a row or an entry of
+    /// another uid, an Actor of the same name created since, is left alone).
+    async fn forget(&self, actor: &StateRef) -> Result<Forgotten, StoreError>;
+
+    /// Every Actor object of `pool` in `namespace` that has a row or journal entries (at most
+    /// [`SWEEP_READ_MAX`]).
+    async fn stored(&self, namespace: &str, pool: &str) -> Result<Vec<StateRef>, StoreError>;
 }
+
+/// What [`StateStore::forget`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    /// The state row (0 or 1).
+    pub rows: u64,
+    pub journal_entries: u64,
+}
+
+/// The most Actors one sweep reads (the next sweep takes the rest).
+pub const SWEEP_READ_MAX: u32 = 10_000;
 
 /// What a journaled write adds (an Actor's `spec.journal`).
 #[derive(Clone, Debug, PartialEq)]

@@ -13,7 +13,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use super::{JOURNAL_READ_MAX, JournalEntry, JournalWrite, StateRef, StateStore, StoreError, dsn, tls};
+use super::{
+    Forgotten, JOURNAL_READ_MAX, JournalEntry, JournalWrite, SWEEP_READ_MAX, StateRef, StateStore,
+    StoreError, dsn, tls,
+};
 use crate::host::ActorKey;
 
 /// Connections one worker keeps to the store at most.
@@ -45,15 +48,18 @@ CREATE TABLE IF NOT EXISTS troupe_actor_journal (
     state     jsonb       NOT NULL
 );
 CREATE INDEX IF NOT EXISTS troupe_actor_journal_actor ON troupe_actor_journal (namespace, name, seq);
+ALTER TABLE troupe_actor_state ADD COLUMN IF NOT EXISTS pool text;
+ALTER TABLE troupe_actor_journal ADD COLUMN IF NOT EXISTS pool text;
 COMMIT;";
 
 /// Takes the row for an epoch (see [`StateStore::activate`]) in one statement. A row of another
 /// uid is an Actor deleted since: replaced. The `WHERE` leaves a row of a newer epoch alone, and
 /// then nothing is returned.
-const ACTIVATE: &str = "INSERT INTO troupe_actor_state AS t (namespace, name, uid, epoch, state)
-    VALUES ($1, $2, $3, $4, $5)
+const ACTIVATE: &str = "INSERT INTO troupe_actor_state AS t (namespace, name, uid, epoch, state, pool)
+    VALUES ($1, $2, $3, $4, $5, $6)
     ON CONFLICT (namespace, name) DO UPDATE SET
         uid = EXCLUDED.uid,
+        pool = EXCLUDED.pool,
         epoch = EXCLUDED.epoch,
         state = CASE WHEN EXCLUDED.state IS NOT NULL THEN EXCLUDED.state
                      WHEN t.uid = EXCLUDED.uid THEN t.state END,
@@ -70,9 +76,9 @@ const SAVE: &str = "UPDATE troupe_actor_state SET state = $5, updated_at = now()
 const SAVE_JOURNALED: &str = "WITH saved AS (
         UPDATE troupe_actor_state SET state = $5, updated_at = now()
         WHERE namespace = $1 AND name = $2 AND uid = $3 AND epoch = $4
-        RETURNING namespace, name, uid, epoch, state)
-    INSERT INTO troupe_actor_journal (namespace, name, uid, epoch, messages, state)
-    SELECT namespace, name, uid, epoch, $6, state FROM saved";
+        RETURNING namespace, name, uid, epoch, state, pool)
+    INSERT INTO troupe_actor_journal (namespace, name, uid, epoch, messages, state, pool)
+    SELECT namespace, name, uid, epoch, $6, state, pool FROM saved";
 
 /// Removes the entries past the newest `$3`, and those older than `$4` seconds when given.
 const PRUNE_JOURNAL: &str = "DELETE FROM troupe_actor_journal
@@ -84,6 +90,19 @@ const PRUNE_JOURNAL: &str = "DELETE FROM troupe_actor_journal
 
 const READ_JOURNAL: &str = "SELECT seq, uid, epoch, at, messages, state FROM troupe_actor_journal
     WHERE namespace = $1 AND name = $2 ORDER BY seq DESC LIMIT $3";
+
+/// An Actor object's row and journal entries, in one statement: (rows, entries) removed.
+const FORGET: &str = "WITH state_row AS (
+        DELETE FROM troupe_actor_state WHERE namespace = $1 AND name = $2 AND uid = $3 RETURNING 1),
+    entries AS (
+        DELETE FROM troupe_actor_journal WHERE namespace = $1 AND name = $2 AND uid = $3 RETURNING 1)
+    SELECT (SELECT count(*) FROM state_row), (SELECT count(*) FROM entries)";
+
+/// The Actor objects of a pool that have a row or journal entries. Rows written before the
+/// `pool` column existed have none and are never swept.
+const STORED: &str = "SELECT name, uid FROM troupe_actor_state WHERE namespace = $1 AND pool = $2
+    UNION SELECT name, uid FROM troupe_actor_journal WHERE namespace = $1 AND pool = $2
+    LIMIT $3";
 
 const EPOCH_OF: &str = "SELECT epoch FROM troupe_actor_state WHERE namespace = $1 AND name = $2";
 
@@ -233,6 +252,7 @@ impl StateStore for PgStore {
                 &actor.uid,
                 &epoch_param(epoch),
                 &handed,
+                &actor.pool,
             ],
         ))
         .await?;
@@ -289,6 +309,30 @@ impl StateStore for PgStore {
                 at: r.get(3),
                 messages: r.get::<_, i32>(4).max(0) as u32,
                 state: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn forget(&self, actor: &StateRef) -> Result<Forgotten, StoreError> {
+        let client = self.client().await?;
+        let key = &actor.key;
+        let row = bounded(client.query_one(FORGET, &[&key.namespace, &key.name, &actor.uid])).await?;
+        Ok(Forgotten {
+            rows: row.get::<_, i64>(0).max(0) as u64,
+            journal_entries: row.get::<_, i64>(1).max(0) as u64,
+        })
+    }
+
+    async fn stored(&self, namespace: &str, pool: &str) -> Result<Vec<StateRef>, StoreError> {
+        let client = self.client().await?;
+        let limit = i64::from(SWEEP_READ_MAX);
+        let rows = bounded(client.query(STORED, &[&namespace, &pool, &limit])).await?;
+        Ok(rows
+            .iter()
+            .map(|r| StateRef {
+                key: ActorKey::new(namespace, r.get::<_, String>(0)),
+                uid: r.get(1),
+                pool: pool.to_string(),
             })
             .collect())
     }
