@@ -438,6 +438,9 @@ pub struct Host {
     /// Statuses written by won claims of actors that then started as claimed: the status
     /// writer's record of what is already published.
     claim_statuses: Mutex<Vec<(ActorKey, RuntimeStatus)>>,
+    /// The behaviours whose mailbox depth the metrics have reported (reset to 0 when their
+    /// actors are gone).
+    depth_reported: Mutex<std::collections::HashSet<String>>,
     /// Ticks once per passivation period: a coarse clock that actors copy without reading time.
     idle_clock: Arc<AtomicU64>,
     me: Weak<Host>,
@@ -473,6 +476,7 @@ impl Host {
             idle_clock: Arc::new(AtomicU64::new(0)),
             departed: Mutex::new(Vec::new()),
             departing: AtomicUsize::new(0),
+            depth_reported: Mutex::default(),
             claim_statuses: Mutex::new(Vec::new()),
             me: me.clone(),
         });

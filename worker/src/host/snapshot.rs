@@ -20,6 +20,14 @@ impl Host {
                 )
             })
             .collect();
+        // A behaviour whose actors all left reads 0, not the depth it had at its last snapshot.
+        {
+            let mut reported = self.depth_reported.lock().unwrap_or_else(|e| e.into_inner());
+            for behavior in reported.iter() {
+                depth.entry(behavior.clone()).or_insert(0);
+            }
+            reported.extend(depth.keys().cloned());
+        }
         for (behavior, d) in depth {
             self.metrics
                 .mailbox_depth

@@ -152,6 +152,28 @@ async fn the_circuit_breaker_pauses_the_actor_and_an_edit_closes_it() {
 }
 
 #[tokio::test]
+async fn the_mailbox_depth_of_a_behaviour_whose_actors_all_left_reads_zero() {
+    let host = host().await;
+    let key = ActorKey::new("ns", "slow");
+    host.upsert(key.clone(), spec("counter", json!({"latencyMs": 100})), Some(1))
+        .await;
+    host.tell(&key, json!(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    for _ in 0..3 {
+        host.tell(&key, json!(1)).await.unwrap();
+    }
+    let depth = || {
+        let labels = ["local", "dev", "counter"];
+        host.metrics().mailbox_depth.with_label_values(&labels).get()
+    };
+    host.snapshot();
+    assert_eq!(depth(), 3, "three wait while the first is handled");
+    host.remove(&key, None).await;
+    host.snapshot();
+    assert_eq!(depth(), 0, "nothing waits on this worker any more");
+}
+
+#[tokio::test]
 async fn pausing_stops_the_actor_and_refuses_messages_until_resumed() {
     let host = host().await;
     let key = ActorKey::new("ns", "p");
