@@ -49,17 +49,12 @@ fn previous_holder(a: &Actor) -> Option<PreviousHolder> {
     })
 }
 
-/// Removes the stored state of an Actor that was deleted while assigned here (once it stopped),
-/// when the pool removes deleted Actors' state. A Delete event also comes for an Actor that
-/// only moved away (its label changed): that one still names this pod only if it was deleted
-/// (or is being deleted).
-fn forget_if_deleted(cleanup: Option<&Arc<Cleanup>>, a: &Actor, pod: &str) {
-    let (Some(cleanup), Some(uid)) = (cleanup, a.metadata.uid.clone()) else {
-        return;
-    };
-    let still_here = a.labels().get(labels::WORKER).map(String::as_str) == Some(pod);
-    if still_here || a.metadata.deletion_timestamp.is_some() {
-        cleanup.forget_deleted(key(a), uid);
+/// Notes an Actor that left this worker (moved away or deleted: its Delete event cannot tell,
+/// see `cleanup`) so that its stored state is removed if it was deleted, when the pool removes
+/// deleted Actors' state.
+fn note_gone(cleanup: Option<&Arc<Cleanup>>, a: &Actor) {
+    if let (Some(cleanup), Some(uid)) = (cleanup, a.metadata.uid.clone()) {
+        cleanup.gone_from_here(key(a), uid);
     }
 }
 
@@ -109,7 +104,7 @@ pub async fn run(
                     }
                     if a.metadata.deletion_timestamp.is_some() {
                         host.remove(&k, a.resource_version()).await;
-                        forget_if_deleted(cleanup.as_ref(), &a, &pod);
+                        note_gone(cleanup.as_ref(), &a);
                     } else {
                         host.assign(k.clone(), assignment_of(&a)).await;
                         host.observe_published(&k, a.status.as_ref().and_then(|s| s.phase));
@@ -118,7 +113,7 @@ pub async fn run(
                 // Deleted, or no longer labelled with this pod (moved away).
                 Ok(watcher::Event::Delete(a)) => {
                     host.remove(&key(&a), a.resource_version()).await;
-                    forget_if_deleted(cleanup.as_ref(), &a, &pod);
+                    note_gone(cleanup.as_ref(), &a);
                 }
                 Ok(watcher::Event::InitDone) => {
                     // Actors unassigned while the watch was down are stopped now.

@@ -2,8 +2,11 @@
 //! `persistence.whenDeleted: Delete` (the default).
 //!
 //! Two ways, so that nothing depends on one worker being up at the right moment:
-//! - the worker that ran the Actor removes its row and journal as soon as its watch sees the
-//!   Actor deleted ([`Cleanup::forget_deleted`]), after the actor stopped;
+//! - the worker that ran the Actor removes its row and journal within seconds of its watch
+//!   seeing it go ([`Cleanup::gone_from_here`]), once a list of the namespace's Actors says that
+//!   the object no longer exists. A watch event cannot tell: an Actor that moved to another
+//!   worker leaves a label-filtered watch with a Delete event carrying its previous content, just
+//!   as a deleted one does. One list checks every Actor that left in a few seconds;
 //! - every worker of the pool sweeps, at its start and then every [`SWEEP_EVERY`], the rows of
 //!   its pool whose Actor object no longer exists ([`Cleanup::sweep`]): those deleted while no
 //!   worker ran them, or while the store was down.
@@ -11,7 +14,11 @@
 //! A row belongs to one Actor object (its uid): an Actor created again under the same name has
 //! a uid of its own, so neither way can remove the new Actor's state.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use kube::{Api, ResourceExt, api::ListParams};
 use troupe_crds::Actor;
@@ -24,11 +31,16 @@ use crate::{
 /// How often a worker sweeps its pool's rows of deleted Actors.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
+/// How often the Actors that left this worker are checked for deletion (when some did).
+pub const CHECK_LEFT_EVERY: Duration = Duration::from_secs(5);
+
 /// Removes deleted Actors' state from one pool's store.
 pub struct Cleanup {
     store: Arc<dyn StateStore>,
     namespace: String,
     pool: String,
+    /// Actors that left this worker since the last check: moved away or deleted.
+    left: Mutex<Vec<StateRef>>,
 }
 
 impl Cleanup {
@@ -37,19 +49,44 @@ impl Cleanup {
             store,
             namespace: namespace.to_string(),
             pool: pool.to_string(),
+            left: Mutex::default(),
         })
     }
 
-    /// Removes, in the background, the state of an Actor this worker saw deleted. A store that
-    /// does not answer leaves it to the sweep.
-    pub fn forget_deleted(self: &Arc<Self>, key: ActorKey, uid: String) {
+    /// An Actor that left this worker (after it stopped here): checked at the next round, and
+    /// its state removed if the Actor object is gone.
+    pub fn gone_from_here(&self, key: ActorKey, uid: String) {
         let actor = StateRef {
             key,
             uid,
             pool: self.pool.clone(),
         };
-        let me = self.clone();
-        tokio::spawn(async move { me.forget(&actor, "deleted").await });
+        self.left.lock().unwrap_or_else(|e| e.into_inner()).push(actor);
+    }
+
+    /// Removes the state of the Actors that left this worker since the last call and no longer
+    /// exist; returns how many. The list is read after they left, so a deleted one is not in it.
+    /// Those whose removal failed wait for the sweep.
+    pub async fn check_left(&self, actors: &Api<Actor>) -> anyhow::Result<usize> {
+        let left = std::mem::take(&mut *self.left.lock().unwrap_or_else(|e| e.into_inner()));
+        if left.is_empty() {
+            return Ok(0);
+        }
+        let existing = match existing_actors(actors).await {
+            Ok(existing) => existing,
+            Err(e) => {
+                // Checked again next round.
+                self.left.lock().unwrap_or_else(|e| e.into_inner()).extend(left);
+                return Err(e.into());
+            }
+        };
+        let mut removed = 0;
+        for actor in orphans(left, &existing) {
+            if self.forget(&actor, "deleted").await {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     async fn forget(&self, actor: &StateRef, why: &str) -> bool {
@@ -85,17 +122,25 @@ impl Cleanup {
         Ok(removed)
     }
 
-    /// Sweeps now and then every `every`, forever.
-    pub async fn run(self: Arc<Self>, actors: Api<Actor>, every: Duration) {
+    /// Sweeps now and then every `sweep_every`, and checks the Actors that left this worker
+    /// every `check_every`, forever.
+    pub async fn run(self: Arc<Self>, actors: Api<Actor>, sweep_every: Duration, check_every: Duration) {
+        let mut next_sweep = tokio::time::Instant::now();
         loop {
-            match self.sweep(&actors).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(actors = n, "swept the state of deleted Actors"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "the sweep of deleted Actors' state failed; tried again later")
+            if tokio::time::Instant::now() >= next_sweep {
+                next_sweep += sweep_every;
+                match self.sweep(&actors).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(actors = n, "swept the state of deleted Actors"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the sweep of deleted Actors' state failed; tried again later")
+                    }
                 }
             }
-            tokio::time::sleep(every).await;
+            if let Err(e) = self.check_left(&actors).await {
+                tracing::warn!(error = %e, "could not check whether the Actors that left were deleted; checked again soon");
+            }
+            tokio::time::sleep(check_every).await;
         }
     }
 }

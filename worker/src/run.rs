@@ -12,7 +12,7 @@ use crate::{
     api::{ApiState, Forwarder, router},
     assignments,
     behavior::Registry,
-    cleanup::{Cleanup, SWEEP_EVERY},
+    cleanup::{CHECK_LEFT_EVERY, Cleanup, SWEEP_EVERY},
     host::{Host, HostConfig},
     lease_clock::LeaseClock,
     leave,
@@ -289,7 +289,7 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
     let sweep = cleanup.map(|cleanup| {
         let actors = kube::Api::namespaced(client.clone(), &cfg.namespace);
         tokio::spawn(tracing::Instrument::instrument(
-            cleanup.run(actors, SWEEP_EVERY),
+            cleanup.run(actors, SWEEP_EVERY, CHECK_LEFT_EVERY),
             tracing::info_span!("sweep", pool = %cfg.pool),
         ))
     });
