@@ -143,9 +143,29 @@ async fn a_traced_tell_forwarded_between_workers_is_exported_as_linked_spans_ove
     assert_eq!((&entry.actor, &handled.actor), (&key, &key), "{dump}");
     assert_eq!(by_name.len(), 3, "one span per hop: {dump}");
 
+    // The untraced tell started a trace of its own at b (root traces are sampled as the
+    // OpenTelemetry default, parentbased_always_on, says): the same three hops, b's first with
+    // no parent. The unsampled one is not exported.
+    let own = eventually("the untraced tell's own trace", WAIT, || async {
+        let got: Vec<Received> = spans.lock().unwrap().clone();
+        let own: Vec<Received> = got
+            .into_iter()
+            .filter(|s| s.trace_id != trace_id && s.actor == key)
+            .collect();
+        (own.len() >= 3).then_some(own)
+    })
+    .await;
+    let dump = format!("{own:#?}");
+    assert_eq!(own.len(), 3, "one span per hop: {dump}");
+    assert!(own.iter().all(|s| s.trace_id == own[0].trace_id), "{dump}");
+    let root = own
+        .iter()
+        .find(|s| s.pod == *b && s.name == "request")
+        .unwrap_or_else(|| panic!("b's request span: {dump}"));
+    assert_eq!(root.parent_id, "", "b's span is the root: {dump}");
     let all: Vec<Received> = spans.lock().unwrap().clone();
     assert!(
-        all.iter().all(|s| s.trace_id == trace_id),
-        "neither the untraced tell nor the unsampled one is exported: {all:#?}"
+        !all.iter().any(|s| s.trace_id == NOT_SAMPLED[3..35]),
+        "the unsampled tell is not exported: {all:#?}"
     );
 }
