@@ -112,28 +112,34 @@ pub struct ApiState {
 /// Delivers a message as this worker's span of a trace (see [`crate::trace`]): the one its
 /// `traceparent` names, or, without a valid header, a new trace it starts. The message carries
 /// it, logs show it, a forward sends it on, and the answer names it in `traceresponse` (so a
-/// caller that sent no `traceparent` learns the trace its message started).
-async fn traced(
+/// caller that sent no `traceparent` learns the trace its message started). `delivered` is
+/// boxed once: the trace's wrappers then move a pointer, not the request's large future.
+fn traced<D: Future<Output = Response>>(
     headers: &HeaderMap,
     key: &ActorKey,
     verb: &'static str,
-    delivered: impl Future<Output = Response>,
-) -> Response {
+    delivered: D,
+) -> impl Future<Output = Response> + use<D> {
     let parent = headers
         .get(crate::trace::HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::trace::TraceParent::parse);
     let hop = crate::trace::Hop::Request { verb };
-    let (trace, mut response) = crate::trace::within(parent, hop, key, async {
-        (crate::trace::current(), delivered.await)
-    })
-    .await;
-    if let Some(value) = trace.and_then(|t| header::HeaderValue::try_from(t.to_string()).ok()) {
+    let handled = crate::trace::within(
+        parent,
+        hop,
+        key,
+        Box::pin(async move { (crate::trace::current(), delivered.await) }),
+    );
+    async move {
+        let (trace, mut response) = handled.await;
+        if let Some(value) = trace.and_then(|t| header::HeaderValue::try_from(t.to_string()).ok()) {
+            response
+                .headers_mut()
+                .insert(crate::trace::RESPONSE_HEADER, value);
+        }
         response
-            .headers_mut()
-            .insert(crate::trace::RESPONSE_HEADER, value);
     }
-    response
 }
 
 /// A worker that has not started yet (no lease, assignments not read) takes no message: the

@@ -29,8 +29,10 @@ pub struct Envelope {
     pub enqueued: Instant,
     /// The trace the message belongs to, see [`crate::trace`]: every tell or ask taken over HTTP
     /// has one (its caller's or one it started), and so do the messages sent while handling it;
-    /// a message sent in process outside any trace has none. Boxed: the envelope stays small.
-    pub trace: Option<Box<crate::trace::TraceParent>>,
+    /// a message sent in process outside any trace has none. Not boxed: a box of its own per
+    /// message, allocated by the sender's thread and freed by the actor's, cost more
+    /// (allocator contention between threads) than the 24 bytes [`crate::trace::Carried`] adds.
+    pub trace: Option<crate::trace::Carried>,
 }
 
 /// Why a message was not accepted.

@@ -289,14 +289,15 @@ fn start_with(
 }
 
 /// The trace an exported span is: its trace and span ids as the SDK gave them, and its sampled
-/// flag as the SDK's sampler decided (the parent's other flags kept).
-pub fn trace_of(span: &Span, parent: Option<TraceParent>) -> TraceParent {
+/// flag as the SDK's sampler decided (the parent's other flags kept). None when the SDK gave it
+/// no ids (a span started after the provider was shut down).
+pub fn trace_of(span: &Span, parent: Option<TraceParent>) -> Option<TraceParent> {
     let cx = opentelemetry::trace::Span::span_context(span);
-    TraceParent {
+    cx.is_valid().then(|| TraceParent {
         trace_id: u128::from_be_bytes(cx.trace_id().to_bytes()),
         parent_id: u64::from_be_bytes(cx.span_id().to_bytes()),
         flags: crate::trace::with_sampled(parent.map_or(0, |p| p.flags), cx.is_sampled()),
-    }
+    })
 }
 
 /// The OTLP exporter's HTTP client: the worker's `reqwest` on its Tokio runtime (with rustls for

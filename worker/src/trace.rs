@@ -124,6 +124,37 @@ impl fmt::Display for TraceParent {
     }
 }
 
+/// A trace as a message carries it through a mailbox: a [`TraceParent`] in 32 bytes aligned to
+/// 8 (the `u128` of `TraceParent` aligns to 16), with a niche, so that `Option` of it is 32 bytes
+/// too and the envelope grows by 24 bytes only. A span id of zero, which no valid traceparent
+/// has, is carried as 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Carried {
+    trace_id: [u64; 2],
+    span_id: std::num::NonZeroU64,
+    flags: u8,
+}
+
+impl From<TraceParent> for Carried {
+    fn from(t: TraceParent) -> Self {
+        Carried {
+            trace_id: [(t.trace_id >> 64) as u64, t.trace_id as u64],
+            span_id: std::num::NonZeroU64::new(t.parent_id).unwrap_or(std::num::NonZeroU64::MIN),
+            flags: t.flags,
+        }
+    }
+}
+
+impl From<Carried> for TraceParent {
+    fn from(c: Carried) -> Self {
+        TraceParent {
+            trace_id: (u128::from(c.trace_id[0]) << 64) | u128::from(c.trace_id[1]),
+            parent_id: c.span_id.get(),
+            flags: c.flags,
+        }
+    }
+}
+
 /// A trace id in hex, formatted only when a log records it.
 struct TraceIdHex(u128);
 
@@ -315,15 +346,23 @@ impl Hop {
 /// by default the parent's, and for a root the root sampler's). With export on
 /// ([`crate::otlp`]) the span is exported when sampled, and its ids and flag are the ones the
 /// SDK gave it (the same rules, the same id generator).
-pub async fn within<F: Future>(
+///
+/// Not an `async fn`: the state of one would hold `f` twice (the argument, and the wrappers
+/// around it), and moving a request's large future costs more than the trace itself. This one
+/// holds `f` once, with the exported span, and keeps nothing of `actor`.
+pub fn within<F: Future>(
     parent: Option<TraceParent>,
     hop: Hop,
     actor: &(dyn fmt::Display + Sync),
     f: F,
-) -> F::Output {
+) -> impl Future<Output = F::Output> + use<F> {
     let exported = crate::otlp::start(parent.as_ref(), hop, actor);
-    let trace = match &exported {
-        Some(span) => crate::otlp::trace_of(span, parent),
+    let trace = match exported
+        .as_ref()
+        .and_then(|span| crate::otlp::trace_of(span, parent))
+    {
+        Some(trace) => trace,
+        // Export off, or its span has no ids (the SDK's, once shut down): the worker's own.
         None => {
             let trace_id = parent.map_or_else(new_trace_id, |p| p.trace_id);
             let sampled = sampling().sampled(parent.map(|p| p.sampled()), trace_id);
@@ -350,9 +389,12 @@ pub async fn within<F: Future>(
             span_id = %span_id
         ),
     };
-    let out = tracing::Instrument::instrument(CURRENT.scope(trace, f), span).await;
-    drop(exported);
-    out
+    let body = async move {
+        let out = f.await;
+        drop(exported);
+        out
+    };
+    tracing::Instrument::instrument(CURRENT.scope(trace, body), span)
 }
 
 #[cfg(test)]
@@ -455,6 +497,26 @@ mod tests {
         assert!(!traces.contains(&0) && !spans.contains(&0));
         // Random across the whole width: the high and the low halves both vary.
         assert!(traces.iter().any(|t| t >> 64 != 0) && traces.iter().any(|t| *t as u64 != 0));
+    }
+
+    #[test]
+    fn a_trace_carried_through_a_mailbox_comes_out_as_it_went_in_in_32_bytes() {
+        for t in [
+            TraceParent::parse(EXAMPLE).unwrap(),
+            TraceParent {
+                trace_id: u128::MAX,
+                parent_id: u64::MAX,
+                flags: 0xff,
+            },
+            TraceParent {
+                trace_id: 1,
+                parent_id: 1,
+                flags: 0,
+            },
+        ] {
+            assert_eq!(TraceParent::from(Carried::from(t)), t);
+        }
+        assert_eq!(std::mem::size_of::<Option<Carried>>(), 32);
     }
 
     #[test]

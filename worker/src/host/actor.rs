@@ -295,7 +295,7 @@ impl RactorActor for HostedActor {
                         None => handled.await,
                         Some(parent) => {
                             let (actor, hop) = (&state.args.key, crate::trace::Hop::Message);
-                            crate::trace::within(Some(*parent), hop, actor, handled).await
+                            crate::trace::within(Some(parent.into()), hop, actor, handled).await
                         }
                     };
                     state.latency.observe(env.enqueued.elapsed().as_secs_f64());

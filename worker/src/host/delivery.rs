@@ -98,7 +98,7 @@ impl Host {
             reply,
             ack,
             enqueued: Instant::now(),
-            trace: crate::trace::current().map(Box::new),
+            trace: crate::trace::current().map(Into::into),
         };
         match slot.mailbox.push(env).await {
             Ok(p) => {
