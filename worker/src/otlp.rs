@@ -120,8 +120,8 @@ impl Settings {
         }
         let tls = match url.scheme() {
             "https" => Some(match &ca {
-                Some((name, path)) => tls::Tls::new(tls::Roots::from_file(name, path)?)?,
-                None => tls::Tls::new(tls::Roots::system()?)?,
+                Some((name, path)) => tls::Tls::new(tls::roots_from_file(name, path)?)?,
+                None => tls::Tls::new(tls::system_roots()?)?,
             }),
             "http" => {
                 if let Some((name, _)) = &ca {

@@ -7,64 +7,24 @@
 
 use std::{error::Error, sync::Arc};
 
-use rustls::{
-    ClientConfig, RootCertStore,
-    pki_types::{CertificateDer, pem::PemObject},
-};
+use rustls::ClientConfig;
 
-/// Trusted roots, and where they came from (said in every refusal).
-pub struct Roots {
-    store: RootCertStore,
-    from: String,
+pub use crate::tls_roots::Roots;
+
+/// The CA file `var` names: its certificates alone are trusted.
+pub fn roots_from_file(var: &str, path: &str) -> Result<Roots, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{var}: reading the CA file {path}: {e}"))?;
+    Roots::from_pem(&pem, format!("{var} ({path})"))
 }
 
-impl Roots {
-    /// The certificates of the PEM file at `path`, named by the variable `var`.
-    pub fn from_file(var: &str, path: &str) -> Result<Roots, String> {
-        let pem = std::fs::read(path).map_err(|e| format!("{var}: reading the CA file {path}: {e}"))?;
-        Roots::from_pem(&pem, format!("{var} ({path})"))
-    }
-
-    pub fn from_pem(pem: &[u8], from: String) -> Result<Roots, String> {
-        let mut certs = Vec::new();
-        for item in CertificateDer::pem_slice_iter(pem) {
-            certs.push(item.map_err(|e| format!("{from} is not valid PEM: {e}"))?);
-        }
-        if certs.is_empty() {
-            return Err(format!(
-                "{from} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)"
-            ));
-        }
-        Roots::from_certs(certs, from)
-    }
-
-    /// The system's trusted roots (the worker's image carries a CA bundle; `SSL_CERT_FILE` or
-    /// `SSL_CERT_DIR` can point elsewhere).
-    pub fn system() -> Result<Roots, String> {
-        let found = rustls_native_certs::load_native_certs();
-        if found.certs.is_empty() {
-            let why = found.errors.first().map(|e| format!(": {e}")).unwrap_or_default();
-            return Err(format!(
-                "the OTLP endpoint is https:// and no system root certificates were found to \
-                 verify the collector with: set OTEL_EXPORTER_OTLP_CERTIFICATE to its CA file \
-                 (or SSL_CERT_FILE to a CA bundle){why}"
-            ));
-        }
-        Roots::from_certs(found.certs, "the system's trusted roots".to_string())
-    }
-
-    fn from_certs(certs: Vec<CertificateDer<'static>>, from: String) -> Result<Roots, String> {
-        let mut store = RootCertStore::empty();
-        let total = certs.len();
-        let (added, ignored) = store.add_parsable_certificates(certs);
-        // A system bundle may hold a certificate webpki cannot use; a CA given on purpose may not.
-        if added == 0 || (ignored > 0 && !from.starts_with("the system")) {
-            return Err(format!(
-                "{ignored} of the {total} certificate(s) in {from} cannot be read as X.509"
-            ));
-        }
-        Ok(Roots { store, from })
-    }
+/// The system's trusted roots (the worker's image carries a CA bundle).
+pub fn system_roots() -> Result<Roots, String> {
+    Roots::system(
+        "the system's trusted roots",
+        "the OTLP endpoint is https:// and no system root certificates were found to verify the \
+         collector with: set OTEL_EXPORTER_OTLP_CERTIFICATE to its CA file (or SSL_CERT_FILE to \
+         a CA bundle)",
+    )
 }
 
 /// The TLS client settings for the collector: its chain and host name verified against `roots`.

@@ -29,13 +29,14 @@ use rustls::{
     ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     crypto::WebPkiSupportedAlgorithms,
-    pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject},
+    pki_types::{CertificateDer, ServerName, UnixTime},
     server::ParsedCertificate,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
 
 use super::dsn::{RootCert, SslMode};
+use crate::tls_roots::Roots;
 
 /// The env variable that carries the store Secret's CA (PEM), when the Secret has one.
 pub const CA_ENV: &str = "TROUPE_STORE_CA";
@@ -69,13 +70,20 @@ pub fn plan(
         (Some(RootCert::File(path)), None) => {
             let from = format!("sslrootcert {}", path.display());
             let pem = std::fs::read(path).map_err(|e| format!("TLS: reading {from}: {e}"))?;
-            Some(Roots::from_pem(&pem, from)?)
+            Some(Roots::from_pem(&pem, from).map_err(tls_error)?)
         }
-        (Some(RootCert::System), None) => Some(Roots::system()?),
-        (None, Some(pem)) => Some(Roots::from_pem(
-            pem.as_bytes(),
-            format!("the store Secret's ca.crt ({CA_ENV})"),
-        )?),
+        (Some(RootCert::System), None) => Some(
+            Roots::system(
+                "the system's trusted roots (sslrootcert=system)",
+                "no system root certificates found for sslrootcert=system (SSL_CERT_FILE or \
+                 SSL_CERT_DIR can point at them)",
+            )
+            .map_err(tls_error)?,
+        ),
+        (None, Some(pem)) => Some(
+            Roots::from_pem(pem.as_bytes(), format!("the store Secret's ca.crt ({CA_ENV})"))
+                .map_err(tls_error)?,
+        ),
         (None, None) => None,
     };
     let mode = sslmode.unwrap_or(if roots.is_some() {
@@ -160,59 +168,17 @@ pub fn plan(
     })
 }
 
+/// A refusal of the TLS settings, said as such.
+fn tls_error(e: String) -> String {
+    format!("TLS: {e}")
+}
+
 /// What is checked of the server's certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Verify {
     Nothing,
     Chain,
     ChainAndName,
-}
-
-/// Trusted roots, and where they came from (said in every refusal).
-struct Roots {
-    store: RootCertStore,
-    from: String,
-}
-
-impl Roots {
-    fn from_pem(pem: &[u8], from: String) -> Result<Roots, String> {
-        let mut certs = Vec::new();
-        for item in CertificateDer::pem_slice_iter(pem) {
-            certs.push(item.map_err(|e| format!("TLS: {from} is not valid PEM: {e}"))?);
-        }
-        if certs.is_empty() {
-            return Err(format!(
-                "TLS: {from} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)"
-            ));
-        }
-        Roots::from_certs(certs, from)
-    }
-
-    fn system() -> Result<Roots, String> {
-        let found = rustls_native_certs::load_native_certs();
-        let from = "the system's trusted roots (sslrootcert=system)".to_string();
-        if found.certs.is_empty() {
-            let why = found.errors.first().map(|e| format!(": {e}")).unwrap_or_default();
-            return Err(format!(
-                "TLS: no system root certificates found for sslrootcert=system (SSL_CERT_FILE or \
-                 SSL_CERT_DIR can point at them){why}"
-            ));
-        }
-        Roots::from_certs(found.certs, from)
-    }
-
-    fn from_certs(certs: Vec<CertificateDer<'static>>, from: String) -> Result<Roots, String> {
-        let mut store = RootCertStore::empty();
-        let total = certs.len();
-        let (added, ignored) = store.add_parsable_certificates(certs);
-        // A system bundle may hold a certificate webpki cannot use; a CA given on purpose may not.
-        if added == 0 || (ignored > 0 && !from.starts_with("the system")) {
-            return Err(format!(
-                "TLS: {ignored} of the {total} certificate(s) in {from} cannot be read as X.509"
-            ));
-        }
-        Ok(Roots { store, from })
-    }
 }
 
 /// Connects to the store over TLS with rustls: a [`MakeTlsConnect`] for tokio-postgres.

@@ -4,8 +4,10 @@
 
 use std::path::PathBuf;
 
-use super::*;
+use rustls::pki_types::pem::PemObject;
 use tokio_postgres::config::SslMode as Pg;
+
+use super::*;
 
 const RSA384: &str = include_str!("testdata/rsa384.pem");
 const EC256: &str = include_str!("testdata/ec256.pem");
