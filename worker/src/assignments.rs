@@ -49,12 +49,18 @@ fn previous_holder(a: &Actor) -> Option<PreviousHolder> {
     })
 }
 
-/// Notes an Actor that left this worker (moved away or deleted: its Delete event cannot tell,
-/// see `cleanup`) so that its stored state is removed if it was deleted, when the pool removes
-/// deleted Actors' state.
-fn note_gone(cleanup: Option<&Arc<Cleanup>>, a: &Actor) {
-    if let (Some(cleanup), Some(uid)) = (cleanup, a.metadata.uid.clone()) {
-        cleanup.gone_from_here(key(a), uid);
+/// What to do once an Actor left this worker (moved away or deleted: its Delete event cannot
+/// tell, see `cleanup`): note it, so that its stored state is removed if it was deleted, when
+/// the pool removes deleted Actors' state.
+fn note_gone(cleanup: Option<&Arc<Cleanup>>, a: &Actor) -> impl FnOnce() + Send + 'static {
+    let noted = match (cleanup, a.metadata.uid.clone()) {
+        (Some(cleanup), Some(uid)) => Some((cleanup.clone(), key(a), uid)),
+        _ => None,
+    };
+    move || {
+        if let Some((cleanup, key, uid)) = noted {
+            cleanup.gone_from_here(key, uid);
+        }
     }
 }
 
@@ -103,8 +109,7 @@ pub async fn run(
                         seen.insert(k.clone());
                     }
                     if a.metadata.deletion_timestamp.is_some() {
-                        host.remove(&k, a.resource_version()).await;
-                        note_gone(cleanup.as_ref(), &a);
+                        host.depart(&k, a.resource_version(), note_gone(cleanup.as_ref(), &a));
                     } else {
                         host.assign(k.clone(), assignment_of(&a)).await;
                         host.observe_published(&k, a.status.as_ref().and_then(|s| s.phase));
@@ -112,15 +117,14 @@ pub async fn run(
                 }
                 // Deleted, or no longer labelled with this pod (moved away).
                 Ok(watcher::Event::Delete(a)) => {
-                    host.remove(&key(&a), a.resource_version()).await;
-                    note_gone(cleanup.as_ref(), &a);
+                    host.depart(&key(&a), a.resource_version(), note_gone(cleanup.as_ref(), &a));
                 }
                 Ok(watcher::Event::InitDone) => {
                     // Actors unassigned while the watch was down are stopped now.
                     if let Some(seen) = listing.take() {
                         for k in host.keys() {
                             if !seen.contains(&k) {
-                                host.remove(&k, None).await;
+                                host.depart(&k, None, || ());
                             }
                         }
                     }

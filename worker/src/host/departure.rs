@@ -4,99 +4,186 @@
 
 use std::time::SystemTime;
 
+use tokio::sync::watch;
+
 use super::*;
 
 /// How long a departure waits for a fetch of the state under way (the fetch itself times out
 /// after 5 s).
 const FETCH_WAIT: Duration = Duration::from_secs(10);
 
-/// Counts one departure under way for as long as it lives (whichever way `remove` returns).
-struct Departing<'a>(&'a AtomicUsize);
-
-impl<'a> Departing<'a> {
-    fn start(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        Self(count)
-    }
+/// The departures under way, each until it ended (whichever way it returns).
+#[derive(Default)]
+pub(super) struct UnderWay {
+    count: AtomicUsize,
+    /// Per actor, a channel whose sender lives as long as its departure: waiting for the
+    /// departure is waiting for the channel to close.
+    by_actor: Mutex<HashMap<ActorKey, watch::Receiver<()>>>,
 }
 
-impl Drop for Departing<'_> {
+/// One departure under way, counted from the moment its actor left the map.
+pub(super) struct Departing {
+    under_way: Arc<UnderWay>,
+    key: ActorKey,
+    slot: Arc<Slot>,
+    _ends: watch::Sender<()>,
+    ended: watch::Receiver<()>,
+}
+
+impl Drop for Departing {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let mut by_actor = self.under_way.by_actor.lock().unwrap_or_else(|e| e.into_inner());
+        if by_actor
+            .get(&self.key)
+            .is_some_and(|r| r.same_channel(&self.ended))
+        {
+            by_actor.remove(&self.key);
+        }
+        self.under_way.count.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl Host {
-    /// Stops and forgets an actor that is no longer assigned here; `resource_version` is the
-    /// Actor's version as this worker saw it leave. Its departure is confirmed only once it has
-    /// really stopped.
-    pub async fn remove(&self, key: &ActorKey, resource_version: Option<String>) {
-        let slot = self.slots.write().unwrap_or_else(|e| e.into_inner()).remove(key);
-        if let Some(slot) = slot {
-            let _under_way = Departing::start(&self.departing);
-            // A start under way finishes first; one waiting for its turn finds the actor gone.
-            let asked = Instant::now();
-            let _turn = slot.turn.lock().await;
-            let turn = asked.elapsed();
-            // New messages go to the next worker (they wait at the worker that received them
-            // until it runs the actor); the ones accepted here are handled here first, so the
-            // state handed over includes them.
-            slot.mailbox.seal();
-            let stopped_taking = std::time::SystemTime::now();
-            let began = Instant::now();
-            let until = began + self.config.move_drain;
-            self.drain_before_leaving(&slot, until).await;
-            let drained = began.elapsed();
-            // Not a fence: the lease is held, so the current message may end within what is
-            // left of the drain (a busy worker can take longer than the fencing deadline to get
-            // to it; an aborted actor's state could not be handed over).
-            let deadline = until
-                .saturating_duration_since(Instant::now())
-                .max(self.config.stop_deadline);
-            let stopped = self.stop_actor_within(&slot, "unassigned", deadline).await;
-            tracing::debug!(actor = %key, ?turn, ?drained, took = ?began.elapsed(), "departure: drained and stopped");
-            let left = slot
-                .mailbox
-                .close("the actor left this worker before handling the message");
-            if left > 0 {
-                let behavior = self.behavior_label(&slot.lock().spec.behavior);
-                self.metrics
-                    .messages
-                    .with_label_values(&[
-                        &self.config.pool,
-                        &self.config.revision,
-                        &behavior,
-                        "unhandled_on_move",
-                    ])
-                    .inc_by(left as u64);
-                tracing::warn!(actor = %key, left, drain = ?self.config.move_drain, "messages not handled before the actor left");
-            }
-            if !stopped {
-                // A behaviour that never yields cannot be aborted: the actor may still be
-                // running, so its departure is not confirmed and it is not placed elsewhere.
-                tracing::error!(actor = %key, "the actor did not stop; its departure stays unconfirmed");
-                return;
-            }
-            let (epoch, retired) = {
-                let mut s = slot.lock();
-                (s.epoch, s.retired.take())
-            };
-            // Mode None starts every activation from its config: nobody would come for it.
-            if self.config.persistence != PersistenceMode::None {
-                match retired {
-                    Some(behavior) => self.hand_over(key, epoch, behavior.as_ref(), stopped_taking),
-                    None => self.pass_on_unstarted(&slot, key, epoch, stopped_taking).await,
-                }
-            }
-            self.departed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(Departure {
-                    key: key.clone(),
-                    epoch,
-                    resource_version,
+    /// Starts the departure of an actor no longer assigned here and returns at once: the actor
+    /// is off the map (new messages for it wait for the next worker) and the departure is
+    /// counted before this returns; handling the messages it accepted, stopping and handing
+    /// its state over go on in a task of their own, so a worker that many actors leave at once
+    /// (a scale-in, a rollout's step) stops them side by side rather than one after another.
+    /// `then` runs once the actor has stopped here (at once if it is not hosted).
+    pub fn depart(
+        &self,
+        key: &ActorKey,
+        resource_version: Option<String>,
+        then: impl FnOnce() + Send + 'static,
+    ) {
+        let Some(host) = self.me.upgrade() else { return };
+        match self.begin_departure(key) {
+            Some(departing) => {
+                tokio::spawn(async move {
+                    if host.finish_departure(departing, resource_version).await {
+                        then();
+                    }
                 });
+            }
+            // Not hosted: nothing to stop.
+            None => then(),
         }
+    }
+
+    /// Stops and forgets an actor that is no longer assigned here, as [`Host::depart`] does,
+    /// and returns once it has left.
+    pub async fn remove(&self, key: &ActorKey, resource_version: Option<String>) {
+        if let Some(departing) = self.begin_departure(key) {
+            self.finish_departure(departing, resource_version).await;
+        }
+    }
+
+    /// Takes the actor off the map and counts its departure (nothing if it is not hosted).
+    fn begin_departure(&self, key: &ActorKey) -> Option<Departing> {
+        let slot = self
+            .slots
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)?;
+        let (ends, ended) = watch::channel(());
+        self.departing.count.fetch_add(1, Ordering::SeqCst);
+        self.departing
+            .by_actor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), ended.clone());
+        Some(Departing {
+            under_way: self.departing.clone(),
+            key: key.clone(),
+            slot,
+            _ends: ends,
+            ended,
+        })
+    }
+
+    /// Waits until the departure of `key` under way, if any, has ended: an actor assigned
+    /// here again starts only once the state it left with is handed over.
+    pub(super) async fn departure_ended(&self, key: &ActorKey) {
+        let under_way = self
+            .departing
+            .by_actor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned();
+        if let Some(mut ended) = under_way {
+            // Only ever closed (the sender is dropped when the departure ends).
+            while ended.changed().await.is_ok() {}
+        }
+    }
+
+    /// The departure itself: the actor's confirmation is queued only once it really stopped.
+    /// Whether it did.
+    async fn finish_departure(&self, departing: Departing, resource_version: Option<String>) -> bool {
+        let (slot, key) = (&departing.slot, &departing.key);
+        // A start under way finishes first; one waiting for its turn finds the actor gone.
+        let asked = Instant::now();
+        let _turn = slot.turn.lock().await;
+        let turn = asked.elapsed();
+        // New messages go to the next worker (they wait at the worker that received them
+        // until it runs the actor); the ones accepted here are handled here first, so the
+        // state handed over includes them.
+        slot.mailbox.seal();
+        let stopped_taking = std::time::SystemTime::now();
+        let began = Instant::now();
+        let until = began + self.config.move_drain;
+        self.drain_before_leaving(slot, until).await;
+        let drained = began.elapsed();
+        // Not a fence: the lease is held, so the current message may end within what is
+        // left of the drain (a busy worker can take longer than the fencing deadline to get
+        // to it; an aborted actor's state could not be handed over).
+        let deadline = until
+            .saturating_duration_since(Instant::now())
+            .max(self.config.stop_deadline);
+        let stopped = self.stop_actor_within(slot, "unassigned", deadline).await;
+        tracing::debug!(actor = %key, ?turn, ?drained, took = ?began.elapsed(), "departure: drained and stopped");
+        let left = slot
+            .mailbox
+            .close("the actor left this worker before handling the message");
+        if left > 0 {
+            let behavior = self.behavior_label(&slot.lock().spec.behavior);
+            self.metrics
+                .messages
+                .with_label_values(&[
+                    &self.config.pool,
+                    &self.config.revision,
+                    &behavior,
+                    "unhandled_on_move",
+                ])
+                .inc_by(left as u64);
+            tracing::warn!(actor = %key, left, drain = ?self.config.move_drain, "messages not handled before the actor left");
+        }
+        if !stopped {
+            // A behaviour that never yields cannot be aborted: the actor may still be
+            // running, so its departure is not confirmed and it is not placed elsewhere.
+            tracing::error!(actor = %key, "the actor did not stop; its departure stays unconfirmed");
+            return false;
+        }
+        let (epoch, retired) = {
+            let mut s = slot.lock();
+            (s.epoch, s.retired.take())
+        };
+        // Mode None starts every activation from its config: nobody would come for it.
+        if self.config.persistence != PersistenceMode::None {
+            match retired {
+                Some(behavior) => self.hand_over(key, epoch, behavior.as_ref(), stopped_taking),
+                None => self.pass_on_unstarted(slot, key, epoch, stopped_taking).await,
+            }
+        }
+        self.departed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Departure {
+                key: key.clone(),
+                epoch,
+                resource_version,
+            });
+        true
     }
 
     /// Waits, up to `until`, until an actor that is leaving has handled every message it
@@ -203,7 +290,7 @@ impl Host {
     /// departure under way (an actor still handling its last messages), every departure taken by the status writer (a batch under way confirms it before the writer
     /// stops) and every state handed over taken by the next worker.
     pub fn departures_settled(&self) -> bool {
-        self.departing.load(Ordering::SeqCst) == 0
+        self.departing.count.load(Ordering::SeqCst) == 0
             && self.departed.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
             && self.handoff.is_empty()
     }

@@ -20,6 +20,9 @@ impl Host {
             previous,
             uid,
         } = assignment;
+        // Back before it finished leaving (released and assigned here again at once): it starts
+        // from the state it leaves with, once that is handed over.
+        self.departure_ended(&key).await;
         let existing = self.slot(&key);
         let Some(slot) = existing else {
             let slot = Arc::new(Slot {

@@ -433,8 +433,9 @@ pub struct Host {
     departed: Mutex<Vec<Departure>>,
     /// Departures under way: actors already off `slots` that are still handling the messages
     /// they accepted, stopping, or handing their state over. A leaving worker that counted only
-    /// `slots` would release its lease before their states were kept for the next workers.
-    departing: AtomicUsize,
+    /// `slots` would release its lease before their states were kept for the next workers, and
+    /// an actor assigned here again must not start before its departure ended.
+    departing: Arc<departure::UnderWay>,
     /// Statuses written by won claims of actors that then started as claimed: the status
     /// writer's record of what is already published.
     claim_statuses: Mutex<Vec<(ActorKey, RuntimeStatus)>>,
@@ -475,7 +476,7 @@ impl Host {
             fence_generation: AtomicU64::new(0),
             idle_clock: Arc::new(AtomicU64::new(0)),
             departed: Mutex::new(Vec::new()),
-            departing: AtomicUsize::new(0),
+            departing: Arc::default(),
             depth_reported: Mutex::default(),
             claim_statuses: Mutex::new(Vec::new()),
             me: me.clone(),

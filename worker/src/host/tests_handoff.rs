@@ -284,3 +284,28 @@ async fn a_message_for_an_actor_that_just_left_is_not_here_not_refused() {
         "the sender looks for its next worker"
     );
 }
+
+fn slow_counter(epoch: u64, latency_ms: u64) -> Assignment {
+    let mut slow = assignment(epoch, None);
+    slow.spec = spec("counter", json!({"start": 0, "latencyMs": latency_ms}));
+    slow
+}
+
+#[tokio::test]
+async fn an_actor_assigned_back_while_it_still_leaves_starts_from_every_message_it_accepted() {
+    // Released and assigned to the same worker again at once (the operator undid a move): the
+    // new activation asks this worker for the state, which exists only once the departure
+    // handled the ten tells it accepted. Starting any sooner would start it from zero.
+    let a = host().await;
+    a.set_handoff_source(Arc::new(FromHost(a.clone())));
+    let key = ActorKey::new("ns", "back");
+    a.assign(key.clone(), slow_counter(1, 20)).await;
+    for _ in 0..10 {
+        a.tell(&key, json!(1)).await.unwrap();
+    }
+    a.depart(&key, None, || ());
+    assert!(!a.departures_settled(), "the departure is counted at once");
+    a.assign(key.clone(), assignment(2, Some(("local", 1)))).await;
+    assert_eq!(count(&a, &key).await, json!(10));
+    assert_eq!(a.take_departed().len(), 1, "the stop under epoch 1 is confirmed");
+}
