@@ -177,7 +177,8 @@ await_port() { # port
 }
 
 start_etcd() {
-  await_port "$ETCD_PORT"; await_port "$ETCD_PEER_PORT"
+  # Already up (`up` on a running control plane): its ports are its own.
+  running etcd || { await_port "$ETCD_PORT"; await_port "$ETCD_PEER_PORT"; }
   start etcd "$BIN/etcd" --name troupe-local --data-dir "$DIR/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
@@ -186,7 +187,7 @@ start_etcd() {
 }
 
 start_apiserver() {
-  await_port "$API_PORT"
+  running apiserver || await_port "$API_PORT"
   # Our build authenticates (client certificates, the service-account tokens it signs) and
   # authorizes (system:masters, then RBAC) by itself; the prebuilt upstream fallback knows none of
   # that and delegates both to the server itself.
