@@ -9,8 +9,8 @@ mod common;
 use std::{process::Command, time::Instant};
 
 use common::{
-    certs::Certs,
-    store::{OwnStore, stored_row, worker_connections},
+    certs,
+    store::{OwnStore, stored_row, worker_client_certificates, worker_connections},
 };
 use serde_json::json;
 use troupe_worker::{
@@ -38,7 +38,7 @@ async fn refusal(store: &PgStore, what: &str) -> String {
 #[tokio::test]
 async fn verify_full_with_the_right_ca_reaches_the_store_over_tls_and_a_counters_state_carries_to_the_next_worker()
  {
-    let certs = Certs::make("verified");
+    let certs = certs::make();
     let store = OwnStore::start_tls("tls-verified", &certs);
 
     // The server takes TLS only: a plain connection is refused, in PostgreSQL's words.
@@ -96,9 +96,70 @@ async fn verify_full_with_the_right_ca_reaches_the_store_over_tls_and_a_counters
 }
 
 #[tokio::test]
+async fn a_store_that_asks_for_client_certificates_takes_the_workers_and_refuses_none_or_a_strangers() {
+    let certs = certs::make();
+    let store = OwnStore::start_mutual_tls("tls-client-cert", &certs);
+    let pem = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let dsn = store.dsn_at("localhost", "");
+
+    // No certificate: refused by the server, in its words.
+    let none = PgStore::with_ca(&dsn, Some(&certs.ca_pem)).unwrap();
+    let why = refusal(&none, "no client certificate").await;
+    assert!(why.contains("requires a valid client certificate"), "{why}");
+    // A certificate for the right name from a CA the server does not trust: refused too.
+    let (stranger_cert, stranger_key) = (pem(&certs.stranger_cert), pem(&certs.stranger_key));
+    let stranger = PgStore::with_tls(
+        &dsn,
+        Some(&certs.ca_pem),
+        (Some(&stranger_cert), Some(&stranger_key)),
+    )
+    .unwrap();
+    let why = refusal(&stranger, "a stranger's certificate").await;
+    assert!(
+        why.contains("the store refused the client certificate of the client certificate Secret's tls.crt")
+            && why.contains("UnknownCA"),
+        "{why}"
+    );
+
+    // Worker A: the certificate of the pool's client certificate Secret (tls.crt, tls.key).
+    let (cert, key) = (pem(&certs.client_cert), pem(&certs.client_key));
+    let a = PgStore::with_tls(&dsn, Some(&certs.ca_pem), (Some(&cert), Some(&key))).unwrap();
+    let counter = actor("counter");
+    assert_eq!(a.activate(&counter, 1, None).await.unwrap(), None);
+    a.save(&counter, 1, &json!({"value": 3}), None).await.unwrap();
+    let libpq = store.dsn_at(
+        "localhost",
+        &format!(
+            "?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+            certs.ca.display(),
+            certs.client_cert.display(),
+            certs.client_key.display()
+        ),
+    );
+    let seen = worker_client_certificates(&libpq);
+    assert!(
+        !seen.is_empty() && seen.iter().all(|dn| dn == "/CN=troupe"),
+        "every connection of the worker presented its certificate: {seen:?}"
+    );
+    drop(a);
+
+    // Worker B: the files of the connection string (sslcert, sslkey), as libpq reads them.
+    let b = PgStore::new(&libpq).unwrap();
+    assert_eq!(
+        b.activate(&counter, 2, None).await.unwrap(),
+        Some(json!({"value": 3})),
+        "the next worker restores the state"
+    );
+    assert_eq!(
+        stored_row(&libpq, &counter.key.namespace, "counter"),
+        Some((2, json!({"value": 3})))
+    );
+}
+
+#[tokio::test]
 async fn a_wrong_ca_or_host_name_is_refused_with_a_readable_reason_and_the_weaker_modes_mean_what_libpq_says()
 {
-    let certs = Certs::make("refused");
+    let certs = certs::make();
     let store = OwnStore::start_tls("tls-refused", &certs);
     let password = store.password().to_string();
 

@@ -9,8 +9,9 @@
 #   postgres.sh run DATA PORT                run the server in the foreground (cluster.sh supervises it)
 #   postgres.sh start DATA PORT              start it in the background, wait until it answers (log DATA.log)
 #   postgres.sh stop DATA                    stop it (fast: clients are cut off) and wait until it is gone
-#   postgres.sh tls DATA CERT KEY            serve TLS with CERT and KEY (PEM), and TLS only: pg_hba.conf
-#                                            gets `hostssl` entries alone (before start; e2e TLS tests)
+#   postgres.sh tls DATA CERT KEY [CLIENT_CA] serve TLS with CERT and KEY (PEM), and TLS only: pg_hba.conf
+#                                            gets `hostssl` entries alone (before start; e2e TLS tests);
+#                                            with CLIENT_CA, clients need a certificate it signed too
 #
 # PostgreSQL refuses to run as root: as root, every step runs as the `postgres` user (Debian's
 # package makes it), so DATA must be somewhere that user can reach (under /tmp).
@@ -61,7 +62,7 @@ case "${1:-}" in
       || { tail -n 20 "$data.log" >&2; die "the server did not start (log $data.log)"; }
     ;;
   tls)
-    data=$2 cert=$3 key=$4
+    data=$2 cert=$3 key=$4 client_ca=${5:-}
     [ -f "$data/PG_VERSION" ] || die "no data folder at $data (postgres.sh init first)"
     # The server reads server.crt and server.key from its data folder by default; it refuses a
     # key that others can read.
@@ -69,14 +70,23 @@ case "${1:-}" in
     install -m 0600 "$key" "$data/server.key"
     owned "$data/server.crt" "$data/server.key"
     grep -qx "ssl = on" "$data/postgresql.conf" || echo "ssl = on" >>"$data/postgresql.conf"
+    # With a client CA, a client must also present a certificate it signed, for the user it
+    # logs in as (its common name), besides the password.
+    auth=scram-sha-256
+    if [ -n "$client_ca" ]; then
+      install -m 0644 "$client_ca" "$data/client-ca.crt"
+      owned "$data/client-ca.crt"
+      echo "ssl_ca_file = 'client-ca.crt'" >>"$data/postgresql.conf"
+      auth="scram-sha-256 clientcert=verify-full"
+    fi
     # No `host` entry: a connection without TLS finds none and is refused ("no encryption").
-    printf '%s\n' "local all all scram-sha-256" "hostssl all all 127.0.0.1/32 scram-sha-256" \
-      "hostssl all all ::1/128 scram-sha-256" >"$data/pg_hba.conf"
+    printf '%s\n' "local all all scram-sha-256" "hostssl all all 127.0.0.1/32 $auth" \
+      "hostssl all all ::1/128 $auth" >"$data/pg_hba.conf"
     owned "$data/pg_hba.conf"
     ;;
   stop)
     data=$2
     "${as[@]}" "$(server_bin)/pg_ctl" -D "$data" -m fast -w -t 30 stop >/dev/null
     ;;
-  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,15p' "$0" >&2; exit 2 ;;
 esac

@@ -298,34 +298,39 @@ fn persistence_env(p: &PersistenceSpec) -> Vec<EnvVar> {
         env.push(plain_env("TROUPE_WHEN_DELETED", when.as_str()));
     }
     if let (true, Some(secret)) = (p.mode.uses_store(), &p.store_secret_ref) {
-        env.push(EnvVar {
-            name: "TROUPE_STORE_DSN".into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: secret.name.clone(),
-                    key: secret.key.clone(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        env.push(secret_env("TROUPE_STORE_DSN", &secret.name, &secret.key, false));
         // The default key is looked for (a Secret without it means no CA); a key the pool
         // names must be there, or the pod is held as for a missing Secret.
-        env.push(EnvVar {
-            name: "TROUPE_STORE_CA".into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: secret.name.clone(),
-                    key: secret.ca_key.clone().unwrap_or_else(|| DEFAULT_CA_KEY.into()),
-                    optional: Some(secret.ca_key.is_none()),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        let ca_key = secret.ca_key.as_deref().unwrap_or(DEFAULT_CA_KEY);
+        env.push(secret_env(
+            "TROUPE_STORE_CA",
+            &secret.name,
+            ca_key,
+            secret.ca_key.is_none(),
+        ));
+        if let Some(client) = &secret.client_cert_secret {
+            env.push(secret_env("TROUPE_STORE_CLIENT_CERT", client, "tls.crt", false));
+            env.push(secret_env("TROUPE_STORE_CLIENT_KEY", client, "tls.key", false));
+        }
     }
     env
+}
+
+/// An env variable from `key` of the Secret `secret`. Unless `optional`, the Secret must have
+/// it: the pod is held until it does, visibly (`CreateContainerConfigError`).
+fn secret_env(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: Some(optional),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]
@@ -460,6 +465,29 @@ mod tests {
             "a named key must exist"
         );
         assert_eq!(e["TROUPE_WHEN_DELETED"].value.as_deref(), Some("Retain"));
+        assert!(!e.contains_key("TROUPE_STORE_CLIENT_CERT") && !e.contains_key("TROUPE_STORE_CLIENT_KEY"));
+    }
+
+    #[test]
+    fn a_client_certificate_secret_gives_the_workers_its_tls_crt_and_tls_key_by_reference() {
+        let mut p = pool();
+        p.spec.persistence = serde_json::from_value(json!({
+            "mode": "EveryMessage", "storeSecretRef": {"name": "pg", "clientCertSecret": "worker-cert"}
+        }))
+        .unwrap();
+        let e = env(&build_deployment(&p, "abc123", &WorkerSettings::default()));
+        for (name, key) in [
+            ("TROUPE_STORE_CLIENT_CERT", "tls.crt"),
+            ("TROUPE_STORE_CLIENT_KEY", "tls.key"),
+        ] {
+            assert_eq!(e[name].value, None, "never the value itself");
+            let from = secret_ref(&e, name);
+            assert_eq!(
+                (from.name.as_str(), from.key.as_str(), from.optional),
+                ("worker-cert", key, Some(false)),
+                "{name}: both keys must exist"
+            );
+        }
     }
 
     /// The Secret key an env variable is read from.

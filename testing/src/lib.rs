@@ -1,5 +1,8 @@
-//! What every property test of Troupe's parsers shares (issue #14): the case count and runner
-//! settings, and text strategies cheap enough for 100,000 cases in a debug build.
+//! What Troupe's tests share: for every property test of the parsers (issue #14), the case
+//! count and runner settings, and text strategies cheap enough for 100,000 cases in a debug
+//! build; and test certificates ([`certs`]).
+
+pub mod certs;
 
 use proptest::{prelude::*, test_runner::RngAlgorithm};
 

@@ -105,6 +105,13 @@ pub struct WorkerConfig {
     /// has one. With it, a connection string that names no sslmode is verify-full.
     #[arg(long, env = "TROUPE_STORE_CA", hide_env_values = true)]
     pub store_ca: Option<String>,
+    /// The client certificate (PEM) presented to a store that asks for one: `tls.crt` of the
+    /// Secret the pool names in `persistence.storeSecretRef.clientCertSecret`.
+    #[arg(long, env = "TROUPE_STORE_CLIENT_CERT", hide_env_values = true)]
+    pub store_client_cert: Option<String>,
+    /// Its key (PEM, unencrypted): that Secret's `tls.key`. Never logged.
+    #[arg(long, env = "TROUPE_STORE_CLIENT_KEY", hide_env_values = true)]
+    pub store_client_key: Option<String>,
     /// The pool's `persistence.whenDeleted`: Delete removes a deleted Actor's state and journal
     /// from the store; Retain keeps them.
     #[arg(long, env = "TROUPE_WHEN_DELETED", default_value = "Delete")]
@@ -165,9 +172,10 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
     // Before anything else: TLS settings that cannot work stop the worker with the reason.
     let store = match cfg.persistence.uses_store() {
         true => Some(
-            PgStore::with_ca(
+            PgStore::with_tls(
                 cfg.store_dsn.as_deref().unwrap_or_default(),
                 cfg.store_ca.as_deref(),
+                (cfg.store_client_cert.as_deref(), cfg.store_client_key.as_deref()),
             )
             .map_err(|e| anyhow::anyhow!("invalid worker settings: {e}"))?,
         ),
@@ -200,9 +208,6 @@ pub async fn run(cfg: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
         opentelemetry::KeyValue::new("troupe.revision", cfg.revision.clone()),
     ])
     .map_err(|e| anyhow::anyhow!("invalid OTLP export settings: {e}"))?;
-    if otlp.is_some() {
-        tracing::info!("traced messages are exported over OTLP/HTTP");
-    }
     let mut cleanup = None;
     if let Some(store) = store {
         let store = Arc::new(store);

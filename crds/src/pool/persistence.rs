@@ -147,6 +147,15 @@ pub struct StoreSecretRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub ca_key: Option<String>,
+    /// A Secret in the pool's namespace holding the client certificate the workers present to a
+    /// store that authenticates clients by certificate (`pg_hba.conf` method `cert`, or
+    /// `clientcert=verify-ca|verify-full`): its keys `tls.crt` and `tls.key` (unencrypted), as a
+    /// `kubernetes.io/tls` Secret or cert-manager's Certificate has them. Both keys must exist.
+    /// Unset: no client certificate, unless the connection string names `sslcert` and `sslkey`
+    /// files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub client_cert_secret: Option<String>,
 }
 
 /// The Secret's key of the store's CA when `caKey` is unset: the name cert-manager and

@@ -52,7 +52,17 @@ impl OwnStore {
         OwnStore::start_with(test, Some(certs))
     }
 
+    /// The same, also asking every client for a certificate signed by `certs`' CA for the user
+    /// it logs in as (`clientcert=verify-full`), besides the password.
+    pub fn start_mutual_tls(test: &str, certs: &super::certs::Certs) -> OwnStore {
+        OwnStore::start_with_client_ca(test, Some(certs), true)
+    }
+
     fn start_with(test: &str, tls: Option<&super::certs::Certs>) -> OwnStore {
+        OwnStore::start_with_client_ca(test, tls, false)
+    }
+
+    fn start_with_client_ca(test: &str, tls: Option<&super::certs::Certs>, client_ca: bool) -> OwnStore {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -73,12 +83,17 @@ impl OwnStore {
         ]);
         let _ = std::fs::remove_file(&password_file);
         if let Some(certs) = tls {
-            script(&[
-                "tls",
-                &data.display().to_string(),
-                &certs.server_cert.display().to_string(),
-                &certs.server_key.display().to_string(),
-            ]);
+            let (data, cert, key, ca) = (
+                data.display().to_string(),
+                certs.server_cert.display().to_string(),
+                certs.server_key.display().to_string(),
+                certs.ca.display().to_string(),
+            );
+            let mut args = vec!["tls", &data, &cert, &key];
+            if client_ca {
+                args.push(&ca);
+            }
+            script(&args);
         }
         let store = OwnStore { data, port, password };
         store.resume();
@@ -160,6 +175,17 @@ pub fn stored_row(dsn: &str, namespace: &str, name: &str) -> Option<(i64, Value)
 
 /// The store's connections from workers (`application_name` troupe-worker), as `(all, TLS)`,
 /// read with `psql` from `pg_stat_activity` and `pg_stat_ssl`.
+/// The client certificates (their subject, or empty) of the worker's connections, as the
+/// server saw them.
+pub fn worker_client_certificates(dsn: &str) -> Vec<String> {
+    let text = psql(
+        dsn,
+        "SELECT coalesce(s.client_dn, '') FROM pg_stat_activity a \
+         JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'troupe-worker'",
+    );
+    text.lines().map(str::to_string).collect()
+}
+
 pub fn worker_connections(dsn: &str) -> (u32, u32) {
     let text = psql(
         dsn,

@@ -1,16 +1,16 @@
 //! The store over TLS, end to end: the CA in the store's Secret (`ca.crt`) reaches the workers
-//! (`TROUPE_STORE_CA`), a connection string without `sslmode` then means verify-full, counters
-//! keep their exact count across `kill -9` of their worker with the store serving TLS only, and
-//! a pool whose Secret holds the wrong CA holds its actor with the certificate's reason.
+//! (`TROUPE_STORE_CA`), a connection string without `sslmode` then means verify-full, the
+//! client certificate of the pool's `clientCertSecret` is presented to a store that asks for
+//! one, counters keep their exact count across `kill -9` of their worker with the store serving
+//! TLS only, and a pool whose Secret holds the wrong CA holds its actor with the certificate's
+//! reason.
 
 use std::path::PathBuf;
 
 use super::*;
 use crate::common::{
-    TestEnv,
-    certs::Certs,
-    eventually,
-    store::{OwnStore, stored_row, worker_connections},
+    TestEnv, certs, eventually,
+    store::{OwnStore, stored_row, worker_client_certificates, worker_connections},
 };
 
 /// The Ready condition of an actor: (phase, reason, message).
@@ -32,11 +32,12 @@ fn ready(env: &TestEnv, name: &str) -> (String, String, String) {
 }
 
 #[tokio::test]
-async fn with_the_store_over_verified_tls_counters_keep_their_count_across_kill_9_and_a_wrong_ca_holds_the_actor_with_the_reason()
+async fn with_the_store_over_verified_mutual_tls_counters_keep_their_count_across_kill_9_and_a_wrong_ca_holds_the_actor_with_the_reason()
  {
-    let certs = Certs::make("durable");
-    // TLS only (`hostssl`): a worker that connected without TLS would be refused.
-    let store = OwnStore::start_tls("durable-tls", &certs);
+    let certs = certs::make();
+    // TLS only (`hostssl`), and a client certificate signed by the CA for the user (besides the
+    // password): a worker that connected without either would be refused.
+    let store = OwnStore::start_mutual_tls("durable-tls", &certs);
     let env = TestEnv::new("durable-tls").await;
     env.secret("troupe-worker-token", &[("token", TOKEN)]);
     // No sslmode: with the Secret's ca.crt, verify-full, on the name the certificate holds.
@@ -44,7 +45,15 @@ async fn with_the_store_over_verified_tls_counters_keep_their_count_across_kill_
         "state-store",
         &[("dsn", &store.dsn_at("localhost", "")), ("ca.crt", &certs.ca_pem)],
     );
-    let persistence = "  persistence: {mode: EveryMessage, storeSecretRef: {name: state-store}}\n";
+    let pem = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    env.secret(
+        "worker-cert",
+        &[
+            ("tls.crt", &pem(&certs.client_cert)),
+            ("tls.key", &pem(&certs.client_key)),
+        ],
+    );
+    let persistence = "  persistence: {mode: EveryMessage, storeSecretRef: {name: state-store, clientCertSecret: worker-cert}}\n";
     let (expected, survivor_ip, on_victim) = faults::crash_a_worker(&env, persistence).await;
     let moved: Vec<&String> = on_victim.iter().collect();
     counts_kept(
@@ -72,7 +81,8 @@ async fn with_the_store_over_verified_tls_counters_keep_their_count_across_kill_
         ));
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
-        text.contains("sslmode=verify-full, trusting the store Secret's ca.crt"),
+        text.contains("sslmode=verify-full, trusting the store Secret's ca.crt")
+            && text.contains("presenting the client certificate Secret's tls.crt"),
         "{}: {text}",
         log.display()
     );
@@ -81,7 +91,12 @@ async fn with_the_store_over_verified_tls_counters_keep_their_count_across_kill_
     // every connection the workers hold.
     let libpq = store.dsn_at(
         "localhost",
-        &format!("?sslmode=verify-full&sslrootcert={}", certs.ca.display()),
+        &format!(
+            "?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+            certs.ca.display(),
+            certs.client_cert.display(),
+            certs.client_key.display()
+        ),
     );
     let c0 = counts_now(&env, &survivor_ip, ["c0".to_string()].iter()).await["c0"];
     let (_, state) = stored_row(&libpq, &env.namespace, "c0").expect("c0's row");
@@ -89,6 +104,11 @@ async fn with_the_store_over_verified_tls_counters_keep_their_count_across_kill_
     let (all, encrypted) = worker_connections(&libpq);
     assert!(all >= 1, "the workers' connections: {all}");
     assert_eq!(all, encrypted, "every connection of the workers is TLS");
+    let presented = worker_client_certificates(&libpq);
+    assert!(
+        presented.iter().all(|dn| dn == "/CN=troupe"),
+        "every connection of the workers presented the Secret's certificate: {presented:?}"
+    );
 
     // A pool whose Secret holds a CA that did not sign the store's certificate: its actor is
     // held, and says why.
@@ -100,7 +120,7 @@ async fn with_the_store_over_verified_tls_counters_keep_their_count_across_kill_
         ],
     );
     assert!(env.apply(
-        "apiVersion: troupe.dev/v1alpha1\nkind: ActorPool\nmetadata: {name: wrong}\nspec:\n  replicas: 1\n  persistence: {mode: EveryMessage, storeSecretRef: {name: wrong-store}}\n  template:\n    spec:\n      containers: [{name: worker, image: troupe/worker:0.1.0}]\n---\napiVersion: troupe.dev/v1alpha1\nkind: Actor\nmetadata: {name: held}\nspec: {pool: wrong, behavior: counter}\n"
+        "apiVersion: troupe.dev/v1alpha1\nkind: ActorPool\nmetadata: {name: wrong}\nspec:\n  replicas: 1\n  persistence: {mode: EveryMessage, storeSecretRef: {name: wrong-store, clientCertSecret: worker-cert}}\n  template:\n    spec:\n      containers: [{name: worker, image: troupe/worker:0.1.0}]\n---\napiVersion: troupe.dev/v1alpha1\nkind: Actor\nmetadata: {name: held}\nspec: {pool: wrong, behavior: counter}\n"
     ).0);
     let (phase, reason, message) = eventually("the actor of the wrong CA's pool held", WAIT, || {
         let now = ready(&env, "held");

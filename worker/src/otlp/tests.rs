@@ -2,10 +2,7 @@
 //! sockets, export to a collector that serves TLS: a collector in the test (on 127.41.0.x, a
 //! free port) with certificates made for the test by the `openssl` CLI (CI installs it).
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::path::Path;
 
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -14,6 +11,7 @@ use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
 use prost::Message;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use troupe_proptest::certs::{CertSpec, Certs};
 
 use super::*;
 
@@ -90,107 +88,13 @@ fn an_endpoint_that_is_not_an_http_or_https_url_stops_the_worker_with_the_reason
     assert!(e.contains(TRACES_ENDPOINT) && !e.contains("secret"), "{e}");
 }
 
-/// Certificates made for one test with `openssl`: a CA, a server certificate it signed (for
-/// 127.41.0.1, 127.41.0.2 and localhost, not 127.41.0.3), and a second CA that signed nothing.
-struct Certs {
-    _dir: tempfile::TempDir,
-    ca: PathBuf,
-    wrong_ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("running openssl (CI installs it: .ci/run)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Certs {
-    fn make() -> Certs {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path();
-        for name in ["ca", "wrong-ca"] {
-            // openssl's default extensions for -x509 make it a CA (basicConstraints CA:TRUE).
-            openssl(
-                path,
-                &[
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                    "-nodes",
-                    "-keyout",
-                    &format!("{name}.key"),
-                    "-out",
-                    &format!("{name}.crt"),
-                    "-days",
-                    "2",
-                    "-subj",
-                    &format!("/CN=troupe otlp test {name}"),
-                ],
-            );
-        }
-        openssl(
-            path,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=collector",
-            ],
-        );
-        std::fs::write(
-            path.join("server.ext"),
-            "subjectAltName=DNS:localhost,IP:127.41.0.1,IP:127.41.0.2\nbasicConstraints=CA:FALSE\n\
-             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        openssl(
-            path,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "server.ext",
-                "-out",
-                "server.crt",
-            ],
-        );
-        Certs {
-            ca: path.join("ca.crt"),
-            wrong_ca: path.join("wrong-ca.crt"),
-            server_cert: path.join("server.crt"),
-            server_key: path.join("server.key"),
-            _dir: dir,
-        }
-    }
+/// Certificates made for one test: a CA, a server certificate it signed (for 127.41.0.1,
+/// 127.41.0.2 and localhost, not 127.41.0.3), and a second CA that signed nothing.
+fn certs() -> Certs {
+    Certs::make(&CertSpec {
+        server_names: &["localhost", "127.41.0.1", "127.41.0.2"],
+        ..CertSpec::default()
+    })
 }
 
 fn text(p: &Path) -> &str {
@@ -228,7 +132,7 @@ fn a_ca_file_that_cannot_be_used_stops_the_worker_with_the_reason() {
 
 #[test]
 fn the_traces_certificate_is_preferred_and_unused_or_unsupported_settings_are_said() {
-    let certs = Certs::make();
+    let certs = certs();
     let s = settings(&[
         (ENDPOINT, "https://collector:4318"),
         (TRACES_CERTIFICATE, text(&certs.ca)),
@@ -406,7 +310,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_https_collector_verified_with_the_ca_of_otel_exporter_otlp_certificate() {
-    let certs = Certs::make();
+    let certs = certs();
     let (endpoint, received) = collector("127.41.0.1", &certs).await;
     let s = settings(&[(ENDPOINT, endpoint.as_str()), (CERTIFICATE, text(&certs.ca))]);
     assert!(s.trusting().unwrap().contains(CERTIFICATE));
@@ -482,7 +386,7 @@ async fn send_one(s: &Settings) -> Result<Response<Bytes>, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_whose_certificate_the_given_ca_did_not_sign_is_refused_with_the_reason() {
-    let certs = Certs::make();
+    let certs = certs();
     let (url, received) = collector("127.41.0.2", &certs).await;
     let endpoint = (ENDPOINT, url.as_str());
 
@@ -518,7 +422,7 @@ async fn a_collector_whose_certificate_the_given_ca_did_not_sign_is_refused_with
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_certificate_for_other_host_names_is_refused_with_the_reason() {
-    let certs = Certs::make();
+    let certs = certs();
     let (endpoint, received) = collector("127.41.0.3", &certs).await;
     let s = settings(&[(ENDPOINT, endpoint.as_str()), (CERTIFICATE, text(&certs.ca))]);
     let e = send_one(&s)
@@ -535,7 +439,7 @@ async fn a_collector_certificate_for_other_host_names_is_refused_with_the_reason
 async fn an_https_exporter_never_sends_spans_over_plain_http() {
     // The CA's client only goes over https (https_only): a redirect or a mistake cannot make it
     // send spans in the clear.
-    let certs = Certs::make();
+    let certs = certs();
     let s = settings(&[
         (ENDPOINT, "https://127.41.0.4:22004"),
         (CERTIFICATE, text(&certs.ca)),

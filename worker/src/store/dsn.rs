@@ -1,6 +1,6 @@
 //! The state store's connection string as libpq reads it, for the parts tokio-postgres does not
-//! read itself: `sslmode` (tokio-postgres knows only disable, prefer and require) and
-//! `sslrootcert`. [`split`] takes them out of the string, in either of libpq's forms (a
+//! read itself: `sslmode` (tokio-postgres knows only disable, prefer and require),
+//! `sslrootcert`, and the client certificate `sslcert` with its key `sslkey`. [`split`] takes them out of the string, in either of libpq's forms (a
 //! `postgres://` URL's query, or `key=value` pairs), and leaves every other parameter, byte for
 //! byte, to tokio-postgres. So the worker accepts the strings platform engineers already give
 //! libpq and psql, and none of them silently means less than it says.
@@ -74,13 +74,22 @@ pub struct StoreDsn {
     pub sslmode: Option<SslMode>,
     /// `sslrootcert`, when given.
     pub sslrootcert: Option<RootCert>,
+    /// `sslcert` and `sslkey`: the client certificate (PEM file) and its key, given together.
+    pub client_cert: Option<ClientCertFiles>,
 }
 
-/// Parameters of libpq for client certificates and revocation lists: not supported (yet), and
-/// refused with that reason rather than tokio-postgres's "unknown option".
-const UNSUPPORTED: &[&str] = &["sslcert", "sslkey", "sslpassword", "sslcrl", "sslcrldir"];
+/// The files of a client certificate and its key, as `sslcert` and `sslkey` name them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
 
-/// Takes `sslmode` and `sslrootcert` out of `dsn` (the last of each wins, as in libpq).
+/// Parameters of libpq for encrypted keys and revocation lists: not supported (yet), and
+/// refused with that reason rather than tokio-postgres's "unknown option".
+const UNSUPPORTED: &[&str] = &["sslpassword", "sslcrl", "sslcrldir"];
+
+/// Takes the TLS parameters out of `dsn` (the last of each wins, as in libpq).
 pub fn split(dsn: &str) -> Result<StoreDsn, String> {
     let (postgres, taken) = match url_rest(dsn) {
         Some(rest) => split_url(dsn, rest)?,
@@ -90,7 +99,9 @@ pub fn split(dsn: &str) -> Result<StoreDsn, String> {
         postgres,
         sslmode: None,
         sslrootcert: None,
+        client_cert: None,
     };
+    let (mut sslcert, mut sslkey) = (None, None);
     for (key, value) in taken {
         match key.as_str() {
             "sslmode" => out.sslmode = Some(value.parse()?),
@@ -99,19 +110,31 @@ pub fn split(dsn: &str) -> Result<StoreDsn, String> {
                 return Err("sslrootcert is empty: give the path of a PEM file, or system".into());
             }
             "sslrootcert" => out.sslrootcert = Some(RootCert::File(PathBuf::from(value))),
+            "sslcert" | "sslkey" if value.is_empty() => {
+                return Err(format!("{key} is empty: give the path of a PEM file"));
+            }
+            "sslcert" => sslcert = Some(PathBuf::from(value)),
+            "sslkey" => sslkey = Some(PathBuf::from(value)),
             other => {
                 return Err(format!(
-                    "{other} is not supported: client certificates and revocation lists are not \
-                     built yet (the worker verifies the server with sslmode and sslrootcert)"
+                    "{other} is not supported: encrypted keys and revocation lists are not built \
+                     yet (give sslkey unencrypted, from a Secret)"
                 ));
             }
         }
     }
+    out.client_cert = match (sslcert, sslkey) {
+        (Some(cert), Some(key)) => Some(ClientCertFiles { cert, key }),
+        (None, None) => None,
+        // libpq would look for ~/.postgresql/postgresql.crt or .key: a worker has no home.
+        (Some(_), None) => return Err("sslcert is given without sslkey: give both".into()),
+        (None, Some(_)) => return Err("sslkey is given without sslcert: give both".into()),
+    };
     Ok(out)
 }
 
 fn taken(key: &str) -> bool {
-    key == "sslmode" || key == "sslrootcert" || UNSUPPORTED.contains(&key)
+    matches!(key, "sslmode" | "sslrootcert" | "sslcert" | "sslkey") || UNSUPPORTED.contains(&key)
 }
 
 /// What follows the scheme of a URL connection string.
@@ -351,7 +374,38 @@ mod tests {
     }
 
     #[test]
-    fn client_certificates_are_refused_by_name() {
+    fn a_client_certificate_and_its_key_are_taken_out_together() {
+        let d = ok(
+            "postgres://u:p@db/app?sslcert=%2Fetc%2Fpg%2Ftls.crt&application_name=x&sslkey=%2Fetc%2Fpg%2Ftls.key",
+        );
+        assert_eq!(d.postgres, "postgres://u:p@db/app?application_name=x");
+        assert_eq!(
+            d.client_cert,
+            Some(ClientCertFiles {
+                cert: "/etc/pg/tls.crt".into(),
+                key: "/etc/pg/tls.key".into()
+            })
+        );
+        let d = ok("host=db sslkey='/k k' sslcert=/c");
+        assert_eq!(d.client_cert.unwrap().key, PathBuf::from("/k k"));
+        for (half, e) in [
+            (
+                "host=db password=s3cret sslcert=/c",
+                "sslcert is given without sslkey",
+            ),
+            (
+                "host=db password=s3cret sslkey=/k",
+                "sslkey is given without sslcert",
+            ),
+            ("host=db password=s3cret sslkey='' sslcert=/c", "sslkey is empty"),
+        ] {
+            let got = split(half).unwrap_err();
+            assert!(got.starts_with(e) && !got.contains("s3cret"), "{got}");
+        }
+    }
+
+    #[test]
+    fn encrypted_keys_and_revocation_lists_are_refused_by_name() {
         for key in UNSUPPORTED {
             let e = split(&format!("host=db password=s3cret {key}=/x")).unwrap_err();
             assert!(e.starts_with(&format!("{key} is not supported")), "{e}");

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::host::ActorKey;
 
+pub mod client_cert;
 pub mod dsn;
 pub mod memory;
 pub mod postgres;

@@ -15,7 +15,7 @@ use tokio::sync::OnceCell;
 
 use super::{
     Forgotten, JOURNAL_READ_MAX, JournalEntry, JournalWrite, SWEEP_READ_MAX, StateRef, StateStore,
-    StoreError, dsn, tls,
+    StoreError, client_cert, dsn, tls,
 };
 use crate::host::ActorKey;
 
@@ -125,10 +125,22 @@ impl PgStore {
     /// `verify-full` with no CA) are refused here, and the worker does not start. The error
     /// names what is wrong with the string, never the string itself.
     pub fn with_ca(dsn: &str, ca: Option<&str>) -> Result<PgStore, String> {
+        PgStore::with_tls(dsn, ca, (None, None))
+    }
+
+    /// [`PgStore::with_ca`], presenting the client certificate `client` (PEM: certificate and
+    /// key, the pool's client certificate Secret's `tls.crt` and `tls.key`) to a store that
+    /// asks for one.
+    pub fn with_tls(
+        dsn: &str,
+        ca: Option<&str>,
+        client: (Option<&str>, Option<&str>),
+    ) -> Result<PgStore, String> {
         let dsn = dsn::split(dsn).map_err(|e| format!("TROUPE_STORE_DSN: {e}"))?;
         let mut config = tokio_postgres::Config::from_str(&dsn.postgres)
             .map_err(|e| format!("TROUPE_STORE_DSN is not a PostgreSQL connection string: {e}"))?;
-        let tls = tls::plan(dsn.sslmode, dsn.sslrootcert.as_ref(), ca)
+        let tls = client_cert::identity(dsn.client_cert.as_ref(), client)
+            .and_then(|client| tls::plan(dsn.sslmode, dsn.sslrootcert.as_ref(), ca, client))
             .map_err(|e| format!("the state store's TLS settings: {e}"))?;
         tracing::info!(tls = %tls.summary, "state store");
         for warning in &tls.warnings {

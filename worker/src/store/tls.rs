@@ -13,7 +13,8 @@
 //! given, and libpq's `prefer` otherwise, with a warning (a store without TLS keeps working).
 //! The trusted roots come from the store Secret's `ca.crt` (`TROUPE_STORE_CA`), from
 //! `sslrootcert=<file>`, or from the system (`sslrootcert=system`, which asks for verify-full
-//! as in libpq). Settings that cannot work are refused when the store is made, so the worker
+//! as in libpq). A store that asks for a client certificate gets the one of `client_cert` (the
+//! pool's client certificate Secret, or `sslcert`/`sslkey`). Settings that cannot work are refused when the store is made, so the worker
 //! does not start with them; a server the settings refuse shows as the store being unavailable,
 //! with the reason (`explain`).
 
@@ -35,7 +36,10 @@ use rustls::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
 
-use super::dsn::{RootCert, SslMode};
+use super::{
+    client_cert::ClientIdentity,
+    dsn::{RootCert, SslMode},
+};
 use crate::tls_roots::Roots;
 
 /// The env variable that carries the store Secret's CA (PEM), when the Secret has one.
@@ -52,12 +56,14 @@ pub struct TlsPlan {
     pub warnings: Vec<String>,
 }
 
-/// Decides the plan from the connection string's `sslmode` and `sslrootcert` and the Secret's
-/// CA (the PEM text of `TROUPE_STORE_CA`, when set). The error says which setting is wrong.
+/// Decides the plan from the connection string's `sslmode` and `sslrootcert`, the Secret's
+/// CA (the PEM text of `TROUPE_STORE_CA`, when set) and the client certificate to present when
+/// asked. The error says which setting is wrong.
 pub fn plan(
     sslmode: Option<SslMode>,
     sslrootcert: Option<&RootCert>,
     secret_ca: Option<&str>,
+    client: Option<ClientIdentity>,
 ) -> Result<TlsPlan, String> {
     let secret_ca = secret_ca.filter(|pem| !pem.trim().is_empty());
     let roots = match (sslrootcert, secret_ca) {
@@ -154,15 +160,22 @@ pub fn plan(
         SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
         _ => tokio_postgres::config::SslMode::Require,
     };
-    let summary = match &roots {
+    let mut summary = match &roots {
         Some(r) if mode != SslMode::Disable => {
             format!("sslmode={}, trusting {}", mode.as_str(), r.from)
         }
         _ => format!("sslmode={}", mode.as_str()),
     };
+    if let Some(client) = &client {
+        if mode == SslMode::Disable {
+            warnings.push("sslmode=disable: the client certificate given is not used".to_string());
+        } else {
+            summary.push_str(&format!(", presenting {}", client.from));
+        }
+    }
     Ok(TlsPlan {
         ssl_mode,
-        connector: MakeRustls::new(verify, roots)?,
+        connector: MakeRustls::new(verify, roots, client)?,
         summary,
         warnings,
     })
@@ -187,10 +200,16 @@ pub struct MakeRustls {
     config: Arc<ClientConfig>,
     /// Where the trusted roots come from, for the reason of a refusal.
     roots_from: Arc<str>,
+    /// Where the client certificate comes from, if one is presented.
+    client_from: Option<Arc<str>>,
 }
 
 impl MakeRustls {
-    fn new(verify: Verify, roots: Option<Roots>) -> Result<MakeRustls, String> {
+    fn new(
+        verify: Verify,
+        roots: Option<Roots>,
+        client: Option<ClientIdentity>,
+    ) -> Result<MakeRustls, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let algorithms = provider.signature_verification_algorithms;
         let builder = ClientConfig::builder_with_provider(provider.clone())
@@ -200,33 +219,41 @@ impl MakeRustls {
             .as_ref()
             .map_or("no root certificate".into(), |r| r.from.as_str().into());
         let roots = roots.map(|r| Arc::new(r.store));
-        let mut config = match (verify, roots) {
+        let verified = match (verify, roots) {
             (Verify::ChainAndName, Some(roots)) => {
                 let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
                     .build()
                     .map_err(|e| format!("TLS: {e}"))?;
-                builder.with_webpki_verifier(verifier).with_no_client_auth()
+                builder.with_webpki_verifier(verifier)
             }
-            (Verify::Chain, Some(roots)) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly {
-                    roots: Some(roots),
-                    algorithms,
-                }))
-                .with_no_client_auth(),
+            (Verify::Chain, Some(roots)) => {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(ChainOnly {
+                        roots: Some(roots),
+                        algorithms,
+                    }))
+            }
             _ => builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(ChainOnly {
                     roots: None,
                     algorithms,
-                }))
-                .with_no_client_auth(),
+                })),
+        };
+        let client_from = client.as_ref().map(|c| c.from.as_str().into());
+        let mut config = match client {
+            Some(ClientIdentity { chain, key, from }) => verified
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("TLS: the client certificate {from} and its key: {e}"))?,
+            None => verified.with_no_client_auth(),
         };
         // PostgreSQL 17 asks for ALPN with sslnegotiation=direct; older servers ignore it.
         config.alpn_protocols = vec![b"postgresql".to_vec()];
         Ok(MakeRustls {
             config: Arc::new(config),
             roots_from,
+            client_from,
         })
     }
 }
@@ -303,6 +330,7 @@ where
             host: host.to_string(),
             config: self.config.clone(),
             roots_from: self.roots_from.clone(),
+            client_from: self.client_from.clone(),
         })
     }
 }
@@ -313,6 +341,7 @@ pub struct RustlsConnect {
     host: String,
     config: Arc<ClientConfig>,
     roots_from: Arc<str>,
+    client_from: Option<Arc<str>>,
 }
 
 impl<S> TlsConnect<S> for RustlsConnect
@@ -334,7 +363,10 @@ where
             tokio_rustls::TlsConnector::from(self.config)
                 .connect(name, stream)
                 .await
-                .map(RustlsStream)
+                .map(|tls| RustlsStream {
+                    tls,
+                    client_from: self.client_from,
+                })
                 .map_err(|e| explain(e, &self.host, &self.roots_from))
         })
     }
@@ -362,8 +394,35 @@ fn explain(e: io::Error, host: &str, roots_from: &str) -> io::Error {
     io::Error::new(e.kind(), why)
 }
 
+/// A refusal of this worker's client certificate, said as such. With TLS 1.3 the server
+/// checks it after the handshake, so its alert arrives at the first read.
+fn explain_read(e: io::Error, client_from: Option<&str>) -> io::Error {
+    use rustls::{AlertDescription as A, Error as E};
+    let (Some(from), Some(E::AlertReceived(alert))) =
+        (client_from, e.get_ref().and_then(|i| i.downcast_ref::<E>()))
+    else {
+        return e;
+    };
+    match alert {
+        A::UnknownCA
+        | A::BadCertificate
+        | A::UnsupportedCertificate
+        | A::CertificateRevoked
+        | A::CertificateExpired
+        | A::CertificateUnknown
+        | A::AccessDenied => io::Error::new(
+            e.kind(),
+            format!("the store refused the client certificate of {from}: received fatal alert: {alert:?}"),
+        ),
+        _ => e,
+    }
+}
+
 /// A TLS connection to the store.
-pub struct RustlsStream<S>(tokio_rustls::client::TlsStream<S>);
+pub struct RustlsStream<S> {
+    tls: tokio_rustls::client::TlsStream<S>,
+    client_from: Option<Arc<str>>,
+}
 
 impl<S> tokio_postgres::tls::TlsStream for RustlsStream<S>
 where
@@ -373,7 +432,7 @@ where
     /// certificate, which ties the password exchange to this TLS session. PostgreSQL offers
     /// SCRAM-SHA-256-PLUS over TLS, and tokio-postgres uses it when this is given.
     fn channel_binding(&self) -> ChannelBinding {
-        let (_, session) = self.0.get_ref();
+        let (_, session) = self.tls.get_ref();
         let Some(cert) = session.peer_certificates().and_then(|c| c.first()) else {
             return ChannelBinding::none();
         };
@@ -392,21 +451,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        match Pin::new(&mut self.tls).poll_read(cx, buf) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(explain_read(e, self.client_from.as_deref()))),
+            other => other,
+        }
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        Pin::new(&mut self.tls).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.tls).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.tls).poll_shutdown(cx)
     }
 }
 

@@ -14,11 +14,11 @@ const EC256: &str = include_str!("testdata/ec256.pem");
 const ED25519: &str = include_str!("testdata/ed25519.pem");
 
 fn ok(mode: Option<SslMode>, root: Option<&RootCert>, ca: Option<&str>) -> TlsPlan {
-    plan(mode, root, ca).unwrap_or_else(|e| panic!("{mode:?} {root:?}: {e}"))
+    plan(mode, root, ca, None).unwrap_or_else(|e| panic!("{mode:?} {root:?}: {e}"))
 }
 
 fn refused(mode: Option<SslMode>, root: Option<&RootCert>, ca: Option<&str>) -> String {
-    match plan(mode, root, ca) {
+    match plan(mode, root, ca, None) {
         Ok(p) => panic!("{mode:?} {root:?} was accepted: {}", p.summary),
         Err(e) => e,
     }
@@ -190,7 +190,7 @@ fn der_reading_stops_at_truncated_or_oversized_lengths() {
 
 #[test]
 fn system_roots_are_loaded_for_verify_full_or_their_absence_is_said() {
-    match plan(None, Some(&RootCert::System), None) {
+    match plan(None, Some(&RootCert::System), None, None) {
         Ok(p) => {
             assert_eq!(p.ssl_mode, Pg::Require);
             assert_eq!(
@@ -201,4 +201,38 @@ fn system_roots_are_loaded_for_verify_full_or_their_absence_is_said() {
         // A machine (or an image) without a CA bundle.
         Err(e) => assert!(e.contains("no system root certificates found"), "{e}"),
     }
+}
+
+#[test]
+fn a_client_certificate_is_presented_only_with_its_own_key() {
+    use super::super::client_cert::identity;
+    use troupe_proptest::certs::{CertSpec, Certs};
+    let certs = Certs::make(&CertSpec::default());
+    let pem = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let (cert, key) = (pem(&certs.client_cert), pem(&certs.stranger_key));
+    let mismatched = identity(None, (Some(&cert), Some(&key))).unwrap();
+    match plan(None, None, Some(&certs.ca_pem), mismatched) {
+        Err(e) => assert!(
+            e.starts_with("TLS: the client certificate") && e.contains("key"),
+            "{e}"
+        ),
+        Ok(_) => panic!("a key that is not the certificate's was taken"),
+    }
+    let own = identity(None, (Some(&cert), Some(&pem(&certs.client_key)))).unwrap();
+    let p = plan(None, None, Some(&certs.ca_pem), own).unwrap();
+    assert!(
+        p.summary
+            .ends_with("presenting the client certificate Secret's tls.crt (TROUPE_STORE_CLIENT_CERT)"),
+        "{}",
+        p.summary
+    );
+    let unused = identity(None, (Some(&cert), Some(&pem(&certs.client_key)))).unwrap();
+    let p = plan(Some(SslMode::Disable), None, None, unused).unwrap();
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("client certificate given is not used")),
+        "{:?}",
+        p.warnings
+    );
 }
