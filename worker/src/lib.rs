@@ -24,6 +24,7 @@ pub mod schedule;
 pub mod status;
 pub mod store;
 pub mod supervision;
+pub mod tls_identity;
 pub mod tls_roots;
 pub mod trace;
 pub mod witness;

@@ -6,8 +6,9 @@
 //! such as a collector's token, `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` name the
 //! service). An `https://` endpoint is reached over TLS (rustls with the ring provider, as the
 //! rest of the worker) and verified against the CA file `OTEL_EXPORTER_OTLP_CERTIFICATE` (or
-//! `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`) names, or against the system's roots without one:
-//! see [`tls`]. Settings that cannot work stop the worker at start with the reason.
+//! `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`) names, or against the system's roots without one,
+//! presenting the client certificate of `OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_CERTIFICATE` and
+//! `…_CLIENT_KEY` to a collector that asks for one: see [`tls`]. Settings that cannot work stop the worker at start with the reason.
 //!
 //! What is exported follows the sampler ([`crate::trace::Sampling`], `OTEL_TRACES_SAMPLER`):
 //! by default the caller's sampled flag decides for a message that comes with a `traceparent`,
@@ -58,12 +59,16 @@ const TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 const TRACES_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE";
 const CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
-/// Client certificates (mutual TLS): not supported, said at start when set.
-const CLIENT_CREDENTIALS: [&str; 4] = [
-    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
-    "OTEL_EXPORTER_OTLP_CLIENT_KEY",
-    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
-    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+/// The client certificate and key files (mutual TLS), the traces pair before the general one.
+const CLIENT_CREDENTIALS: [(&str, &str); 2] = [
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+    ),
 ];
 
 /// A variable's value, trimmed; empty counts as unset (as the specification says).
@@ -118,16 +123,23 @@ impl Settings {
         if matches!(url.scheme(), "http" | "https") && url.host_str().is_none_or(str::is_empty) {
             return Err(format!("{from}: {shown} names no host"));
         }
+        let client = client_files(&env)?;
         let tls = match url.scheme() {
-            "https" => Some(match &ca {
-                Some((name, path)) => tls::Tls::new(tls::roots_from_file(name, path)?)?,
-                None => tls::Tls::new(tls::system_roots()?)?,
-            }),
+            "https" => {
+                let roots = match &ca {
+                    Some((name, path)) => tls::roots_from_file(name, path)?,
+                    None => tls::system_roots()?,
+                };
+                let client = client
+                    .map(|(var, cert, key)| tls::client_identity(var, &cert, &key))
+                    .transpose()?;
+                Some(tls::Tls::new(roots, client)?)
+            }
             "http" => {
-                if let Some((name, _)) = &ca {
+                for name in ca.iter().map(|(name, _)| *name).chain(client.iter().map(|c| c.0)) {
                     warnings.push(format!(
-                        "{name} is set but the endpoint {shown} is plain http://: the CA is not \
-                         used and spans travel unencrypted"
+                        "{name} is set but the endpoint {shown} is plain http://: it is not used \
+                         and spans travel unencrypted"
                     ));
                 }
                 None
@@ -139,14 +151,6 @@ impl Settings {
                 ));
             }
         };
-        for name in CLIENT_CREDENTIALS {
-            if var(&env, name).is_some() {
-                warnings.push(format!(
-                    "{name} is set, but client certificates (mutual TLS) are not supported: the \
-                     worker sends none, and a collector that requires one refuses its spans"
-                ));
-            }
-        }
         Ok(Some(Settings {
             endpoint,
             tls,
@@ -158,6 +162,22 @@ impl Settings {
     pub fn trusting(&self) -> Option<&str> {
         self.tls.as_ref().map(|t| t.roots_from())
     }
+}
+
+/// The client certificate and key files the env names (the traces pair first): both of a
+/// pair, or neither. Returns the certificate's variable and the two paths.
+fn client_files(
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<(&'static str, String, String)>, String> {
+    for (cert_var, key_var) in CLIENT_CREDENTIALS {
+        match (var(env, cert_var), var(env, key_var)) {
+            (Some(cert), Some(key)) => return Ok(Some((cert_var, cert, key))),
+            (Some(_), None) => return Err(format!("{cert_var} is set without {key_var}: give both")),
+            (None, Some(_)) => return Err(format!("{key_var} is set without {cert_var}: give both")),
+            (None, None) => {}
+        }
+    }
+    Ok(None)
 }
 
 /// Reads the sampler and the export settings from the process's env and turns export on when

@@ -131,7 +131,7 @@ fn a_ca_file_that_cannot_be_used_stops_the_worker_with_the_reason() {
 }
 
 #[test]
-fn the_traces_certificate_is_preferred_and_unused_or_unsupported_settings_are_said() {
+fn the_traces_certificate_is_preferred_and_unused_settings_are_said() {
     let certs = certs();
     let s = settings(&[
         (ENDPOINT, "https://collector:4318"),
@@ -154,15 +154,54 @@ fn the_traces_certificate_is_preferred_and_unused_or_unsupported_settings_are_sa
     );
 
     let s = settings(&[
-        (ENDPOINT, "https://collector:4318"),
-        (CERTIFICATE, text(&certs.ca)),
-        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/otel/client.key"),
+        (ENDPOINT, "http://collector:4318"),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", text(&certs.client_cert)),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", text(&certs.client_key)),
     ]);
     assert!(
-        s.warnings.len() == 1 && s.warnings[0].contains("not supported"),
+        s.warnings.len() == 1
+            && s.warnings[0].starts_with("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE is set")
+            && s.warnings[0].contains("not used"),
         "{:?}",
         s.warnings
     );
+}
+
+#[test]
+fn a_client_certificate_needs_its_key_and_the_key_must_be_its_own() {
+    let certs = certs();
+    let https = (ENDPOINT, "https://collector:4318");
+    let ca = (CERTIFICATE, text(&certs.ca));
+    let e = refused(&[
+        https,
+        ca,
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", text(&certs.client_key)),
+    ]);
+    assert!(
+        e.contains("OTEL_EXPORTER_OTLP_CLIENT_KEY is set without OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
+        "{e}"
+    );
+    let e = refused(&[
+        https,
+        ca,
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+            text(&certs.client_cert),
+        ),
+        ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", text(&certs.stranger_key)),
+    ]);
+    assert!(
+        e.contains("the client certificate OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE")
+            && e.contains("key"),
+        "{e}"
+    );
+    let e = refused(&[
+        https,
+        ca,
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", text(&certs.client_cert)),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/no/such/client.key"),
+    ]);
+    assert!(e.contains("reading the client key /no/such/client.key"), "{e}");
 }
 
 #[test]
@@ -231,18 +270,36 @@ type Received = Arc<Mutex<Vec<(String, ExportTraceServiceRequest)>>>;
 /// An OTLP/HTTP collector that speaks TLS only (with the test's server certificate), on a free
 /// port of `ip`: it keeps every request it can read and answers 200. Returns its https endpoint.
 async fn collector(ip: &str, certs: &Certs) -> (String, Received) {
+    collector_asking(ip, certs, false).await
+}
+
+/// The same; with `client_certificates`, it asks every client for a certificate its CA signed
+/// (mutual TLS) and refuses the handshake without one.
+async fn collector_asking(ip: &str, certs: &Certs, client_certificates: bool) -> (String, Received) {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&certs.server_cert)
         .unwrap()
         .map(Result::unwrap)
         .collect();
     let key = PrivateKeyDer::from_pem_file(&certs.server_key).unwrap();
-    let config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = if client_certificates {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(
+            CertificateDer::pem_file_iter(&certs.ca)
+                .unwrap()
+                .map(Result::unwrap),
+        );
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
             .unwrap();
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let config = builder.with_single_cert(chain, key).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     let endpoint = format!("https://{}", listener.local_addr().unwrap());
@@ -454,4 +511,44 @@ async fn an_https_exporter_never_sends_spans_over_plain_http() {
         .expect_err("http refused")
         .to_string();
     assert!(e.contains("URL scheme is not allowed"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_asks_for_client_certificates_takes_spans_only_with_one_its_ca_signed() {
+    let certs = certs();
+    let (url, received) = collector_asking("127.41.0.2", &certs, true).await;
+    let base = [(ENDPOINT, url.as_str()), (CERTIFICATE, text(&certs.ca))];
+
+    let without = settings(&base);
+    let e = send_one(&without).await.expect_err("no client certificate");
+    assert!(e.contains("CertificateRequired"), "{e}");
+    let stranger = settings(&[
+        base[0],
+        base[1],
+        (
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            text(&certs.stranger_cert),
+        ),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", text(&certs.stranger_key)),
+    ]);
+    let e = send_one(&stranger)
+        .await
+        .expect_err("a certificate of another CA");
+    assert!(e.contains("UnknownCA") || e.contains("BadCertificate"), "{e}");
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "nothing reached the collector"
+    );
+
+    let own = settings(&[
+        base[0],
+        base[1],
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", text(&certs.client_cert)),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", text(&certs.client_key)),
+    ]);
+    let answer = send_one(&own)
+        .await
+        .expect("the CA signed the client certificate");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(received.lock().unwrap().len(), 1);
 }

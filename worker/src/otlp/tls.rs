@@ -3,18 +3,34 @@
 //! certificate chain and host name are verified against the CA file that
 //! `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` or `OTEL_EXPORTER_OTLP_CERTIFICATE` names (those
 //! certificates alone are trusted then, as the OpenTelemetry SDKs do), or against the system's
-//! roots without one. A CA file that cannot be used stops the worker at start with the reason.
+//! roots without one. A client certificate is presented when the collector asks for one
+//! (mutual TLS), from the files `OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_CERTIFICATE` and
+//! `_CLIENT_KEY` name. A CA or client certificate file that cannot be used stops the worker at
+//! start with the reason.
 
 use std::{error::Error, sync::Arc};
 
 use rustls::ClientConfig;
 
+use crate::tls_identity::ClientIdentity;
 pub use crate::tls_roots::Roots;
 
 /// The CA file `var` names: its certificates alone are trusted.
 pub fn roots_from_file(var: &str, path: &str) -> Result<Roots, String> {
     let pem = std::fs::read(path).map_err(|e| format!("{var}: reading the CA file {path}: {e}"))?;
     Roots::from_pem(&pem, format!("{var} ({path})"))
+}
+
+/// The client certificate and key of the files `cert` and `key` (`var` names the certificate).
+pub fn client_identity(var: &str, cert: &str, key: &str) -> Result<ClientIdentity, String> {
+    let read = |path: &str, what: &str| {
+        std::fs::read(path).map_err(|e| format!("{var}: reading the client {what} {path}: {e}"))
+    };
+    ClientIdentity::from_pem(
+        &read(cert, "certificate")?,
+        &read(key, "key")?,
+        format!("{var} ({cert})"),
+    )
 }
 
 /// The system's trusted roots (the worker's image carries a CA bundle).
@@ -34,7 +50,7 @@ pub struct Tls {
 }
 
 impl Tls {
-    pub fn new(roots: Roots) -> Result<Tls, String> {
+    pub fn new(roots: Roots, client: Option<ClientIdentity>) -> Result<Tls, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
             Arc::new(roots.store),
@@ -45,8 +61,15 @@ impl Tls {
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS to the OTLP collector: {e}"))?
-            .with_webpki_verifier(verifier)
-            .with_no_client_auth();
+            .with_webpki_verifier(verifier);
+        let config = match client {
+            Some(ClientIdentity { chain, key, from }) => {
+                config.with_client_auth_cert(chain, key).map_err(|e| {
+                    format!("TLS to the OTLP collector: the client certificate {from} and its key: {e}")
+                })?
+            }
+            None => config.with_no_client_auth(),
+        };
         Ok(Tls {
             config,
             roots_from: roots.from,

@@ -5,7 +5,7 @@
 //! `sslkey` files, as libpq reads them. Settings that cannot work (half a pair, a key that is not
 //! the certificate's, two certificates) are refused, and the worker does not start.
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+pub use crate::tls_identity::ClientIdentity;
 
 use super::dsn::ClientCertFiles;
 
@@ -13,13 +13,6 @@ use super::dsn::ClientCertFiles;
 pub const CERT_ENV: &str = "TROUPE_STORE_CLIENT_CERT";
 /// The env variable that carries its key (PEM, unencrypted).
 pub const KEY_ENV: &str = "TROUPE_STORE_CLIENT_KEY";
-
-/// A client certificate (its chain, leaf first) and its key, and where they came from.
-pub struct ClientIdentity {
-    pub chain: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
-    pub from: String,
-}
 
 /// The client certificate of the connection string's files or of the Secret's PEM texts
 /// (`secret`: certificate, key), if any.
@@ -40,9 +33,9 @@ pub fn identity(
             let cert = read(&files.cert, "sslcert")?;
             let key = read(&files.key, "sslkey")?;
             let from = format!("sslcert {}", files.cert.display());
-            parse(&cert, &key, from).map(Some)
+            ClientIdentity::from_pem(&cert, &key, from).map(Some)
         }
-        (None, (Some(cert), Some(key))) => parse(
+        (None, (Some(cert), Some(key))) => ClientIdentity::from_pem(
             cert.as_bytes(),
             key.as_bytes(),
             format!("the client certificate Secret's tls.crt ({CERT_ENV})"),
@@ -57,26 +50,6 @@ pub fn identity(
 /// A key of the Secret that is set and not blank.
 fn given(pem: Option<&str>) -> Option<&str> {
     pem.filter(|pem| !pem.trim().is_empty())
-}
-
-fn parse(cert: &[u8], key: &[u8], from: String) -> Result<ClientIdentity, String> {
-    let mut chain = Vec::new();
-    for item in CertificateDer::pem_slice_iter(cert) {
-        chain.push(item.map_err(|e| format!("{from} is not valid PEM: {e}"))?);
-    }
-    if chain.is_empty() {
-        return Err(format!(
-            "{from} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)"
-        ));
-    }
-    // The key's own words are not repeated: a malformed key may still be mostly secret.
-    let key = PrivateKeyDer::from_pem_slice(key).map_err(|_| {
-        format!(
-            "the key of {from} is not an unencrypted PEM private key (PKCS#8, PKCS#1 or SEC1; \
-             encrypted keys are not supported)"
-        )
-    })?;
-    Ok(ClientIdentity { chain, key, from })
 }
 
 #[cfg(test)]
