@@ -127,15 +127,7 @@ async fn a_store_that_asks_for_client_certificates_takes_the_workers_and_refuses
     let counter = actor("counter");
     assert_eq!(a.activate(&counter, 1, None).await.unwrap(), None);
     a.save(&counter, 1, &json!({"value": 3}), None).await.unwrap();
-    let libpq = store.dsn_at(
-        "localhost",
-        &format!(
-            "?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
-            certs.ca.display(),
-            certs.client_cert.display(),
-            certs.client_key.display()
-        ),
-    );
+    let libpq = store.dsn_with_client_certificate(&certs);
     let seen = worker_client_certificates(&libpq);
     assert!(
         !seen.is_empty() && seen.iter().all(|dn| dn == "/CN=troupe"),

@@ -116,6 +116,21 @@ impl OwnStore {
         )
     }
 
+    /// The connection string as libpq takes it for a store started with
+    /// [`OwnStore::start_mutual_tls`]: verify-full with `certs`' CA, presenting their client
+    /// certificate (`sslcert`, `sslkey`) for `localhost`.
+    pub fn dsn_with_client_certificate(&self, certs: &super::certs::Certs) -> String {
+        self.dsn_at(
+            "localhost",
+            &format!(
+                "?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+                certs.ca.display(),
+                certs.client_cert.display(),
+                certs.client_key.display()
+            ),
+        )
+    }
+
     pub fn password(&self) -> &str {
         &self.password
     }

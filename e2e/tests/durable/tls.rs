@@ -89,15 +89,7 @@ async fn with_the_store_over_verified_mutual_tls_counters_keep_their_count_acros
 
     // What the store holds, read by psql (libpq, verify-full with the same CA), and the TLS of
     // every connection the workers hold.
-    let libpq = store.dsn_at(
-        "localhost",
-        &format!(
-            "?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
-            certs.ca.display(),
-            certs.client_cert.display(),
-            certs.client_key.display()
-        ),
-    );
+    let libpq = store.dsn_with_client_certificate(&certs);
     let c0 = counts_now(&env, &survivor_ip, ["c0".to_string()].iter()).await["c0"];
     let (_, state) = stored_row(&libpq, &env.namespace, "c0").expect("c0's row");
     assert_eq!(state, json!({ "value": c0 }));
