@@ -239,18 +239,12 @@ fn decorate_worker(
     if let Some(t) = &pool.spec.mailbox.block_timeout {
         env.push(plain_env("TROUPE_MAILBOX_BLOCK_TIMEOUT", t.clone()));
     }
-    env.push(EnvVar {
-        name: "TROUPE_API_TOKEN".into(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: settings.token_secret.clone(),
-                key: "token".into(),
-                optional: Some(true),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    env.push(secret_env(
+        "TROUPE_API_TOKEN",
+        &settings.token_secret,
+        "token",
+        true,
+    ));
     env.extend(persistence_env(&pool.spec.persistence));
     env.extend(settings.extra_env.iter().map(|(k, v)| plain_env(k, v.clone())));
     let user = c.env.get_or_insert_with(Vec::new);

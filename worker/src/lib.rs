@@ -25,6 +25,7 @@ pub mod status;
 pub mod store;
 pub mod supervision;
 pub mod tls_identity;
+pub mod tls_refusal;
 pub mod tls_roots;
 pub mod trace;
 pub mod witness;

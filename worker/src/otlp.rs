@@ -77,6 +77,7 @@ fn var(env: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
 }
 
 /// Whether `env` turns export on (a traces or general endpoint, not empty).
+#[cfg(test)]
 pub fn wanted(env: impl Fn(&str) -> Option<String>) -> bool {
     var(&env, TRACES_ENDPOINT).is_some() || var(&env, ENDPOINT).is_some()
 }
@@ -120,9 +121,6 @@ impl Settings {
         let ca = [TRACES_CERTIFICATE, CERTIFICATE]
             .into_iter()
             .find_map(|name| var(&env, name).map(|path| (name, path)));
-        if matches!(url.scheme(), "http" | "https") && url.host_str().is_none_or(str::is_empty) {
-            return Err(format!("{from}: {shown} names no host"));
-        }
         let client = client_files(&env)?;
         let tls = match url.scheme() {
             "https" => {
@@ -313,10 +311,13 @@ fn start_with(
 /// no ids (a span started after the provider was shut down).
 pub fn trace_of(span: &Span, parent: Option<TraceParent>) -> Option<TraceParent> {
     let cx = opentelemetry::trace::Span::span_context(span);
-    cx.is_valid().then(|| TraceParent {
-        trace_id: u128::from_be_bytes(cx.trace_id().to_bytes()),
-        parent_id: u64::from_be_bytes(cx.span_id().to_bytes()),
-        flags: crate::trace::with_sampled(parent.map_or(0, |p| p.flags), cx.is_sampled()),
+    cx.is_valid().then(|| {
+        TraceParent::hop(
+            parent,
+            u128::from_be_bytes(cx.trace_id().to_bytes()),
+            u64::from_be_bytes(cx.span_id().to_bytes()),
+            cx.is_sampled(),
+        )
     })
 }
 
@@ -330,7 +331,7 @@ struct TokioHttp {
     /// Where the trusted roots come from, for the reason of a refused handshake.
     roots_from: Option<Arc<str>>,
     /// When a failed export was last logged.
-    warned: Arc<Mutex<Option<Instant>>>,
+    warned: Mutex<Option<Instant>>,
 }
 
 impl TokioHttp {
@@ -345,7 +346,7 @@ impl TokioHttp {
             client: builder.build()?,
             runtime,
             roots_from: settings.tls.as_ref().map(|t| t.roots_from().into()),
-            warned: Arc::default(),
+            warned: Mutex::default(),
         })
     }
 
@@ -368,7 +369,7 @@ impl HttpClient for TokioHttp {
         let sent = self.runtime.spawn(async move {
             let (parts, body) = request.into_parts();
             let host = parts.uri.host().unwrap_or_default().to_string();
-            let mut answer = client
+            let answer = client
                 .request(parts.method, parts.uri.to_string())
                 .headers(parts.headers)
                 .body(body)
@@ -379,14 +380,15 @@ impl HttpClient for TokioHttp {
             for (name, value) in answer.headers() {
                 builder = builder.header(name, value);
             }
-            let mut body = Vec::new();
-            while let Some(chunk) = answer.chunk().await.map_err(|e| e.without_url().to_string())? {
-                if body.len() + chunk.len() > MAX_ANSWER {
-                    return Err("the collector's answer is over 64 KiB".to_string());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            builder.body(Bytes::from(body)).map_err(|e| e.to_string())
+            let body = troupe_net::read_response_body(answer, MAX_ANSWER)
+                .await
+                .map_err(|e| match e {
+                    troupe_net::BodyError::TooLarge { .. } => {
+                        "the collector's answer is over 64 KiB".to_string()
+                    }
+                    troupe_net::BodyError::Failed(why) => why,
+                })?;
+            builder.body(body).map_err(|e| e.to_string())
         });
         match sent.await {
             Ok(Ok(answer)) => {

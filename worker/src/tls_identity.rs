@@ -2,7 +2,11 @@
 //! and the OTLP exporter), read from PEM, named by where it came from so that a refusal says
 //! which certificate was refused.
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use rustls::{
+    ClientConfig, ConfigBuilder,
+    client::WantsClientCert,
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+};
 
 /// A client certificate (its chain, leaf first) and its key, and where they came from.
 pub struct ClientIdentity {
@@ -33,5 +37,21 @@ impl ClientIdentity {
             )
         })?;
         Ok(ClientIdentity { chain, key, from })
+    }
+}
+
+/// Finishes a TLS client's settings: presenting `client` to a server that asks for a
+/// certificate, or none. A key that is not the certificate's is refused, the error starting
+/// with `context`.
+pub fn with_client_auth(
+    builder: ConfigBuilder<ClientConfig, WantsClientCert>,
+    client: Option<ClientIdentity>,
+    context: &str,
+) -> Result<ClientConfig, String> {
+    match client {
+        Some(ClientIdentity { chain, key, from }) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("{context}: the client certificate {from} and its key: {e}")),
+        None => Ok(builder.with_no_client_auth()),
     }
 }

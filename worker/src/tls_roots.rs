@@ -25,7 +25,7 @@ impl Roots {
                 "{from} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)"
             ));
         }
-        Roots::from_certs(certs, from)
+        Roots::from_certs(certs, from, false)
     }
 
     /// The system's trusted roots (`SSL_CERT_FILE` or `SSL_CERT_DIR` can point elsewhere), named
@@ -36,15 +36,21 @@ impl Roots {
             let why = found.errors.first().map(|e| format!(": {e}")).unwrap_or_default();
             return Err(format!("{none_found}{why}"));
         }
-        Roots::from_certs(found.certs, from.to_string())
+        // A system bundle may hold a certificate webpki cannot use: the others are enough.
+        Roots::from_certs(found.certs, from.to_string(), true)
     }
 
-    fn from_certs(certs: Vec<CertificateDer<'static>>, from: String) -> Result<Roots, String> {
+    /// `certs` as trusted roots; unless `skip_unreadable`, every one must be usable (a CA given
+    /// on purpose that cannot be used is a mistake to say).
+    fn from_certs(
+        certs: Vec<CertificateDer<'static>>,
+        from: String,
+        skip_unreadable: bool,
+    ) -> Result<Roots, String> {
         let mut store = RootCertStore::empty();
         let total = certs.len();
         let (added, ignored) = store.add_parsable_certificates(certs);
-        // A system bundle may hold a certificate webpki cannot use; a CA given on purpose may not.
-        if added == 0 || (ignored > 0 && !from.starts_with("the system")) {
+        if added == 0 || (ignored > 0 && !skip_unreadable) {
             return Err(format!(
                 "{ignored} of the {total} certificate(s) in {from} cannot be read as X.509"
             ));

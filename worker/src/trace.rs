@@ -92,7 +92,18 @@ impl TraceParent {
         self.flags & SAMPLED != 0
     }
 
+    /// The hop that is span `span_id` of trace `trace_id` under `parent`, sampled as `sampled`
+    /// says (the parent's other flags kept).
+    pub fn hop(parent: Option<TraceParent>, trace_id: u128, span_id: u64, sampled: bool) -> Self {
+        Self {
+            trace_id,
+            parent_id: span_id,
+            flags: with_sampled(parent.map_or(0, |p| p.flags), sampled),
+        }
+    }
+
     /// A span of this trace that this one is the parent of (a new, random, non-zero span id).
+    #[cfg(test)]
     pub fn child(&self) -> Self {
         Self {
             parent_id: new_span_id(),
@@ -101,11 +112,13 @@ impl TraceParent {
     }
 
     /// The trace id as 32 hex digits, as logs and trace backends show it.
+    #[cfg(test)]
     pub fn trace_id_hex(&self) -> String {
         TraceIdHex(self.trace_id).to_string()
     }
 
     /// The span id as 16 hex digits.
+    #[cfg(test)]
     pub fn span_id_hex(&self) -> String {
         SpanIdHex(self.parent_id).to_string()
     }
@@ -366,11 +379,7 @@ pub fn within<F: Future>(
         None => {
             let trace_id = parent.map_or_else(new_trace_id, |p| p.trace_id);
             let sampled = sampling().sampled(parent.map(|p| p.sampled()), trace_id);
-            TraceParent {
-                trace_id,
-                parent_id: new_span_id(),
-                flags: with_sampled(parent.map_or(0, |p| p.flags), sampled),
-            }
+            TraceParent::hop(parent, trace_id, new_span_id(), sampled)
         }
     };
     let (trace_id, span_id) = (TraceIdHex(trace.trace_id), SpanIdHex(trace.parent_id));

@@ -1,6 +1,7 @@
 //! The worker Deployment built from pools: names, labels, accounts, env, probes, security.
 
 use super::*;
+use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::json;
 
 fn pool() -> ActorPool {
@@ -16,15 +17,13 @@ fn pool() -> ActorPool {
     p
 }
 
+/// The pod template's spec of a built Deployment.
+fn pod_spec(d: &Deployment) -> &PodSpec {
+    d.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+}
+
 fn env(d: &Deployment) -> BTreeMap<String, EnvVar> {
-    d.spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
+    pod_spec(d).containers[0]
         .env
         .clone()
         .unwrap()
@@ -56,17 +55,7 @@ fn workers_run_as_their_pools_account_unless_the_template_names_one() {
         worker_cluster_role: "troupe-worker".into(),
         ..Default::default()
     };
-    let account = |d: &Deployment| {
-        d.spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .service_account_name
-            .clone()
-    };
+    let account = |d: &Deployment| pod_spec(d).service_account_name.clone();
     assert_eq!(
         account(&build_deployment(&pool(), "abc123", &settings)).as_deref(),
         Some("counters-worker")
@@ -209,7 +198,7 @@ fn workers_get_downward_api_env_pool_settings_and_the_users_values_win() {
 #[test]
 fn workers_run_restricted_with_probes() {
     let d = build_deployment(&pool(), "abc123", &WorkerSettings::default());
-    let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let pod = pod_spec(&d);
     assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
     let c = &pod.containers[0];
     let sc = c.security_context.as_ref().unwrap();

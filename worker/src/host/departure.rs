@@ -12,10 +12,10 @@ use super::*;
 /// after 5 s).
 const FETCH_WAIT: Duration = Duration::from_secs(10);
 
-/// The departures under way, each until it ended (whichever way it returns).
+/// The departures under way, each until it ended (whichever way it returns): one per actor at
+/// most, as an actor assigned here again waits for its departure before it gets a slot.
 #[derive(Default)]
 pub(super) struct UnderWay {
-    count: AtomicUsize,
     /// Per actor, a channel whose sender lives as long as its departure: waiting for the
     /// departure is waiting for the channel to close.
     by_actor: Mutex<HashMap<ActorKey, watch::Receiver<()>>>,
@@ -39,7 +39,6 @@ impl Drop for Departing {
         {
             by_actor.remove(&self.key);
         }
-        self.under_way.count.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -80,18 +79,17 @@ impl Host {
 
     /// Takes the actor off the map and counts its departure (nothing if it is not hosted).
     fn begin_departure(&self, key: &ActorKey) -> Option<Departing> {
-        let slot = self
-            .slots
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key)?;
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        let slot = slots.remove(key)?;
         let (ends, ended) = watch::channel(());
-        self.departing.count.fetch_add(1, Ordering::SeqCst);
+        // Counted before the map lock is let go: a leave that finds the actor off the map
+        // finds its departure.
         self.departing
             .by_actor
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.clone(), ended.clone());
+        drop(slots);
         Some(Departing {
             under_way: self.departing.clone(),
             key: key.clone(),
@@ -290,7 +288,11 @@ impl Host {
     /// departure under way (an actor still handling its last messages), every departure taken by the status writer (a batch under way confirms it before the writer
     /// stops) and every state handed over taken by the next worker.
     pub fn departures_settled(&self) -> bool {
-        self.departing.count.load(Ordering::SeqCst) == 0
+        self.departing
+            .by_actor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
             && self.departed.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
             && self.handoff.is_empty()
     }

@@ -12,8 +12,11 @@ use std::{error::Error, sync::Arc};
 
 use rustls::ClientConfig;
 
-use crate::tls_identity::ClientIdentity;
 pub use crate::tls_roots::Roots;
+use crate::{
+    tls_identity::{ClientIdentity, with_client_auth},
+    tls_refusal::{refusal, rustls_error},
+};
 
 /// The CA file `var` names: its certificates alone are trusted.
 pub fn roots_from_file(var: &str, path: &str) -> Result<Roots, String> {
@@ -62,14 +65,7 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS to the OTLP collector: {e}"))?
             .with_webpki_verifier(verifier);
-        let config = match client {
-            Some(ClientIdentity { chain, key, from }) => {
-                config.with_client_auth_cert(chain, key).map_err(|e| {
-                    format!("TLS to the OTLP collector: the client certificate {from} and its key: {e}")
-                })?
-            }
-            None => config.with_no_client_auth(),
-        };
+        let config = with_client_auth(config, client, "TLS to the OTLP collector")?;
         Ok(Tls {
             config,
             roots_from: roots.from,
@@ -88,9 +84,8 @@ impl Tls {
 /// A failed export request in words: a refused handshake says why, naming where the trusted
 /// roots come from; anything else gives the chain of causes (never the URL).
 pub fn describe(e: &reqwest::Error, host: &str, roots_from: Option<&str>) -> String {
-    use rustls::{CertificateError as C, Error as E};
     let mut causes: Vec<String> = Vec::new();
-    let mut tls: Option<&E> = None;
+    let mut tls: Option<&rustls::Error> = None;
     let mut next: Option<&(dyn Error + 'static)> = e.source();
     while let Some(cause) = next {
         tls = tls.or_else(|| rustls_error(cause));
@@ -106,26 +101,7 @@ pub fn describe(e: &reqwest::Error, host: &str, roots_from: Option<&str>) -> Str
         let causes = troupe_net::redact_urls_in(&causes.join(": "));
         return format!("sending spans to the collector {what}: {causes}");
     };
-    match tls {
-        E::InvalidCertificate(C::UnknownIssuer) => {
-            format!("the collector's certificate is not signed by a trusted root ({roots}): {tls}")
-        }
-        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
-            format!("the collector's certificate is not valid for the endpoint's host name {host:?}: {tls}")
-        }
-        E::InvalidCertificate(_) => format!("the collector's certificate was refused: {tls}"),
-        E::AlertReceived(_) => format!("the collector refused the TLS handshake: {tls}"),
-        _ => format!("the TLS handshake with the collector failed: {tls}"),
-    }
-}
-
-/// The rustls error `e` is or wraps in io::Errors (which hide what they wrap from `source()`;
-/// the handshake's comes wrapped twice).
-fn rustls_error<'a>(mut e: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
-    loop {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
-    }
+    refusal(tls, "collector", roots, || {
+        format!("the collector's certificate is not valid for the endpoint's host name {host:?}")
+    })
 }

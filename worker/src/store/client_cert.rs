@@ -48,7 +48,7 @@ pub fn identity(
 }
 
 /// A key of the Secret that is set and not blank.
-fn given(pem: Option<&str>) -> Option<&str> {
+pub(super) fn given(pem: Option<&str>) -> Option<&str> {
     pem.filter(|pem| !pem.trim().is_empty())
 }
 

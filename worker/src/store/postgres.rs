@@ -220,15 +220,8 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 fn pg_unavailable(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(db) => StoreError::Unavailable(format!("{} ({})", db.message(), db.code().code())),
-        None => {
-            let mut text = e.to_string();
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                text = format!("{text}: {c}");
-                cause = c.source();
-            }
-            StoreError::Unavailable(text)
-        }
+        // The error and its causes, each after a colon.
+        None => StoreError::Unavailable(format!("{:#}", anyhow::Error::new(e))),
     }
 }
 

@@ -37,10 +37,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
 
 use super::{
-    client_cert::ClientIdentity,
+    client_cert::{ClientIdentity, given},
     dsn::{RootCert, SslMode},
 };
-use crate::tls_roots::Roots;
+use crate::{
+    tls_identity::with_client_auth,
+    tls_refusal::{refusal, rustls_error},
+    tls_roots::Roots,
+};
 
 /// The env variable that carries the store Secret's CA (PEM), when the Secret has one.
 pub const CA_ENV: &str = "TROUPE_STORE_CA";
@@ -65,7 +69,7 @@ pub fn plan(
     secret_ca: Option<&str>,
     client: Option<ClientIdentity>,
 ) -> Result<TlsPlan, String> {
-    let secret_ca = secret_ca.filter(|pem| !pem.trim().is_empty());
+    let secret_ca = given(secret_ca);
     let roots = match (sslrootcert, secret_ca) {
         (Some(_), Some(_)) => {
             return Err(format!(
@@ -226,28 +230,17 @@ impl MakeRustls {
                     .map_err(|e| format!("TLS: {e}"))?;
                 builder.with_webpki_verifier(verifier)
             }
-            (Verify::Chain, Some(roots)) => {
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(ChainOnly {
-                        roots: Some(roots),
-                        algorithms,
-                    }))
-            }
-            _ => builder
+            // The chain against the roots with verify-ca (and prefer/require given roots);
+            // nothing of the certificate without.
+            (verify, roots) => builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(ChainOnly {
-                    roots: None,
+                    roots: roots.filter(|_| verify == Verify::Chain),
                     algorithms,
                 })),
         };
         let client_from = client.as_ref().map(|c| c.from.as_str().into());
-        let mut config = match client {
-            Some(ClientIdentity { chain, key, from }) => verified
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("TLS: the client certificate {from} and its key: {e}"))?,
-            None => verified.with_no_client_auth(),
-        };
+        let mut config = with_client_auth(verified, client, "TLS")?;
         // PostgreSQL 17 asks for ALPN with sslnegotiation=direct; older servers ignore it.
         config.alpn_protocols = vec![b"postgresql".to_vec()];
         Ok(MakeRustls {
@@ -375,22 +368,15 @@ where
 /// A handshake's failure in the words of the settings that caused it (tokio-postgres puts
 /// "error performing TLS handshake" before it). Never the connection string.
 fn explain(e: io::Error, host: &str, roots_from: &str) -> io::Error {
-    use rustls::{CertificateError as C, Error as E};
-    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<E>()) else {
+    let Some(tls) = rustls_error(&e) else {
         return io::Error::new(e.kind(), format!("the TLS handshake with the store failed: {e}"));
     };
-    let why = match tls {
-        E::InvalidCertificate(C::UnknownIssuer) => {
-            format!("the store's certificate is not signed by a trusted root ({roots_from}): {tls}")
-        }
-        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => format!(
+    let why = refusal(tls, "store", roots_from, || {
+        format!(
             "the store's certificate is not valid for the host name {host:?} of the connection \
-             string (sslmode=verify-full checks it): {tls}"
-        ),
-        E::InvalidCertificate(_) => format!("the store's certificate was refused: {tls}"),
-        E::AlertReceived(_) => format!("the store refused the TLS handshake: {tls}"),
-        _ => format!("the TLS handshake with the store failed: {tls}"),
-    };
+             string (sslmode=verify-full checks it)"
+        )
+    });
     io::Error::new(e.kind(), why)
 }
 
@@ -398,9 +384,7 @@ fn explain(e: io::Error, host: &str, roots_from: &str) -> io::Error {
 /// checks it after the handshake, so its alert arrives at the first read.
 fn explain_read(e: io::Error, client_from: Option<&str>) -> io::Error {
     use rustls::{AlertDescription as A, Error as E};
-    let (Some(from), Some(E::AlertReceived(alert))) =
-        (client_from, e.get_ref().and_then(|i| i.downcast_ref::<E>()))
-    else {
+    let (Some(from), Some(E::AlertReceived(alert))) = (client_from, rustls_error(&e)) else {
         return e;
     };
     match alert {
