@@ -14,7 +14,7 @@
 //! cluster reaches the workers. Only `GET /metrics` is ever sent, with no credential.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -133,7 +133,13 @@ impl Mailboxes {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
             s.looked.retain(|_, then| now.duration_since(*then) < LOOKED);
-            s.looked.keys().cloned().collect()
+            let pools: Vec<PoolKey> = s.looked.keys().cloned().collect();
+            if pools.is_empty() {
+                // No pool page open: nothing to read, and no reading kept current.
+                s.read.clear();
+                return;
+            }
+            pools
         };
         let now = Timestamp::now();
         let workers: Vec<(WorkerKey, String, Option<String>)> = stores
@@ -157,23 +163,19 @@ impl Mailboxes {
             .buffer_unordered(IN_FLIGHT)
             .collect()
             .await;
-        let mut changed: Vec<PoolKey> = Vec::new();
+        let mut changed: BTreeSet<PoolKey> = BTreeSet::new();
         {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let polled: Vec<WorkerKey> = readings.iter().map(|(w, _, _)| w.clone()).collect();
             // Workers no longer read (expired, gone, their pool no longer looked at) are
             // forgotten: a reading is only shown while it is kept current.
-            s.read.retain(|w, _| polled.contains(w));
+            let old = std::mem::take(&mut s.read);
             for (worker, pool, m) in readings {
-                let ns = worker.0.clone();
-                if s.read.get(&worker).is_none_or(|old| old.differs(&m)) {
-                    changed.push((ns, pool));
+                if old.get(&worker).is_none_or(|o| o.differs(&m)) {
+                    changed.insert((worker.0.clone(), pool));
                 }
                 s.read.insert(worker, m);
             }
         }
-        changed.sort();
-        changed.dedup();
         for (namespace, pool) in changed {
             hub.report(Change::Lease { namespace, pool });
         }
@@ -206,7 +208,7 @@ async fn read(http: &reqwest::Client, addr: Option<&str>) -> Mailbox {
             "its metrics at {addr} {what}: a console outside the pod network (kubectl troupe console on your machine, against a cluster) cannot reach workers; the operator's console in the cluster can"
         ))
     };
-    let mut resp = match http.get(format!("http://{addr}/metrics")).send().await {
+    let resp = match http.get(format!("http://{addr}/metrics")).send().await {
         Ok(r) => r,
         Err(e) if e.is_timeout() => return unreachable("did not answer within 2 s"),
         Err(_) => return unreachable("could not be reached"),
@@ -214,16 +216,13 @@ async fn read(http: &reqwest::Client, addr: Option<&str>) -> Mailbox {
     if !resp.status().is_success() {
         return Mailbox::Unknown(format!("its metrics at {addr} answered {}", resp.status()));
     }
-    let mut body = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) if body.len() + c.len() <= MAX_BODY => body.extend_from_slice(&c),
-            Ok(Some(_)) => return Mailbox::Unknown(format!("its metrics at {addr} are over 1 MiB")),
-            Ok(None) => break,
-            Err(e) if e.is_timeout() => return unreachable("did not answer within 2 s"),
-            Err(_) => return unreachable("could not be read to the end"),
+    let body = match troupe_net::read_response_body(resp, MAX_BODY).await {
+        Ok(body) => body,
+        Err(troupe_net::BodyError::TooLarge { .. }) => {
+            return Mailbox::Unknown(format!("its metrics at {addr} are over 1 MiB"));
         }
-    }
+        Err(troupe_net::BodyError::Failed(_)) => return unreachable("could not be read to the end"),
+    };
     match depth(&String::from_utf8_lossy(&body)) {
         Some(messages) => Mailbox::Known {
             messages,

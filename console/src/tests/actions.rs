@@ -62,22 +62,27 @@ pub(super) fn console_with(
         }
     });
     let client = kube::Client::new(api, "default");
-    let results = Results::new(access.key("troupe-console results"));
-    let app = Arc::new(App {
-        stores: Stores::detached(),
+    let app = test_app(Stores::detached(), client, access, csrf);
+    (router(app), calls)
+}
+
+/// The console's state for a test: `stores`, the API server behind `client`, served as
+/// `access` says with `csrf`.
+pub(super) fn test_app(stores: Stores, client: kube::Client, access: Access, csrf: Csrf) -> Arc<App> {
+    Arc::new(App {
+        stores,
         hub: Hub::start(),
         namespace: None,
         any_host: access.in_cluster(),
         messenger: Messenger::new(client.clone(), Route::Lease),
         client,
         csrf,
-        results,
+        results: Results::new(access.key("troupe-console results")),
         instance: "test".into(),
         regions: Default::default(),
         mailboxes: Default::default(),
         access,
-    });
-    (router(app), calls)
+    })
 }
 
 pub(super) fn post(path: &str, origin: Option<&str>, form: &str) -> Request<Body> {

@@ -17,7 +17,6 @@ use axum::{
 use http_body_util::BodyExt;
 use kube::runtime::watcher::Event as WatchEvent;
 use tower::ServiceExt;
-use troupe_client::messages::{Messenger, Route};
 use troupe_crds::ActorPhase;
 
 use super::*;
@@ -25,11 +24,10 @@ use crate::{
     access::{Access, Acts},
     csrf::Csrf,
     live::{
-        Change, Hub,
+        Change,
         regions::{FRESH, Got, KEPT, Key, Region, Regions},
     },
     pages::Served,
-    results::Results,
     server::{App, router},
     watch::Stores,
 };
@@ -156,20 +154,7 @@ fn console(
     });
     let client = kube::Client::new(api, "default");
     let (stores, writer) = Stores::with(actors, vec![]);
-    let app = Arc::new(App {
-        stores,
-        hub: Hub::start(),
-        namespace: None,
-        any_host: false,
-        messenger: Messenger::new(client.clone(), Route::Lease),
-        client,
-        csrf: Csrf::fixed("t"),
-        results: Results::new(Access::Local.key("troupe-console results")),
-        instance: "test".into(),
-        access: Access::Local,
-        regions: Default::default(),
-        mailboxes: Default::default(),
-    });
+    let app = super::actions::test_app(stores, client, Access::Local, Csrf::fixed("t"));
     (router(app.clone()), app, writer)
 }
 

@@ -134,10 +134,11 @@ pub fn chart(result: &MetricResult, measured_at: Option<Timestamp>) -> Option<Ch
     // one time (or just one) sit at the right edge, where the newest always is.
     let oldest = history.iter().map(|m| m.time.0).min()?;
     let newest = history.iter().map(|m| m.time.0).max()?;
-    let span = newest.duration_since(oldest).as_secs_f64();
+    let elapsed = newest.duration_since(oldest);
+    let seconds = elapsed.as_secs_f64();
     let x_of = |t: Timestamp| {
-        let share = if span > 0.0 {
-            t.duration_since(oldest).as_secs_f64() / span
+        let share = if seconds > 0.0 {
+            t.duration_since(oldest).as_secs_f64() / seconds
         } else {
             1.0
         };
@@ -168,7 +169,7 @@ pub fn chart(result: &MetricResult, measured_at: Option<Timestamp>) -> Option<Ch
             fail_zones.push((y_of(min), BOTTOM));
         }
     }
-    let over = (span > 0.0).then(|| short(newest.duration_since(oldest)));
+    let over = (seconds > 0.0).then(|| short(elapsed));
     let summary = summary(
         &result.name,
         &points,
