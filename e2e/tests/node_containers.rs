@@ -264,9 +264,7 @@ async fn a_pod_runs_as_a_container_with_its_security_context_limits_secret_and_p
     assert_eq!(seen["HOSTNAME"], name.as_str());
 
     // Logs in the node's log folder, in the CRI format a kubelet writes.
-    let log = PathBuf::from(std::env::var("TROUPE_CLUSTER_DIR").unwrap())
-        .join("pods/logs")
-        .join(format!("{}_{name}_app.log", env.namespace));
+    let log = env.container_log(&name, "app");
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         text.contains(" stdout F testpod listening on"),

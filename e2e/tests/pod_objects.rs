@@ -6,7 +6,6 @@ mod common;
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -204,9 +203,7 @@ async fn kubectl_delete_pod_stops_it_gracefully_and_the_deployment_replaces_it()
         "gone after {took:?}, before its 5 s grace period"
     );
     // SIGKILL came only after SIGTERM: the pod logged that it ignored it.
-    let log = PathBuf::from(std::env::var("TROUPE_CLUSTER_DIR").unwrap())
-        .join("pods/logs")
-        .join(format!("{}_{name}_app.log", env.namespace));
+    let log = env.container_log(&name, "app");
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         text.contains("SIGTERM received and ignored"),

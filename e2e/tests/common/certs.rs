@@ -10,7 +10,6 @@ pub use troupe_proptest::certs::Certs;
 /// algorithm (not the usual SHA-256) for a login to work.
 pub fn make() -> Certs {
     Certs::make(&CertSpec {
-        server_names: &["localhost", "127.0.0.1"],
         ca_curve: "P-384",
         digest: "sha384",
         ..CertSpec::default()

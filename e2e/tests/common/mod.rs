@@ -209,6 +209,14 @@ impl TestEnv {
             .join(container)
     }
 
+    /// The log of a pod's container, in the CRI format a kubelet writes (the node agent's log
+    /// folder).
+    pub fn container_log(&self, pod: &str, container: &str) -> PathBuf {
+        PathBuf::from(required_env("TROUPE_CLUSTER_DIR"))
+            .join("pods/logs")
+            .join(format!("{}_{pod}_{container}.log", self.namespace))
+    }
+
     /// Creates the Secret `name` in this namespace (the node agent reads it from the API server,
     /// as a kubelet does).
     pub fn secret(&self, name: &str, data: &[(&str, &str)]) {

@@ -43,26 +43,22 @@ pub struct OwnStore {
 impl OwnStore {
     /// Makes a fresh data folder and starts the server (a few seconds).
     pub fn start(test: &str) -> OwnStore {
-        OwnStore::start_with(test, None)
+        OwnStore::start_with(test, None, false)
     }
 
     /// The same, serving TLS with `certs`' server certificate, and TLS only (`hostssl`): a
     /// connection without TLS is refused.
     pub fn start_tls(test: &str, certs: &super::certs::Certs) -> OwnStore {
-        OwnStore::start_with(test, Some(certs))
+        OwnStore::start_with(test, Some(certs), false)
     }
 
     /// The same, also asking every client for a certificate signed by `certs`' CA for the user
     /// it logs in as (`clientcert=verify-full`), besides the password.
     pub fn start_mutual_tls(test: &str, certs: &super::certs::Certs) -> OwnStore {
-        OwnStore::start_with_client_ca(test, Some(certs), true)
+        OwnStore::start_with(test, Some(certs), true)
     }
 
-    fn start_with(test: &str, tls: Option<&super::certs::Certs>) -> OwnStore {
-        OwnStore::start_with_client_ca(test, tls, false)
-    }
-
-    fn start_with_client_ca(test: &str, tls: Option<&super::certs::Certs>, client_ca: bool) -> OwnStore {
+    fn start_with(test: &str, tls: Option<&super::certs::Certs>, client_ca: bool) -> OwnStore {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -101,10 +97,7 @@ impl OwnStore {
     }
 
     pub fn dsn(&self) -> String {
-        format!(
-            "postgres://troupe:{}@127.0.0.1:{}/postgres",
-            self.password, self.port
-        )
+        self.dsn_at("127.0.0.1", "")
     }
 
     /// The connection string for `host` (the name TLS checks), with `query` (`?sslmode=…`, or
@@ -188,8 +181,6 @@ pub fn stored_row(dsn: &str, namespace: &str, name: &str) -> Option<(i64, Value)
     ))
 }
 
-/// The store's connections from workers (`application_name` troupe-worker), as `(all, TLS)`,
-/// read with `psql` from `pg_stat_activity` and `pg_stat_ssl`.
 /// The client certificates (their subject, or empty) of the worker's connections, as the
 /// server saw them.
 pub fn worker_client_certificates(dsn: &str) -> Vec<String> {
@@ -201,6 +192,8 @@ pub fn worker_client_certificates(dsn: &str) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }
 
+/// The store's connections from workers (`application_name` troupe-worker), as `(all, TLS)`,
+/// read with `psql` from `pg_stat_activity` and `pg_stat_ssl`.
 pub fn worker_connections(dsn: &str) -> (u32, u32) {
     let text = psql(
         dsn,

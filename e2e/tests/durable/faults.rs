@@ -95,20 +95,6 @@ async fn with_interval_counters_lose_fewer_changes_than_the_interval_across_kill
     }
 }
 
-/// The Ready condition's reason on an actor's status ("" when none).
-fn ready_reason(env: &TestEnv, name: &str) -> (String, String) {
-    let a = env.kubectl_json(&["get", "actor", name]);
-    let reason = a["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == "Ready")
-        .and_then(|c| c["reason"].as_str())
-        .unwrap_or("")
-        .to_string();
-    (a["status"]["phase"].as_str().unwrap_or("").to_string(), reason)
-}
-
 #[tokio::test]
 async fn when_the_store_stops_actors_refuse_messages_and_recover_by_themselves_once_it_is_back() {
     // A store of this test's own: stopping the shared one would fail the other tests.
@@ -128,7 +114,7 @@ async fn when_the_store_stops_actors_refuse_messages_and_recover_by_themselves_o
     let unknown = send(&env, &ip, "c0", "tell", json!(1)).await.status();
     assert_eq!(unknown, 504, "a tell while the store is down");
     eventually("c0 shows that it waits for the store", WAIT, || {
-        let now = ready_reason(&env, "c0");
+        let now = ready(&env, "c0");
         std::future::ready((now.0 == "Starting" && now.1 == "StoreUnavailable").then_some(()))
     })
     .await;
@@ -140,16 +126,14 @@ async fn when_the_store_stops_actors_refuse_messages_and_recover_by_themselves_o
             .0
     );
     eventually("the new actor waits for the store", WAIT, || {
-        let now = ready_reason(&env, "late");
+        let now = ready(&env, "late");
         std::future::ready((now.0 == "Starting" && now.1 == "StoreUnavailable").then_some(()))
     })
     .await;
 
     store.resume();
     eventually("c0 and the new actor Running again by themselves", WAIT, || {
-        let ok = ["c0", "late"]
-            .iter()
-            .all(|n| ready_reason(&env, n).0 == "Running");
+        let ok = ["c0", "late"].iter().all(|n| ready(&env, n).0 == "Running");
         std::future::ready(ok.then_some(()))
     })
     .await;

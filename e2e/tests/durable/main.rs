@@ -248,6 +248,24 @@ impl Senders {
     }
 }
 
+/// The Ready condition of an actor: (phase, reason, message).
+fn ready(env: &TestEnv, name: &str) -> (String, String, String) {
+    let a = env.kubectl_json(&["get", "actor", name]);
+    let ready = a["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+        .unwrap_or_default();
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    (
+        s(&a["status"]["phase"]),
+        s(&ready["reason"]),
+        s(&ready["message"]),
+    )
+}
+
 /// Sends `verb` with `body` to actor `name` through the worker at `ip` (which forwards it).
 async fn send(env: &TestEnv, ip: &str, name: &str, verb: &str, body: Value) -> reqwest::Response {
     reqwest::Client::new()

@@ -5,31 +5,11 @@
 //! TLS only, and a pool whose Secret holds the wrong CA holds its actor with the certificate's
 //! reason.
 
-use std::path::PathBuf;
-
 use super::*;
 use crate::common::{
     TestEnv, certs, eventually,
     store::{OwnStore, stored_row, worker_client_certificates, worker_connections},
 };
-
-/// The Ready condition of an actor: (phase, reason, message).
-fn ready(env: &TestEnv, name: &str) -> (String, String, String) {
-    let a = env.kubectl_json(&["get", "actor", name]);
-    let ready = a["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == "Ready")
-        .cloned()
-        .unwrap_or_default();
-    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-    (
-        s(&a["status"]["phase"]),
-        s(&ready["reason"]),
-        s(&ready["message"]),
-    )
-}
 
 #[tokio::test]
 async fn with_the_store_over_verified_mutual_tls_counters_keep_their_count_across_kill_9_and_a_wrong_ca_holds_the_actor_with_the_reason()
@@ -72,13 +52,7 @@ async fn with_the_store_over_verified_mutual_tls_counters_keep_their_count_acros
         .into_iter()
         .find(|p| p["ip"] == survivor_ip.as_str())
         .unwrap();
-    let log = PathBuf::from(std::env::var("TROUPE_CLUSTER_DIR").unwrap())
-        .join("pods/logs")
-        .join(format!(
-            "{}_{}_worker.log",
-            env.namespace,
-            survivor["name"].as_str().unwrap()
-        ));
+    let log = env.container_log(survivor["name"].as_str().unwrap(), "worker");
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         text.contains("sslmode=verify-full, trusting the store Secret's ca.crt")
